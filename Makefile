@@ -1,0 +1,63 @@
+# motomind — see README.md. `make demo` and `make test` work on a fresh
+# Debian 12 machine: they install what is missing (as root) and start a
+# throwaway PostgreSQL under the project when no database is configured.
+
+LUA ?= lua5.4
+PKG_LUA := $(if $(filter luajit,$(LUA)),luajit,lua5.4)
+BUILD := build/$(LUA)
+CORE := $(BUILD)/motomind/core.so
+
+CC ?= cc
+CFLAGS ?= -O2 -g
+WARN := -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -Wshadow \
+        -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+# LuaRocks passes LUA_INCDIR; otherwise pkg-config finds the headers.
+LUA_CFLAGS ?= $(if $(LUA_INCDIR),-I$(LUA_INCDIR),$(shell pkg-config --cflags $(PKG_LUA) 2>/dev/null))
+DEP_CFLAGS = $(shell pkg-config --cflags libpq libcjson)
+DEP_LIBS = $(shell pkg-config --libs libpq libcjson)
+SRCS := $(wildcard src/*.c)
+HDRS := $(wildcard src/*.h)
+
+# Installation directories (LuaRocks passes its own).
+PREFIX ?= /usr/local
+LUADIR ?= $(PREFIX)/share/lua/5.4
+LIBDIR ?= $(PREFIX)/lib/lua/5.4
+
+.PHONY: all build deps demo test check-memory install clean pg-start pg-stop
+
+all build: $(CORE)
+
+$(CORE): $(SRCS) $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(WARN) -fPIC -shared $(LUA_CFLAGS) $(DEP_CFLAGS) \
+	  -o $@ $(SRCS) $(DEP_LIBS)
+
+deps:
+	@tools/deps
+
+demo: deps
+	@$(MAKE) --no-print-directory build
+	@tools/with-db $(LUA) bin/motomind demo
+
+test: deps
+	@$(MAKE) --no-print-directory build LUA=lua5.4
+	@$(MAKE) --no-print-directory build LUA=luajit
+	@tools/with-db tools/run-suite
+
+check-memory: deps
+	@$(MAKE) --no-print-directory build LUA=lua5.4
+	@tools/with-db tools/run-suite --memory-only
+
+pg-start:
+	@tools/pg-local start
+pg-stop:
+	@tools/pg-local stop
+
+install: $(CORE)
+	mkdir -p $(DESTDIR)$(LIBDIR)/motomind $(DESTDIR)$(LUADIR)/motomind/sql/migrations
+	cp $(CORE) $(DESTDIR)$(LIBDIR)/motomind/core.so
+	cp lua/motomind/*.lua $(DESTDIR)$(LUADIR)/motomind/
+	cp sql/migrations/*.sql $(DESTDIR)$(LUADIR)/motomind/sql/migrations/
+
+clean:
+	rm -rf build

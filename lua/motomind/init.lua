@@ -1,0 +1,142 @@
+--- motomind: vehicle records on PostgreSQL. The public API.
+-- Database calls return their results, or nil, message, sqlstate, detail;
+-- misuse (wrong argument types, a closed connection) raises.
+local core = require "motomind.core"
+
+local M = {
+  null = core.null,
+  version = core.version,
+  json = {
+    encode = core.json_encode,
+    decode = core.json_decode,
+    array_mt = core.json_array_mt,
+  },
+  DEFAULT_SCHEMA = "motomind",
+}
+
+local Connection = core.Connection
+M.Connection = Connection
+
+-- Per-connection settings, without keeping closed connections alive.
+local settings = setmetatable({}, { __mode = "k" })
+
+local Error = {}
+Error.__index = Error
+function Error.__tostring(e)
+  if e.sqlstate then return e.message .. " (SQLSTATE " .. e.sqlstate .. ")" end
+  return e.message
+end
+M.Error = Error
+
+--- The raising flavour of any nil-on-failure call: returns its results, or
+-- raises an Error object { message, sqlstate, detail } that prints nicely.
+function M.assert(ok, ...)
+  if ok then return ok, ... end
+  local message, sqlstate, detail = ...
+  error(setmetatable({ message = message or "unknown error", sqlstate = sqlstate,
+                       detail = detail }, Error), 2)
+end
+
+--- True when a database is configured in the environment.
+function M.configured()
+  if os.getenv("DATABASE_URL") then return true end
+  for _, v in ipairs { "PGHOST", "PGHOSTADDR", "PGPORT", "PGDATABASE", "PGUSER", "PGSERVICE" } do
+    if os.getenv(v) then return true end
+  end
+  return false
+end
+
+--- connect([conninfo_or_url], [{ schema = "motomind" }]) -> db | nil, message, sqlstate.
+-- Without a conninfo: DATABASE_URL, else libpq's PG* variables.
+function M.connect(conninfo, opts)
+  if conninfo ~= nil and type(conninfo) ~= "string" then
+    error("bad argument #1 to 'connect' (string expected, got " .. type(conninfo) .. ")", 2)
+  end
+  opts = opts or {}
+  local db, err, sqlstate = core.connect(conninfo or os.getenv("DATABASE_URL") or "")
+  if not db then return nil, err, sqlstate end
+  local schema = opts.schema or M.DEFAULT_SCHEMA
+  settings[db] = { schema = schema }
+  -- Unqualified names in ad-hoc queries resolve to motomind's schema first.
+  local ok, e2, s2 = db:query("SELECT set_config('search_path', $1, false)",
+    db:escape_identifier(schema) .. ", public")
+  if not ok then db:close(); return nil, e2, s2 end
+  return db
+end
+
+--- The schema motomind's objects live in, for this connection.
+function Connection:schema()
+  return settings[self] and settings[self].schema or M.DEFAULT_SCHEMA
+end
+
+--- db:qualify(name) -> "schema"."name", quoted by libpq.
+function Connection:qualify(name)
+  return self:escape_identifier(self:schema()) .. "." .. self:escape_identifier(name)
+end
+
+--- First row of a query, or nil when there is none (nil, message, ... on error).
+function Connection:row(sql, ...)
+  local rows, err, sqlstate, detail = self:query(sql, ...)
+  if not rows then return nil, err, sqlstate, detail end
+  return rows[1]
+end
+
+--- The single value of a one-column query (nil when there is no row).
+function Connection:value(sql, ...)
+  local row, err, sqlstate, detail = self:row(sql, ...)
+  if row == nil then return nil, err, sqlstate, detail end
+  local k, v = next(row)
+  if next(row, k) ~= nil then
+    error("value() expects a query returning one column", 2)
+  end
+  return v
+end
+
+local function finish(db, nested, ok, ...)
+  if ok and db:transaction_status() == "inerror" then
+    local err = "transaction aborted by an earlier failed statement; rolled back"
+    return finish(db, nested, false, setmetatable({ message = err, sqlstate = "25P02" }, Error))
+  end
+  if ok then
+    M.assert(db:exec(nested and "RELEASE SAVEPOINT motomind_tx" or "COMMIT"))
+    return ...
+  end
+  local err = ...
+  if db:status() == "ok" then
+    if nested then
+      db:exec("ROLLBACK TO SAVEPOINT motomind_tx")
+      db:exec("RELEASE SAVEPOINT motomind_tx")
+    else
+      db:exec("ROLLBACK")
+    end
+  end
+  error(err, 0)
+end
+
+--- db:transaction(fn, ...) calls fn(db, ...) in a transaction: commits and
+-- returns fn's results, or rolls back and re-raises fn's error unchanged.
+-- Nested calls use savepoints, so an inner failure undoes only the inner work.
+function Connection:transaction(fn, ...)
+  if type(fn) ~= "function" then
+    error("bad argument #1 to 'transaction' (function expected, got " .. type(fn) .. ")", 2)
+  end
+  local state = self:transaction_status()
+  if state == "inerror" then
+    error("transaction(): the current transaction is aborted; roll it back first", 2)
+  end
+  local nested = state == "intrans"
+  M.assert(self:exec(nested and "SAVEPOINT motomind_tx" or "BEGIN"))
+  return finish(self, nested, pcall(fn, self, ...))
+end
+
+--- Applies pending migrations (see motomind.migrate).
+function Connection:migrate(opts)
+  return require("motomind.migrate").migrate(self, opts)
+end
+
+--- Applied and pending migrations (see motomind.migrate).
+function Connection:migration_status(opts)
+  return require("motomind.migrate").status(self, opts)
+end
+
+return M

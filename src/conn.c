@@ -1,0 +1,230 @@
+/* motomind.Connection: a libpq connection as Lua userdata. Created closed with
+ * its metatable set before the connection is opened; one close serves
+ * close(), __gc and __close and is safe to call twice. */
+#include "motomind.h"
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct mm_conn {
+    PGconn *pg;
+} mm_conn;
+
+static void free_result(void *res) { PQclear((PGresult *)res); }
+static void free_pq(void *p) { PQfreemem(p); }
+static void ignore_notice(void *arg, const char *msg) { (void)arg; (void)msg; }
+
+static mm_conn *check_conn(lua_State *L) {
+    return (mm_conn *)luaL_checkudata(L, 1, MM_CONN_MT);
+}
+
+static mm_conn *check_open(lua_State *L) {
+    mm_conn *c = check_conn(L);
+    if (!c->pg) luaL_error(L, "attempt to use a closed connection");
+    return c;
+}
+
+static void conn_close(mm_conn *c) {
+    if (c->pg) PQfinish(c->pg);
+    c->pg = NULL;
+}
+
+/* connect([conninfo_or_url]) -> connection | nil, message, "08006".
+ * An empty or absent conninfo takes libpq's PG* environment defaults. */
+static int l_connect(lua_State *L) {
+    const char *info = luaL_optstring(L, 1, "");
+    mm_conn *c = (mm_conn *)lua_newuserdata(L, sizeof *c);
+    PGresult *res;
+    c->pg = NULL;
+    luaL_setmetatable(L, MM_CONN_MT);
+    c->pg = PQconnectdb(info);
+    if (!c->pg) return luaL_error(L, "out of memory");
+    if (PQstatus(c->pg) != CONNECTION_OK) {
+        mm_conn_error(L, c->pg, NULL);
+        lua_pop(L, 1); /* detail table: nothing server-side to report */
+        conn_close(c);
+        return 3;
+    }
+    PQsetNoticeProcessor(c->pg, ignore_notice, NULL);
+    PQsetClientEncoding(c->pg, "UTF8");
+    res = PQexec(c->pg, "SET DateStyle = 'ISO, YMD'");
+    PQclear(res);
+    return 1;
+}
+
+static int l_close(lua_State *L) {
+    conn_close(check_conn(L));
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+static int l_gc(lua_State *L) {
+    conn_close(check_conn(L));
+    return 0;
+}
+
+/* Ends a COPY that a plain query started, so the connection stays usable. */
+static void abandon_copy(PGconn *pg, ExecStatusType st) {
+    PGresult *r;
+    char *buf;
+    if (st == PGRES_COPY_IN) PQputCopyEnd(pg, "COPY is not supported by query()");
+    if (st == PGRES_COPY_OUT)
+        while (PQgetCopyData(pg, &buf, 0) > 0) PQfreemem(buf);
+    while ((r = PQgetResult(pg)) != NULL) PQclear(r);
+}
+
+static int is_copy(const PGresult *res) {
+    return res && (PQresultStatus(res) == PGRES_COPY_IN || PQresultStatus(res) == PGRES_COPY_OUT);
+}
+
+static int copy_refused(lua_State *L, const char *method) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "%s() does not run COPY; use the copy API", method);
+    lua_pushliteral(L, "0A000"); /* feature_not_supported */
+    return 3;
+}
+
+/* Runs sql with the parameters at 3..top; leaves a box owning the result on
+ * the stack and returns the result (or NULL when libpq returned none). */
+static PGresult *run(lua_State *L, mm_conn *c) {
+    const char *sql = luaL_checkstring(L, 2);
+    int top = lua_gettop(L);
+    mm_box *box;
+    const char **values = mm_params(L, 3, top);
+    PGresult *res;
+    box = mm_box_new(L);
+    res = PQexecParams(c->pg, sql, top - 2, NULL, values, NULL, NULL, 0);
+    mm_box_hold(box, res, free_result);
+    if (is_copy(res)) abandon_copy(c->pg, PQresultStatus(res));
+    return res;
+}
+
+static long affected(PGresult *res) {
+    const char *n = PQcmdTuples(res);
+    return *n ? strtol(n, NULL, 10) : 0;
+}
+
+static int ok_status(PGresult *res) {
+    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+    return st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK || st == PGRES_EMPTY_QUERY;
+}
+
+/* db:query(sql, ...) -> rows, affected | nil, message, sqlstate, detail */
+static int l_query(lua_State *L) {
+    mm_conn *c = check_open(L);
+    PGresult *res = run(L, c);
+    if (is_copy(res)) return copy_refused(L, "query");
+    if (!ok_status(res)) return mm_conn_error(L, c->pg, res);
+    mm_push_rows(L, res);
+    lua_pushinteger(L, (lua_Integer)affected(res));
+    return 2;
+}
+
+/* db:exec(sql, ...) -> affected | nil, message, sqlstate, detail */
+static int l_exec(lua_State *L) {
+    mm_conn *c = check_open(L);
+    PGresult *res = run(L, c);
+    if (is_copy(res)) return copy_refused(L, "exec");
+    if (!ok_status(res)) return mm_conn_error(L, c->pg, res);
+    lua_pushinteger(L, (lua_Integer)affected(res));
+    return 1;
+}
+
+/* db:script(sql) runs several statements without parameters (migrations).
+ * -> true | nil, message, sqlstate, detail */
+static int l_script(lua_State *L) {
+    mm_conn *c = check_open(L);
+    const char *sql = luaL_checkstring(L, 2);
+    mm_box *box = mm_box_new(L);
+    PGresult *res = PQexec(c->pg, sql);
+    mm_box_hold(box, res, free_result);
+    if (is_copy(res)) {
+        abandon_copy(c->pg, PQresultStatus(res));
+        return copy_refused(L, "script");
+    }
+    if (!ok_status(res)) return mm_conn_error(L, c->pg, res);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* db:escape_identifier(name) -> "quoted" identifier, by libpq's rules. */
+static int l_escape_identifier(lua_State *L) {
+    mm_conn *c = check_open(L);
+    size_t len;
+    const char *s = luaL_checklstring(L, 2, &len);
+    mm_box *box = mm_box_new(L);
+    char *q = PQescapeIdentifier(c->pg, s, len);
+    if (!q) return luaL_error(L, "escape_identifier: %s", PQerrorMessage(c->pg));
+    mm_box_hold(box, q, free_pq);
+    lua_pushstring(L, q);
+    mm_box_release(box);
+    return 1;
+}
+
+/* db:transaction_status() -> "idle" | "active" | "intrans" | "inerror" | "unknown" */
+static int l_transaction_status(lua_State *L) {
+    static const char *const names[] = {"idle", "active", "intrans", "inerror", "unknown"};
+    PGTransactionStatusType st = PQtransactionStatus(check_open(L)->pg);
+    lua_pushstring(L, names[st <= PQTRANS_UNKNOWN ? st : PQTRANS_UNKNOWN]);
+    return 1;
+}
+
+/* db:status() -> "ok" | "bad" | "closed" */
+static int l_status(lua_State *L) {
+    mm_conn *c = check_conn(L);
+    lua_pushstring(L, !c->pg ? "closed" : PQstatus(c->pg) == CONNECTION_OK ? "ok" : "bad");
+    return 1;
+}
+
+static int l_server_version(lua_State *L) {
+    lua_pushinteger(L, PQserverVersion(check_open(L)->pg));
+    return 1;
+}
+
+static int l_backend_pid(lua_State *L) {
+    lua_pushinteger(L, PQbackendPID(check_open(L)->pg));
+    return 1;
+}
+
+static int l_tostring(lua_State *L) {
+    mm_conn *c = check_conn(L);
+    if (!c->pg) lua_pushliteral(L, "motomind.Connection (closed)");
+    else lua_pushfstring(L, "motomind.Connection (%s@%s:%s/%s)", PQuser(c->pg),
+                         PQhost(c->pg), PQport(c->pg), PQdb(c->pg));
+    return 1;
+}
+
+static const luaL_Reg methods[] = {
+    {"query", l_query},
+    {"exec", l_exec},
+    {"script", l_script},
+    {"escape_identifier", l_escape_identifier},
+    {"transaction_status", l_transaction_status},
+    {"status", l_status},
+    {"server_version", l_server_version},
+    {"backend_pid", l_backend_pid},
+    {"close", l_close},
+    {NULL, NULL}
+};
+
+static const luaL_Reg metamethods[] = {
+    {"__gc", l_gc},
+    {"__close", l_gc},
+    {"__tostring", l_tostring},
+    {NULL, NULL}
+};
+
+/* Adds connect() and Connection (the method table, open to Lua-side
+ * methods) to the module table. */
+int mm_open_conn(lua_State *L) {
+    if (luaL_newmetatable(L, MM_CONN_MT)) {
+        luaL_setfuncs(L, metamethods, 0);
+        luaL_newlib(L, methods);
+        lua_setfield(L, -2, "__index");
+    }
+    lua_getfield(L, -1, "__index");
+    lua_setfield(L, -3, "Connection");
+    lua_pop(L, 1);
+    lua_pushcfunction(L, l_connect);
+    lua_setfield(L, -2, "connect");
+    return 0;
+}

@@ -1,0 +1,311 @@
+/* JSON <-> Lua through cJSON. Decoded arrays carry the array metatable, so an
+ * empty array stays an array when encoded again; objects are encoded with
+ * sorted keys (canonical output); integers are written exactly. */
+#include "motomind.h"
+#include <cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define ARRAY_MT_KEY "motomind.json.array"
+#define MAX_DEPTH 512
+#define PATH_MAX_LEN 480
+
+typedef struct encoder {
+    lua_State *L;
+    mm_box *box;       /* owns the tree being built */
+    const char *error; /* reason of the first failure, static text */
+    char path[PATH_MAX_LEN + 32];
+    size_t pathlen;
+} encoder;
+
+static void delete_tree(void *tree) { cJSON_Delete((cJSON *)tree); }
+
+static int encode_value(encoder *e, int idx, cJSON *parent, const char *key,
+                        int depth);
+
+static int fail(encoder *e, const char *reason) {
+    e->error = reason;
+    return 0;
+}
+
+/* Appends ".key" or "[i]" to the path; returns the length to restore. */
+static size_t path_push(encoder *e, const char *key, long i) {
+    size_t old = e->pathlen;
+    if (old < PATH_MAX_LEN) {
+        char *at = e->path + old;
+        size_t room = sizeof e->path - old;
+        if (key) snprintf(at, room, ".%s", key);
+        else snprintf(at, room, "[%ld]", i);
+        e->pathlen = strlen(e->path);
+    }
+    return old;
+}
+
+static void path_pop(encoder *e, size_t old) {
+    e->pathlen = old;
+    e->path[old] = '\0';
+}
+
+static int has_array_mt(lua_State *L, int idx) {
+    int is = 0;
+    if (lua_getmetatable(L, idx)) {
+        lua_getfield(L, LUA_REGISTRYINDEX, ARRAY_MT_KEY);
+        is = lua_rawequal(L, -1, -2);
+        lua_pop(L, 2);
+    }
+    return is;
+}
+
+/* Classifies a table: 1 array (keys 1..n), 0 object (string keys), -1 mixed.
+ * Sets *count to the number of keys. */
+static int table_kind(lua_State *L, int idx, size_t *count) {
+    size_t n = 0, strings = 0;
+    lua_Number max = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        n++;
+        if (lua_type(L, -1) == LUA_TSTRING) {
+            strings++;
+        } else if (mm_isinteger(L, -1) && lua_tonumber(L, -1) >= 1) {
+            if (lua_tonumber(L, -1) > max) max = lua_tonumber(L, -1);
+        }
+    }
+    *count = n;
+    if (strings == n) return n == 0 && has_array_mt(L, idx) ? 1 : 0;
+    if (strings == 0 && max == (lua_Number)n) return 1;
+    return -1;
+}
+
+static int key_cmp(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+static int encode_object(encoder *e, int idx, cJSON *obj, size_t n, int depth) {
+    lua_State *L = e->L;
+    const char **keys = (const char **)lua_newuserdata(L, (n ? n : 1) * sizeof *keys);
+    size_t i = 0, len;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        lua_pop(L, 1);
+        keys[i] = lua_tolstring(L, -1, &len); /* kept alive by the table */
+        if (strlen(keys[i]) != len) return fail(e, "object key contains a NUL byte");
+        i++;
+    }
+    qsort(keys, n, sizeof *keys, key_cmp);
+    for (i = 0; i < n; i++) {
+        size_t old = path_push(e, keys[i], 0);
+        lua_getfield(L, idx, keys[i]);
+        if (!encode_value(e, lua_gettop(L), obj, keys[i], depth + 1)) return 0;
+        lua_pop(L, 1);
+        path_pop(e, old);
+    }
+    lua_pop(L, 1); /* keys */
+    return 1;
+}
+
+static int encode_array(encoder *e, int idx, cJSON *arr, size_t n, int depth) {
+    size_t i;
+    for (i = 1; i <= n; i++) {
+        size_t old = path_push(e, NULL, (long)i);
+        lua_rawgeti(e->L, idx, (int)i);
+        if (!encode_value(e, lua_gettop(e->L), arr, NULL, depth + 1)) return 0;
+        lua_pop(e->L, 1);
+        path_pop(e, old);
+    }
+    return 1;
+}
+
+static cJSON *number_item(lua_State *L, int idx) {
+    char buf[32];
+    lua_Number n = lua_tonumber(L, idx);
+#if MM_HAS_INTEGERS
+    if (lua_isinteger(L, idx)) {
+        snprintf(buf, sizeof buf, LUA_INTEGER_FMT, (LUAI_UACINT)lua_tointeger(L, idx));
+        return cJSON_CreateRaw(buf);
+    }
+#else
+    if (mm_isinteger(L, idx)) {
+        snprintf(buf, sizeof buf, "%.0f", (double)n);
+        return cJSON_CreateRaw(buf);
+    }
+#endif
+    return cJSON_CreateNumber((double)n);
+}
+
+/* Creates the item for the value at idx, links it into parent (or into the
+ * caller's box when parent is NULL) before filling it, so that a Lua error at
+ * any depth leaves the whole tree owned by the box. */
+static int encode_value(encoder *e, int idx, cJSON *parent, const char *key,
+                        int depth) {
+    lua_State *L = e->L;
+    cJSON *item = NULL;
+    size_t len, n = 0;
+    int kind = 0;
+    const char *s;
+    if (depth > MAX_DEPTH) return fail(e, "nested too deeply");
+    luaL_checkstack(L, 6, "JSON nested too deeply");
+    switch (lua_type(L, idx)) {
+    case LUA_TBOOLEAN: item = cJSON_CreateBool(lua_toboolean(L, idx)); break;
+    case LUA_TNUMBER:
+        if (!isfinite((double)lua_tonumber(L, idx)))
+            return fail(e, "cannot encode NaN or infinity");
+        item = number_item(L, idx);
+        break;
+    case LUA_TSTRING:
+        s = lua_tolstring(L, idx, &len);
+        if (strlen(s) != len) return fail(e, "string contains a NUL byte");
+        item = cJSON_CreateString(s);
+        break;
+    case LUA_TTABLE:
+        kind = table_kind(L, idx, &n);
+        if (kind < 0) return fail(e, "table mixes array and object keys (or is a sparse array)");
+        item = kind ? cJSON_CreateArray() : cJSON_CreateObject();
+        break;
+    case LUA_TUSERDATA:
+        if (mm_isnull(L, idx)) { item = cJSON_CreateNull(); break; }
+        return fail(e, "cannot encode a userdata");
+    default:
+        switch (lua_type(L, idx)) {
+        case LUA_TNIL: return fail(e, "cannot encode nil");
+        case LUA_TFUNCTION: return fail(e, "cannot encode a function");
+        default: return fail(e, "cannot encode a thread or light userdata");
+        }
+    }
+    if (!item) return fail(e, "out of memory");
+    if (!parent) {
+        mm_box_hold(e->box, item, delete_tree);
+    } else if (key) {
+        cJSON_AddItemToObject(parent, key, item);
+    } else {
+        cJSON_AddItemToArray(parent, item);
+    }
+    if (lua_type(L, idx) != LUA_TTABLE) return 1;
+    return kind ? encode_array(e, idx, item, n, depth)
+                : encode_object(e, idx, item, n, depth);
+}
+
+/* Pushes the JSON text of the value at idx and returns 1, or pushes
+ * "<root><path>: <reason>" and returns 0. */
+int mm_json_encode(lua_State *L, int idx, const char *root) {
+    encoder e;
+    char *text;
+    int ok, top;
+    idx = mm_absindex(L, idx);
+    top = lua_gettop(L);
+    e.L = L;
+    e.error = NULL;
+    e.path[0] = '\0';
+    e.pathlen = 0;
+    e.box = mm_box_new(L);
+    ok = encode_value(&e, idx, NULL, NULL, 0);
+    lua_settop(L, top + 1); /* drop what a failed walk left, keep the box */
+    if (ok) {
+        text = cJSON_PrintUnformatted((cJSON *)e.box->ptr);
+        mm_box_release(e.box);
+        if (!text) return luaL_error(L, "%s: out of memory", root);
+        mm_box_hold(e.box, text, cJSON_free);
+        lua_pushstring(L, text);
+    } else {
+        mm_box_release(e.box);
+        lua_pushfstring(L, "%s%s: %s", root, e.path, e.error);
+    }
+    mm_box_release(e.box);
+    lua_remove(L, top + 1);
+    return ok;
+}
+
+static void push_item(lua_State *L, const cJSON *item) {
+    const cJSON *child;
+    int i = 0;
+    luaL_checkstack(L, 4, "JSON nested too deeply");
+    if (cJSON_IsObject(item)) {
+        lua_newtable(L);
+        for (child = item->child; child; child = child->next) {
+            push_item(L, child);
+            lua_setfield(L, -2, child->string);
+        }
+    } else if (cJSON_IsArray(item)) {
+        lua_newtable(L);
+        for (child = item->child; child; child = child->next) {
+            push_item(L, child);
+            lua_rawseti(L, -2, ++i);
+        }
+        lua_getfield(L, LUA_REGISTRYINDEX, ARRAY_MT_KEY);
+        lua_setmetatable(L, -2);
+    } else if (cJSON_IsString(item)) {
+        lua_pushstring(L, item->valuestring);
+    } else if (cJSON_IsNumber(item)) {
+        double d = item->valuedouble;
+#if MM_HAS_INTEGERS
+        if (d == floor(d) && fabs(d) < MM_MAX_EXACT_DOUBLE) {
+            lua_pushinteger(L, (lua_Integer)d);
+            return;
+        }
+#endif
+        lua_pushnumber(L, (lua_Number)d);
+    } else if (cJSON_IsBool(item)) {
+        lua_pushboolean(L, cJSON_IsTrue(item));
+    } else {
+        mm_push_null(L);
+    }
+}
+
+/* Pushes the Lua value of a JSON text and returns 1, or pushes an error
+ * message with the byte offset and returns 0. */
+int mm_json_decode(lua_State *L, const char *text, size_t len) {
+    const char *end = NULL;
+    mm_box *box = mm_box_new(L);
+    cJSON *tree = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    size_t at = end ? (size_t)(end - text) : 0;
+    while (tree && at < len && strchr(" \t\r\n", text[at]) && text[at]) at++;
+    if (!tree || at < len) {
+        cJSON_Delete(tree);
+        lua_pop(L, 1);
+        lua_pushfstring(L, "invalid JSON at byte %d", (int)at + 1);
+        return 0;
+    }
+    mm_box_hold(box, tree, delete_tree);
+    push_item(L, tree);
+    mm_box_release(box);
+    lua_remove(L, -2);
+    return 1;
+}
+
+static int l_encode(lua_State *L) {
+    luaL_checkany(L, 1);
+    if (mm_json_encode(L, 1, "value")) return 1;
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    return 2;
+}
+
+static int l_decode(lua_State *L) {
+    size_t len;
+    const char *text = luaL_checklstring(L, 1, &len);
+    if (mm_json_decode(L, text, len)) return 1;
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    return 2;
+}
+
+/* Adds json_encode, json_decode and json_array_mt to the module table. */
+int mm_open_json(lua_State *L) {
+    lua_getfield(L, LUA_REGISTRYINDEX, ARRAY_MT_KEY);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_createtable(L, 0, 1);
+        lua_pushliteral(L, "array");
+        lua_setfield(L, -2, "__jsontype");
+        lua_pushvalue(L, -1);
+        lua_setfield(L, LUA_REGISTRYINDEX, ARRAY_MT_KEY);
+    }
+    lua_setfield(L, -2, "json_array_mt");
+    lua_pushcfunction(L, l_encode);
+    lua_setfield(L, -2, "json_encode");
+    lua_pushcfunction(L, l_decode);
+    lua_setfield(L, -2, "json_decode");
+    return 0;
+}

@@ -1,0 +1,49 @@
+/* Internal interfaces shared by the C core's parts. */
+#ifndef MOTOMIND_H
+#define MOTOMIND_H
+
+#include "compat.h"
+#include <libpq-fe.h>
+
+#define MM_CONN_MT "motomind.Connection"
+#define MM_BOX_MT "motomind.Box"
+#define MM_NULL_KEY "motomind.null"
+
+/* box.c: a userdata that owns one C allocation, so a Lua error raised while
+ * that allocation is alive (out of memory, bad input) cannot leak it. */
+typedef void (*mm_free_fn)(void *);
+typedef struct mm_box {
+    void *ptr;
+    mm_free_fn free;
+} mm_box;
+mm_box *mm_box_new(lua_State *L);
+void mm_box_hold(mm_box *box, void *ptr, mm_free_fn free);
+void mm_box_release(mm_box *box);
+int mm_open_box(lua_State *L);
+
+/* null.c: the sentinel for SQL NULL and JSON null. */
+void mm_push_null(lua_State *L);
+int mm_isnull(lua_State *L, int idx);
+int mm_open_null(lua_State *L);
+
+/* json.c: cJSON <-> Lua. Encoding a value at idx pushes the JSON text, or
+ * returns 0 and pushes an error message naming the path. */
+int mm_json_encode(lua_State *L, int idx, const char *root);
+int mm_json_decode(lua_State *L, const char *text, size_t len);
+int mm_open_json(lua_State *L);
+
+/* params.c: Lua values -> text parameters for PQexecParams. */
+const char **mm_params(lua_State *L, int first, int last);
+
+/* result.c: PGresult rows -> Lua tables, converted by column type. */
+void mm_push_rows(lua_State *L, const PGresult *res);
+
+/* core.c */
+LUALIB_API int luaopen_motomind_core(lua_State *L);
+
+/* conn.c, fs.c */
+int mm_open_conn(lua_State *L);
+int mm_conn_error(lua_State *L, PGconn *pg, const PGresult *res);
+int mm_open_fs(lua_State *L);
+
+#endif

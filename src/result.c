@@ -1,0 +1,111 @@
+/* PGresult -> Lua, converted by column type, and server errors -> the
+ * nil, message, sqlstate, detail convention. */
+#include "motomind.h"
+#include <stdlib.h>
+#include <string.h>
+
+/* Type OIDs from pg_type.h (stable across server versions). */
+enum {
+    OID_BOOL = 16, OID_INT8 = 20, OID_INT2 = 21, OID_INT4 = 23, OID_OID = 26,
+    OID_JSON = 114, OID_FLOAT4 = 700, OID_FLOAT8 = 701,
+    OID_TIMESTAMP = 1114, OID_TIMESTAMPTZ = 1184, OID_JSONB = 3802
+};
+
+static void push_int8(lua_State *L, const char *s) {
+#if MM_HAS_INTEGERS
+    lua_pushinteger(L, (lua_Integer)strtoll(s, NULL, 10));
+#else
+    long long v = strtoll(s, NULL, 10);
+    if (v <= (long long)MM_MAX_EXACT_DOUBLE && v >= -(long long)MM_MAX_EXACT_DOUBLE)
+        lua_pushnumber(L, (lua_Number)v);
+    else
+        lua_pushstring(L, s); /* beyond 2^53: exact as text */
+#endif
+}
+
+/* ISO-style "2025-01-20 10:00:00+00" -> ISO 8601 "2025-01-20T10:00:00+00:00". */
+static void push_timestamp(lua_State *L, const char *s, int len, int with_tz) {
+    char buf[64];
+    int sign;
+    if (len < 19 || len > 50 || s[10] != ' ') { lua_pushlstring(L, s, len); return; }
+    memcpy(buf, s, len);
+    buf[10] = 'T';
+    sign = len - 3;
+    if (with_tz && sign >= 19 && (buf[sign] == '+' || buf[sign] == '-')) {
+        memcpy(buf + len, ":00", 3);
+        len += 3;
+    }
+    lua_pushlstring(L, buf, len);
+}
+
+static void push_value(lua_State *L, const PGresult *res, int row, int col, Oid type) {
+    const char *s = PQgetvalue(res, row, col);
+    int len = PQgetlength(res, row, col);
+    switch (type) {
+    case OID_INT2: case OID_INT4: case OID_OID:
+        lua_pushinteger(L, (lua_Integer)strtol(s, NULL, 10)); break;
+    case OID_INT8: push_int8(L, s); break;
+    case OID_FLOAT4: case OID_FLOAT8: lua_pushnumber(L, (lua_Number)strtod(s, NULL)); break;
+    case OID_BOOL: lua_pushboolean(L, s[0] == 't'); break;
+    case OID_TIMESTAMP: push_timestamp(L, s, len, 0); break;
+    case OID_TIMESTAMPTZ: push_timestamp(L, s, len, 1); break;
+    case OID_JSON: case OID_JSONB:
+        if (mm_json_decode(L, s, (size_t)len)) break;
+        lua_pop(L, 1); /* cannot happen with server JSON; keep the text */
+        lua_pushlstring(L, s, len); break;
+    default: lua_pushlstring(L, s, len); /* numeric, text, uuid, date, ... */
+    }
+}
+
+/* Pushes an array of rows; each row maps column names to converted values,
+ * with SQL NULL as motomind.null so that every column is present. */
+void mm_push_rows(lua_State *L, const PGresult *res) {
+    int nrows = PQntuples(res), ncols = PQnfields(res), r, c;
+    lua_createtable(L, nrows, 0);
+    for (r = 0; r < nrows; r++) {
+        lua_createtable(L, 0, ncols);
+        for (c = 0; c < ncols; c++) {
+            if (PQgetisnull(res, r, c)) mm_push_null(L);
+            else push_value(L, res, r, c, PQftype(res, c));
+            lua_setfield(L, -2, PQfname(res, c));
+        }
+        lua_rawseti(L, -2, r + 1);
+    }
+}
+
+static void set_field(lua_State *L, const PGresult *res, int code, const char *name) {
+    const char *v = res ? PQresultErrorField(res, code) : NULL;
+    if (v) {
+        lua_pushstring(L, v);
+        lua_setfield(L, -2, name);
+    }
+}
+
+/* Pushes nil, message, sqlstate, detail for a failed command; returns 4.
+ * Without a result (connection lost) the message is libpq's and the
+ * sqlstate is 08006 (connection_failure) when the connection is gone. */
+int mm_conn_error(lua_State *L, PGconn *pg, const PGresult *res) {
+    const char *msg = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    size_t len;
+    lua_pushnil(L);
+    if (!msg) msg = res ? PQresultErrorMessage(res) : "";
+    if (!*msg) msg = pg ? PQerrorMessage(pg) : "connection is closed";
+    len = strlen(msg);
+    while (len > 0 && (msg[len - 1] == '\n' || msg[len - 1] == ' ')) len--;
+    lua_pushlstring(L, msg, len);
+    if (state) lua_pushstring(L, state);
+    else if (!pg || PQstatus(pg) == CONNECTION_BAD) lua_pushliteral(L, "08006");
+    else lua_pushnil(L);
+    lua_createtable(L, 0, 6);
+    set_field(L, res, PG_DIAG_SEVERITY_NONLOCALIZED, "severity");
+    set_field(L, res, PG_DIAG_MESSAGE_DETAIL, "detail");
+    set_field(L, res, PG_DIAG_MESSAGE_HINT, "hint");
+    set_field(L, res, PG_DIAG_SCHEMA_NAME, "schema");
+    set_field(L, res, PG_DIAG_TABLE_NAME, "table");
+    set_field(L, res, PG_DIAG_COLUMN_NAME, "column");
+    set_field(L, res, PG_DIAG_CONSTRAINT_NAME, "constraint");
+    set_field(L, res, PG_DIAG_DATATYPE_NAME, "datatype");
+    set_field(L, res, PG_DIAG_STATEMENT_POSITION, "position");
+    return 4;
+}
