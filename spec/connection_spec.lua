@@ -1,0 +1,223 @@
+local motomind = require "motomind"
+local H = require "spec.helper"
+
+describe("connection", function()
+  local db
+  before_each(function() db = H.connect() end)
+  after_each(function() db:close() end)
+
+  it("connects from DATABASE_URL and reports failures as nil, message, sqlstate", function()
+    assert.equal("ok", db:status())
+    assert.is_true(db:server_version() >= 150000)
+    local bad, err, sqlstate = motomind.connect("postgresql://nobody@127.0.0.1:1/none")
+    assert.is_nil(bad)
+    assert.matches("127.0.0.1", err)
+    assert.equal("08006", sqlstate)
+  end)
+
+  it("closes once, however often close is called", function()
+    assert.is_true(db:close())
+    assert.is_true(db:close())
+    assert.equal("closed", db:status())
+    assert.has_error(function() db:query("SELECT 1") end, "attempt to use a closed connection")
+  end)
+
+  it("closes on garbage collection, ending the server session", function()
+    local probe = H.connect()
+    local pid = H.connect():backend_pid() -- unreferenced at once
+    collectgarbage() collectgarbage()
+    local alive
+    for _ = 1, 50 do
+      alive = probe:value("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid)
+      if alive == 0 then break end
+      os.execute("sleep 0.05")
+    end
+    assert.equal(0, alive)
+    probe:close()
+  end)
+
+  if _VERSION >= "Lua 5.4" then
+    it("closes a to-be-closed variable at the end of its scope", function()
+      local f = assert(load([[
+        local motomind, H = ...
+        local inner
+        do
+          local c <close> = H.connect()
+          inner = c
+        end
+        return inner:status()
+      ]]))
+      assert.equal("closed", f(motomind, H))
+    end)
+  end
+
+  it("converts results by type", function()
+    local r = db:row([[SELECT 7::int2 AS a, 2147483647::int4 AS b, 9007199254740993::int8 AS c,
+      12345.678901234567890::numeric AS d, true AS e, false AS f, 1.5::float8 AS g,
+      'NaN'::float8 AS h, '{"x":[1,{"y":[]}],"z":null}'::jsonb AS i, '[]'::json AS j,
+      DATE '2025-01-20' AS k, TIMESTAMPTZ '2025-01-20 10:00:00+00' AS l,
+      TIMESTAMP '2025-01-20 10:00:00.5' AS m, 'text'::text AS n, NULL::int AS o,
+      '5f0c8a3c-16bb-4d38-9a5b-2f1b0b5f3a10'::uuid AS p]])
+    assert.equal(7, r.a)
+    assert.equal(2147483647, r.b)
+    if math.type then
+      assert.equal(9007199254740993, r.c)
+      assert.equal("integer", math.type(r.c))
+    else
+      assert.equal("9007199254740993", r.c) -- beyond 2^53 stays exact, as text
+    end
+    assert.equal("12345.678901234567890", r.d)
+    assert.is_true(r.e)
+    assert.is_false(r.f)
+    assert.equal(1.5, r.g)
+    assert.is_true(r.h ~= r.h)
+    assert.same({ 1, { y = {} } }, r.i.x)
+    assert.equal(motomind.null, r.i.z)
+    assert.equal('{"x":[1,{"y":[]}],"z":null}', motomind.json.encode(r.i))
+    assert.equal("[]", motomind.json.encode(r.j))
+    assert.equal("2025-01-20", r.k)
+    assert.matches("^2025%-01%-20T%d%d:00:00[+-]%d%d:%d%d$", r.l)
+    assert.equal("2025-01-20T10:00:00.5", r.m)
+    assert.equal("text", r.n)
+    assert.equal(motomind.null, r.o)
+    assert.equal("5f0c8a3c-16bb-4d38-9a5b-2f1b0b5f3a10", r.p)
+  end)
+
+  it("writes timestamptz as ISO 8601 with a full offset in any session time zone", function()
+    db:exec("SET TimeZone = 'Asia/Kolkata'")
+    assert.equal("2025-01-20T15:30:00+05:30",
+      db:value("SELECT TIMESTAMPTZ '2025-01-20 10:00:00+00'"))
+    db:exec("SET TimeZone = 'UTC'")
+    assert.equal("2025-01-20T10:00:00+00:00",
+      db:value("SELECT TIMESTAMPTZ '2025-01-20 10:00:00+00'"))
+  end)
+
+  it("binds every value as a parameter, never as SQL", function()
+    local evil = "x'); DROP TABLE pg_class; --"
+    assert.equal(evil, db:value("SELECT $1::text", evil))
+    local r = db:row("SELECT $1::int AS a, $2::float8 AS b, $3::bool AS c, $4::text AS d, " ..
+      "$5::jsonb AS e, $6::numeric AS f, $7::int AS g",
+      42, 0.1, true, motomind.null, { k = { 1, 2 } }, 74.33, nil)
+    assert.equal(42, r.a)
+    assert.equal(0.1, r.b)
+    assert.is_true(r.c)
+    assert.equal(motomind.null, r.d)
+    assert.same({ k = { 1, 2 } }, r.e)
+    assert.equal("74.33", r.f)
+    assert.equal(motomind.null, r.g)
+    assert.equal("Infinity", db:value("SELECT $1::float8::text", math.huge))
+  end)
+
+  it("returns server errors as nil, message, sqlstate, detail", function()
+    db:exec("CREATE TEMP TABLE t (id int PRIMARY KEY, n int CHECK (n > 0))")
+    assert.equal(1, db:exec("INSERT INTO t VALUES (1, 1)"))
+    local ok, msg, sqlstate, detail = db:exec("INSERT INTO t VALUES (1, 2)")
+    assert.is_nil(ok)
+    assert.equal('duplicate key value violates unique constraint "t_pkey"', msg)
+    assert.equal("23505", sqlstate)
+    assert.equal("t_pkey", detail.constraint)
+    assert.equal("t", detail.table)
+    assert.equal("Key (id)=(1) already exists.", detail.detail)
+    ok, msg, sqlstate = db:query("SELEC 1")
+    assert.is_nil(ok)
+    assert.equal("42601", sqlstate)
+    assert.matches("syntax error", msg)
+    -- The connection stays usable after an error.
+    assert.equal(1, db:value("SELECT 1"))
+  end)
+
+  it("raises on misuse, naming the argument", function()
+    assert.has_error(function() db:query(nil) end)
+    assert.error_matches(function() db:query("SELECT $1", function() end) end,
+      "cannot bind a function as parameter %$1")
+    assert.error_matches(function() db:query("SELECT $1::jsonb", { f = print }) end,
+      "parameter %$1%.f: cannot encode a function")
+    assert.error_matches(function() db:query("SELECT $1", "a\0b") end, "NUL byte")
+    assert.error_matches(function() motomind.connect(42) end, "bad argument #1 to 'connect'")
+  end)
+
+  it("refuses COPY through query() and stays usable", function()
+    db:exec("CREATE TEMP TABLE c (x int)")
+    local ok, msg, sqlstate = db:query("COPY c FROM STDIN")
+    assert.is_nil(ok)
+    assert.matches("copy API", msg)
+    assert.equal("0A000", sqlstate)
+    assert.equal(0, db:value("SELECT count(*) FROM c"))
+  end)
+
+  it("quotes identifiers with libpq", function()
+    assert.equal('"we""ird name"', db:escape_identifier('we"ird name'))
+  end)
+
+  it("runs multi-statement scripts", function()
+    assert.is_true(db:script("CREATE TEMP TABLE s (x int); INSERT INTO s VALUES (1), (2);"))
+    assert.equal(2, db:value("SELECT count(*) FROM s"))
+    local ok, _, sqlstate = db:script("INSERT INTO s VALUES (3); SELECT 1/0;")
+    assert.is_nil(ok)
+    assert.equal("22012", sqlstate)
+  end)
+end)
+
+describe("transactions", function()
+  local db
+  before_each(function()
+    db = H.connect()
+    db:exec("CREATE TEMP TABLE tx (x int)")
+  end)
+  after_each(function() db:close() end)
+
+  local function count() return db:value("SELECT count(*) FROM tx") end
+
+  it("commits and returns the function's results", function()
+    local a, b = db:transaction(function(d, n)
+      d:exec("INSERT INTO tx VALUES ($1)", n)
+      return "done", n
+    end, 5)
+    assert.equal("done", a)
+    assert.equal(5, b)
+    assert.equal(1, count())
+    assert.equal("idle", db:transaction_status())
+  end)
+
+  it("rolls back and re-raises the original error", function()
+    local boom = setmetatable({}, { __tostring = function() return "boom" end })
+    local ok, err = pcall(db.transaction, db, function(d)
+      d:exec("INSERT INTO tx VALUES (1)")
+      error(boom)
+    end)
+    assert.is_false(ok)
+    assert.equal(boom, err)
+    assert.equal(0, count())
+    assert.equal("idle", db:transaction_status())
+  end)
+
+  it("nests with savepoints: an inner failure undoes only the inner work", function()
+    db:transaction(function(d)
+      d:exec("INSERT INTO tx VALUES (1)")
+      local ok = pcall(d.transaction, d, function(inner)
+        inner:exec("INSERT INTO tx VALUES (2)")
+        error("inner fails")
+      end)
+      assert.is_false(ok)
+      d:transaction(function(inner) inner:exec("INSERT INTO tx VALUES (3)") end)
+    end)
+    assert.same({ { x = 1 }, { x = 3 } }, db:query("SELECT x FROM tx ORDER BY x"))
+  end)
+
+  it("does not commit work after a failed statement that the function ignored", function()
+    local ok, err = pcall(db.transaction, db, function(d)
+      d:exec("INSERT INTO tx VALUES (1)")
+      d:exec("SELECT 1/0") -- returns nil, error: ignored by the caller
+    end)
+    assert.is_false(ok)
+    assert.equal("25P02", err.sqlstate)
+    assert.equal(0, count())
+  end)
+
+  it("raises motomind.Error objects through motomind.assert", function()
+    local ok, err = pcall(function() motomind.assert(db:exec("SELECT 1/0")) end)
+    assert.is_false(ok)
+    assert.equal("22012", err.sqlstate)
+    assert.equal("division by zero (SQLSTATE 22012)", tostring(err))
+  end)
+end)

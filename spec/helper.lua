@@ -1,0 +1,64 @@
+-- Shared by the specs: a real PostgreSQL (DATABASE_URL, set by tools/with-db)
+-- and throwaway schemas, so specs never see each other's tables.
+local motomind = require "motomind"
+
+local H = {}
+
+H.root = (debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]*$")) or "."
+H.lua = os.getenv("MOTOMIND_TEST_LUA") or (jit and "luajit" or "lua5.4")
+
+local counter = 0
+
+--- A connection; raises when the database is unreachable.
+function H.connect(opts)
+  return motomind.assert(motomind.connect(nil, opts))
+end
+
+--- A new empty schema name, unique to this process and call.
+function H.schema_name(prefix)
+  counter = counter + 1
+  return ("%s_%d_%d_%d"):format(prefix or "spec", os.time() % 100000,
+    math.random(1, 1e6), counter)
+end
+
+--- Connects with a fresh schema, migrated unless migrate == false.
+-- Returns db; H.drop(db) removes the schema again.
+function H.fresh(opts)
+  opts = opts or {}
+  local db = H.connect { schema = H.schema_name(opts.prefix) }
+  if opts.migrate ~= false then db:migrate() end
+  return db
+end
+
+function H.drop(db)
+  if db:status() == "ok" then
+    db:exec("DROP SCHEMA IF EXISTS " .. db:escape_identifier(db:schema()) .. " CASCADE")
+    db:close()
+  end
+end
+
+--- Runs a shell command; returns its output and whether it exited 0.
+function H.run(cmd)
+  local p = io.popen(cmd .. " 2>&1")
+  local out = p:read("*a")
+  local ok = p:close()
+  return out, ok == true or ok == 0
+end
+
+function H.shell_quote(s)
+  return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
+end
+
+--- Inserts a tenant with one vehicle; returns tenant_id, vehicle_id.
+function H.tenant_with_vehicle(db, opts)
+  opts = opts or {}
+  local t = motomind.assert(db:value("INSERT INTO " .. db:qualify("tenants") ..
+    " (name) VALUES ($1) RETURNING id", opts.name or "spec tenant"))
+  local v = motomind.assert(db:value("INSERT INTO " .. db:qualify("vehicles") ..
+    " (tenant_id, nickname, vin, plate) VALUES ($1, $2, $3, $4) RETURNING id",
+    t, opts.nickname or "car", opts.vin or motomind.null, opts.plate or motomind.null))
+  return t, v
+end
+
+math.randomseed(os.time() + math.floor(os.clock() * 1e6))
+return H

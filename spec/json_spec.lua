@@ -1,0 +1,57 @@
+local motomind = require "motomind"
+local json = motomind.json
+
+describe("motomind.json", function()
+  it("round-trips nested documents, keeping empty arrays as arrays", function()
+    local text = '{"a":[],"b":{},"c":[1,2.5,"x",true,null],"d":{"e":[{"f":[]}]}}'
+    local v = assert(json.decode(text))
+    assert.equal(getmetatable(v.a), json.array_mt)
+    assert.equal(motomind.null, v.c[5])
+    assert.equal(text, json.encode(v))
+  end)
+
+  it("writes objects with sorted keys, so output is canonical", function()
+    assert.equal('{"a":1,"m":2,"z":3}', json.encode { z = 3, a = 1, m = 2 })
+  end)
+
+  it("keeps money's cents and integers exact", function()
+    assert.equal('{"total":74.33}', json.encode { total = 74.33 })
+    assert.equal(74.33, json.decode('{"total":74.33}').total)
+    assert.equal("[0.1,1e+300,-3]", json.encode { 0.1, 1e300, -3 })
+    if math.type then
+      assert.equal("[9007199254740993]", json.encode { 9007199254740993 })
+      assert.equal("integer", math.type(json.decode("[42]")[1]))
+    end
+  end)
+
+  it("names the path and the reason when a value cannot be encoded", function()
+    local ok, err = json.encode { parts = { { name = "filter" }, { cost = function() end } } }
+    assert.is_nil(ok)
+    assert.equal("value.parts[2].cost: cannot encode a function", err)
+    ok, err = json.encode { 1, 2, x = 3 }
+    assert.is_nil(ok)
+    assert.matches("mixes array and object keys", err)
+    assert.matches("NaN or infinity", select(2, json.encode { 0 / 0 }))
+    assert.matches("NUL byte", select(2, json.encode { "a\0b" }))
+  end)
+
+  it("refuses nesting deeper than its limit instead of overflowing", function()
+    local t = {}
+    local cur = t
+    for _ = 1, 600 do cur.x = {} cur = cur.x end
+    local ok, err = json.encode(t)
+    assert.is_nil(ok)
+    assert.matches("nested too deeply", err)
+  end)
+
+  it("reports where invalid JSON breaks, and rejects trailing garbage", function()
+    local v, err = json.decode('{"a": 1,, "b": 2}')
+    assert.is_nil(v)
+    -- cJSON stops just past the stray comma (byte 9).
+    local at = tonumber(err:match("^invalid JSON at byte (%d+)$"))
+    assert.is_true(at == 9 or at == 10, err)
+    assert.is_nil((json.decode('{"a":1} x')))
+    assert.same({ a = 1 }, json.decode('  {"a":1}\n '))
+    assert.has_error(function() json.decode(nil) end)
+  end)
+end)

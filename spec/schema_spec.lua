@@ -1,0 +1,111 @@
+local motomind = require "motomind"
+local H = require "spec.helper"
+
+-- Tables whose rows belong to a tenant (every table but the tenants and users roots).
+local TENANT_TABLES = { "memberships", "garages", "vehicles", "vehicle_events",
+                        "vehicle_images", "reminders" }
+
+describe("core schema", function()
+  local db
+  setup(function() db = H.fresh() end)
+  teardown(function() H.drop(db) end)
+
+  local function fails(sqlstate, constraint, ...)
+    local ok, msg, state, detail = db:exec(...)
+    assert.is_nil(ok, "expected a failure")
+    assert.equal(sqlstate, state, msg)
+    if constraint then assert.equal(constraint, detail.constraint, msg) end
+  end
+
+  it("leads every key of a tenant table with tenant_id", function()
+    local rows = motomind.assert(db:query([[
+      SELECT c.conrelid::regclass::text AS tbl, c.conname, c.contype,
+             (SELECT attname FROM pg_attribute
+               WHERE attrelid = c.conrelid AND attnum = c.conkey[1]) AS first_col
+        FROM pg_constraint c
+        JOIN pg_class r ON r.oid = c.conrelid
+       WHERE r.relnamespace = $1::regnamespace AND c.contype IN ('p', 'u', 'f')
+         AND r.relname IN (SELECT jsonb_array_elements_text($2)) AND NOT r.relispartition
+         -- users is shared by tenants (a reference table), so keys to it are exempt
+         AND (c.contype <> 'f' OR c.confrelid <> to_regclass($1 || '.users'))]], db:schema(), TENANT_TABLES))
+    assert.is_true(#rows >= 10)
+    for _, r in ipairs(rows) do
+      assert.equal("tenant_id", r.first_col, r.tbl .. " " .. r.conname)
+    end
+    local uniques = motomind.assert(db:query([[
+      SELECT indexrelid::regclass::text AS idx,
+             (SELECT attname FROM pg_attribute WHERE attrelid = i.indrelid AND attnum = i.indkey[0]) AS first_col
+        FROM pg_index i JOIN pg_class r ON r.oid = i.indrelid
+       WHERE i.indisunique AND r.relnamespace = $1::regnamespace AND r.relname IN (SELECT jsonb_array_elements_text($2))
+         AND NOT r.relispartition]], db:schema(), TENANT_TABLES))
+    for _, u in ipairs(uniques) do assert.equal("tenant_id", u.first_col, u.idx) end
+  end)
+
+  it("partitions events by occurred_at with a default partition", function()
+    assert.equal("RANGE (occurred_at)",
+      db:value("SELECT pg_get_partkeydef(to_regclass($1))", db:schema() .. ".vehicle_events"))
+    assert.equal("vehicle_events_default", db:value(
+      "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid " ..
+      "WHERE i.inhparent = to_regclass($1) AND pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT'",
+      db:schema() .. ".vehicle_events"))
+  end)
+
+  it("lets other rows reference an event by its key", function()
+    local t, v = H.tenant_with_vehicle(db)
+    local e = db:row("INSERT INTO vehicle_events (tenant_id, vehicle_id, type, occurred_at, mileage) " ..
+      "VALUES ($1, $2, 'damage', '2025-03-01T10:00:00Z', 1000) RETURNING id, occurred_at", t, v)
+    assert.equal(1, db:exec("INSERT INTO vehicle_images (tenant_id, vehicle_id, event_id, " ..
+      "event_occurred_at, storage_url) VALUES ($1, $2, $3, $4, 's3://b/dent.jpg')", t, v, e.id, e.occurred_at))
+    fails("23503", "vehicle_images_tenant_id_event_id_event_occurred_at_fkey",
+      "INSERT INTO vehicle_images (tenant_id, vehicle_id, event_id, event_occurred_at, storage_url) " ..
+      "VALUES ($1, $2, $3, '2025-03-02T10:00:00Z', 's3://b/x.jpg')", t, v, e.id)
+  end)
+
+  it("scopes VIN and plate uniqueness to the tenant and to live rows", function()
+    local vin = "1HGCM82633A004352"
+    local t1 = H.tenant_with_vehicle(db, { vin = vin, plate = "AB-123" })
+    H.tenant_with_vehicle(db, { vin = vin, plate = "AB-123" }) -- another tenant: allowed
+    fails("23505", "vehicles_vin_key",
+      "INSERT INTO vehicles (tenant_id, vin) VALUES ($1, $2)", t1, vin)
+    fails("23505", "vehicles_plate_key",
+      "INSERT INTO vehicles (tenant_id, plate) VALUES ($1, 'ab-123')", t1)
+    db:exec("UPDATE vehicles SET deleted_at = now() WHERE tenant_id = $1 AND vin = $2", t1, vin)
+    assert.equal(1, db:exec("INSERT INTO vehicles (tenant_id, vin) VALUES ($1, $2)", t1, vin))
+  end)
+
+  it("refuses a vehicle of one tenant in another tenant's garage", function()
+    local t1 = H.tenant_with_vehicle(db)
+    local t2 = H.tenant_with_vehicle(db)
+    local g = db:value("INSERT INTO garages (tenant_id, name) VALUES ($1, 'Home') RETURNING id", t1)
+    fails("23503", "vehicles_tenant_id_garage_id_fkey",
+      "INSERT INTO vehicles (tenant_id, garage_id) VALUES ($1, $2)", t2, g)
+  end)
+
+  it("validates values at the column level", function()
+    local t, v = H.tenant_with_vehicle(db)
+    fails("23514", "vehicles_timezone_check",
+      "INSERT INTO vehicles (tenant_id, timezone) VALUES ($1, 'Mars/Olympus')", t)
+    fails("23514", "vehicles_vin_check", "INSERT INTO vehicles (tenant_id, vin) VALUES ($1, 'IOQ12')", t)
+    fails("23514", "vehicles_odometer_unit_check",
+      "INSERT INTO vehicles (tenant_id, odometer_unit) VALUES ($1, 'furlongs')", t)
+    fails("23514", "vehicle_events_type_check", "INSERT INTO vehicle_events " ..
+      "(tenant_id, vehicle_id, type, occurred_at) VALUES ($1, $2, 'teleport', now())", t, v)
+    fails("23514", "vehicle_events_mileage_check", "INSERT INTO vehicle_events " ..
+      "(tenant_id, vehicle_id, type, occurred_at, mileage) VALUES ($1, $2, 'odometer', now(), -1)", t, v)
+    fails("23514", "reminders_check1",
+      "INSERT INTO reminders (tenant_id, vehicle_id, title) VALUES ($1, $2, 'oil')", t, v)
+    fails("23514", "memberships_role_check",
+      "INSERT INTO memberships (tenant_id, user_id, role) VALUES ($1, gen_random_uuid(), 'admin')", t)
+  end)
+
+  it("renders local dates in the vehicle's timezone", function()
+    local t = db:value("INSERT INTO tenants (name) VALUES ('tz') RETURNING id")
+    local v = db:value("INSERT INTO vehicles (tenant_id, timezone) VALUES ($1, 'Pacific/Auckland') " ..
+      "RETURNING id", t)
+    db:exec("INSERT INTO vehicle_events (tenant_id, vehicle_id, type, occurred_at) " ..
+      "VALUES ($1, $2, 'odometer', '2025-01-20T20:00:00Z')", t, v)
+    assert.equal("2025-01-21", db:value("SELECT (e.occurred_at AT TIME ZONE v.timezone)::date::text " ..
+      "FROM vehicle_events e JOIN vehicles v ON (v.tenant_id, v.id) = (e.tenant_id, e.vehicle_id) " ..
+      "WHERE e.vehicle_id = $1", v))
+  end)
+end)
