@@ -4,7 +4,7 @@
 
 LUA ?= lua5.4
 PKG_LUA := $(if $(filter luajit,$(LUA)),luajit,lua5.4)
-BUILD := build/$(LUA)
+BUILD ?= $(if $(LUA_INCDIR),build/rock$(subst /,-,$(LUA_INCDIR)),build/$(LUA))
 CORE := $(BUILD)/motomind/core.so
 
 CC ?= cc

@@ -38,11 +38,13 @@ function H.drop(db)
 end
 
 --- Runs a shell command; returns its output and whether it exited 0.
+-- (The exit status is read from the output: LuaJIT's popen close doesn't tell.)
 function H.run(cmd)
-  local p = io.popen(cmd .. " 2>&1")
+  local p = io.popen("{ " .. cmd .. "\n} 2>&1; echo \"__exit=$?\"")
   local out = p:read("*a")
-  local ok = p:close()
-  return out, ok == true or ok == 0
+  p:close()
+  local body, code = out:match("^(.*)__exit=(%d+)\n$")
+  return body, tonumber(code) == 0
 end
 
 function H.shell_quote(s)

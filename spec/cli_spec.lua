@@ -1,0 +1,53 @@
+local H = require "spec.helper"
+
+describe("motomind command", function()
+  local bin = H.lua .. " " .. H.root .. "/bin/motomind"
+  local schema
+
+  before_each(function() schema = H.schema_name("cli") end)
+  after_each(function()
+    local db = H.connect { schema = schema }
+    H.drop(db)
+  end)
+
+  it("migrates, reports status and rolls back with --to", function()
+    local out, ok = H.run(bin .. " status --schema " .. schema)
+    assert.is_true(ok, out)
+    assert.matches("0001_core_tables%s+pending", out)
+    out, ok = H.run(bin .. " migrate --schema " .. schema)
+    assert.is_true(ok, out)
+    assert.matches("applied  0001_core_tables", out)
+    out = H.run(bin .. " status --schema=" .. schema)
+    assert.matches("0001_core_tables%s+applied%s+%d%d%d%d%-%d%d%-%d%dT.* by ", out)
+    out, ok = H.run(bin .. " migrate --to 0 --schema " .. schema)
+    assert.is_true(ok, out)
+    assert.matches("reverted 0001_core_tables", out)
+  end)
+
+  it("loads the demo fleet once and prints a vehicle timeline, newest first", function()
+    local out, ok = H.run(bin .. " demo --schema " .. schema)
+    assert.is_true(ok, out)
+    local events, new = out:match("3 vehicles, (%d+) events %((%d+) new%)")
+    assert.is_truthy(events, out)
+    assert.equal(events, new)
+    assert.matches("timeline of Taco %(2019 Toyota Tacoma%)", out)
+    local dates = {}
+    for d in out:gmatch("\n  (%d%d%d%d%-%d%d%-%d%d %d%d:%d%d)  ") do dates[#dates + 1] = d end
+    assert.equal(15, #dates)
+    for i = 2, #dates do assert.is_true(dates[i - 1] >= dates[i], out) end
+    out = H.run(bin .. " demo --schema " .. schema)
+    assert.matches("%(0 new%)", out)
+  end)
+
+  it("explains what is wrong with bad usage", function()
+    local out, ok = H.run(bin .. " frobnicate")
+    assert.is_false(ok)
+    assert.matches("unknown command 'frobnicate'", out)
+    out, ok = H.run(bin .. " migrate --to x --schema " .. schema)
+    assert.is_false(ok)
+    assert.matches("%-%-to expects a whole number, got x", out)
+    out, ok = H.run("env -u DATABASE_URL " .. bin .. " status")
+    assert.is_false(ok)
+    assert.matches("no database configured", out)
+  end)
+end)
