@@ -22,17 +22,23 @@ END $$;
 COMMENT ON FUNCTION is_valid_timezone(text) IS
   'true when tz is a time zone name PostgreSQL knows (IANA, e.g. Europe/Berlin)';
 
-CREATE TABLE tenants (
-  id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-  name        text NOT NULL CHECK (btrim(name) <> ''),
-  kind        text NOT NULL DEFAULT 'solo' CHECK (kind IN ('solo', 'org')),
-  plan        text NOT NULL DEFAULT 'free' CHECK (btrim(plan) <> ''),
+-- The audit columns every mutable table carries, defined once; triggers stamp
+-- them from the session context (a later migration).
+CREATE TEMP TABLE audit_columns (
   created_at  timestamptz NOT NULL DEFAULT now(),
   created_by  uuid,
   updated_at  timestamptz NOT NULL DEFAULT now(),
   updated_by  uuid,
   deleted_at  timestamptz,
   deleted_by  uuid
+) ON COMMIT DROP;
+
+CREATE TABLE tenants (
+  id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+  name        text NOT NULL CHECK (btrim(name) <> ''),
+  kind        text NOT NULL DEFAULT 'solo' CHECK (kind IN ('solo', 'org')),
+  plan        text NOT NULL DEFAULT 'free' CHECK (btrim(plan) <> ''),
+  LIKE audit_columns INCLUDING DEFAULTS
 );
 
 -- Users are identities shared by tenants (a user may belong to several), so
@@ -41,12 +47,7 @@ CREATE TABLE users (
   id            uuid PRIMARY KEY DEFAULT gen_random_uuid(),
   email         text NOT NULL CHECK (email ~ '^[^@\s]+@[^@\s]+$'),
   display_name  text,
-  created_at    timestamptz NOT NULL DEFAULT now(),
-  created_by    uuid,
-  updated_at    timestamptz NOT NULL DEFAULT now(),
-  updated_by    uuid,
-  deleted_at    timestamptz,
-  deleted_by    uuid
+  LIKE audit_columns INCLUDING DEFAULTS
 );
 CREATE UNIQUE INDEX users_email_key ON users (lower(email)) WHERE deleted_at IS NULL;
 
@@ -54,12 +55,7 @@ CREATE TABLE memberships (
   tenant_id   uuid NOT NULL REFERENCES tenants (id),
   user_id     uuid NOT NULL REFERENCES users (id),
   role        text NOT NULL CHECK (role IN ('owner', 'manager', 'viewer')),
-  created_at  timestamptz NOT NULL DEFAULT now(),
-  created_by  uuid,
-  updated_at  timestamptz NOT NULL DEFAULT now(),
-  updated_by  uuid,
-  deleted_at  timestamptz,
-  deleted_by  uuid,
+  LIKE audit_columns INCLUDING DEFAULTS,
   PRIMARY KEY (tenant_id, user_id)
 );
 -- "Which tenants is this user in?" (policies and login).
@@ -70,12 +66,7 @@ CREATE TABLE garages (
   id           uuid NOT NULL DEFAULT gen_random_uuid(),
   name         text NOT NULL CHECK (btrim(name) <> ''),
   description  text,
-  created_at   timestamptz NOT NULL DEFAULT now(),
-  created_by   uuid,
-  updated_at   timestamptz NOT NULL DEFAULT now(),
-  updated_by   uuid,
-  deleted_at   timestamptz,
-  deleted_by   uuid,
+  LIKE audit_columns INCLUDING DEFAULTS,
   PRIMARY KEY (tenant_id, id)
 );
 CREATE UNIQUE INDEX garages_name_key ON garages (tenant_id, lower(name)) WHERE deleted_at IS NULL;
@@ -94,12 +85,7 @@ CREATE TABLE vehicles (
   nickname       text,
   timezone       text NOT NULL DEFAULT 'UTC' CHECK (is_valid_timezone(timezone)),
   odometer_unit  text NOT NULL DEFAULT 'mi' CHECK (odometer_unit IN ('mi', 'km')),
-  created_at     timestamptz NOT NULL DEFAULT now(),
-  created_by     uuid,
-  updated_at     timestamptz NOT NULL DEFAULT now(),
-  updated_by     uuid,
-  deleted_at     timestamptz,
-  deleted_by     uuid,
+  LIKE audit_columns INCLUDING DEFAULTS,
   PRIMARY KEY (tenant_id, id),
   FOREIGN KEY (tenant_id, garage_id) REFERENCES garages (tenant_id, id)
     ON DELETE SET NULL (garage_id)
@@ -147,12 +133,7 @@ CREATE TABLE vehicle_images (
   storage_url        text NOT NULL CHECK (btrim(storage_url) <> ''),
   thumbnail_url      text,
   caption            text,
-  created_at         timestamptz NOT NULL DEFAULT now(),
-  created_by         uuid,
-  updated_at         timestamptz NOT NULL DEFAULT now(),
-  updated_by         uuid,
-  deleted_at         timestamptz,
-  deleted_by         uuid,
+  LIKE audit_columns INCLUDING DEFAULTS,
   PRIMARY KEY (tenant_id, id),
   FOREIGN KEY (tenant_id, vehicle_id) REFERENCES vehicles (tenant_id, id),
   FOREIGN KEY (tenant_id, event_id, event_occurred_at)
@@ -173,12 +154,7 @@ CREATE TABLE reminders (
   due_mileage   numeric(10, 1) CHECK (due_mileage >= 0),
   status        text NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'completed', 'dismissed')),
   completed_at  timestamptz,
-  created_at    timestamptz NOT NULL DEFAULT now(),
-  created_by    uuid,
-  updated_at    timestamptz NOT NULL DEFAULT now(),
-  updated_by    uuid,
-  deleted_at    timestamptz,
-  deleted_by    uuid,
+  LIKE audit_columns INCLUDING DEFAULTS,
   PRIMARY KEY (tenant_id, id),
   FOREIGN KEY (tenant_id, vehicle_id) REFERENCES vehicles (tenant_id, id),
   FOREIGN KEY (tenant_id, garage_id) REFERENCES garages (tenant_id, id),
