@@ -58,6 +58,7 @@ install: $(CORE)
 	cp $(CORE) $(DESTDIR)$(LIBDIR)/motomind/core.so
 	cp lua/motomind/*.lua $(DESTDIR)$(LUADIR)/motomind/
 	cp sql/migrations/*.sql $(DESTDIR)$(LUADIR)/motomind/sql/migrations/
+	cp sql/payloads.json $(DESTDIR)$(LUADIR)/motomind/sql/
 
 clean:
 	rm -rf build

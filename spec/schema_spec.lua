@@ -52,8 +52,9 @@ describe("core schema", function()
 
   it("lets other rows reference an event by its key", function()
     local t, v = H.tenant_with_vehicle(db)
-    local e = db:row("INSERT INTO vehicle_events (tenant_id, vehicle_id, type, occurred_at, mileage) " ..
-      "VALUES ($1, $2, 'damage', '2025-03-01T10:00:00Z', 1000) RETURNING id, occurred_at", t, v)
+    local e = db:row("INSERT INTO vehicle_events (tenant_id, vehicle_id, type, occurred_at, mileage, payload) " ..
+      "VALUES ($1, $2, 'damage', '2025-03-01T10:00:00Z', 1000, '{\"severity\": \"minor\"}') RETURNING id, occurred_at", t, v)
+    assert.is_table(e)
     assert.equal(1, db:exec("INSERT INTO vehicle_images (tenant_id, vehicle_id, event_id, " ..
       "event_occurred_at, storage_url) VALUES ($1, $2, $3, $4, 's3://b/dent.jpg')", t, v, e.id, e.occurred_at))
     fails("23503", "vehicle_images_tenant_id_event_id_event_occurred_at_fkey",
@@ -102,8 +103,8 @@ describe("core schema", function()
     local t = db:value("INSERT INTO tenants (name) VALUES ('tz') RETURNING id")
     local v = db:value("INSERT INTO vehicles (tenant_id, timezone) VALUES ($1, 'Pacific/Auckland') " ..
       "RETURNING id", t)
-    db:exec("INSERT INTO vehicle_events (tenant_id, vehicle_id, type, occurred_at) " ..
-      "VALUES ($1, $2, 'odometer', '2025-01-20T20:00:00Z')", t, v)
+    assert(db:exec("INSERT INTO vehicle_events (tenant_id, vehicle_id, type, occurred_at, payload) " ..
+      "VALUES ($1, $2, 'odometer', '2025-01-20T20:00:00Z', '{\"source\": \"manual\"}')", t, v))
     assert.equal("2025-01-21", db:value("SELECT (e.occurred_at AT TIME ZONE v.timezone)::date::text " ..
       "FROM vehicle_events e JOIN vehicles v ON (v.tenant_id, v.id) = (e.tenant_id, e.vehicle_id) " ..
       "WHERE e.vehicle_id = $1", v))

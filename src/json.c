@@ -118,21 +118,20 @@ static int encode_array(encoder *e, int idx, cJSON *arr, size_t n, int depth) {
     return 1;
 }
 
+/* Numbers become cJSON numbers (doubles); only Lua 5.4 integers beyond 2^53
+ * are written as raw digits, to stay exact. */
 static cJSON *number_item(lua_State *L, int idx) {
-    char buf[32];
-    lua_Number n = lua_tonumber(L, idx);
 #if MM_HAS_INTEGERS
     if (lua_isinteger(L, idx)) {
-        snprintf(buf, sizeof buf, LUA_INTEGER_FMT, (LUAI_UACINT)lua_tointeger(L, idx));
-        return cJSON_CreateRaw(buf);
-    }
-#else
-    if (mm_isinteger(L, idx)) {
-        snprintf(buf, sizeof buf, "%.0f", (double)n);
-        return cJSON_CreateRaw(buf);
+        lua_Integer i = lua_tointeger(L, idx);
+        if (i > (lua_Integer)MM_MAX_EXACT_DOUBLE || i < -(lua_Integer)MM_MAX_EXACT_DOUBLE) {
+            char buf[32];
+            snprintf(buf, sizeof buf, LUA_INTEGER_FMT, (LUAI_UACINT)i);
+            return cJSON_CreateRaw(buf);
+        }
     }
 #endif
-    return cJSON_CreateNumber((double)n);
+    return cJSON_CreateNumber((double)lua_tonumber(L, idx));
 }
 
 /* Creates the item for the value at idx, links it into parent (or into the
@@ -187,50 +186,67 @@ static int encode_value(encoder *e, int idx, cJSON *parent, const char *key,
                 : encode_object(e, idx, item, n, depth);
 }
 
-/* Pushes the JSON text of the value at idx and returns 1, or pushes
- * "<root><path>: <reason>" and returns 0. */
-int mm_json_encode(lua_State *L, int idx, const char *root) {
+/* Builds the cJSON tree of the value at idx into box and returns 1, or
+ * pushes "<root><path>: <reason>" and returns 0. */
+int mm_json_build(lua_State *L, int idx, const char *root, mm_box *box) {
     encoder e;
-    char *text;
-    int ok, top;
+    int ok, top = lua_gettop(L);
     idx = mm_absindex(L, idx);
-    top = lua_gettop(L);
     e.L = L;
     e.error = NULL;
     e.path[0] = '\0';
     e.pathlen = 0;
-    e.box = mm_box_new(L);
+    e.box = box;
     ok = encode_value(&e, idx, NULL, NULL, 0);
-    lua_settop(L, top + 1); /* drop what a failed walk left, keep the box */
-    if (ok) {
-        text = cJSON_PrintUnformatted((cJSON *)e.box->ptr);
-        mm_box_release(e.box);
-        if (!text) return luaL_error(L, "%s: out of memory", root);
-        mm_box_hold(e.box, text, cJSON_free);
-        lua_pushstring(L, text);
-    } else {
-        mm_box_release(e.box);
+    lua_settop(L, top); /* drop what a failed walk left */
+    if (!ok) {
+        mm_box_release(box);
         lua_pushfstring(L, "%s%s: %s", root, e.path, e.error);
     }
-    mm_box_release(e.box);
-    lua_remove(L, top + 1);
     return ok;
 }
 
-static void push_item(lua_State *L, const cJSON *item) {
+/* Pushes the unformatted JSON text of a tree. */
+void mm_json_push_text(lua_State *L, const cJSON *tree) {
+    mm_box *box = mm_box_new(L);
+    char *text = cJSON_PrintUnformatted(tree);
+    if (!text) luaL_error(L, "out of memory");
+    mm_box_hold(box, text, cJSON_free);
+    lua_pushstring(L, text);
+    mm_box_release(box);
+    lua_remove(L, -2);
+}
+
+/* Pushes the JSON text of the value at idx and returns 1, or pushes
+ * "<root><path>: <reason>" and returns 0. */
+int mm_json_encode(lua_State *L, int idx, const char *root) {
+    mm_box *box;
+    idx = mm_absindex(L, idx);
+    box = mm_box_new(L);
+    if (!mm_json_build(L, idx, root, box)) {
+        lua_remove(L, -2);
+        return 0;
+    }
+    mm_json_push_text(L, (cJSON *)box->ptr);
+    mm_box_release(box);
+    lua_remove(L, -2);
+    return 1;
+}
+
+void mm_json_push(lua_State *L, const cJSON *item) {
     const cJSON *child;
     int i = 0;
     luaL_checkstack(L, 4, "JSON nested too deeply");
     if (cJSON_IsObject(item)) {
         lua_newtable(L);
         for (child = item->child; child; child = child->next) {
-            push_item(L, child);
+            mm_json_push(L, child);
             lua_setfield(L, -2, child->string);
         }
     } else if (cJSON_IsArray(item)) {
         lua_newtable(L);
         for (child = item->child; child; child = child->next) {
-            push_item(L, child);
+            mm_json_push(L, child);
             lua_rawseti(L, -2, ++i);
         }
         lua_getfield(L, LUA_REGISTRYINDEX, ARRAY_MT_KEY);
@@ -248,27 +264,44 @@ static void push_item(lua_State *L, const cJSON *item) {
         lua_pushnumber(L, (lua_Number)d);
     } else if (cJSON_IsBool(item)) {
         lua_pushboolean(L, cJSON_IsTrue(item));
+    } else if (cJSON_IsRaw(item)) { /* an integer beyond 2^53, from Lua 5.4 */
+#if MM_HAS_INTEGERS
+        lua_pushinteger(L, (lua_Integer)strtoll(item->valuestring, NULL, 10));
+#else
+        lua_pushstring(L, item->valuestring);
+#endif
     } else {
         mm_push_null(L);
     }
 }
 
-/* Pushes the Lua value of a JSON text and returns 1, or pushes an error
- * message with the byte offset and returns 0. */
-int mm_json_decode(lua_State *L, const char *text, size_t len) {
+/* Parses a whole JSON text into box and returns 1, or pushes
+ * "<root>: invalid JSON at byte N" and returns 0. */
+int mm_json_parse(lua_State *L, const char *text, size_t len, const char *root, mm_box *box) {
     const char *end = NULL;
-    mm_box *box = mm_box_new(L);
     cJSON *tree = cJSON_ParseWithLengthOpts(text, len, &end, 0);
     size_t at = end ? (size_t)(end - text) : 0;
     while (tree && at < len && strchr(" \t\r\n", text[at]) && text[at]) at++;
     if (!tree || at < len) {
         cJSON_Delete(tree);
-        lua_pop(L, 1);
-        lua_pushfstring(L, "invalid JSON at byte %d", (int)at + 1);
+        lua_pushfstring(L, "%s%sinvalid JSON at byte %d", root, *root ? ": " : "", (int)at + 1);
         return 0;
     }
     mm_box_hold(box, tree, delete_tree);
-    push_item(L, tree);
+    return 1;
+}
+
+/* Pushes the Lua value of a JSON text and returns 1, or pushes an error
+ * message with the byte offset and returns 0. */
+int mm_json_decode(lua_State *L, const char *text, size_t len) {
+    mm_box *box = mm_box_new(L);
+    cJSON *tree;
+    if (!mm_json_parse(L, text, len, "", box)) {
+        lua_remove(L, -2);
+        return 0;
+    }
+    tree = (cJSON *)box->ptr;
+    mm_json_push(L, tree);
     mm_box_release(box);
     lua_remove(L, -2);
     return 1;

@@ -28,8 +28,13 @@ int mm_open_null(lua_State *L);
 
 /* json.c: cJSON <-> Lua. Encoding a value at idx pushes the JSON text, or
  * returns 0 and pushes an error message naming the path. */
+struct cJSON;
 int mm_json_encode(lua_State *L, int idx, const char *root);
 int mm_json_decode(lua_State *L, const char *text, size_t len);
+int mm_json_build(lua_State *L, int idx, const char *root, mm_box *box);
+int mm_json_parse(lua_State *L, const char *text, size_t len, const char *root, mm_box *box);
+void mm_json_push(lua_State *L, const struct cJSON *item);
+void mm_json_push_text(lua_State *L, const struct cJSON *tree);
 int mm_open_json(lua_State *L);
 
 /* params.c: Lua values -> text parameters for PQexecParams. */
@@ -41,8 +46,9 @@ void mm_push_rows(lua_State *L, const PGresult *res);
 /* core.c */
 LUALIB_API int luaopen_motomind_core(lua_State *L);
 
-/* conn.c, fs.c */
+/* conn.c, fs.c, codec.c */
 int mm_open_conn(lua_State *L);
+int mm_open_codec(lua_State *L);
 int mm_conn_error(lua_State *L, PGconn *pg, const PGresult *res);
 int mm_open_fs(lua_State *L);
 

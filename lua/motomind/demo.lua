@@ -47,9 +47,14 @@ local function history(rand, tenant, vehicle, spec, days)
     events[#events + 1] = { tenant_id = tenant, id = uuid(rand), vehicle_id = vehicle, type = type,
                             occurred_at = iso(at), mileage = mileage, payload = payload }
   end
+  local inspection_at = START + 120 * DAY
   while t < START + days * DAY do
     local gap = rand(5, 12)
     t = t + gap * DAY + rand(0, 600) * 60
+    if t > inspection_at then -- yearly, at the mileage of the last fill-up
+      add("inspection", inspection_at, { result = "pass" })
+      inspection_at = inspection_at + 365 * DAY
+    end
     local driven = math.floor(spec.per_day * gap * rand(70, 130) / 100)
     mileage, since_service = mileage + driven, since_service + driven
     local volume = spec.tank * rand(55, 95) / 100
@@ -65,9 +70,6 @@ local function history(rand, tenant, vehicle, spec, days)
                                         total = rand(6000, 14000) / 100 })
     end
     if rand(1, 8) == 1 then add("odometer", t + DAY, { source = "manual" }) end
-  end
-  for year = 0, math.floor(days / 365) - 1 do
-    add("inspection", START + (year * 365 + 120) * DAY, { result = "pass" })
   end
   return events
 end

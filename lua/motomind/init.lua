@@ -129,6 +129,24 @@ function Connection:transaction(fn, ...)
   return finish(self, nested, pcall(fn, self, ...))
 end
 
+--- ensure_partitions{ ahead = 2 } creates the event partitions of the current
+-- period and `ahead` periods after it, and moves rows out of the DEFAULT
+-- partition into real partitions. Returns the names it created.
+function Connection:ensure_partitions(opts)
+  opts = opts or {}
+  local rows, err, sqlstate, detail = self:query("SELECT p FROM " ..
+    self:escape_identifier(self:schema()) .. ".ensure_partitions($1) AS p", opts.ahead or 2)
+  if not rows then return nil, err, sqlstate, detail end
+  local names = {}
+  for i, r in ipairs(rows) do names[i] = r.p end
+  return names
+end
+
+--- Range partitions, gaps and the DEFAULT partition of vehicle_events, with row counts.
+function Connection:partition_coverage()
+  return self:query("SELECT * FROM " .. self:qualify("partition_coverage") .. " ORDER BY range_from NULLS LAST")
+end
+
 --- Applies pending migrations (see motomind.migrate).
 function Connection:migrate(opts)
   return require("motomind.migrate").migrate(self, opts)

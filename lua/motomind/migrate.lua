@@ -7,25 +7,22 @@ local core = require "motomind.core"
 
 local M = {}
 
-local function script_dir()
-  local src = debug.getinfo(1, "S").source
-  return src:sub(1, 1) == "@" and src:sub(2):match("^(.*)/[^/]*$") or "."
-end
-
-local function is_dir(path)
-  return core.listdir(path) ~= nil
-end
-
---- The directory holding the migration files: MOTOMIND_MIGRATIONS, the copy
--- installed beside this module, or the source tree's sql/migrations.
-function M.directory()
-  local env = os.getenv("MOTOMIND_MIGRATIONS")
+--- The directory of motomind's SQL (migrations/, payloads.json): MOTOMIND_SQL,
+-- the copy installed beside this module, or the source tree's sql/.
+function M.sql_directory()
+  local env = os.getenv("MOTOMIND_SQL")
   if env then return env end
-  local here = script_dir()
-  for _, dir in ipairs { here .. "/sql/migrations", here .. "/../../sql/migrations" } do
-    if is_dir(dir) then return dir end
+  local src = debug.getinfo(1, "S").source
+  local here = src:sub(1, 1) == "@" and src:sub(2):match("^(.*)/[^/]*$") or "."
+  for _, dir in ipairs { here .. "/sql", here .. "/../../sql" } do
+    if core.listdir(dir .. "/migrations") then return dir end
   end
-  error("motomind: cannot find the migration files (set MOTOMIND_MIGRATIONS)")
+  error("motomind: cannot find its SQL files (set MOTOMIND_SQL)")
+end
+
+--- The directory holding the migration files (MOTOMIND_MIGRATIONS overrides).
+function M.directory()
+  return os.getenv("MOTOMIND_MIGRATIONS") or M.sql_directory() .. "/migrations"
 end
 
 local function read(path)

@@ -104,8 +104,7 @@ CREATE TABLE vehicle_events (
   tenant_id    uuid NOT NULL,
   id           uuid NOT NULL DEFAULT gen_random_uuid(),
   vehicle_id   uuid NOT NULL,
-  type         text NOT NULL CHECK (type IN ('fuel', 'maintenance', 'odometer',
-                 'inspection', 'document', 'damage', 'reminder')),
+  type         text NOT NULL, -- checked against sql/payloads.json's types (0002)
   occurred_at  timestamptz NOT NULL CHECK (occurred_at > '1885-01-01'),
   mileage      numeric(10, 1) CHECK (mileage >= 0),
   payload      jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(payload) = 'object'),
@@ -119,8 +118,8 @@ COMMENT ON COLUMN vehicle_events.mileage IS
   'odometer reading at the event, in the vehicle''s odometer_unit (the original design''s "miles")';
 -- A vehicle's timeline, newest first, keyset-paginated on (occurred_at, id).
 CREATE INDEX vehicle_events_vehicle_idx ON vehicle_events (tenant_id, vehicle_id, occurred_at, id);
--- A tenant's events of one type over time (reports, fuel economy).
-CREATE INDEX vehicle_events_type_idx ON vehicle_events (tenant_id, type, occurred_at);
+-- A tenant's (or garage's) timeline, and reports over a time range.
+CREATE INDEX vehicle_events_tenant_idx ON vehicle_events (tenant_id, occurred_at);
 -- Catches rows outside every range partition until maintenance moves them.
 CREATE TABLE vehicle_events_default PARTITION OF vehicle_events DEFAULT;
 

@@ -1,0 +1,503 @@
+/* Payload validation by interpreting the schema document. The order of the
+ * checks, and every message, are mirrored by the SQL generated from the same
+ * document (lua/motomind/payload_sql.lua): a spec holds them to identical
+ * verdicts. Check order for an object: unknown keys (first in byte order),
+ * `extra` (top level), then each field in byte order of its name (presence,
+ * type and constraints, nested values, `requires`), then `any_of`. */
+#include "payload.h"
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define GOT_MAX_CHARS 40
+#define MAX_SCHEMA_DEPTH 8
+
+struct mm_schemas {
+    cJSON *root;
+};
+
+typedef struct check {
+    char *err;
+    size_t errlen;
+    char path[512];
+    size_t plen;
+} check;
+
+/* ---- canonical JSON ---------------------------------------------------- */
+
+typedef struct keyed {
+    cJSON *item;
+    size_t order;
+} keyed;
+
+static int keyed_cmp(const void *a, const void *b) {
+    const keyed *x = (const keyed *)a, *y = (const keyed *)b;
+    int c = strcmp(x->item->string, y->item->string);
+    if (c) return c;
+    return x->order < y->order ? -1 : x->order > y->order;
+}
+
+int mm_json_normalize(cJSON *item) {
+    cJSON *c;
+    size_t n = 0, i, kept = 0;
+    keyed *all;
+    if (!cJSON_IsObject(item) && !cJSON_IsArray(item)) return 1;
+    for (c = item->child; c; c = c->next) {
+        if (!mm_json_normalize(c)) return 0;
+        n++;
+    }
+    if (!cJSON_IsObject(item) || n < 2) return 1;
+    all = (keyed *)malloc(n * sizeof *all);
+    if (!all) return 0;
+    for (c = item->child, i = 0; c; c = c->next, i++) {
+        all[i].item = c;
+        all[i].order = i;
+    }
+    qsort(all, n, sizeof *all, keyed_cmp);
+    for (i = 0; i < n; i++) {
+        if (i + 1 < n && !strcmp(all[i].item->string, all[i + 1].item->string)) {
+            all[i].item->next = all[i].item->prev = NULL;
+            cJSON_Delete(all[i].item); /* an earlier duplicate: the last wins */
+            continue;
+        }
+        all[kept++] = all[i];
+    }
+    for (i = 0; i < kept; i++) {
+        all[i].item->next = i + 1 < kept ? all[i + 1].item : NULL;
+        all[i].item->prev = i > 0 ? all[i - 1].item : all[kept - 1].item;
+    }
+    item->child = all[0].item; /* cJSON: the head's prev is the tail */
+    free(all);
+    return 1;
+}
+
+/* ---- rendering --------------------------------------------------------- */
+
+/* Numbers as the database renders them: integers below 1e15 in full, other
+ * values in their shortest exact form. */
+static void format_number(double d, char *out, size_t n) {
+    int p;
+    if (d == 0) { snprintf(out, n, "0"); return; }
+    if (d == floor(d) && fabs(d) < 1e15) { snprintf(out, n, "%.0f", d); return; }
+    for (p = 15; p <= 17; p++) {
+        snprintf(out, n, "%.*g", p, d);
+        if (strtod(out, NULL) == d) return;
+    }
+}
+
+/* Appends s JSON-quoted, escaped as PostgreSQL's escape_json does. */
+static size_t quote(const char *s, size_t len, char *out, size_t n) {
+    size_t o = 0, i;
+    const char *esc;
+    char buf[8];
+#define PUT(ch) do { if (o + 1 < n) out[o++] = (ch); } while (0)
+    PUT('"');
+    for (i = 0; i < len; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        esc = NULL;
+        switch (ch) {
+        case '\b': esc = "\\b"; break;
+        case '\f': esc = "\\f"; break;
+        case '\n': esc = "\\n"; break;
+        case '\r': esc = "\\r"; break;
+        case '\t': esc = "\\t"; break;
+        case '"': esc = "\\\""; break;
+        case '\\': esc = "\\\\"; break;
+        default:
+            if (ch < ' ') { snprintf(buf, sizeof buf, "\\u%04x", ch); esc = buf; }
+        }
+        if (esc) while (*esc) PUT(*esc++);
+        else PUT((char)ch);
+    }
+    PUT('"');
+#undef PUT
+    out[o < n ? o : n - 1] = '\0';
+    return o;
+}
+
+/* Byte length of the first `chars` UTF-8 characters of s (all of s if shorter). */
+static size_t utf8_prefix(const char *s, size_t chars) {
+    size_t i = 0;
+    while (s[i] && chars > 0) {
+        i++;
+        while (((unsigned char)s[i] & 0xC0) == 0x80) i++;
+        chars--;
+    }
+    return i;
+}
+
+static size_t utf8_length(const char *s) {
+    size_t n = 0;
+    for (; *s; s++) n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+/* A number's value; raw items are integers beyond 2^53 built from Lua. */
+static int as_number(const cJSON *v, double *d) {
+    char *end;
+    if (cJSON_IsNumber(v)) {
+        *d = v->valuedouble;
+        return 1;
+    }
+    if (!cJSON_IsRaw(v) || !v->valuestring) return 0;
+    *d = strtod(v->valuestring, &end);
+    return *end == '\0';
+}
+
+/* What a value was, for "got ..." in messages. */
+static void describe_got(const cJSON *v, char *out, size_t n) {
+    double d;
+    if (cJSON_IsString(v)) {
+        const char *s = v->valuestring;
+        size_t cut = utf8_prefix(s, GOT_MAX_CHARS);
+        char tmp[GOT_MAX_CHARS * 4 + 8];
+        memcpy(tmp, s, cut);
+        if (s[cut]) memcpy(tmp + cut, "...", 4);
+        else tmp[cut] = '\0';
+        quote(tmp, strlen(tmp), out, n);
+    } else if (as_number(v, &d)) {
+        format_number(d, out, n);
+    } else if (cJSON_IsObject(v)) {
+        snprintf(out, n, "object");
+    } else if (cJSON_IsArray(v)) {
+        snprintf(out, n, "array");
+    } else if (cJSON_IsBool(v)) {
+        snprintf(out, n, cJSON_IsTrue(v) ? "true" : "false");
+    } else {
+        snprintf(out, n, "null");
+    }
+}
+
+static const char *str_field(const cJSON *spec, const char *key) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(spec, key);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+/* What a spec expects, e.g. "number >= 0", "one of pass, fail". */
+static void describe_spec(const cJSON *spec, char *out, size_t n) {
+    const char *type = str_field(spec, "type"), *fmt = str_field(spec, "format");
+    const cJSON *min = cJSON_GetObjectItemCaseSensitive(spec, "min");
+    const cJSON *max = cJSON_GetObjectItemCaseSensitive(spec, "max");
+    const cJSON *en = cJSON_GetObjectItemCaseSensitive(spec, "enum");
+    const cJSON *len = cJSON_GetObjectItemCaseSensitive(spec, "max_length");
+    const cJSON *items = cJSON_GetObjectItemCaseSensitive(spec, "max_items");
+    int excl = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(spec, "exclusive_min"));
+    char a[40], b[40];
+    if (!strcmp(type, "number") || !strcmp(type, "integer")) {
+        if (min) format_number(min->valuedouble, a, sizeof a);
+        if (max) format_number(max->valuedouble, b, sizeof b);
+        if (min && max && excl) snprintf(out, n, "%s > %s and <= %s", type, a, b);
+        else if (min && max) snprintf(out, n, "%s from %s to %s", type, a, b);
+        else if (min) snprintf(out, n, "%s %s %s", type, excl ? ">" : ">=", a);
+        else if (max) snprintf(out, n, "%s <= %s", type, b);
+        else snprintf(out, n, "%s", type);
+    } else if (!strcmp(type, "string") && en) {
+        size_t o = (size_t)snprintf(out, n, "one of ");
+        const cJSON *e;
+        for (e = en->child; e && o < n; e = e->next)
+            o += (size_t)snprintf(out + o, n - o, "%s%s", e->valuestring, e->next ? ", " : "");
+    } else if (!strcmp(type, "string") && fmt) {
+        snprintf(out, n, "%s", !strcmp(fmt, "currency") ? "ISO 4217 currency code" : "URL");
+    } else if (!strcmp(type, "string") && len) {
+        snprintf(out, n, "string of at most %d characters", len->valueint);
+    } else if (!strcmp(type, "date")) {
+        snprintf(out, n, "date (YYYY-MM-DD)");
+    } else if (!strcmp(type, "array") && items) {
+        snprintf(out, n, "array of at most %d items", items->valueint);
+    } else {
+        snprintf(out, n, "%s", type);
+    }
+}
+
+/* ---- checks ------------------------------------------------------------ */
+
+static int fail(check *c, const char *fmt, ...) {
+    va_list ap;
+    int o = snprintf(c->err, c->errlen, "%s", c->path);
+    va_start(ap, fmt);
+    if (o >= 0 && (size_t)o < c->errlen) vsnprintf(c->err + o, c->errlen - (size_t)o, fmt, ap);
+    va_end(ap);
+    return 0;
+}
+
+static int expected(check *c, const cJSON *spec, const cJSON *v) {
+    char want[256], got[GOT_MAX_CHARS * 6 + 16];
+    describe_spec(spec, want, sizeof want);
+    describe_got(v, got, sizeof got);
+    return fail(c, ": expected %s, got %s", want, got);
+}
+
+static size_t path_push(check *c, const char *key, int index) {
+    size_t old = c->plen;
+    int n = key ? snprintf(c->path + old, sizeof c->path - old, ".%s", key)
+                : snprintf(c->path + old, sizeof c->path - old, "[%d]", index);
+    if (n > 0) c->plen = strlen(c->path);
+    return old;
+}
+
+static void path_pop(check *c, size_t old) {
+    c->plen = old;
+    c->path[old] = '\0';
+}
+
+static int valid_date(const char *s) {
+    static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int i, y, m, d, dim;
+    if (strlen(s) != 10 || s[4] != '-' || s[7] != '-') return 0;
+    for (i = 0; i < 10; i++)
+        if (i != 4 && i != 7 && (s[i] < '0' || s[i] > '9')) return 0;
+    y = atoi(s);
+    m = atoi(s + 5);
+    d = atoi(s + 8);
+    if (y < 1 || m < 1 || m > 12) return 0;
+    dim = days[m - 1] + (m == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0));
+    return d >= 1 && d <= dim;
+}
+
+static int is_alpha(char ch) { return (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z'); }
+static int is_digit(char ch) { return ch >= '0' && ch <= '9'; }
+
+/* scheme://rest, the rest non-empty and free of white space. */
+static int valid_url(const char *s) {
+    if (!is_alpha(*s)) return 0;
+    while (is_alpha(*s) || is_digit(*s) || *s == '+' || *s == '.' || *s == '-') s++;
+    if (strncmp(s, "://", 3) != 0 || !s[3]) return 0;
+    for (s += 3; *s; s++)
+        if (strchr(" \t\n\r\f\v", *s)) return 0;
+    return 1;
+}
+
+static int valid_currency(const char *s) {
+    return strlen(s) == 3 && s[0] >= 'A' && s[0] <= 'Z' && s[1] >= 'A' && s[1] <= 'Z' &&
+           s[2] >= 'A' && s[2] <= 'Z';
+}
+
+static int in_list(const cJSON *list, const char *s) {
+    const cJSON *e;
+    for (e = list ? list->child : NULL; e; e = e->next)
+        if (cJSON_IsString(e) && !strcmp(e->valuestring, s)) return 1;
+    return 0;
+}
+
+static int check_object(check *c, const cJSON *spec, const cJSON *obj, int top);
+
+static int check_string(check *c, const cJSON *spec, const cJSON *v) {
+    const char *fmt = str_field(spec, "format");
+    const cJSON *en = cJSON_GetObjectItemCaseSensitive(spec, "enum");
+    const cJSON *len = cJSON_GetObjectItemCaseSensitive(spec, "max_length");
+    size_t n;
+    if (en && !in_list(en, v->valuestring)) return expected(c, spec, v);
+    if (fmt && !strcmp(fmt, "currency") && !valid_currency(v->valuestring)) return expected(c, spec, v);
+    if (fmt && !strcmp(fmt, "url") && !valid_url(v->valuestring)) return expected(c, spec, v);
+    if (len && (n = utf8_length(v->valuestring)) > (size_t)len->valueint)
+        return fail(c, ": expected string of at most %d characters, got %lu characters",
+                    len->valueint, (unsigned long)n);
+    return 1;
+}
+
+static int check_value(check *c, const cJSON *spec, const cJSON *v) {
+    const char *type = str_field(spec, "type");
+    if (!strcmp(type, "number") || !strcmp(type, "integer")) {
+        const cJSON *min = cJSON_GetObjectItemCaseSensitive(spec, "min");
+        const cJSON *max = cJSON_GetObjectItemCaseSensitive(spec, "max");
+        int excl = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(spec, "exclusive_min"));
+        double d;
+        if (!as_number(v, &d)) return expected(c, spec, v);
+        if ((type[0] == 'i' && d != floor(d)) || (min && (excl ? d <= min->valuedouble : d < min->valuedouble)) ||
+            (max && d > max->valuedouble))
+            return expected(c, spec, v);
+        return 1;
+    }
+    if (!strcmp(type, "string")) return cJSON_IsString(v) ? check_string(c, spec, v) : expected(c, spec, v);
+    if (!strcmp(type, "boolean")) return cJSON_IsBool(v) ? 1 : expected(c, spec, v);
+    if (!strcmp(type, "date"))
+        return cJSON_IsString(v) && valid_date(v->valuestring) ? 1 : expected(c, spec, v);
+    if (!strcmp(type, "object")) return cJSON_IsObject(v) ? check_object(c, spec, v, 0) : expected(c, spec, v);
+    if (!strcmp(type, "array")) {
+        const cJSON *items = cJSON_GetObjectItemCaseSensitive(spec, "items");
+        const cJSON *max = cJSON_GetObjectItemCaseSensitive(spec, "max_items");
+        const cJSON *e;
+        int i = 0, n;
+        if (!cJSON_IsArray(v)) return expected(c, spec, v);
+        n = cJSON_GetArraySize(v);
+        if (max && n > max->valueint)
+            return fail(c, ": expected array of at most %d items, got %d items", max->valueint, n);
+        for (e = v->child; e; e = e->next) {
+            size_t old = path_push(c, NULL, ++i);
+            if (!check_value(c, items, e)) return 0;
+            path_pop(c, old);
+        }
+        return 1;
+    }
+    return fail(c, ": schema has unknown type \"%s\"", type);
+}
+
+static int check_object(check *c, const cJSON *spec, const cJSON *obj, int top) {
+    const cJSON *fields = cJSON_GetObjectItemCaseSensitive(spec, "fields");
+    const cJSON *required = cJSON_GetObjectItemCaseSensitive(spec, "required");
+    const cJSON *any = cJSON_GetObjectItemCaseSensitive(spec, "any_of");
+    const cJSON *f, *k, *r, *unknown = NULL;
+    for (k = obj->child; k; k = k->next) /* keys are sorted: the first is the least */
+        if (!cJSON_GetObjectItemCaseSensitive(fields, k->string) && !(top && !strcmp(k->string, "extra"))) {
+            unknown = k;
+            break;
+        }
+    if (unknown) {
+        path_push(c, unknown->string, 0);
+        return fail(c, top ? ": unknown field (put free-form fields under payload.extra)" : ": unknown field");
+    }
+    if (top && (k = cJSON_GetObjectItemCaseSensitive(obj, "extra")) && !cJSON_IsObject(k)) {
+        char got[GOT_MAX_CHARS * 6 + 16];
+        describe_got(k, got, sizeof got);
+        path_push(c, "extra", 0);
+        return fail(c, ": expected object, got %s", got);
+    }
+    for (f = fields ? fields->child : NULL; f; f = f->next) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, f->string);
+        size_t old = path_push(c, f->string, 0);
+        if (!v) {
+            if (in_list(required, f->string)) return fail(c, ": is required");
+            path_pop(c, old);
+            continue;
+        }
+        if (!check_value(c, f, v)) return 0;
+        r = cJSON_GetObjectItemCaseSensitive(f, "requires");
+        for (r = r ? r->child : NULL; r; r = r->next)
+            if (!cJSON_GetObjectItemCaseSensitive(obj, r->valuestring)) {
+                char base[sizeof c->path];
+                memcpy(base, c->path, old);
+                base[old] = '\0';
+                return fail(c, ": needs %s.%s", base, r->valuestring);
+            }
+        path_pop(c, old);
+    }
+    if (any) {
+        const cJSON *e;
+        char names[256];
+        size_t o = 0;
+        for (e = any->child; e; e = e->next)
+            if (cJSON_GetObjectItemCaseSensitive(obj, e->valuestring)) return 1;
+        names[0] = '\0';
+        for (e = any->child; e && o < sizeof names; e = e->next)
+            o += (size_t)snprintf(names + o, sizeof names - o, "%s%s", e->valuestring, e->next ? ", " : "");
+        return fail(c, ": needs one of %s", names);
+    }
+    return 1;
+}
+
+int mm_payload_check(const mm_schemas *s, const char *type, cJSON *payload,
+                     char *err, size_t errlen) {
+    check c;
+    const cJSON *spec = cJSON_GetObjectItemCaseSensitive(s->root, type);
+    char q[256];
+    c.err = err;
+    c.errlen = errlen;
+    strcpy(c.path, "payload");
+    c.plen = strlen(c.path);
+    if (!spec) {
+        quote(type, utf8_prefix(type, 64), q, sizeof q);
+        snprintf(err, errlen, "type: unknown event type %s", q);
+        return 0;
+    }
+    if (!cJSON_IsObject(payload)) {
+        char got[GOT_MAX_CHARS * 6 + 16];
+        describe_got(payload, got, sizeof got);
+        return fail(&c, ": expected object, got %s", got);
+    }
+    if (!mm_json_normalize(payload)) return fail(&c, ": out of memory");
+    return check_object(&c, spec, payload, 1);
+}
+
+/* ---- the schema document ----------------------------------------------- */
+
+static const char *const TYPES[] = {"number", "integer", "string", "boolean", "date",
+                                    "object", "array", NULL};
+
+static int schema_error(char *err, size_t errlen, const char *where, const char *what) {
+    snprintf(err, errlen, "payload schema %s: %s", where, what);
+    return 0;
+}
+
+static int names_fields(const cJSON *list, const cJSON *fields) {
+    const cJSON *e;
+    if (!list) return 1;
+    if (!cJSON_IsArray(list)) return 0;
+    for (e = list->child; e; e = e->next)
+        if (!cJSON_IsString(e) || !cJSON_GetObjectItemCaseSensitive(fields, e->valuestring)) return 0;
+    return 1;
+}
+
+static int check_spec(const cJSON *spec, const char *where, int depth, char *err, size_t errlen);
+
+static int check_object_spec(const cJSON *spec, const char *where, int depth, char *err, size_t errlen) {
+    const cJSON *fields = cJSON_GetObjectItemCaseSensitive(spec, "fields"), *f;
+    char at[256];
+    if (!cJSON_IsObject(fields)) return schema_error(err, errlen, where, "needs a \"fields\" object");
+    if (!names_fields(cJSON_GetObjectItemCaseSensitive(spec, "required"), fields) ||
+        !names_fields(cJSON_GetObjectItemCaseSensitive(spec, "any_of"), fields))
+        return schema_error(err, errlen, where, "\"required\" and \"any_of\" must list its fields");
+    for (f = fields->child; f; f = f->next) {
+        snprintf(at, sizeof at, "%s.%s", where, f->string);
+        if (!check_spec(f, at, depth + 1, err, errlen)) return 0;
+        if (!names_fields(cJSON_GetObjectItemCaseSensitive(f, "requires"), fields))
+            return schema_error(err, errlen, at, "\"requires\" must list sibling fields");
+    }
+    return 1;
+}
+
+static int check_spec(const cJSON *spec, const char *where, int depth, char *err, size_t errlen) {
+    const char *type = str_field(spec, "type"), *fmt = str_field(spec, "format");
+    int i, known = 0;
+    if (depth > MAX_SCHEMA_DEPTH) return schema_error(err, errlen, where, "nested too deeply");
+    for (i = 0; type && TYPES[i]; i++) known |= !strcmp(type, TYPES[i]);
+    if (!known) return schema_error(err, errlen, where, "unknown or missing \"type\"");
+    if (fmt && strcmp(fmt, "currency") && strcmp(fmt, "url"))
+        return schema_error(err, errlen, where, "\"format\" must be currency or url");
+    if (!strcmp(type, "object")) return check_object_spec(spec, where, depth, err, errlen);
+    if (!strcmp(type, "array")) {
+        const cJSON *items = cJSON_GetObjectItemCaseSensitive(spec, "items");
+        if (!cJSON_IsObject(items)) return schema_error(err, errlen, where, "needs an \"items\" spec");
+        return check_spec(items, where, depth + 1, err, errlen);
+    }
+    return 1;
+}
+
+mm_schemas *mm_schemas_parse(const char *json, size_t len, char *err, size_t errlen) {
+    mm_schemas *s;
+    cJSON *root = cJSON_ParseWithLength(json, len), *t;
+    if (!cJSON_IsObject(root) || !root->child) {
+        cJSON_Delete(root);
+        schema_error(err, errlen, "document", "must be a JSON object of event types");
+        return NULL;
+    }
+    for (t = root->child; t; t = t->next) {
+        if (!check_object_spec(t, t->string, 0, err, errlen)) {
+            cJSON_Delete(root);
+            return NULL;
+        }
+    }
+    /* Fields are checked in byte order of their names, on both sides. */
+    if (!mm_json_normalize(root)) {
+        cJSON_Delete(root);
+        schema_error(err, errlen, "document", "out of memory");
+        return NULL;
+    }
+    s = (mm_schemas *)malloc(sizeof *s);
+    if (!s) {
+        cJSON_Delete(root);
+        schema_error(err, errlen, "document", "out of memory");
+        return NULL;
+    }
+    s->root = root;
+    return s;
+}
+
+void mm_schemas_free(mm_schemas *s) {
+    if (!s) return;
+    cJSON_Delete(s->root);
+    free(s);
+}
+
+const cJSON *mm_schemas_types(const mm_schemas *s) { return s->root; }
