@@ -47,6 +47,14 @@ function H.run(cmd)
   return body, tonumber(code) == 0
 end
 
+--- A shell command running Lua code with this checkout's modules.
+function H.lua_command(code)
+  local build = H.root .. "/build/" .. H.lua
+  local prelude = ("package.path = %q .. package.path; package.cpath = %q .. package.cpath; ")
+    :format(H.root .. "/lua/?.lua;" .. H.root .. "/lua/?/init.lua;", build .. "/?.so;")
+  return H.lua .. " -e " .. H.shell_quote(prelude .. code)
+end
+
 function H.shell_quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end

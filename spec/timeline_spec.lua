@@ -1,0 +1,373 @@
+local motomind = require "motomind"
+local timeline = require "motomind.timeline"
+local H = require "spec.helper"
+
+local null = motomind.null
+
+describe("timeline rules", function()
+  local db, ctx, car
+
+  local function add(at, mileage, type, p)
+    return timeline.append(db, ctx, { vehicle_id = car, type = type or "odometer", occurred_at = at,
+      mileage = mileage, payload = p or { source = "manual" } })
+  end
+
+  setup(function() db = H.fresh() end)
+  teardown(function() H.drop(db) end)
+  before_each(function()
+    local t, v = H.tenant_with_vehicle(db)
+    db:exec("UPDATE vehicles SET timezone = 'America/New_York' WHERE id = $1", v)
+    ctx, car = { tenant = t }, v
+  end)
+
+  describe("immutability", function()
+    it("refuses UPDATE, DELETE and TRUNCATE, on the table and on its partitions", function()
+      local e = assert(add("2025-01-20T12:00:00Z", 54120))
+      for _, sql in ipairs {
+        "UPDATE vehicle_events SET mileage = 1 WHERE id = $1",
+        "DELETE FROM vehicle_events WHERE id = $1",
+        "UPDATE vehicle_events_default SET notes = 'x' WHERE id = $1",
+        "DELETE FROM vehicle_events_default WHERE id = $1",
+      } do
+        local ok, msg, sqlstate = db:exec(sql, e.id)
+        assert.is_nil(ok, sql)
+        assert.equal("42501", sqlstate)
+        assert.matches("vehicle events are immutable", msg)
+      end
+      for _, t in ipairs { "vehicle_events CASCADE", "vehicle_events_default" } do
+        local ok, msg = db:exec("TRUNCATE " .. t)
+        assert.is_nil(ok, t)
+        assert.is_truthy(msg:find("TRUNCATE is not allowed", 1, true) or
+          msg:find("referenced in a foreign key", 1, true), msg)
+      end
+      assert.equal(1, db:value("SELECT count(*) FROM vehicle_events WHERE id = $1", e.id))
+    end)
+  end)
+
+  describe("mileage", function()
+    it("refuses a reading below the previous one, saying what clashed", function()
+      assert(add("2025-01-20T12:00:00Z", 54120))
+      local ok, msg, sqlstate, detail = add("2025-01-28T12:00:00Z", 50000)
+      assert.is_nil(ok)
+      assert.equal("mileage 50000 on 2025-01-28 is below 54120 recorded on 2025-01-20", msg)
+      assert.equal("23514", sqlstate)
+      assert.equal("vehicle_events_mileage_check", detail.constraint)
+    end)
+
+    it("judges back-dated readings against both neighbours", function()
+      assert(add("2025-01-10T12:00:00Z", 1000))
+      assert(add("2025-01-30T12:00:00Z", 3000))
+      assert(add("2025-01-20T12:00:00Z", 2000)) -- between its neighbours: fine
+      local ok, msg = add("2025-01-25T12:00:00Z", 3500)
+      assert.is_nil(ok)
+      assert.equal("mileage 3500 on 2025-01-25 is above 3000 recorded on 2025-01-30", msg)
+      ok, msg = add("2025-01-15T12:00:00Z", 900)
+      assert.is_nil(ok)
+      assert.equal("mileage 900 on 2025-01-15 is below 1000 recorded on 2025-01-10", msg)
+      assert(add("2025-01-30T12:00:00Z", 3000)) -- equal readings are fine
+    end)
+
+    it("dates the message in the vehicle's timezone", function()
+      assert(add("2025-01-21T03:00:00Z", 100)) -- 2025-01-20 22:00 in New York
+      local _, msg = add("2025-01-21T06:00:00Z", 50)
+      assert.equal("mileage 50 on 2025-01-21 is below 100 recorded on 2025-01-20", msg)
+    end)
+
+    it("checks a batch against itself and the stored history, all or nothing", function()
+      assert(add("2025-03-01T00:00:00Z", 500))
+      local ok, msg = timeline.append_batch(db, ctx, {
+        { vehicle_id = car, type = "odometer", occurred_at = "2025-03-02T00:00:00Z", mileage = 600, payload = { source = "manual" } },
+        { vehicle_id = car, type = "odometer", occurred_at = "2025-03-03T00:00:00Z", mileage = 550, payload = { source = "manual" } },
+      })
+      assert.is_nil(ok)
+      assert.equal("mileage 550 on 2025-03-02 is below 600 recorded on 2025-03-01", msg)
+      assert.equal(1, db:value("SELECT count(*) FROM vehicle_events WHERE vehicle_id = $1", car))
+    end)
+
+    it("serializes concurrent writers to one vehicle, so a clash cannot slip through", function()
+      assert(add("2025-05-01T00:00:00Z", 1000))
+      -- This connection writes 2000 on 05-10 and holds its transaction open...
+      db:exec("BEGIN")
+      assert(add("2025-05-10T00:00:00Z", 2000))
+      -- ...while another process writes 1500 on 05-20, which is fine alone.
+      local out = os.tmpname()
+      local script = ([[
+        local motomind = require "motomind"
+        local timeline = require "motomind.timeline"
+        local db = assert(motomind.connect(nil, { schema = %q }))
+        local ok, msg = timeline.append(db, { tenant = %q }, { vehicle_id = %q, type = "odometer",
+          occurred_at = "2025-05-20T00:00:00Z", mileage = 1500, payload = { source = "manual" } })
+        io.open(%q, "w"):write(ok and "inserted" or msg):close()
+      ]]):format(db:schema(), ctx.tenant, car, out)
+      os.execute(H.lua_command(script) .. " &")
+      local waiting = 0
+      local probe = H.connect() -- inside a transaction, pg_stat_activity is a frozen snapshot
+      for _ = 1, 100 do
+        waiting = probe:value("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' " ..
+          "AND datname = current_database() AND pid <> pg_backend_pid()")
+        if waiting > 0 then break end
+        os.execute("sleep 0.05")
+      end
+      probe:close()
+      db:exec("COMMIT")
+      assert.equal(1, waiting, "the other writer should wait for this transaction")
+      local result
+      for _ = 1, 100 do
+        local f = io.open(out)
+        result = f and f:read("*a")
+        if f then f:close() end
+        if result and result ~= "" then break end
+        os.execute("sleep 0.05")
+      end
+      os.remove(out)
+      assert.equal("mileage 1500 on 2025-05-19 is below 2000 recorded on 2025-05-09", result)
+    end)
+
+    it("flags implausible jumps but keeps the event", function()
+      assert(add("2025-06-01T00:00:00Z", 10000))
+      local e = assert(add("2025-06-02T00:00:00Z", 100000)) -- a typo: one zero too many
+      assert.equal(1, #e.flags)
+      assert.equal("implausible_jump", e.flags[1].flag)
+      assert.equal(10000, e.flags[1].detail.previous_mileage)
+      local normal = assert(add("2025-06-10T00:00:00Z", 100500))
+      assert.equal(0, #normal.flags)
+      local page = assert(timeline.page(db, ctx, { vehicle = car }))
+      local flagged = 0
+      for _, ev in ipairs(page.events) do flagged = flagged + #ev.flags end
+      assert.equal(1, flagged)
+    end)
+
+    it("takes the threshold from motomind.max_daily_distance", function()
+      db:exec("SET motomind.max_daily_distance = '100'")
+      assert(add("2025-07-01T00:00:00Z", 1000))
+      local e = assert(add("2025-07-03T00:00:00Z", 1250)) -- 125 a day
+      assert.equal(1, #e.flags)
+      db:exec("RESET motomind.max_daily_distance")
+      e = assert(add("2025-07-05T00:00:00Z", 1500))
+      assert.equal(0, #e.flags)
+    end)
+  end)
+
+  describe("payloads", function()
+    it("are refused by the database with the codec's message, for any writer", function()
+      local ok, msg, sqlstate, detail = db:exec("INSERT INTO vehicle_events (tenant_id, vehicle_id, type, " ..
+        "occurred_at, payload) VALUES ($1, $2, 'fuel', now(), $3)", ctx.tenant, car,
+        '{"volume": 3, "unit": "gallons"}')
+      assert.is_nil(ok)
+      assert.equal('payload.unit: expected one of us_gal, uk_gal, l, kwh, got "gallons"', msg)
+      assert.equal("23514", sqlstate)
+      assert.equal("vehicle_events_payload_check", detail.constraint)
+      local _, c_msg, c_state = timeline.append(db, ctx, { vehicle_id = car, type = "fuel",
+        occurred_at = "2025-01-01T00:00:00Z", payload = { volume = 3, unit = "gallons" } })
+      assert.equal(msg, c_msg)
+      assert.equal("22023", c_state) -- refused in C, before any round trip
+    end)
+
+    it("are checked on direct inserts into a partition too", function()
+      db:ensure_partitions { ahead = 0 }
+      local part = db:value("SELECT partition FROM partition_coverage WHERE kind = 'partition' " ..
+        "AND range_from <= now() AND range_to > now()")
+      local ok, msg = db:exec("INSERT INTO " .. db:escape_identifier(part) ..
+        " (tenant_id, vehicle_id, type, occurred_at, payload) VALUES ($1, $2, 'odometer', now(), '{}')",
+        ctx.tenant, car)
+      assert.is_nil(ok)
+      assert.equal("payload.source: is required", msg)
+    end)
+
+    it("name the event in a batch", function()
+      local ok, msg = timeline.append_batch(db, ctx, {
+        { vehicle_id = car, type = "odometer", occurred_at = "2025-01-01T00:00:00Z", payload = { source = "manual" } },
+        { vehicle_id = car, type = "fuel", occurred_at = "2025-01-02T00:00:00Z", payload = { volume = -1, unit = "l" } },
+      })
+      assert.is_nil(ok)
+      assert.equal("events[2].payload.volume: expected number > 0 and <= 100000, got -1", msg)
+    end)
+  end)
+
+  describe("corrections", function()
+    it("amend an event: the latest correction shows, the history stays readable", function()
+      local e = assert(add("2025-02-01T10:00:00Z", 20000, "fuel", { volume = 40, unit = "l", total = 70, currency = "EUR" }))
+      assert(timeline.correct(db, ctx, e, { payload = { volume = 41, unit = "l", total = 71.5, currency = "EUR" } }))
+      local last = assert(timeline.correct(db, ctx, e, { mileage = 20010,
+        payload = { volume = 42, unit = "l", total = 73, currency = "EUR" } }))
+      local page = assert(timeline.page(db, ctx, { vehicle = car }))
+      assert.equal(1, #page.events)
+      assert.equal(last.id, page.events[1].id)
+      assert.equal(42, page.events[1].payload.volume)
+      assert.equal("20010.0", page.events[1].mileage)
+      local history = assert(timeline.history(db, ctx, e))
+      assert.equal(3, #history)
+      assert.same({ false, false, true }, { history[1].effective, history[2].effective, history[3].effective })
+      assert.equal(motomind.null, history[1].correction)
+      assert.equal("amend", history[3].correction)
+    end)
+
+    it("void an event: hidden from the timeline and from the mileage rule", function()
+      local typo = assert(add("2025-03-01T10:00:00Z", 90000))
+      local ok, msg = add("2025-03-05T10:00:00Z", 30000)
+      assert.is_nil(ok)
+      assert.matches("below 90000", msg)
+      assert(timeline.void(db, ctx, typo, "typo: extra zero"))
+      assert(add("2025-03-05T10:00:00Z", 30000))
+      local page = assert(timeline.page(db, ctx, { vehicle = car }))
+      assert.equal(1, #page.events)
+      assert.equal("30000.0", page.events[1].mileage)
+      assert.equal("30000.0", timeline.current_mileage(db, ctx, car).mileage)
+    end)
+
+    it("refuse corrections of a missing event, of a correction, or that change the type", function()
+      local e = assert(add("2025-04-01T10:00:00Z", 100))
+      local amend = assert(timeline.correct(db, ctx, e, { mileage = 110 }))
+      local ok, msg = timeline.correct(db, ctx, { id = amend.id, occurred_at = amend.occurred_at }, { mileage = 120 })
+      assert.is_nil(ok)
+      assert.matches("is itself a correction; correct the original event", msg)
+      ok, msg = db:exec("INSERT INTO vehicle_events (tenant_id, vehicle_id, type, occurred_at, payload, " ..
+        "correction, corrects_id, corrects_occurred_at) VALUES ($1, $2, 'damage', now(), " ..
+        "'{\"severity\": \"minor\"}', 'amend', $3, $4)", ctx.tenant, car, e.id, e.occurred_at)
+      assert.is_nil(ok)
+      assert.equal("type: an amendment keeps the type of the event it corrects (odometer, not damage)", msg)
+      ok, msg = timeline.void(db, ctx, { id = "00000000-0000-4000-8000-000000000000", occurred_at = e.occurred_at })
+      assert.is_nil(ok)
+      assert.matches("no event 00000000%-0000%-4000%-8000%-000000000000", msg)
+    end)
+  end)
+end)
+
+describe("partitions", function()
+  local db, ctx, car
+  before_each(function()
+    db = H.fresh()
+    local t, v = H.tenant_with_vehicle(db)
+    ctx, car = { tenant = t }, v
+  end)
+  after_each(function() H.drop(db) end)
+
+  local function add(at, mileage)
+    return timeline.append(db, ctx, { vehicle_id = car, type = "odometer", occurred_at = at,
+      mileage = mileage, payload = { source = "manual" } })
+  end
+
+  local function coverage()
+    local out = {}
+    for _, r in ipairs(assert(db:partition_coverage())) do
+      out[#out + 1] = ("%s %s %s"):format(r.kind, r.range_from ~= null and r.range_from:sub(1, 4) or "-", r.row_count)
+    end
+    return out
+  end
+
+  it("are created ahead, idempotently", function()
+    local year = tonumber(os.date("!%Y"))
+    local made = assert(db:ensure_partitions { ahead = 2 })
+    assert.same({ "vehicle_events_" .. year, "vehicle_events_" .. (year + 1), "vehicle_events_" .. (year + 2) }, made)
+    assert.same({}, db:ensure_partitions { ahead = 2 })
+  end)
+
+  it("take rows out of the DEFAULT partition, but not for a far-future clock error", function()
+    assert(add("2015-06-01T00:00:00Z", 100))
+    assert(add("2017-06-01T00:00:00Z", 200))
+    assert(add("2999-01-01T00:00:00Z", 300)) -- a device clock error
+    assert.same({ "default - 3" }, coverage())
+    db:ensure_partitions { ahead = 0 }
+    local year = os.date("!%Y")
+    assert.same({ "partition 2015 1", "gap 2016 0", "partition 2017 1", "gap 2018 0",
+                  "partition " .. year .. " 0", "default - 1" }, coverage())
+    -- the rows are intact and the table still refuses edits
+    assert.equal(3, db:value("SELECT count(*) FROM vehicle_events"))
+    assert.is_nil((db:exec("DELETE FROM vehicle_events_2015")))
+    -- and new partitions check their inserts
+    local _, msg = add("2015-07-01T00:00:00Z", 50)
+    assert.equal("mileage 50 on 2015-07-01 is below 100 recorded on 2015-06-01", msg)
+  end)
+
+  it("are safe when two callers race", function()
+    local cmd = H.lua_command(([[
+      local db = assert(require("motomind").connect(nil, { schema = %q }))
+      print(#assert(db:ensure_partitions { ahead = 3 }))]]):format(db:schema()))
+    local out, ok = H.run(("(%s & %s & wait)"):format(cmd, cmd))
+    assert.is_true(ok, out)
+    local counts = {}
+    for n in out:gmatch("(%d+)\n") do counts[#counts + 1] = tonumber(n) end
+    table.sort(counts)
+    assert.same({ 0, 4 }, counts)
+  end)
+end)
+
+describe("timeline pages", function()
+  local db, ctx, cars, garage
+  setup(function()
+    db = H.fresh()
+    local t = H.tenant_with_vehicle(db)
+    garage = db:value("INSERT INTO garages (tenant_id, name) VALUES ($1, 'Depot') RETURNING id", t)
+    cars = {}
+    for i = 1, 2 do
+      cars[i] = db:value("INSERT INTO vehicles (tenant_id, garage_id) VALUES ($1, $2) RETURNING id",
+        t, i == 1 and garage or null)
+    end
+    ctx = { tenant = t }
+    local events = {}
+    for i = 1, 30 do
+      for c = 1, 2 do
+        events[#events + 1] = { vehicle_id = cars[c], occurred_at = ("2024-%02d-%02dT08:00:00Z"):format((i - 1) % 12 + 1, i % 28 + 1),
+          type = i % 3 == 0 and "fuel" or "odometer", mileage = nil,
+          payload = i % 3 == 0 and { total = i, currency = "EUR" } or { source = "manual" } }
+      end
+    end
+    assert(timeline.append_batch(db, ctx, events))
+    db:ensure_partitions { ahead = 0 } -- moves the 2024 rows out of DEFAULT
+  end)
+  teardown(function() H.drop(db) end)
+
+  local function all_pages(opts)
+    local seen, cursor, pages = {}, nil, 0
+    repeat
+      opts.cursor = cursor
+      local page = assert(timeline.page(db, ctx, opts))
+      for _, e in ipairs(page.events) do seen[#seen + 1] = e end
+      cursor = page.cursor
+      pages = pages + 1
+    until not cursor
+    return seen, pages
+  end
+
+  it("walk a vehicle's timeline newest first with a cursor, each event once", function()
+    local seen, pages = all_pages { vehicle = cars[1], limit = 7 }
+    assert.equal(30, #seen)
+    assert.equal(5, pages)
+    local ids = {}
+    for i, e in ipairs(seen) do
+      assert.is_nil(ids[e.id])
+      ids[e.id] = true
+      if i > 1 then assert.is_true(seen[i - 1].occurred_at >= e.occurred_at) end
+    end
+  end)
+
+  it("filter by type, time range, garage and tenant", function()
+    assert.equal(10, #all_pages { vehicle = cars[1], types = { "fuel" } })
+    assert.equal(30, #all_pages { garage = garage, limit = 100 })
+    assert.equal(60, #all_pages { limit = 100 })
+    local march = all_pages { from = "2024-03-01T00:00:00Z", to = "2024-04-01T00:00:00Z" }
+    assert.is_true(#march > 0)
+    for _, e in ipairs(march) do assert.matches("^2024%-03", e.occurred_at) end
+  end)
+
+  it("decode each payload with its codec", function()
+    local page = assert(timeline.page(db, ctx, { vehicle = cars[2], types = { "fuel" }, limit = 1 }))
+    assert.equal("EUR", page.events[1].payload.currency)
+    assert.is_number(page.events[1].payload.total)
+  end)
+
+  it("use index scans and prune partitions outside the range", function()
+    local params = timeline.page_params(ctx, { vehicle = cars[1], from = "2024-03-01T00:00:00Z",
+      to = "2024-04-01T00:00:00Z", limit = 20 })
+    local plan = {}
+    db:exec("SET enable_seqscan = off") -- the table is tiny; ask what it would do at scale
+    for _, r in ipairs(assert(db:query("EXPLAIN " .. timeline.page_sql(db), (table.unpack or unpack)(params, 1, params.n)))) do
+      plan[#plan + 1] = r["QUERY PLAN"]
+    end
+    db:exec("RESET enable_seqscan")
+    local text = table.concat(plan, "\n")
+    assert.matches("Index Scan[%w ]* using vehicle_events_2024_tenant_id_vehicle_id_occurred_at_id_idx", text)
+    assert.not_matches("vehicle_events_default", text)
+    assert.not_matches("vehicle_events_20[^2]", text)
+  end)
+end)
