@@ -23,7 +23,7 @@ PREFIX ?= /usr/local
 LUADIR ?= $(PREFIX)/share/lua/5.4
 LIBDIR ?= $(PREFIX)/lib/lua/5.4
 
-.PHONY: all build deps demo test check-memory install clean pg-start pg-stop
+.PHONY: all build deps demo test check-memory fuzz payload-migration install clean pg-start pg-stop
 
 all build: $(CORE)
 
@@ -47,6 +47,22 @@ test: deps
 check-memory: deps
 	@$(MAKE) --no-print-directory build LUA=lua5.4
 	@tools/with-db tools/run-suite --memory-only
+
+# libFuzzer + ASan + UBSan over the payload codec; FUZZ_SECONDS=60 by default.
+FUZZ_SECONDS ?= 60
+FUZZER := build/fuzz/payload_fuzz
+$(FUZZER): fuzz/payload_fuzz.c src/payload.c src/payload.h
+	@mkdir -p $(dir $@)
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	  $(DEP_CFLAGS) -o $@ fuzz/payload_fuzz.c src/payload.c $(DEP_LIBS)
+fuzz: $(FUZZER)
+	@mkdir -p build/fuzz/corpus
+	$(FUZZER) -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
+	  build/fuzz/corpus fuzz/seeds
+
+# Writes a new migration when sql/payloads.json changed (see README).
+payload-migration: build
+	@tools/gen-payload-migration
 
 pg-start:
 	@tools/pg-local start

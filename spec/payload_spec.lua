@@ -47,6 +47,22 @@ describe("payload codec", function()
     end
   end)
 
+  it("refuses text that is not valid UTF-8, as PostgreSQL does (found by fuzzing)", function()
+    local ok, err = payload.check("fuel", '{"total": 1, "currency": "EUR", "station": "\127\127"}')
+    assert.is_true(ok, err)
+    ok, err = payload.check("fuel", '{"total": 1, "currency": "EUR", "station": "\xd1' .. ("\x96"):rep(300) .. '"}')
+    assert.is_nil(ok)
+    assert.equal("payload.station: text is not valid UTF-8", err)
+    ok, err = payload.check("fuel", '{"total": 1, "currency": "EUR", "extra": {"k": ["\xed\xa0\x80"]}}')
+    assert.equal("payload.extra.k[1]: text is not valid UTF-8", err) -- a surrogate
+  end)
+
+  it("renders long escaped values in messages without overrunning (found by fuzzing)", function()
+    local ok, err = payload.check("fuel", '"' .. ("\\u0001"):rep(60) .. '"')
+    assert.is_nil(ok)
+    assert.equal('payload: expected object, got "' .. ("\\u0001"):rep(40) .. '..."', err)
+  end)
+
   it("lists the event types of the schema document", function()
     assert.same({ "damage", "document", "fuel", "inspection", "maintenance", "odometer", "reminder" },
       payload.types())

@@ -92,7 +92,7 @@ static size_t quote(const char *s, size_t len, char *out, size_t n) {
     size_t o = 0, i;
     const char *esc;
     char buf[8];
-#define PUT(ch) do { if (o + 1 < n) out[o++] = (ch); } while (0)
+#define PUT(ch) do { char put_ = (ch); if (o + 1 < n) out[o++] = put_; } while (0)
     PUT('"');
     for (i = 0; i < len; i++) {
         unsigned char ch = (unsigned char)s[i];
@@ -128,6 +128,28 @@ static size_t utf8_prefix(const char *s, size_t chars) {
     return i;
 }
 
+/* Well-formed UTF-8 as PostgreSQL accepts it: no overlong forms, no
+ * surrogates, nothing above U+10FFFF. */
+static int utf8_valid(const unsigned char *s) {
+    while (*s) {
+        unsigned int c = *s, n, cp, i;
+        if (c < 0x80) { s++; continue; }
+        if (c >= 0xC2 && c <= 0xDF) { n = 1; cp = c & 0x1F; }
+        else if (c >= 0xE0 && c <= 0xEF) { n = 2; cp = c & 0x0F; }
+        else if (c >= 0xF0 && c <= 0xF4) { n = 3; cp = c & 0x07; }
+        else return 0;
+        for (i = 1; i <= n; i++) {
+            if ((s[i] & 0xC0) != 0x80) return 0;
+            cp = (cp << 6) | (s[i] & 0x3F);
+        }
+        if ((n == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+            (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
+            return 0;
+        s += n + 1;
+    }
+    return 1;
+}
+
 static size_t utf8_length(const char *s) {
     size_t n = 0;
     for (; *s; s++) n += ((unsigned char)*s & 0xC0) != 0x80;
@@ -153,6 +175,7 @@ static void describe_got(const cJSON *v, char *out, size_t n) {
         const char *s = v->valuestring;
         size_t cut = utf8_prefix(s, GOT_MAX_CHARS);
         char tmp[GOT_MAX_CHARS * 4 + 8];
+        if (cut > sizeof tmp - 4) cut = sizeof tmp - 4; /* valid UTF-8 never needs this */
         memcpy(tmp, s, cut);
         if (s[cut]) memcpy(tmp + cut, "...", 4);
         else tmp[cut] = '\0';
@@ -387,6 +410,25 @@ static int check_object(check *c, const cJSON *spec, const cJSON *obj, int top) 
     return 1;
 }
 
+/* Every key and string of the tree is valid UTF-8; else names the first
+ * offending place. */
+static int check_text(check *c, const cJSON *item) {
+    const cJSON *e;
+    int i = 0;
+    if (cJSON_IsString(item) && !utf8_valid((const unsigned char *)item->valuestring))
+        return fail(c, ": text is not valid UTF-8");
+    for (e = (cJSON_IsObject(item) || cJSON_IsArray(item)) ? item->child : NULL; e; e = e->next) {
+        size_t old;
+        i++;
+        if (e->string && !utf8_valid((const unsigned char *)e->string))
+            return fail(c, ": a key is not valid UTF-8");
+        old = cJSON_IsObject(item) ? path_push(c, e->string, 0) : path_push(c, NULL, i);
+        if (!check_text(c, e)) return 0;
+        path_pop(c, old);
+    }
+    return 1;
+}
+
 int mm_payload_check(const mm_schemas *s, const char *type, cJSON *payload,
                      char *err, size_t errlen) {
     check c;
@@ -396,6 +438,10 @@ int mm_payload_check(const mm_schemas *s, const char *type, cJSON *payload,
     c.errlen = errlen;
     strcpy(c.path, "payload");
     c.plen = strlen(c.path);
+    if (!utf8_valid((const unsigned char *)type)) {
+        snprintf(err, errlen, "type: text is not valid UTF-8");
+        return 0;
+    }
     if (!spec) {
         quote(type, utf8_prefix(type, 64), q, sizeof q);
         snprintf(err, errlen, "type: unknown event type %s", q);
@@ -406,6 +452,7 @@ int mm_payload_check(const mm_schemas *s, const char *type, cJSON *payload,
         describe_got(payload, got, sizeof got);
         return fail(&c, ": expected object, got %s", got);
     }
+    if (!check_text(&c, payload)) return 0;
     if (!mm_json_normalize(payload)) return fail(&c, ": out of memory");
     return check_object(&c, spec, payload, 1);
 }

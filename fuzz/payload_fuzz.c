@@ -1,0 +1,68 @@
+/* libFuzzer target for the payload codec (src/payload.c): the first byte
+ * picks an event type, the rest is JSON text. Whatever the input, the codec
+ * must not crash, leak or hit undefined behaviour, and a payload it accepts
+ * must print to canonical JSON that it accepts again, printing the same. */
+#include "../src/payload.h"
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static mm_schemas *schemas;
+static const char *types[64];
+static int ntypes;
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+    const char *path = getenv("MOTOMIND_PAYLOADS");
+    char err[512], *text;
+    long len;
+    const cJSON *t;
+    FILE *f = fopen(path ? path : "sql/payloads.json", "rb");
+    (void)argc;
+    (void)argv;
+    if (!f) { perror("payloads.json (set MOTOMIND_PAYLOADS)"); exit(1); }
+    fseek(f, 0, SEEK_END);
+    len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    text = malloc((size_t)len);
+    if (!text || fread(text, 1, (size_t)len, f) != (size_t)len) exit(1);
+    fclose(f);
+    schemas = mm_schemas_parse(text, (size_t)len, err, sizeof err);
+    free(text);
+    if (!schemas) { fprintf(stderr, "%s\n", err); exit(1); }
+    for (t = mm_schemas_types(schemas)->child; t && ntypes < 63; t = t->next) types[ntypes++] = t->string;
+    types[ntypes] = "no_such_type";
+    return 0;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    char err[1024], err2[1024];
+    const char *type;
+    cJSON *tree, *again;
+    char *text, *text2;
+    if (size < 1) return 0;
+    type = types[data[0] % (ntypes + 1)];
+    tree = cJSON_ParseWithLength((const char *)data + 1, size - 1);
+    if (!tree) return 0;
+    if (mm_payload_check(schemas, type, tree, err, sizeof err)) {
+        text = cJSON_PrintUnformatted(tree);
+        if (!text) abort();
+        again = cJSON_Parse(text);
+        if (!again || !mm_payload_check(schemas, type, again, err2, sizeof err2)) {
+            fprintf(stderr, "accepted %s but refused its canonical form: %s\n", type, err2);
+            abort();
+        }
+        text2 = cJSON_PrintUnformatted(again);
+        if (!text2 || strcmp(text, text2) != 0) abort(); /* canonical output is a fixed point */
+        cJSON_free(text2);
+        cJSON_free(text);
+        cJSON_Delete(again);
+    } else if (!err[0] || !strchr(err, ':')) {
+        abort(); /* every refusal names a path and a reason */
+    }
+    cJSON_Delete(tree);
+    return 0;
+}
