@@ -2,12 +2,17 @@ local H = require "spec.helper"
 
 -- The README's Lua example must run as written and print what it says.
 describe("README", function()
-  it("has a Lua example that runs and prints what its comments promise", function()
-    local f = assert(io.open(H.root .. "/README.md"))
-    local text = f:read("*a")
-    f:close()
-    local code = text:match("```lua\n(.-)```")
-    assert.is_string(code)
+  local f = assert(io.open(H.root .. "/README.md"))
+  local text = f:read("*a")
+  f:close()
+
+  local blocks = {}
+  for code in text:gmatch("```lua\n(.-)```") do blocks[#blocks + 1] = code end
+
+  it("has Lua examples", function() assert.is_true(#blocks >= 2) end)
+
+  for n, code in ipairs(blocks) do
+  it("example " .. n .. " runs and prints what its comments promise", function()
     local printed = {}
     local env = setmetatable({ print = function(...)
       local parts = {}
@@ -21,5 +26,24 @@ describe("README", function()
     for line in code:gmatch("%-%-> ([^\n]*)") do expected[#expected + 1] = line end
     assert.equal(#expected, #printed)
     for i, want in ipairs(expected) do assert.equal(want, printed[i]) end
+  end)
+  end
+
+  it("documents every field of every event type", function()
+    local schemas = require("motomind.payload_sql").load(H.root .. "/sql/payloads.json")
+    local function walk(fields)
+      for name, spec in pairs(fields) do
+        assert.is_truthy(text:find("`" .. name .. "`", 1, true), "README does not mention " .. name)
+        if spec.fields then walk(spec.fields) end
+        if spec.items and spec.items.fields then walk(spec.items.fields) end
+        for _, v in ipairs(spec.enum or {}) do
+          assert.is_truthy(text:find("`" .. v .. "`", 1, true), "README does not mention " .. v)
+        end
+      end
+    end
+    for t, spec in pairs(schemas) do
+      assert.is_truthy(text:find("| `" .. t .. "` |", 1, true), "README has no row for " .. t)
+      walk(spec.fields)
+    end
   end)
 end)
