@@ -60,6 +60,67 @@ local function describe(spec)
 end
 
 local object_checks
+local helpers -- generated helper functions, during generate()
+
+local function jp_string(s) return '"' .. tostring(s):gsub('[\\"]', "\\%0") .. '"' end
+
+local function regex_ok(at, re) return ("%s like_regex %s"):format(at, jp_string(re)) end
+
+--- A JSONPath predicate, true when the value at `at` breaks spec: the fast
+-- path for array items (the same rules as value_check, as a yes/no).
+function M.bad_jsonpath(spec, at)
+  local t, bad = spec.type, {}
+  local function add(x) bad[#bad + 1] = x end
+  if t == "number" or t == "integer" then
+    add(at .. '.type() != "number"')
+    if t == "integer" then add(at .. ".floor() != " .. at) end
+    if spec.min then add(at .. (spec.exclusive_min and " <= " or " < ") .. number_text(spec.min)) end
+    if spec.max then add(at .. " > " .. number_text(spec.max)) end
+  elseif t == "string" then
+    add(at .. '.type() != "string"')
+    if spec.enum then
+      local alts = {}
+      for i, e in ipairs(spec.enum) do alts[i] = at .. " == " .. jp_string(e) end
+      add("!(" .. table.concat(alts, " || ") .. ")")
+    end
+    if spec.format == "currency" then add("!(" .. regex_ok(at, "^[A-Z]{3}$") .. ")") end
+    if spec.format == "url" then
+      add("!(" .. regex_ok(at, "^[A-Za-z][A-Za-z0-9+.-]*://[^ \t\n\r\f\v]+$") .. ")")
+    end
+    if spec.max_length then
+      assert(spec.max_length <= 255, "payload schema: max_length above 255 inside an array")
+      add("!(" .. regex_ok(at, ("^.{0,%d}$"):format(spec.max_length)) .. ' flag "s")')
+    end
+  elseif t == "boolean" then
+    add(at .. '.type() != "boolean"')
+  elseif t == "object" then
+    add(at .. '.type() != "object"')
+    local names = sorted_keys(spec.fields)
+    local others = {}
+    for i, n in ipairs(names) do others[i] = "@.key != " .. jp_string(n) end
+    add(("exists(%s.keyvalue() ? (%s))"):format(at, table.concat(others, " && ")))
+    for _, n in ipairs(spec.required or {}) do add(("!exists(%s.%s)"):format(at, jp_string(n))) end
+    for _, n in ipairs(names) do
+      local f, fat = spec.fields[n], at .. "." .. jp_string(n)
+      add(("(exists(%s) && (%s))"):format(fat, M.bad_jsonpath(f, fat)))
+      for _, r in ipairs(f.requires or {}) do
+        add(("(exists(%s) && !exists(%s.%s))"):format(fat, at, jp_string(r)))
+      end
+    end
+    if spec.any_of then
+      local alts = {}
+      for i, n in ipairs(spec.any_of) do alts[i] = ("exists(%s.%s)"):format(at, jp_string(n)) end
+      add("!(" .. table.concat(alts, " || ") .. ")")
+    end
+  elseif t == "array" then
+    add(at .. '.type() != "array"')
+    if spec.max_items then add(("%s.size() > %d"):format(at, spec.max_items)) end
+    add(("exists(%s[*] ? (%s))"):format(at, M.bad_jsonpath(spec.items, "@")))
+  else
+    error("payload schema: " .. tostring(t) .. " is not supported inside an array")
+  end
+  return table.concat(bad, " || ")
+end
 
 -- The problem with value v (SQL jsonb expression) at path (SQL text
 -- expression), or NULL.
@@ -103,11 +164,20 @@ local function value_check(spec, v, path, depth)
         ("%s || %s || jsonb_array_length(%s) || ' items'"):format(path,
           lit((": expected array of at most %d items, got "):format(spec.max_items)), v))
     end
-    local a = "a" .. depth
-    local item = value_check(spec.items, a .. ".v", ("%s || '[' || %s.i || ']'"):format(path, a), depth + 1)
-    return ("CASE %s ELSE (SELECT s.m FROM (SELECT %s.i, %s AS m FROM jsonb_array_elements(%s) " ..
-            "WITH ORDINALITY AS %s(v, i)) s WHERE s.m IS NOT NULL ORDER BY s.i LIMIT 1) END")
-      :format(table.concat(whens, " "), a, item, v, a)
+    -- Fast path: a JSONPath test for any bad item; the helper that names
+    -- the first bad item (a sub-select) runs only when there is one.
+    when(("NOT (%s @? %s)"):format(v, lit("$[*] ? (" .. M.bad_jsonpath(spec.items, "@") .. ")")), "NULL")
+    local helper = ("payload_items_%d"):format(#helpers + 1)
+    helpers[#helpers + 1] = false -- reserve the name before nested arrays take theirs
+    local item = value_check(spec.items, "a.v", "path || '[' || a.i || ']'", depth + 1)
+    helpers[tonumber(helper:match("%d+$"))] = ([[
+CREATE OR REPLACE FUNCTION %s(v jsonb, path text) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+  SELECT s.m FROM (SELECT a.i, %s AS m FROM jsonb_array_elements(v) WITH ORDINALITY AS a(v, i)) s
+   WHERE s.m IS NOT NULL ORDER BY s.i LIMIT 1
+$$;
+]]):format(helper, item)
+    return ("CASE %s ELSE %s(%s, %s) END"):format(table.concat(whens, " "), helper, v, path)
   else
     error("payload schema: unknown type " .. tostring(t))
   end
@@ -124,9 +194,8 @@ function object_checks(spec, v, path, top, depth)
   for _, n in ipairs(spec.required or {}) do required[n] = true end
   local hint = top and ": unknown field (put free-form fields under payload.extra)" or ": unknown field"
   local checks = {
-    ("CASE WHEN (%s - %s) = '{}'::jsonb THEN NULL ELSE (SELECT %s || '.' || k || %s " ..
-     "FROM jsonb_object_keys(%s) AS k WHERE k <> ALL (%s) ORDER BY k COLLATE \"C\" LIMIT 1) END")
-      :format(v, array_sql(allowed), path, lit(hint), v, array_sql(allowed)),
+    ("CASE WHEN (%s - %s) = '{}'::jsonb THEN NULL ELSE payload_unknown_key(%s, %s, %s, %s) END")
+      :format(v, array_sql(allowed), v, array_sql(allowed), path, lit(hint)),
   }
   if top then
     checks[#checks + 1] = ("CASE WHEN jsonb_typeof(%s -> 'extra') <> 'object' THEN %s || " ..
@@ -154,7 +223,7 @@ end
 local HELPERS = ([[
 -- Renders a JSON value for "got ..." in messages, as src/payload.c does.
 CREATE OR REPLACE FUNCTION payload_got(v jsonb) RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
   SELECT CASE jsonb_typeof(v)
     WHEN 'string' THEN to_jsonb(CASE WHEN length(v #>> '{}') > %d
                                      THEN left(v #>> '{}', %d) || '...' ELSE v #>> '{}' END)::text
@@ -167,9 +236,16 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     ELSE v::text END
 $$;
 
+-- The first key of v (in byte order) that is not allowed, as a message.
+CREATE OR REPLACE FUNCTION payload_unknown_key(v jsonb, allowed text[], path text, hint text) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+  SELECT path || '.' || k || hint FROM jsonb_object_keys(v) AS k
+   WHERE k <> ALL (allowed) ORDER BY k COLLATE "C" LIMIT 1
+$$;
+
 -- true for a real calendar date written YYYY-MM-DD (year 1 or later).
 CREATE OR REPLACE FUNCTION payload_valid_date(s text) RETURNS boolean
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
   SELECT CASE
     WHEN s !~ '^[0-9]{4}-[0-9]{2}-[0-9]{2}$' THEN false
     WHEN substr(s, 1, 4)::int < 1 OR substr(s, 6, 2)::int NOT BETWEEN 1 AND 12 THEN false
@@ -183,26 +259,92 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 $$;
 ]]):format(GOT_MAX_CHARS, GOT_MAX_CHARS)
 
+local function jsonb_lit(v) return lit(core.json_encode(v)) .. "::jsonb" end
+
+--- A cheap test that the value v (SQL jsonb) certainly meets spec: no casts,
+-- nothing that can raise, so evaluation order does not matter. It may say
+-- false for a valid value (the exact checks then decide) but never true for
+-- an invalid one; the parity specs hold it to that.
+local function fast_value(spec, v)
+  local t = spec.type
+  if t == "number" or t == "integer" then
+    -- jsonb orders types Null < String < Number < Boolean < Array < Object, so
+    -- a value between two numbers is a number in that range.
+    local parts = {}
+    parts[#parts + 1] = ("%s %s %s"):format(v, spec.exclusive_min and ">" or ">=", jsonb_lit(spec.min or -1e300))
+    parts[#parts + 1] = ("%s <= %s"):format(v, jsonb_lit(spec.max or 1e300))
+    if t == "integer" then parts[#parts + 1] = ("(%s #>> '{}') ~ '^-?[0-9]+$'"):format(v) end
+    return table.concat(parts, " AND ")
+  elseif t == "string" then
+    if spec.enum then
+      local alts = {}
+      for i, e in ipairs(spec.enum) do alts[i] = lit(core.json_encode(e)) end
+      return ("%s = ANY (ARRAY[%s]::jsonb[])"):format(v, table.concat(alts, ", "))
+    end
+    local parts = { ("jsonb_typeof(%s) = 'string'"):format(v) }
+    if spec.format == "currency" then parts[#parts + 1] = ("(%s #>> '{}') ~ '^[A-Z]{3}$'"):format(v) end
+    if spec.format == "url" then
+      parts[#parts + 1] = ("(%s #>> '{}') ~ '^[A-Za-z][A-Za-z0-9+.-]*://[^ \t\n\r\f\v]+$'"):format(v)
+    end
+    if spec.max_length then parts[#parts + 1] = ("length(%s #>> '{}') <= %d"):format(v, spec.max_length) end
+    return table.concat(parts, " AND ")
+  elseif t == "boolean" then
+    return ("jsonb_typeof(%s) = 'boolean'"):format(v)
+  elseif t == "date" then
+    return ("jsonb_typeof(%s) = 'string' AND payload_valid_date(%s #>> '{}')"):format(v, v)
+  elseif t == "array" then
+    return ("%s = '[]'::jsonb"):format(v) -- items are left to the exact checks
+  end
+  return M.fast_object(spec, v, false)
+end
+
+function M.fast_object(spec, v, top)
+  local names = sorted_keys(spec.fields)
+  local allowed = {}
+  for i, n in ipairs(names) do allowed[i] = n end
+  if top then allowed[#allowed + 1] = "extra" end
+  local parts = { ("jsonb_typeof(%s) = 'object'"):format(v),
+                  ("(%s - %s) = '{}'::jsonb"):format(v, array_sql(allowed)) }
+  if top then
+    parts[#parts + 1] = ("(NOT (%s ? 'extra') OR jsonb_typeof(%s -> 'extra') = 'object')"):format(v, v)
+  end
+  for _, n in ipairs(spec.required or {}) do parts[#parts + 1] = ("%s ? %s"):format(v, lit(n)) end
+  for _, n in ipairs(names) do
+    -- An absent field makes the test NULL, which coalesce turns to true.
+    local f = spec.fields[n]
+    parts[#parts + 1] = ("coalesce(%s, true)"):format(fast_value(f, ("(%s -> %s)"):format(v, lit(n))))
+    for _, r in ipairs(f.requires or {}) do
+      parts[#parts + 1] = ("(%s ? %s OR NOT (%s ? %s))"):format(v, lit(r), v, lit(n))
+    end
+  end
+  if spec.any_of then parts[#parts + 1] = ("%s ?| %s"):format(v, array_sql(spec.any_of)) end
+  return "(" .. table.concat(parts, "\n      AND ") .. ")"
+end
+
 --- The SQL that installs the rules for a decoded schema document.
 function M.generate(schemas)
   local types = sorted_keys(schemas)
   local whens = {}
+  helpers = {}
   for _, t in ipairs(types) do
-    whens[#whens + 1] = ("    WHEN type = %s THEN %s"):format(lit(t),
-      object_checks(schemas[t], "p", "'payload'", true, 1))
+    whens[#whens + 1] = ("    WHEN %s THEN CASE\n    WHEN %s THEN NULL\n    WHEN jsonb_typeof(p) <> 'object' THEN " ..
+      "'payload: expected object, got ' || payload_got(p)\n    ELSE %s END"):format(lit(t),
+      M.fast_object(schemas[t], "p", true), object_checks(schemas[t], "p", "'payload'", true, 1))
   end
   return table.concat {
     "-- GENERATED from sql/payloads.json by tools/gen-payload-migration: do not edit.\n",
     "-- Payload rules, mirroring the C codec (src/payload.c) check for check.\n\n",
     HELPERS, "\n",
+    "-- The first bad item of each array field, by index (only called when there is one).\n",
+    table.concat(helpers, "\n"), "\n",
     "-- NULL when the payload is valid for the event type, else what is wrong.\n",
+    "-- Free of sub-selects, so PostgreSQL inlines it into set-based checks; a\n",
+    "-- cheap test passes valid payloads before the exact checks run.\n",
     "CREATE OR REPLACE FUNCTION payload_problem(type text, p jsonb) RETURNS text\n",
-    "LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$\n",
-    "  SELECT CASE\n",
-    "    WHEN NOT (type = ANY (", array_sql(types), ")) THEN\n",
-    "      'type: unknown event type ' || to_jsonb(left(type, 64))::text\n",
-    "    WHEN jsonb_typeof(p) <> 'object' THEN 'payload: expected object, got ' || payload_got(p)\n",
+    "LANGUAGE sql STABLE PARALLEL SAFE AS $$\n",
+    "  SELECT CASE type\n",
     table.concat(whens, "\n"), "\n",
+    "    ELSE 'type: unknown event type ' || to_jsonb(left(type, 64))::text\n",
     "  END\n$$;\n\n",
     "ALTER TABLE vehicle_events DROP CONSTRAINT IF EXISTS vehicle_events_type_check;\n",
     "ALTER TABLE vehicle_events ADD CONSTRAINT vehicle_events_type_check\n",

@@ -101,8 +101,10 @@ $$;
 
 -- The AFTER INSERT statement trigger of vehicle_events and of each of its
 -- partitions (a direct insert into a partition does not fire the parent's).
+-- (jit is off: compiling the inlined payload rules would cost more than
+-- evaluating them; work_mem lets a bulk batch's walk sort in memory.)
 CREATE FUNCTION check_new_events() RETURNS trigger
-LANGUAGE plpgsql SET search_path FROM CURRENT AS $fn$
+LANGUAGE plpgsql SET search_path FROM CURRENT SET jit = off SET work_mem = '128MB' AS $fn$
 DECLARE
   bad record;
 BEGIN
@@ -174,13 +176,14 @@ BEGIN
   -- effective readings are walked in order from the reading before its
   -- earliest new one to the reading after its latest new one; the same walk
   -- flags implausible jumps into or out of new readings.
-  WITH touched AS (
+  -- (MATERIALIZED: each vehicle's bounds are looked up once, not per row.)
+  WITH touched AS MATERIALIZED (
     SELECT n.tenant_id, n.vehicle_id, min(n.occurred_at) AS lo, max(n.occurred_at) AS hi,
            max(v.timezone) AS tz, max_daily_distance(max(v.odometer_unit)) AS per_day
       FROM new_events n JOIN vehicles v ON v.tenant_id = n.tenant_id AND v.id = n.vehicle_id
      WHERE n.mileage IS NOT NULL OR n.corrects_id IS NOT NULL
      GROUP BY n.tenant_id, n.vehicle_id),
-  bounds AS (
+  bounds AS MATERIALIZED (
     SELECT t.*,
       coalesce((SELECT e.occurred_at FROM vehicle_events_effective e
                  WHERE e.tenant_id = t.tenant_id AND e.vehicle_id = t.vehicle_id
