@@ -9,8 +9,11 @@ H.lua = os.getenv("MOTOMIND_TEST_LUA") or (jit and "luajit" or "lua5.4")
 
 local counter = 0
 
---- A connection; raises when the database is unreachable.
+--- A connection as the owner, in maintenance mode (it sees every tenant);
+-- raises when the database is unreachable.
 function H.connect(opts)
+  opts = opts or {}
+  if opts.maintenance == nil then opts.maintenance = true end
   return motomind.assert(motomind.connect(nil, opts))
 end
 

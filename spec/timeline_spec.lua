@@ -97,7 +97,9 @@ describe("timeline rules", function()
         local db = assert(motomind.connect(nil, { schema = %q }))
         local ok, msg = timeline.append(db, { tenant = %q }, { vehicle_id = %q, type = "odometer",
           occurred_at = "2025-05-20T00:00:00Z", mileage = 1500, payload = { source = "manual" } })
-        io.open(%q, "w"):write(ok and "inserted" or msg):close()
+        local f = io.open(%q, "w")
+        f:write(ok and "inserted" or msg)
+        f:close()
       ]]):format(db:schema(), ctx.tenant, car, out)
       os.execute(H.lua_command(script) .. " &")
       local waiting = 0

@@ -46,8 +46,10 @@ function M.configured()
   return false
 end
 
---- connect([conninfo_or_url], [{ schema = "motomind" }]) -> db | nil, message, sqlstate.
--- Without a conninfo: DATABASE_URL, else libpq's PG* variables.
+--- connect([conninfo_or_url], [{ schema = "motomind", maintenance = false }])
+-- -> db | nil, message, sqlstate. Without a conninfo: DATABASE_URL, else
+-- libpq's PG* variables. maintenance = true is for the owner role (migrations,
+-- administration): it sees every tenant's rows; the application role never does.
 function M.connect(conninfo, opts)
   if conninfo ~= nil and type(conninfo) ~= "string" then
     error("bad argument #1 to 'connect' (string expected, got " .. type(conninfo) .. ")", 2)
@@ -58,10 +60,25 @@ function M.connect(conninfo, opts)
   local schema = opts.schema or M.DEFAULT_SCHEMA
   settings[db] = { schema = schema }
   -- Unqualified names in ad-hoc queries resolve to motomind's schema first.
-  local ok, e2, s2 = db:query("SELECT set_config('search_path', $1, false)",
-    db:escape_identifier(schema) .. ", public")
+  local ok, e2, s2 = db:query("SELECT set_config('search_path', $1, false), " ..
+    "set_config('motomind.maintenance', $2, false)",
+    db:escape_identifier(schema) .. ", public", opts.maintenance and "on" or "off")
   if not ok then db:close(); return nil, e2, s2 end
   return db
+end
+
+--- db:as({ tenant = <uuid>, user = <uuid>, request_id = <text> }, fn, ...)
+-- runs fn(db, ...) in a transaction whose session context is that user acting
+-- in that tenant (set_config(..., true): it ends with the transaction). The
+-- database checks the user is a member; row-level security does the rest.
+function Connection:as(ctx, fn, ...)
+  if type(ctx) ~= "table" then error("bad argument #1 to 'as' (table expected, got " .. type(ctx) .. ")", 2) end
+  return self:transaction(function(db, ...)
+    M.assert(db:query("SELECT set_config('motomind.tenant_id', $1, true), " ..
+      "set_config('motomind.user_id', $2, true), set_config('motomind.request_id', $3, true)",
+      ctx.tenant or "", ctx.user or "", ctx.request_id or ""))
+    return fn(db, ...)
+  end, ...)
 end
 
 --- The schema motomind's objects live in, for this connection.

@@ -140,12 +140,15 @@ local function refuse_drift(list)
   end
 end
 
-local function run_one(db, schema, m, direction)
+local function run_one(db, schema, m, direction, opts)
   local history = db:escape_identifier(schema) .. ".schema_migrations"
   db:transaction(function()
     local started = os.clock()
-    motomind.assert(db:query("SELECT set_config('search_path', $1, true)",
-      db:escape_identifier(schema)))
+    -- The owner migrates in maintenance mode (row-level security lets it see
+    -- every tenant's rows); app_role names the application role to create.
+    motomind.assert(db:query("SELECT set_config('search_path', $1, true), " ..
+      "set_config('motomind.maintenance', 'on', true), set_config('motomind.app_role', $2, true)",
+      db:escape_identifier(schema), opts.app_role or ""))
     local ok, err, sqlstate, detail = db:script(direction == "up" and m.up_sql or read(m.down))
     if not ok then
       error(setmetatable({ message = ("migration %s (%s): %s"):format(label(m), direction, err),
@@ -169,7 +172,7 @@ local function with_lock(db, schema, fn)
   return err
 end
 
---- migrate(db, { schema =, to =, dir = }) brings the schema to version `to`
+--- migrate(db, { schema =, to =, dir =, app_role = }) brings the schema to version `to`
 -- (default: the newest), applying up scripts or rolling back through down
 -- scripts. Returns the list of { version, name, direction } it ran.
 -- Two migrators started together serialize on an advisory lock: the second
@@ -185,14 +188,14 @@ function M.migrate(db, opts)
     local done = {}
     for _, m in ipairs(list) do
       if m.state == "pending" and m.version <= target then
-        run_one(db, schema, m, "up")
+        run_one(db, schema, m, "up", opts)
         done[#done + 1] = { version = m.version, name = m.name, direction = "up" }
       end
     end
     for i = #list, 1, -1 do
       local m = list[i]
       if m.state == "applied" and m.version > target then
-        run_one(db, schema, m, "down")
+        run_one(db, schema, m, "down", opts)
         done[#done + 1] = { version = m.version, name = m.name, direction = "down" }
       end
     end

@@ -66,6 +66,17 @@ local function jp_string(s) return '"' .. tostring(s):gsub('[\\"]', "\\%0") .. '
 
 local function regex_ok(at, re) return ("%s like_regex %s"):format(at, jp_string(re)) end
 
+local JSON_TYPE = { number = "number", integer = "number", string = "string", date = "string",
+                    boolean = "boolean", object = "object", array = "array" }
+
+--- A JSONPath test for "some item of the array at `at` breaks spec", wrapped
+-- by fmt. Lax mode unwraps array items inside filters, but not for .type(),
+-- so the item types are tested on their own first.
+function M.bad_items_jsonpath(items, at, fmt)
+  return fmt:format(("%s[*].type() ? (@ != %s)"):format(at, jp_string(JSON_TYPE[items.type]))) .. " || " ..
+         fmt:format(("%s[*] ? (%s)"):format(at, M.bad_jsonpath(items, "@")))
+end
+
 --- A JSONPath predicate, true when the value at `at` breaks spec: the fast
 -- path for array items (the same rules as value_check, as a yes/no).
 function M.bad_jsonpath(spec, at)
@@ -115,7 +126,7 @@ function M.bad_jsonpath(spec, at)
   elseif t == "array" then
     add(at .. '.type() != "array"')
     if spec.max_items then add(("%s.size() > %d"):format(at, spec.max_items)) end
-    add(("exists(%s[*] ? (%s))"):format(at, M.bad_jsonpath(spec.items, "@")))
+    add(M.bad_items_jsonpath(spec.items, at, "exists(%s)"))
   else
     error("payload schema: " .. tostring(t) .. " is not supported inside an array")
   end
@@ -166,7 +177,8 @@ local function value_check(spec, v, path, depth)
     end
     -- Fast path: a JSONPath test for any bad item; the helper that names
     -- the first bad item (a sub-select) runs only when there is one.
-    when(("NOT (%s @? %s)"):format(v, lit("$[*] ? (" .. M.bad_jsonpath(spec.items, "@") .. ")")), "NULL")
+    when(("NOT (%s @? %s OR %s @? %s)"):format(v, lit(("$[*].type() ? (@ != %s)"):format(jp_string(JSON_TYPE[spec.items.type]))),
+      v, lit("$[*] ? (" .. M.bad_jsonpath(spec.items, "@") .. ")")), "NULL")
     local helper = ("payload_items_%d"):format(#helpers + 1)
     helpers[#helpers + 1] = false -- reserve the name before nested arrays take theirs
     local item = value_check(spec.items, "a.v", "path || '[' || a.i || ']'", depth + 1)

@@ -235,12 +235,12 @@ BEGIN
 END
 $fn$;
 
--- Events are never updated or deleted (partition maintenance moves rows with
--- motomind.maintenance set, inside drain_default_partition only).
+-- Events are never updated or deleted (create_event_partition moves rows out
+-- of the DEFAULT partition with motomind.moving_partition set, locally).
 CREATE FUNCTION refuse_event_change() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
 BEGIN
-  IF TG_OP = 'DELETE' AND current_setting('motomind.maintenance', true) = 'on' THEN
+  IF TG_OP = 'DELETE' AND current_setting('motomind.moving_partition', true) = 'on' THEN
     RETURN OLD;
   END IF;
   RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege',
@@ -291,11 +291,11 @@ BEGIN
   EXECUTE format('CREATE TABLE %I (LIKE vehicle_events INCLUDING DEFAULTS INCLUDING CONSTRAINTS)', name);
   EXECUTE format('ALTER TABLE %I ADD CONSTRAINT %I CHECK (occurred_at >= %L AND occurred_at < %L)',
                  name, name || '_bounds', lo, hi);
-  PERFORM set_config('motomind.maintenance', 'on', true);
+  PERFORM set_config('motomind.moving_partition', 'on', true);
   EXECUTE format('WITH moved AS (DELETE FROM vehicle_events_default WHERE occurred_at >= $1 AND occurred_at < $2 '
                  'RETURNING *) INSERT INTO %I SELECT * FROM moved', name) USING lo, hi;
   GET DIAGNOSTICS moved = ROW_COUNT;
-  PERFORM set_config('motomind.maintenance', 'off', true);
+  PERFORM set_config('motomind.moving_partition', 'off', true);
   EXECUTE format('ALTER TABLE vehicle_events ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)', name, lo, hi);
   EXECUTE format('ALTER TABLE %I DROP CONSTRAINT %I', name, name || '_bounds');
   PERFORM add_event_triggers(name::regclass);
