@@ -42,7 +42,7 @@ ALTER TABLE vehicle_events ALTER COLUMN created_by DROP DEFAULT;
 ALTER VIEW vehicle_events_effective RESET (security_invoker);
 ALTER VIEW vehicle_current_mileage RESET (security_invoker);
 DROP FUNCTION purge_deleted(text);
-DROP FUNCTION restore_row(text, uuid);
+DROP FUNCTION set_deleted(text, uuid, boolean);
 DROP FUNCTION create_tenant(text, text);
 DROP TRIGGER audit_log_append_only ON audit_log;
 DROP FUNCTION stamp_row();

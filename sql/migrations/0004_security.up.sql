@@ -266,19 +266,23 @@ BEGIN
 END
 $fn$;
 
--- Restores a soft-deleted row of the context tenant (owners and managers).
-CREATE FUNCTION restore_row(tbl text, row_id uuid) RETURNS boolean
+-- Soft-deletes (deleted = true) or restores a row of the context tenant;
+-- owners and managers. (A plain UPDATE cannot: the new row of an UPDATE must
+-- stay visible to its writer, and soft-deleted rows are not.) The stamp and
+-- audit triggers record who did it.
+CREATE FUNCTION set_deleted(tbl text, row_id uuid, deleted boolean) RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT SET motomind.maintenance = 'on' AS $fn$
 DECLARE n bigint;
 BEGIN
   IF tbl NOT IN ('garages', 'vehicles', 'vehicle_images', 'reminders') THEN
-    RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value', MESSAGE = format('restore: %s has no soft delete here', tbl);
+    RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value', MESSAGE = format('%s has no soft delete', tbl);
   END IF;
   IF current_tenant_role() IS DISTINCT FROM 'owner' AND current_tenant_role() IS DISTINCT FROM 'manager' THEN
-    RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege', MESSAGE = 'restore: owners and managers only';
+    RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege', MESSAGE = 'soft delete and restore: owners and managers only';
   END IF;
-  EXECUTE format('UPDATE %I SET deleted_at = NULL WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NOT NULL', tbl)
-    USING current_tenant_id(), row_id;
+  EXECUTE format('UPDATE %I SET deleted_at = CASE WHEN $3 THEN now() END WHERE tenant_id = $1 AND id = $2 '
+                 'AND (deleted_at IS NULL) = $3', tbl)
+    USING current_tenant_id(), row_id, deleted;
   GET DIAGNOSTICS n = ROW_COUNT;
   RETURN n > 0;
 END
@@ -305,9 +309,9 @@ $fn$;
 DO $do$
 DECLARE app text := (SELECT value FROM settings WHERE key = 'app_role');
 BEGIN
-  REVOKE EXECUTE ON FUNCTION create_tenant(text, text), restore_row(text, uuid), purge_deleted(text),
+  REVOKE EXECUTE ON FUNCTION create_tenant(text, text), set_deleted(text, uuid, boolean), purge_deleted(text),
     current_tenant_id(), current_user_id(), current_tenant_role(), audit_row(), check_new_events() FROM PUBLIC;
-  EXECUTE format('GRANT EXECUTE ON FUNCTION create_tenant(text, text), restore_row(text, uuid), '
+  EXECUTE format('GRANT EXECUTE ON FUNCTION create_tenant(text, text), set_deleted(text, uuid, boolean), '
                  'purge_deleted(text), current_tenant_id(), current_user_id(), current_tenant_role() TO %I', app);
 END
 $do$;

@@ -1,0 +1,260 @@
+local motomind = require "motomind"
+local H = require "spec.helper"
+
+local null = motomind.null
+local ACTORS = { "owner", "manager", "viewer", "other", "nonmember", "none" }
+
+-- Who may do what to tenant A's rows, from tenant A's context. Every table of
+-- the schema must be listed here: a new table fails the matrix until its
+-- policies and its row here exist. Nobody may touch tenant B's rows.
+local MEMBERS, WRITERS = { owner = 1, manager = 1, viewer = 1 }, { owner = 1, manager = 1 }
+local MUTABLE = { select = MEMBERS, insert = WRITERS, update = WRITERS, delete = {} }
+local DERIVED = { select = MEMBERS, insert = {}, update = {}, delete = {} }
+local EXPECT = {
+  tenants = { select = MEMBERS, insert = {}, update = { owner = 1 }, delete = {} },
+  users = { select = MEMBERS, insert = {}, update = { owner = 1 }, delete = {},
+            -- a user always sees and edits themselves (B's seed user is "other")
+            b_select = { other = 1 }, b_update = { other = 1 } },
+  memberships = { select = MEMBERS, insert = { owner = 1 }, update = { owner = 1 }, delete = {} },
+  garages = MUTABLE, vehicles = MUTABLE, vehicle_images = MUTABLE, reminders = MUTABLE,
+  vehicle_events = { select = MEMBERS, insert = WRITERS, update = {}, delete = {} },
+  vehicle_event_heads = DERIVED, vehicle_event_flags = DERIVED, vehicle_event_supersessions = DERIVED,
+  audit_log = { select = WRITERS, insert = {}, update = {}, delete = {} },
+}
+local NOT_TENANT_DATA = { schema_migrations = true, settings = true }
+
+describe("tenant isolation", function()
+  local owner, app, ids
+
+  local function seed_tenant(name, users)
+    local t = owner:value("INSERT INTO tenants (name, kind) VALUES ($1, 'org') RETURNING id", name)
+    local out = { tenant = t, users = {} }
+    for role, email in pairs(users) do
+      local u = owner:value("INSERT INTO users (email) VALUES ($1) RETURNING id", email)
+      assert(owner:exec("INSERT INTO memberships (tenant_id, user_id, role) VALUES ($1, $2, $3)", t, u, role))
+      out.users[role] = u
+    end
+    out.garage = owner:value("INSERT INTO garages (tenant_id, name) VALUES ($1, 'Depot') RETURNING id", t)
+    out.vehicle = owner:value("INSERT INTO vehicles (tenant_id, garage_id, vin) VALUES ($1, $2, '1HGCM82633A004352') RETURNING id", t, out.garage)
+    out.image = owner:value("INSERT INTO vehicle_images (tenant_id, vehicle_id, storage_url) VALUES ($1, $2, 's3://b/1') RETURNING id", t, out.vehicle)
+    out.reminder = owner:value("INSERT INTO reminders (tenant_id, vehicle_id, title, due_mileage) VALUES ($1, $2, 'oil', 5000) RETURNING id", t, out.vehicle)
+    local first = owner:row("INSERT INTO vehicle_events (tenant_id, vehicle_id, type, occurred_at, mileage, payload) " ..
+      "VALUES ($1, $2, 'odometer', '2025-01-01T00:00:00Z', 100, '{\"source\": \"manual\"}') RETURNING id, occurred_at", t, out.vehicle)
+    assert(owner:exec("INSERT INTO vehicle_events (tenant_id, vehicle_id, type, occurred_at, mileage, payload) " ..
+      "VALUES ($1, $2, 'odometer', '2025-01-02T00:00:00Z', 90000, '{\"source\": \"manual\"}')", t, out.vehicle)) -- flagged
+    assert(owner:exec("INSERT INTO vehicle_events (tenant_id, vehicle_id, type, occurred_at, payload, correction, " ..
+      "corrects_id, corrects_occurred_at) VALUES ($1, $2, 'odometer', $4, '{}', 'void', $3, $4)", t, out.vehicle,
+      first.id, first.occurred_at)) -- a supersession
+    out.event = first.id
+    return out
+  end
+
+  setup(function()
+    owner = H.fresh()
+    local stamp = tostring(os.time()) .. math.random(1e6)
+    ids = {
+      A = seed_tenant("A", { owner = "a-owner" .. stamp .. "@x.example", manager = "a-manager" .. stamp .. "@x.example",
+                             viewer = "a-viewer" .. stamp .. "@x.example" }),
+      B = seed_tenant("B", { owner = "b-owner" .. stamp .. "@x.example" }),
+    }
+    ids.nonmember = owner:value("INSERT INTO users (email) VALUES ($1) RETURNING id", "none" .. stamp .. "@x.example")
+    local where = owner:row("SELECT coalesce(inet_server_addr()::text, 'localhost') AS host, " ..
+      "inet_server_port() AS port, current_database() AS db")
+    local role = owner:value("SELECT value FROM settings WHERE key = 'app_role'")
+    app = motomind.assert(motomind.connect(("host=%s port=%s dbname=%s user=%s"):format(
+      where.host:gsub("/.*", ""), where.port, where.db, role), { schema = owner:schema() }))
+    assert.is_false(app:value("SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user"))
+  end)
+  teardown(function() app:close() H.drop(owner) end)
+
+  local function context(actor)
+    local A = ids.A
+    return ({ owner = { tenant = A.tenant, user = A.users.owner },
+              manager = { tenant = A.tenant, user = A.users.manager },
+              viewer = { tenant = A.tenant, user = A.users.viewer },
+              other = { tenant = A.tenant, user = ids.B.users.owner },
+              nonmember = { tenant = A.tenant, user = ids.nonmember },
+              none = {} })[actor]
+  end
+
+  -- Runs fn as actor in a transaction that is always rolled back.
+  local function as(actor, fn)
+    local ctx = context(actor)
+    assert(app:exec("BEGIN"))
+    assert(app:query("SELECT set_config('motomind.tenant_id', $1, true), set_config('motomind.user_id', $2, true)",
+      ctx.tenant or "", ctx.user or ""))
+    local ok, a, b = pcall(fn, app)
+    app:exec("ROLLBACK")
+    assert(ok, a)
+    return a, b
+  end
+
+  -- The statement of each operation on a table, aimed at tenant X's rows:
+  -- the SQL and its parameters.
+  local function statement(tbl, op, X)
+    local x = ids[X]
+    local key, arg = "tenant_id = $1", x.tenant
+    if tbl == "tenants" then key = "id = $1" end
+    if tbl == "users" then key, arg = "id = $1", x.users.owner end
+    if op == "select" then return ("SELECT count(*) AS n FROM %s WHERE %s"):format(tbl, key), { arg } end
+    if op == "delete" then return ("DELETE FROM %s WHERE %s"):format(tbl, key), { arg } end
+    if op == "update" then
+      local set = ({ tenants = "name = name", users = "display_name = 'x'", memberships = "role = role",
+                     vehicle_events = "notes = 'x'", vehicle_event_heads = "changed_at = now()",
+                     vehicle_event_flags = "detail = detail", vehicle_event_supersessions = "superseded_at = now()",
+                     audit_log = "request_id = 'x'" })[tbl] or "updated_at = now()"
+      return ("UPDATE %s SET %s WHERE %s"):format(tbl, set, key), { arg }
+    end
+    local v = x.vehicle
+    local inserts = {
+      tenants = { "INSERT INTO tenants (name) VALUES ('new')" },
+      users = { "INSERT INTO users (email) VALUES ('new-' || gen_random_uuid() || '@x.example')" },
+      memberships = { "INSERT INTO memberships (tenant_id, user_id, role) VALUES ($1, $2, 'viewer')", x.tenant, ids.nonmember },
+      garages = { "INSERT INTO garages (tenant_id, name) VALUES ($1, 'new')", x.tenant },
+      vehicles = { "INSERT INTO vehicles (tenant_id, nickname) VALUES ($1, 'new')", x.tenant },
+      vehicle_images = { "INSERT INTO vehicle_images (tenant_id, vehicle_id, storage_url) VALUES ($1, $2, 's3://b/2')", x.tenant, v },
+      reminders = { "INSERT INTO reminders (tenant_id, vehicle_id, title, due_mileage) VALUES ($1, $2, 'tyres', 9000)", x.tenant, v },
+      vehicle_events = { "INSERT INTO vehicle_events (tenant_id, vehicle_id, type, occurred_at, mileage, payload) " ..
+        "VALUES ($1, $2, 'odometer', '2030-01-01T00:00:00Z', 95000, '{\"source\": \"manual\"}')", x.tenant, v },
+      vehicle_event_heads = { "INSERT INTO vehicle_event_heads (tenant_id, vehicle_id, last_occurred_at) VALUES ($1, $2, now())", x.tenant, v },
+      vehicle_event_flags = { "INSERT INTO vehicle_event_flags (tenant_id, event_id, occurred_at, vehicle_id, flag, detail) " ..
+        "VALUES ($1, gen_random_uuid(), now(), $2, 'implausible_jump', '{}')", x.tenant, v },
+      vehicle_event_supersessions = { "INSERT INTO vehicle_event_supersessions (tenant_id, event_id, occurred_at, superseded_by) " ..
+        "VALUES ($1, gen_random_uuid(), now(), gen_random_uuid())", x.tenant },
+      audit_log = { "INSERT INTO audit_log (tenant_id, table_name, record_id, operation) VALUES ($1, 'x', gen_random_uuid(), 'insert')", x.tenant },
+    }
+    local i = assert(inserts[tbl], "no insert fixture for " .. tbl)
+    return i[1], { i[2], i[3] }
+  end
+
+  -- true when the operation took effect (a row seen, written or removed).
+  local function outcome(tbl, op, X, actor)
+    return as(actor, function(db)
+      local sql, args = statement(tbl, op, X)
+      local unpack = table.unpack or unpack
+      if op == "select" then
+        local r, err = db:row(sql, unpack(args, 1, #args))
+        assert(r, err)
+        return r.n > 0
+      end
+      local affected = db:exec(sql, unpack(args, 1, #args))
+      return affected ~= nil and affected > 0
+    end)
+  end
+
+  local function tables()
+    local rows = assert(owner:query("SELECT c.relname FROM pg_class c WHERE c.relnamespace = $1::regnamespace " ..
+      "AND c.relkind IN ('r', 'p') AND NOT c.relispartition ORDER BY 1", owner:schema()))
+    local out = {}
+    for _, r in ipairs(rows) do if not NOT_TENANT_DATA[r.relname] then out[#out + 1] = r.relname end end
+    return out
+  end
+
+  it("knows every table of the schema", function()
+    for _, t in ipairs(tables()) do assert.is_table(EXPECT[t], "no isolation matrix row for table " .. t) end
+  end)
+
+  it("forces row-level security on every table and partition", function()
+    local rows = assert(owner:query("SELECT c.relname, c.relrowsecurity AND c.relforcerowsecurity AS forced " ..
+      "FROM pg_class c WHERE c.relnamespace = $1::regnamespace AND c.relkind IN ('r', 'p')", owner:schema()))
+    for _, r in ipairs(rows) do
+      if not NOT_TENANT_DATA[r.relname] then assert.is_true(r.forced, r.relname) end
+    end
+  end)
+
+  it("gives exactly the allowed outcome in every cell (tables x operations x actors)", function()
+    local wrong, cells = {}, 0
+    for _, tbl in ipairs(tables()) do
+      local e = EXPECT[tbl]
+      for _, op in ipairs { "select", "insert", "update", "delete" } do
+        for _, actor in ipairs(ACTORS) do
+          for _, X in ipairs { "A", "B" } do
+            local allowed
+            if X == "A" then allowed = e[op][actor] ~= nil else allowed = (e["b_" .. op] or {})[actor] ~= nil end
+            local got = outcome(tbl, op, X, actor)
+            cells = cells + 1
+            if got ~= allowed then
+              wrong[#wrong + 1] = ("%s %s on tenant %s's rows as %s: %s, expected %s"):format(
+                op, tbl, X, actor, got and "allowed" or "refused", allowed and "allowed" or "refused")
+            end
+          end
+        end
+      end
+    end
+    assert.equal(0, #wrong, table.concat(wrong, "\n"))
+    assert.equal(#tables() * 4 * #ACTORS * 2, cells)
+  end)
+
+  it("refuses direct access to partitions, and schema changes", function()
+    owner:ensure_partitions { ahead = 0 }
+    local part = owner:value("SELECT partition FROM partition_coverage WHERE kind = 'partition' LIMIT 1")
+    for _, sql in ipairs { "SELECT count(*) FROM " .. app:escape_identifier(part), "CREATE TABLE sneaky (x int)",
+                           "UPDATE vehicle_events SET notes = 'x'", "TRUNCATE vehicle_events" } do
+      as("owner", function(db)
+        local ok, _, sqlstate = db:exec(sql)
+        assert.is_nil(ok, sql)
+        assert.equal("42501", sqlstate, sql)
+      end)
+    end
+  end)
+
+  it("shows nothing for a made-up tenant id, even with a real user", function()
+    assert(app:exec("BEGIN"))
+    app:query("SELECT set_config('motomind.tenant_id', gen_random_uuid()::text, true), " ..
+      "set_config('motomind.user_id', $1, true)", ids.A.users.owner)
+    assert.equal(0, app:value("SELECT count(*) FROM vehicles"))
+    assert.is_nil((app:exec("INSERT INTO garages (tenant_id, name) VALUES ($1, 'x')", ids.A.tenant)))
+    app:exec("ROLLBACK")
+  end)
+
+  describe("audit trail and soft deletes", function()
+    it("stamp the actor from the context, record old and new values, and hide soft-deleted rows", function()
+      local A = ids.A
+      local manager = { tenant = A.tenant, user = A.users.manager, request_id = "req-42" }
+      local v = app:as(manager, function(db)
+        local id = motomind.assert(db:value("INSERT INTO vehicles (tenant_id, nickname, created_by) " ..
+          "VALUES ($1, 'audited', gen_random_uuid()) RETURNING id", A.tenant))
+        assert(db:exec("UPDATE vehicles SET color = 'red' WHERE id = $1", id))
+        assert.is_true(motomind.assert(db:value("SELECT set_deleted('vehicles', $1, true)", id)))
+        return id
+      end)
+      assert.equal(A.users.manager, owner:value("SELECT created_by FROM vehicles WHERE id = $1", v))
+      assert.equal(A.users.manager, owner:value("SELECT deleted_by FROM vehicles WHERE id = $1", v))
+      -- invisible to the tenant once soft-deleted
+      assert.equal(0, app:as({ tenant = A.tenant, user = A.users.viewer }, function(db)
+        return db:value("SELECT count(*) FROM vehicles WHERE id = $1", v) end))
+      -- managers restore; only owners purge
+      assert.is_true(app:as(manager, function(db) return db:value("SELECT set_deleted('vehicles', $1, false)", v) end))
+      assert.equal(1, app:as({ tenant = A.tenant, user = A.users.viewer }, function(db)
+        return db:value("SELECT count(*) FROM vehicles WHERE id = $1", v) end))
+      local history = app:as({ tenant = A.tenant, user = A.users.owner }, function(db)
+        return motomind.assert(db:query("SELECT operation, actor, request_id, old_values, new_values " ..
+          "FROM audit_log WHERE table_name = 'vehicles' AND record_id = $1 ORDER BY id", v))
+      end)
+      local ops = {}
+      for i, h in ipairs(history) do ops[i] = h.operation end
+      assert.same({ "insert", "update", "soft_delete", "restore" }, ops)
+      assert.equal(motomind.null, history[2].old_values.color)
+      assert.equal("red", history[2].new_values.color)
+      for i = 1, 3 do
+        assert.equal(A.users.manager, history[i].actor)
+        assert.equal("req-42", history[i].request_id)
+      end
+      -- purge: owners only, soft-deleted rows only
+      app:as(manager, function(db) assert(db:value("SELECT set_deleted('vehicles', $1, true)", v)) end)
+      local ok, err = pcall(app.as, app, manager, function(db)
+        return motomind.assert(db:value("SELECT purge_deleted('vehicles')")) end)
+      assert.is_false(ok)
+      assert.matches("owners only", tostring(err))
+      local purged = app:as({ tenant = A.tenant, user = A.users.owner }, function(db)
+        return motomind.assert(db:value("SELECT purge_deleted('vehicles')")) end)
+      assert.equal(1, purged)
+      assert.equal(0, owner:value("SELECT count(*) FROM vehicles WHERE id = $1", v))
+    end)
+
+    it("keeps the audit log append-only", function()
+      local ok = owner:exec("UPDATE audit_log SET request_id = 'x'")
+      assert.is_nil(ok)
+    end)
+  end)
+end)
