@@ -62,6 +62,24 @@ function H.shell_quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
+--- A connection as the application role to owner's database and schema.
+function H.app_connect(owner)
+  local where = owner:row("SELECT coalesce(inet_server_addr()::text, 'localhost') AS host, " ..
+    "inet_server_port() AS port, current_database() AS db")
+  local role = owner:value("SELECT value FROM settings WHERE key = 'app_role'")
+  return motomind.assert(motomind.connect(("host=%s port=%s dbname=%s user=%s"):format(
+    where.host:gsub("/.*", ""), where.port, where.db, role), { schema = owner:schema() }))
+end
+
+--- Inserts a user, and their membership when tenant and role are given.
+function H.user(owner, tenant, role)
+  local u = owner:value("INSERT INTO users (email) VALUES ('u-' || gen_random_uuid() || '@x.example') RETURNING id")
+  if tenant then
+    assert(owner:exec("INSERT INTO memberships (tenant_id, user_id, role) VALUES ($1, $2, $3)", tenant, u, role))
+  end
+  return u
+end
+
 --- Inserts a tenant with one vehicle; returns tenant_id, vehicle_id.
 function H.tenant_with_vehicle(db, opts)
   opts = opts or {}

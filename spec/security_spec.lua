@@ -20,6 +20,8 @@ local EXPECT = {
   vehicle_events = { select = MEMBERS, insert = WRITERS, update = {}, delete = {} },
   vehicle_event_heads = DERIVED, vehicle_event_flags = DERIVED, vehicle_event_supersessions = DERIVED,
   audit_log = { select = WRITERS, insert = {}, update = {}, delete = {} },
+  fleet_groups = { select = MEMBERS, insert = { owner = 1 }, update = { owner = 1 }, delete = {} },
+  group_permissions = { select = MEMBERS, insert = { owner = 1 }, update = { owner = 1 }, delete = {} },
 }
 local NOT_TENANT_DATA = { schema_migrations = true, settings = true }
 
@@ -46,6 +48,10 @@ describe("tenant isolation", function()
       "corrects_id, corrects_occurred_at) VALUES ($1, $2, 'odometer', $4, '{}', 'void', $3, $4)", t, out.vehicle,
       first.id, first.occurred_at)) -- a supersession
     out.event = first.id
+    out.group = owner:value("INSERT INTO fleet_groups (tenant_id, name) VALUES ($1, 'North') RETURNING id", t)
+    local anyone = out.users.viewer or out.users.owner
+    assert(owner:exec("INSERT INTO group_permissions (tenant_id, group_id, user_id, level) VALUES ($1, $2, $3, 'read')",
+      t, out.group, anyone))
     return out
   end
 
@@ -58,11 +64,7 @@ describe("tenant isolation", function()
       B = seed_tenant("B", { owner = "b-owner" .. stamp .. "@x.example" }),
     }
     ids.nonmember = owner:value("INSERT INTO users (email) VALUES ($1) RETURNING id", "none" .. stamp .. "@x.example")
-    local where = owner:row("SELECT coalesce(inet_server_addr()::text, 'localhost') AS host, " ..
-      "inet_server_port() AS port, current_database() AS db")
-    local role = owner:value("SELECT value FROM settings WHERE key = 'app_role'")
-    app = motomind.assert(motomind.connect(("host=%s port=%s dbname=%s user=%s"):format(
-      where.host:gsub("/.*", ""), where.port, where.db, role), { schema = owner:schema() }))
+    app = H.app_connect(owner)
     assert.is_false(app:value("SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user"))
   end)
   teardown(function() app:close() H.drop(owner) end)
@@ -122,9 +124,12 @@ describe("tenant isolation", function()
       vehicle_event_supersessions = { "INSERT INTO vehicle_event_supersessions (tenant_id, event_id, occurred_at, superseded_by) " ..
         "VALUES ($1, gen_random_uuid(), now(), gen_random_uuid())", x.tenant },
       audit_log = { "INSERT INTO audit_log (tenant_id, table_name, record_id, operation) VALUES ($1, 'x', gen_random_uuid(), 'insert')", x.tenant },
+      fleet_groups = { "INSERT INTO fleet_groups (tenant_id, parent_id, name) VALUES ($1, $2, 'Hub')", x.tenant, x.group },
+      group_permissions = { "INSERT INTO group_permissions (tenant_id, group_id, user_id, level) VALUES ($1, $2, $3, 'write')",
+        x.tenant, x.group, x.users.owner },
     }
     local i = assert(inserts[tbl], "no insert fixture for " .. tbl)
-    return i[1], { i[2], i[3] }
+    return i[1], { select(2, (table.unpack or unpack)(i)) }
   end
 
   -- true when the operation took effect (a row seen, written or removed).

@@ -52,5 +52,5 @@ DROP FUNCTION in_maintenance();
 DROP FUNCTION current_tenant_role();
 DROP FUNCTION current_tenant_id();
 DROP FUNCTION current_user_id();
-DELETE FROM settings WHERE key IN ('app_role', 'owner_role');
+DELETE FROM settings WHERE key IN ('app_role', 'owner_role', 'soft_delete_tables');
 DROP TABLE audit_log;

@@ -28,6 +28,7 @@ CREATE TABLE audit_log (
 CREATE INDEX audit_log_record_idx ON audit_log (tenant_id, table_name, record_id, id);
 
 INSERT INTO settings VALUES
+  ('soft_delete_tables', 'garages,vehicles,vehicle_images,reminders'),
   ('app_role', coalesce(nullif(current_setting('motomind.app_role', true), ''), 'motomind_app')),
   ('owner_role', current_user);
 
@@ -274,7 +275,7 @@ CREATE FUNCTION set_deleted(tbl text, row_id uuid, deleted boolean) RETURNS bool
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT SET motomind.maintenance = 'on' AS $fn$
 DECLARE n bigint;
 BEGIN
-  IF tbl NOT IN ('garages', 'vehicles', 'vehicle_images', 'reminders') THEN
+  IF tbl NOT IN (SELECT unnest(string_to_array((SELECT value FROM settings WHERE key = 'soft_delete_tables'), ','))) THEN
     RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value', MESSAGE = format('%s has no soft delete', tbl);
   END IF;
   IF current_tenant_role() IS DISTINCT FROM 'owner' AND current_tenant_role() IS DISTINCT FROM 'manager' THEN
@@ -293,8 +294,8 @@ CREATE FUNCTION purge_deleted(tbl text) RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT SET motomind.maintenance = 'on' AS $fn$
 DECLARE n bigint;
 BEGIN
-  IF tbl NOT IN ('garages', 'vehicles', 'vehicle_images', 'reminders') THEN
-    RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value', MESSAGE = format('purge: %s has no soft delete here', tbl);
+  IF tbl NOT IN (SELECT unnest(string_to_array((SELECT value FROM settings WHERE key = 'soft_delete_tables'), ','))) THEN
+    RAISE EXCEPTION USING ERRCODE = 'invalid_parameter_value', MESSAGE = format('purge: %s has no soft delete', tbl);
   END IF;
   IF current_tenant_role() IS DISTINCT FROM 'owner' THEN
     RAISE EXCEPTION USING ERRCODE = 'insufficient_privilege', MESSAGE = 'purge: owners only';
