@@ -75,6 +75,8 @@ install: $(CORE)
 	cp lua/motomind/*.lua $(DESTDIR)$(LUADIR)/motomind/
 	cp sql/migrations/*.sql $(DESTDIR)$(LUADIR)/motomind/sql/migrations/
 	cp sql/payloads.json $(DESTDIR)$(LUADIR)/motomind/sql/
+	mkdir -p $(DESTDIR)$(LUADIR)/motomind/sql/supabase
+	cp sql/supabase/*.sql $(DESTDIR)$(LUADIR)/motomind/sql/supabase/
 
 clean:
 	rm -rf build

@@ -257,6 +257,31 @@ describe("tenant isolation", function()
       assert.equal(0, owner:value("SELECT count(*) FROM vehicles WHERE id = $1", v))
     end)
 
+    it("are offered to Lua as motomind.records", function()
+      local records = require "motomind.records"
+      local A = ids.A
+      local manager = { tenant = A.tenant, user = A.users.manager }
+      local r = app:as(manager, function(db)
+        local id = motomind.assert(db:value("INSERT INTO reminders (tenant_id, vehicle_id, title, due_on) " ..
+          "VALUES ($1, $2, 'MOT', '2026-03-01') RETURNING id", A.tenant, A.vehicle))
+        assert.is_true(motomind.assert(records.soft_delete(db, "reminders", id)))
+        assert.is_false(records.soft_delete(db, "reminders", id)) -- already gone
+        assert.is_true(motomind.assert(records.restore(db, "reminders", id)))
+        return id
+      end)
+      local history = app:as(manager, function(db) return motomind.assert(records.history(db, "reminders", r)) end)
+      assert.equal(3, #history)
+      assert.equal("restore", history[3].operation)
+      local all = app:as(manager, function(db) return motomind.assert(records.vehicle_history(db, A.vehicle)) end)
+      local mine = 0
+      for _, h in ipairs(all) do if h.record_id == r then mine = mine + 1 end end
+      assert.equal(3, mine)
+      local ok, err = pcall(app.as, app, { tenant = A.tenant, user = A.users.viewer }, function(db)
+        return motomind.assert(records.soft_delete(db, "reminders", r)) end)
+      assert.is_false(ok)
+      assert.equal("42501", err.sqlstate)
+    end)
+
     it("keeps the audit log append-only", function()
       local ok = owner:exec("UPDATE audit_log SET request_id = 'x'")
       assert.is_nil(ok)

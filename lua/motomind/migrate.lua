@@ -32,29 +32,31 @@ local function read(path)
   return text
 end
 
---- Lists the migrations in dir, ordered by version:
--- { version = 1, name = "core_tables", up = path, down = path }.
+--- Lists the migrations in dir (or in each of a list of dirs), ordered by
+-- version: { version = 1, name = "core_tables", up = path, down = path }.
 -- Raises on a malformed name, a duplicate version or a missing down script.
-function M.load(dir)
-  dir = dir or M.directory()
-  local names = assert(core.listdir(dir))
+function M.load(dirs)
+  dirs = dirs or M.directory()
+  if type(dirs) == "string" then dirs = { dirs } end
   local by_version, list = {}, {}
-  for _, file in ipairs(names) do
-    local v, name, dirn = file:match("^(%d%d%d%d)_([%w_]+)%.(%a+)%.sql$")
-    if file:match("%.sql$") and not (v and (dirn == "up" or dirn == "down")) then
-      error(("migration file %s: expected NNNN_name.up.sql or NNNN_name.down.sql"):format(file))
-    end
-    if v then
-      local version = tonumber(v)
-      local m = by_version[version]
-      if not m then
-        m = { version = version, name = name }
-        by_version[version] = m
-        list[#list + 1] = m
-      elseif m.name ~= name then
-        error(("migration %s: two names for one version (%s, %s)"):format(v, m.name, name))
+  for _, dir in ipairs(dirs) do
+    for _, file in ipairs(assert(core.listdir(dir))) do
+      local v, name, dirn = file:match("^(%d%d%d%d)_([%w_]+)%.(%a+)%.sql$")
+      if file:match("%.sql$") and not (v and (dirn == "up" or dirn == "down")) then
+        error(("migration file %s: expected NNNN_name.up.sql or NNNN_name.down.sql"):format(file))
       end
-      m[dirn] = dir .. "/" .. file
+      if v then
+        local version = tonumber(v)
+        local m = by_version[version]
+        if not m then
+          m = { version = version, name = name }
+          by_version[version] = m
+          list[#list + 1] = m
+        elseif m.name ~= name then
+          error(("migration %s: two names for one version (%s, %s)"):format(v, m.name, name))
+        end
+        m[dirn] = dir .. "/" .. file
+      end
     end
   end
   table.sort(list, function(a, b) return a.version < b.version end)
@@ -100,8 +102,16 @@ end
 --- Compares files with the history: each migration gets state "applied",
 -- "pending" or "changed" (checksum differs); applied versions without a
 -- file come back as state "missing".
-local function plan(db, schema, dir)
-  local files = M.load(dir)
+-- The directories of a migrate/status call: the main set, plus the Supabase
+-- set when opts.supabase.
+local function dirs_of(opts)
+  local dirs = { opts.dir or M.directory() }
+  if opts.supabase then dirs[2] = M.sql_directory() .. "/supabase" end
+  return dirs
+end
+
+local function plan(db, schema, opts)
+  local files = M.load(dirs_of(opts))
   local applied = applied_rows(db, schema)
   local seen, out = {}, {}
   for _, m in ipairs(files) do
@@ -172,7 +182,7 @@ local function with_lock(db, schema, fn)
   return err
 end
 
---- migrate(db, { schema =, to =, dir =, app_role = }) brings the schema to version `to`
+--- migrate(db, { schema =, to =, dir =, app_role =, supabase = }) brings the schema to version `to`
 -- (default: the newest), applying up scripts or rolling back through down
 -- scripts. Returns the list of { version, name, direction } it ran.
 -- Two migrators started together serialize on an advisory lock: the second
@@ -182,7 +192,7 @@ function M.migrate(db, opts)
   local schema = opts.schema or db:schema()
   return with_lock(db, schema, function()
     ensure_history(db, schema)
-    local list = plan(db, schema, opts.dir)
+    local list = plan(db, schema, opts)
     refuse_drift(list)
     local target = opts.to or (list[#list] and list[#list].version or 0)
     local done = {}
@@ -203,11 +213,11 @@ function M.migrate(db, opts)
   end)
 end
 
---- status(db, { schema =, dir = }) -> list of { version, name, state,
+--- status(db, { schema =, dir =, supabase = }) -> list of { version, name, state,
 -- applied_at, applied_by } with state applied / pending / changed / missing.
 function M.status(db, opts)
   opts = opts or {}
-  local list = plan(db, opts.schema or db:schema(), opts.dir)
+  local list = plan(db, opts.schema or db:schema(), opts)
   local out = {}
   for i, m in ipairs(list) do
     out[i] = { version = m.version, name = m.name, state = m.state,

@@ -51,6 +51,7 @@ DROP FUNCTION apply_tenant_policies(regclass, text);
 DROP FUNCTION in_maintenance();
 DROP FUNCTION current_tenant_role();
 DROP FUNCTION current_tenant_id();
+DROP FUNCTION claimed_tenant_id();
 DROP FUNCTION current_user_id();
 DELETE FROM settings WHERE key IN ('app_role', 'owner_role', 'soft_delete_tables');
 DROP TABLE audit_log;

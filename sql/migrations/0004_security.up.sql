@@ -46,22 +46,27 @@ BEGIN
   -- an empty search_path, and maintenance mode inside so the owner's
   -- policies let them read memberships.
   EXECUTE format($f$
+    -- Who and which tenant the session claims to be (the Supabase set
+    -- replaces these two to read its JWT claims as well).
     CREATE FUNCTION %1$s.current_user_id() RETURNS uuid
     LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
       SELECT nullif(current_setting('motomind.user_id', true), '')::uuid
     $$;
+    CREATE FUNCTION %1$s.claimed_tenant_id() RETURNS uuid
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+      SELECT nullif(current_setting('motomind.tenant_id', true), '')::uuid
+    $$;
+    -- The claimed tenant, when the session's user is a live member of it.
     CREATE FUNCTION %1$s.current_tenant_id() RETURNS uuid
     LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' SET motomind.maintenance = 'on' AS $$
       SELECT m.tenant_id FROM %1$s.memberships m JOIN %1$s.tenants t ON t.id = m.tenant_id
-       WHERE m.tenant_id = nullif(current_setting('motomind.tenant_id', true), '')::uuid
-         AND m.user_id = nullif(current_setting('motomind.user_id', true), '')::uuid
+       WHERE m.tenant_id = %1$s.claimed_tenant_id() AND m.user_id = %1$s.current_user_id()
          AND m.deleted_at IS NULL AND t.deleted_at IS NULL
     $$;
     CREATE FUNCTION %1$s.current_tenant_role() RETURNS text
     LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' SET motomind.maintenance = 'on' AS $$
       SELECT m.role FROM %1$s.memberships m JOIN %1$s.tenants t ON t.id = m.tenant_id
-       WHERE m.tenant_id = nullif(current_setting('motomind.tenant_id', true), '')::uuid
-         AND m.user_id = nullif(current_setting('motomind.user_id', true), '')::uuid
+       WHERE m.tenant_id = %1$s.claimed_tenant_id() AND m.user_id = %1$s.current_user_id()
          AND m.deleted_at IS NULL AND t.deleted_at IS NULL
     $$;
     CREATE FUNCTION %1$s.in_maintenance() RETURNS boolean
@@ -311,8 +316,10 @@ DO $do$
 DECLARE app text := (SELECT value FROM settings WHERE key = 'app_role');
 BEGIN
   REVOKE EXECUTE ON FUNCTION create_tenant(text, text), set_deleted(text, uuid, boolean), purge_deleted(text),
-    current_tenant_id(), current_user_id(), current_tenant_role(), audit_row(), check_new_events() FROM PUBLIC;
+    current_tenant_id(), current_user_id(), claimed_tenant_id(), current_tenant_role(), audit_row(),
+    check_new_events() FROM PUBLIC;
   EXECUTE format('GRANT EXECUTE ON FUNCTION create_tenant(text, text), set_deleted(text, uuid, boolean), '
-                 'purge_deleted(text), current_tenant_id(), current_user_id(), current_tenant_role() TO %I', app);
+                 'purge_deleted(text), current_tenant_id(), current_user_id(), claimed_tenant_id(), '
+                 'current_tenant_role() TO %I', app);
 END
 $do$;

@@ -1,0 +1,43 @@
+--- Soft delete, restore, purge and change history of records, as the user
+-- of a tenant (call inside db:as). The database decides who may: owners and
+-- managers soft-delete and restore, owners purge, owners and managers read
+-- the history.
+local motomind = require "motomind"
+
+local M = {}
+
+local function schema_fn(db, name) return db:escape_identifier(db:schema()) .. "." .. name end
+
+--- soft_delete(db, table, id) -> true (done) | false (no such live row) | nil, message, sqlstate
+function M.soft_delete(db, tbl, id)
+  return db:value("SELECT " .. schema_fn(db, "set_deleted") .. "($1, $2, true)", tbl, id)
+end
+
+--- restore(db, table, id) -> true | false | nil, message, sqlstate
+function M.restore(db, tbl, id)
+  return db:value("SELECT " .. schema_fn(db, "set_deleted") .. "($1, $2, false)", tbl, id)
+end
+
+--- purge(db, table) -> number of soft-deleted rows removed for good | nil, message, sqlstate
+function M.purge(db, tbl)
+  return db:value("SELECT " .. schema_fn(db, "purge_deleted") .. "($1)", tbl)
+end
+
+--- history(db, table, id) -> the audit entries of one record, oldest first:
+-- { operation, old_values, new_values, actor, request_id, at }.
+function M.history(db, tbl, id)
+  return db:query("SELECT operation, old_values, new_values, actor, request_id, at FROM " ..
+    db:qualify("audit_log") .. " WHERE table_name = $1 AND record_id = $2 ORDER BY id", tbl, id)
+end
+
+--- vehicle_history(db, vehicle_id) -> the audit entries of a vehicle and of
+-- its images and reminders, oldest first (events are their own history: see
+-- motomind.timeline.history).
+function M.vehicle_history(db, vehicle_id)
+  return db:query("SELECT table_name, record_id, operation, old_values, new_values, actor, request_id, at FROM " ..
+    db:qualify("audit_log") .. " WHERE (table_name = 'vehicles' AND record_id = $1) " ..
+    "OR (table_name IN ('vehicle_images', 'reminders') AND (new_values ->> 'vehicle_id')::uuid = $1) ORDER BY id",
+    vehicle_id)
+end
+
+return M
