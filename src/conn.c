@@ -28,15 +28,20 @@ static void conn_close(mm_conn *c) {
     c->pg = NULL;
 }
 
-/* connect([conninfo_or_url]) -> connection | nil, message, "08006".
- * An empty or absent conninfo takes libpq's PG* environment defaults. */
+/* connect([conninfo_or_url [, user]]) -> connection | nil, message, "08006".
+ * An empty or absent conninfo takes libpq's PG* environment defaults; user,
+ * when given, overrides the one the conninfo names. */
 static int l_connect(lua_State *L) {
     const char *info = luaL_optstring(L, 1, "");
+    const char *user = luaL_optstring(L, 2, NULL);
+    const char *keys[] = {"dbname", "user", NULL};
+    const char *values[] = {info, user, NULL};
     mm_conn *c = (mm_conn *)lua_newuserdata(L, sizeof *c);
     PGresult *res;
     c->pg = NULL;
     luaL_setmetatable(L, MM_CONN_MT);
-    c->pg = PQconnectdb(info);
+    if (!user) keys[1] = NULL; /* keep the conninfo's (or PGUSER's) user */
+    c->pg = PQconnectdbParams(keys, values, 1);
     if (!c->pg) return luaL_error(L, "out of memory");
     if (PQstatus(c->pg) != CONNECTION_OK) {
         mm_conn_error(L, c->pg, NULL);
