@@ -282,6 +282,30 @@ describe("tenant isolation", function()
       assert.equal("42501", err.sqlstate)
     end)
 
+    it("delete a whole tenant: its owner closes it, then the owner role purges every row", function()
+      local t = owner:value("INSERT INTO tenants (name) VALUES ('Leaving') RETURNING id")
+      local boss, helper = H.user(owner, t, "owner"), H.user(owner, t, "manager")
+      local v = owner:value("INSERT INTO vehicles (tenant_id) VALUES ($1) RETURNING id", t)
+      assert(owner:exec("INSERT INTO vehicle_events (tenant_id, vehicle_id, type, occurred_at, payload) " ..
+        "VALUES ($1, $2, 'odometer', now(), '{\"source\": \"manual\"}')", t, v))
+      local ok, err = pcall(app.as, app, { tenant = t, user = helper }, function(db)
+        return motomind.assert(db:value("SELECT delete_tenant()")) end)
+      assert.is_false(ok)
+      assert.equal("42501", err.sqlstate)
+      local _, msg = owner:value("SELECT purge_tenant($1)", t)
+      assert.matches("is not deleted", msg)
+      assert.is_true(app:as({ tenant = t, user = boss }, function(db) return db:value("SELECT delete_tenant()") end))
+      assert.equal(0, app:as({ tenant = t, user = boss }, function(db) return db:value("SELECT count(*) FROM vehicles") end))
+      local removed = motomind.assert(owner:value("SELECT purge_tenant($1)", t))
+      assert.is_true(removed >= 6)
+      for _, tbl in ipairs { "vehicles", "vehicle_events", "memberships", "audit_log" } do
+        assert.equal(0, owner:value("SELECT count(*) FROM " .. tbl .. " WHERE tenant_id = $1", t), tbl)
+      end
+      assert.equal(0, owner:value("SELECT count(*) FROM tenants WHERE id = $1", t))
+      -- and the immutability of other tenants' events is intact
+      assert.is_nil((owner:exec("DELETE FROM vehicle_events WHERE tenant_id = $1", ids.A.tenant)))
+    end)
+
     it("keeps the audit log append-only", function()
       local ok = owner:exec("UPDATE audit_log SET request_id = 'x'")
       assert.is_nil(ok)

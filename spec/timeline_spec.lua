@@ -32,7 +32,7 @@ describe("timeline rules", function()
         local ok, msg, sqlstate = db:exec(sql, e.id)
         assert.is_nil(ok, sql)
         assert.equal("42501", sqlstate)
-        assert.matches("vehicle events are immutable", msg)
+        assert.matches("are immutable: .* is not allowed; record a correction instead", msg)
       end
       for _, t in ipairs { "vehicle_events CASCADE", "vehicle_events_default" } do
         local ok, msg = db:exec("TRUNCATE " .. t)

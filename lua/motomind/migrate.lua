@@ -156,9 +156,11 @@ local function run_one(db, schema, m, direction, opts)
     local started = os.clock()
     -- The owner migrates in maintenance mode (row-level security lets it see
     -- every tenant's rows); app_role names the application role to create.
+    -- pg_temp goes last, so functions made with SET search_path FROM CURRENT
+    -- (SECURITY DEFINER ones included) never see a temporary table first.
     motomind.assert(db:query("SELECT set_config('search_path', $1, true), " ..
       "set_config('motomind.maintenance', 'on', true), set_config('motomind.app_role', $2, true)",
-      db:escape_identifier(schema), opts.app_role or ""))
+      db:escape_identifier(schema) .. ", pg_temp", opts.app_role or ""))
     local ok, err, sqlstate, detail = db:script(direction == "up" and m.up_sql or read(m.down))
     if not ok then
       error(setmetatable({ message = ("migration %s (%s): %s"):format(label(m), direction, err),
