@@ -15,6 +15,12 @@ static mm_codec *check_codec(lua_State *L) {
     return (mm_codec *)luaL_checkudata(L, 1, MM_CODEC_MT);
 }
 
+/* The schemas of the codec at idx, for the other parts of the core. */
+const mm_schemas *mm_codec_schemas(lua_State *L, int idx) {
+    mm_codec *c = (mm_codec *)luaL_checkudata(L, idx, MM_CODEC_MT);
+    return c->schemas;
+}
+
 /* payload_codec(schema_json) -> codec | nil, message */
 static int l_new(lua_State *L) {
     size_t len;

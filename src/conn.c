@@ -23,6 +23,13 @@ static mm_conn *check_open(lua_State *L) {
     return c;
 }
 
+/* The open connection at idx, for the other parts of the core. */
+PGconn *mm_check_pg(lua_State *L, int idx) {
+    mm_conn *c = (mm_conn *)luaL_checkudata(L, idx, MM_CONN_MT);
+    if (!c->pg) luaL_error(L, "attempt to use a closed connection");
+    return c->pg;
+}
+
 static void conn_close(mm_conn *c) {
     if (c->pg) PQfinish(c->pg);
     c->pg = NULL;
@@ -224,6 +231,7 @@ int mm_open_conn(lua_State *L) {
     if (luaL_newmetatable(L, MM_CONN_MT)) {
         luaL_setfuncs(L, metamethods, 0);
         luaL_newlib(L, methods);
+        mm_open_copy(L);
         lua_setfield(L, -2, "__index");
     }
     lua_getfield(L, -1, "__index");

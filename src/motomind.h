@@ -46,9 +46,13 @@ void mm_push_rows(lua_State *L, const PGresult *res);
 /* core.c */
 LUALIB_API int luaopen_motomind_core(lua_State *L);
 
-/* conn.c, fs.c, codec.c */
+/* conn.c, fs.c, codec.c, copy.c */
 int mm_open_conn(lua_State *L);
+PGconn *mm_check_pg(lua_State *L, int idx);
 int mm_open_codec(lua_State *L);
+struct mm_schemas;
+const struct mm_schemas *mm_codec_schemas(lua_State *L, int idx);
+int mm_open_copy(lua_State *L);
 int mm_conn_error(lua_State *L, PGconn *pg, const PGresult *res);
 int mm_open_fs(lua_State *L);
 

@@ -1,0 +1,136 @@
+local motomind = require "motomind"
+local transfer = require "motomind.transfer"
+local H = require "spec.helper"
+
+local function write(lines)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "w"))
+  f:write(table.concat(lines, "\n"), "\n")
+  f:close()
+  return path
+end
+
+local function read(path)
+  local f = assert(io.open(path))
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+describe("JSON-lines import and export", function()
+  local db, ctx, car, user
+
+  before_each(function()
+    db = H.fresh()
+    local t
+    t, car = H.tenant_with_vehicle(db)
+    user = H.user(db, t, "owner")
+    ctx = { tenant = t, user = user }
+  end)
+  after_each(function() H.drop(db) end)
+
+  local function event(at, mileage, extra)
+    local e = { vehicle_id = car, type = "odometer", occurred_at = at, mileage = mileage, payload = { source = "manual" } }
+    for k, v in pairs(extra or {}) do e[k] = v end
+    return assert(motomind.json.encode(e))
+  end
+
+  it("imports valid lines, reports each refused one, and adds nothing the second time", function()
+    local path = write {
+      event("2025-01-01T00:00:00Z", 1000),
+      '{"vehicle_id": "' .. car .. '", "type": "fuel", "occurred_at": "2025-01-02T00:00:00Z", "payload": {"volume": -1, "unit": "l"}}',
+      "not json",
+      "",
+      event("2025-01-03T00:00:00Z", 500), -- below the previous reading: refused by the database
+      event("2025-01-04T00:00:00Z", 1200, { notes = "tab\there, and a \\ backslash" }),
+      event("2025-01-05T00:00:00Z", 1300, { colour = "red" }),
+    }
+    local errors = os.tmpname()
+    local report = assert(transfer.import_jsonl(db, ctx, path, { errors = errors }))
+    assert.equal(7, report.lines)
+    assert.equal(3, report.staged)
+    assert.equal(2, report.inserted)
+    local reasons = {}
+    for _, r in ipairs(report.rejected) do reasons[r.line] = r.reason end
+    assert.equal("payload.volume: expected number > 0 and <= 100000, got -1", reasons[2])
+    assert.equal("invalid JSON", reasons[3])
+    assert.equal("mileage 500 on 2025-01-03 is below 1000 recorded on 2025-01-01", reasons[5])
+    assert.equal("colour: unknown field", reasons[7])
+    assert.equal(4, #report.rejected)
+    local logged = {}
+    for line in read(errors):gmatch("[^\n]+") do logged[#logged + 1] = motomind.json.decode(line) end
+    assert.equal(4, #logged)
+    assert.equal(5, logged[3].line)
+    assert.equal("23514", logged[3].sqlstate)
+    assert.equal("tab\there, and a \\ backslash",
+      db:value("SELECT notes FROM vehicle_events WHERE mileage = 1200"))
+    local again = assert(transfer.import_jsonl(db, ctx, path))
+    assert.equal(0, again.inserted)
+    assert.equal(2, again.duplicates)
+    assert.equal(2, db:value("SELECT count(*) FROM vehicle_events"))
+    os.remove(path) os.remove(errors)
+  end)
+
+  it("lands nothing in atomic mode when a line is bad", function()
+    local path = write { event("2025-01-01T00:00:00Z", 1000), "{}" }
+    local ok, msg, _, report = transfer.import_jsonl(db, ctx, path, { atomic = true })
+    assert.is_nil(ok)
+    assert.matches("1 of 2 lines refused; nothing imported", msg)
+    assert.equal(1, #report.rejected)
+    assert.equal(0, db:value("SELECT count(*) FROM vehicle_events"))
+    os.remove(path)
+  end)
+
+  it("leaves nothing behind when the connection dies mid-import, and the rerun completes it", function()
+    local lines = {}
+    for i = 1, 20000 do lines[i] = event(os.date("!%Y-%m-%dT%H:%M:%SZ", 1735689600 + i * 600), i) end
+    local path = write(lines)
+    local victim = H.connect { schema = db:schema() }
+    local pid = victim:backend_pid()
+    -- Another session ends the importer's backend once it is busy importing.
+    local killer = H.lua_command(([[
+      local db = assert(require("motomind").connect(nil, { maintenance = true }))
+      for _ = 1, 400 do
+        local busy = db:value("SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND state = 'active'", %d)
+        if busy > 0 then db:query("SELECT pg_terminate_backend($1)", %d) break end
+        db:query("SELECT pg_sleep(0.01)")
+      end]]):format(pid, pid))
+    os.execute(killer .. " &")
+    local ok, report, msg, sqlstate = pcall(transfer.import_jsonl, victim, ctx, path)
+    assert.is_true(not ok or report == nil, "the first import should have been cut off")
+    if ok then assert.is_truthy(sqlstate == "08006" or sqlstate == "57P01", tostring(msg)) end
+    victim:close()
+    assert.equal(0, db:value("SELECT count(*) FROM vehicle_events"))
+    report = assert(transfer.import_jsonl(db, ctx, path))
+    assert.equal(20000, report.inserted)
+    assert.equal(20000, db:value("SELECT count(*) FROM vehicle_events"))
+    assert.equal(20000, db:value("SELECT count(DISTINCT id) FROM vehicle_events"))
+    os.remove(path)
+  end)
+
+  it("exports JSON lines that import back exactly", function()
+    local path = write {
+      event("2025-01-01T00:00:00Z", 1000.5),
+      event("2025-02-01T00:00:00Z", 1500, { notes = 'quote " and \\ and tab\t' }),
+      '{"vehicle_id": "' .. car .. '", "type": "fuel", "occurred_at": "2025-02-02T10:30:00+02:00", ' ..
+        '"payload": {"total": 74.33, "currency": "EUR", "extra": {"tags": [], "z": {"a": null}}}}',
+    }
+    assert(transfer.import_jsonl(db, ctx, path))
+    local first = os.tmpname()
+    assert.equal(3, transfer.export_jsonl(db, ctx, first))
+    -- into a second database schema with the same tenant and vehicle
+    local other = H.fresh()
+    assert(other:exec("INSERT INTO tenants (id, name) VALUES ($1, 'copy')", ctx.tenant))
+    assert(other:exec("INSERT INTO vehicles (tenant_id, id) VALUES ($1, $2)", ctx.tenant, car))
+    assert(other:exec("INSERT INTO users (id, email) VALUES ($1, 'copy-' || gen_random_uuid() || '@x.example')", user))
+    assert(other:exec("INSERT INTO memberships (tenant_id, user_id, role) VALUES ($1, $2, 'owner')", ctx.tenant, user))
+    local report = assert(transfer.import_jsonl(other, ctx, first))
+    assert.equal(3, report.inserted)
+    local second = os.tmpname()
+    assert.equal(3, transfer.export_jsonl(other, ctx, second))
+    assert.equal(read(first), read(second))
+    assert.matches('"total": 74.33', read(first))
+    H.drop(other)
+    os.remove(path) os.remove(first) os.remove(second)
+  end)
+end)
