@@ -23,7 +23,7 @@ PREFIX ?= /usr/local
 LUADIR ?= $(PREFIX)/share/lua/5.4
 LIBDIR ?= $(PREFIX)/lib/lua/5.4
 
-.PHONY: all build deps demo test check-memory fuzz payload-migration install clean pg-start pg-stop
+.PHONY: all build deps demo test bench check-memory fuzz payload-migration install clean pg-start pg-stop
 
 all build: $(CORE)
 
@@ -43,6 +43,13 @@ test: deps
 	@$(MAKE) --no-print-directory build LUA=lua5.4
 	@$(MAKE) --no-print-directory build LUA=luajit
 	@tools/with-db tools/run-suite
+
+# Figures measured in one run on generated data; N events (default 200000).
+N ?= 200000
+bench: deps
+	@$(MAKE) --no-print-directory build LUA=lua5.4
+	@tools/with-db env LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/lua5.4/?.so;;" \
+	  MOTOMIND_SQL=$(CURDIR)/sql lua5.4 bench/run.lua $(N)
 
 check-memory: deps
 	@$(MAKE) --no-print-directory build LUA=lua5.4

@@ -1,0 +1,217 @@
+-- make bench [N=events]: motomind's figures, measured in one run on generated
+-- data (fixed seed). A benchmark, not a test: it never fails on a number.
+-- Prints one table and writes bench/RESULTS.md.
+local motomind = require "motomind"
+local transfer = require "motomind.transfer"
+local timeline = require "motomind.timeline"
+local payload = require "motomind.payload"
+
+local N = tonumber(arg[1] or os.getenv("N") or 200000)
+local PER_ROW = math.min(N, 20000) -- rows for the one-INSERT-per-row path
+local ROOT = arg[0]:match("^(.*)/bench/[^/]*$") or "."
+
+local function now()
+  local f = io.popen("date +%s.%N")
+  local t = tonumber(f:read("*a"))
+  f:close()
+  return t
+end
+
+local function timed(fn)
+  local t0 = now()
+  local a, b, c, d = fn()
+  return now() - t0, a, b, c, d
+end
+
+local function rss_peak_kb()
+  local f = io.open("/proc/self/status")
+  if not f then return nil end
+  local s = f:read("*a")
+  f:close()
+  return tonumber(s:match("VmHWM:%s*(%d+)"))
+end
+
+-- Park-Miller, exact in doubles: the same data under Lua 5.4 and LuaJIT.
+local seed = 42
+local function rand(n) seed = seed * 48271 % 2147483647 return seed % n end
+
+local function uuid(prefix, i) return ("%s-0000-4000-8000-%012d"):format(prefix, i) end
+
+-- The generated history: JSON lines, one vehicle after another.
+local function generate(path, tenant_vehicles)
+  local f = assert(io.open(path, "w"))
+  local per_vehicle = math.ceil(N / #tenant_vehicles)
+  local written = 0
+  for _, v in ipairs(tenant_vehicles) do
+    local t, mileage = 1577836800 + rand(86400), 10000 + rand(50000)
+    for i = 1, per_vehicle do
+      if written == N then break end
+      t = t + 3600 * (20 + rand(40))
+      mileage = mileage + 20 + rand(400)
+      local at = os.date("!%Y-%m-%dT%H:%M:%SZ", t)
+      local line
+      if i % 10 == 0 then
+        line = ('{"vehicle_id":"%s","type":"maintenance","occurred_at":"%s","mileage":%d,"payload":{"service_type":"oil_change","total":%d.%02d,"currency":"USD","provider":{"name":"Quick Lube","technician":"Sam"},"parts":[{"name":"filter","quantity":1,"unit_cost":9.5}]}}')
+          :format(v, at, mileage, 50 + rand(100), rand(100))
+      elseif i % 4 == 0 then
+        line = ('{"vehicle_id":"%s","type":"odometer","occurred_at":"%s","mileage":%d,"payload":{"source":"photo_ocr","ocr_confidence":%d,"photo_url":"s3://bucket/odo/%d.jpg"}}')
+          :format(v, at, mileage, 60 + rand(40), i)
+      else
+        line = ('{"vehicle_id":"%s","type":"fuel","occurred_at":"%s","mileage":%d,"payload":{"volume":%d.%d,"unit":"l","price_per_unit":1.%03d,"total":%d.%02d,"currency":"EUR","full":%s,"station":"Shell Hauptstrasse %d","fuel_type":"diesel"}}')
+          :format(v, at, mileage, 20 + rand(40), rand(10), rand(1000), 30 + rand(70), rand(100),
+                  rand(10) > 0 and "true" or "false", rand(200))
+      end
+      f:write(line, "\n")
+      written = written + 1
+    end
+  end
+  f:close()
+end
+
+local function setup(schema, vehicles, tenant, user)
+  local db = assert(motomind.connect(nil, { schema = schema, maintenance = true }))
+  db:exec("DROP SCHEMA IF EXISTS " .. db:escape_identifier(schema) .. " CASCADE")
+  db:migrate()
+  for y = 2020, 2026 do
+    motomind.assert(db:query("SELECT create_event_partition($1, $2)", y .. "-01-01T00:00:00Z", (y + 1) .. "-01-01T00:00:00Z"))
+  end
+  motomind.assert(db:exec("INSERT INTO tenants (id, name) VALUES ($1, 'bench')", tenant))
+  motomind.assert(db:exec("INSERT INTO users (id, email) VALUES ($1, $2)", user, schema .. "@bench.example"))
+  motomind.assert(db:exec("INSERT INTO memberships (tenant_id, user_id, role) VALUES ($1, $2, 'owner')", tenant, user))
+  motomind.assert(db:exec("INSERT INTO vehicles (tenant_id, id) SELECT $1, v::uuid FROM jsonb_array_elements_text($2) v",
+    tenant, setmetatable(vehicles, motomind.json.array_mt)))
+  return db
+end
+
+local function drop_rules(db)
+  for _, r in ipairs(motomind.assert(db:query("SELECT tgrelid::regclass::text AS rel, tgname FROM pg_trigger " ..
+      "WHERE tgname IN ('vehicle_events_check', 'vehicle_events_no_truncate', 'vehicle_events_immutable') " ..
+      "AND tgparentid = 0 AND tgrelid::regclass::text LIKE $1", db:schema() .. ".%"))) do
+    motomind.assert(db:exec(("DROP TRIGGER %s ON %s"):format(db:escape_identifier(r.tgname), r.rel)))
+  end
+end
+
+local function file_reader(path)
+  local f = assert(io.open(path, "rb"))
+  return function()
+    local chunk = f:read(65536)
+    if not chunk then f:close() end
+    return chunk
+  end
+end
+
+local results = {}
+local function result(what, value, note) results[#results + 1] = { what, value, note or "" } end
+
+local tenant, user = uuid("00000000", 1), uuid("00000001", 1)
+local vehicles = {}
+for i = 1, math.max(10, math.floor(N / 1000)) do vehicles[i] = uuid("00000002", i) end
+local jsonl = os.tmpname()
+generate(jsonl, vehicles)
+local ctx = { tenant = tenant, user = user }
+
+-- 1. validated import vs raw COPY of the same rows, same table without rules
+local rules = setup("bench_rules", vehicles, tenant, user)
+local rss_before = rss_peak_kb()
+local t_import, report = timed(function() return assert(transfer.import_jsonl(rules, ctx, jsonl)) end)
+local rss_after = rss_peak_kb()
+assert(report.inserted == N, ("imported %d of %d"):format(report.inserted, N))
+local csv = os.tmpname()
+local out = assert(io.open(csv, "wb"))
+motomind.assert(rules:copy_out("COPY (SELECT tenant_id, id, vehicle_id, type, occurred_at, mileage, payload, notes " ..
+  "FROM vehicle_events) TO STDOUT", function(c) out:write(c) end))
+out:close()
+local raw = setup("bench_raw", vehicles, tenant, user)
+drop_rules(raw)
+local t_raw = timed(function()
+  return motomind.assert(raw:copy_in("COPY vehicle_events (tenant_id, id, vehicle_id, type, occurred_at, mileage, " ..
+    "payload, notes) FROM STDIN", file_reader(csv)))
+end)
+result("validated import (JSON lines, C path, rules) vs raw COPY", ("%.2fx"):format(t_import / t_raw),
+  ("%.1f s vs %.1f s for %d events (goal <= 1.3x)"):format(t_import, t_raw, N))
+
+-- 2. the same rows the way a pure-Lua user would: one INSERT per row
+local sample = {}
+for line in io.lines(jsonl) do
+  sample[#sample + 1] = line
+  if #sample == PER_ROW then break end
+end
+local lua_db = setup("bench_lua", vehicles, tenant, user)
+local t_rows = timed(function()
+  lua_db:transaction(function(db)
+    for _, line in ipairs(sample) do
+      local e = motomind.json.decode(line)
+      motomind.assert(db:exec("INSERT INTO vehicle_events (tenant_id, vehicle_id, type, occurred_at, mileage, payload) " ..
+        "VALUES ($1, $2, $3, $4, $5, $6)", tenant, e.vehicle_id, e.type, e.occurred_at, e.mileage, e.payload))
+    end
+  end)
+end)
+result("one INSERT per row (pure Lua) vs raw COPY, per row", ("%.1fx"):format((t_rows / PER_ROW) / (t_raw / N)),
+  ("%d rows in %.1f s"):format(PER_ROW, t_rows))
+
+-- 3. the payload codec vs lua-cjson in the same process
+local ok_cjson, cjson = pcall(require, "cjson")
+local texts, types = {}, {}
+for i, line in ipairs(sample) do
+  local e = motomind.json.decode(line)
+  texts[i], types[i] = motomind.json.encode(e.payload), e.type
+end
+local codec = payload.codec()
+local t_dec = timed(function() for i = 1, #texts do codec:decode(types[i], texts[i]) end end)
+local tables = {}
+for i = 1, #texts do tables[i] = codec:decode(types[i], texts[i]) end
+local t_enc = timed(function() for i = 1, #texts do codec:encode(types[i], tables[i]) end end)
+if ok_cjson then
+  local t_cdec = timed(function() for i = 1, #texts do cjson.decode(texts[i]) end end)
+  local ctables = {}
+  for i = 1, #texts do ctables[i] = cjson.decode(texts[i]) end
+  local t_cenc = timed(function() for i = 1, #texts do cjson.encode(ctables[i]) end end)
+  result("codec decode+validate vs lua-cjson decode", ("%.2fx"):format(t_cdec / t_dec),
+    ("%.0f vs %.0f payloads/s (goal >= 1.0x)"):format(#texts / t_dec, #texts / t_cdec))
+  result("codec encode (canonical) vs lua-cjson encode", ("%.2fx"):format(t_cenc / t_enc),
+    ("%.0f vs %.0f payloads/s"):format(#texts / t_enc, #texts / t_cenc))
+else
+  result("codec decode+validate", ("%.0f/s"):format(#texts / t_dec), "lua-cjson not installed: no ratio")
+end
+
+-- 4. export vs raw COPY TO of the same rows
+local t_export = timed(function()
+  return motomind.assert(transfer.export_jsonl(rules, ctx, function() end))
+end)
+local t_copy_to = timed(function()
+  return motomind.assert(rules:copy_out("COPY (SELECT * FROM vehicle_events) TO STDOUT", function() end))
+end)
+result("export (JSON lines) vs raw COPY TO", ("%.2fx"):format(t_export / t_copy_to),
+  ("%.1f s vs %.1f s"):format(t_export, t_copy_to))
+
+-- 5. a vehicle's timeline page (50 events), p50 / p99, at N events
+local lat = {}
+for i = 1, 300 do
+  local v = vehicles[(i * 7919) % #vehicles + 1]
+  lat[i] = timed(function() return assert(timeline.page(rules, ctx, { vehicle = v, limit = 50 })) end)
+end
+table.sort(lat)
+result(("timeline page at %d events: p50 / p99"):format(N),
+  ("%.2f / %.2f ms"):format(lat[150] * 1000, lat[297] * 1000), "50 events, decoded")
+
+result("peak resident memory of this process during the import",
+  rss_after and ("%d MB"):format(math.floor(rss_after / 1024)) or "?",
+  rss_before and ("%d MB before it"):format(math.floor(rss_before / 1024)) or "")
+
+-- the table
+local machine = io.popen("echo \"$(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB\"; " ..
+  "psql --version | head -1"):read("*a"):gsub("\n", "; ")
+local lines = { ("motomind bench, %d events, %s, %s%s"):format(N, os.date("!%Y-%m-%d"), machine, jit and jit.version or _VERSION), "",
+  "| figure | value | notes |", "|---|---|---|" }
+for _, r in ipairs(results) do lines[#lines + 1] = ("| %s | %s | %s |"):format(r[1], r[2], r[3]) end
+local text = table.concat(lines, "\n") .. "\n"
+io.write(text)
+local f = assert(io.open(ROOT .. "/bench/RESULTS.md", "w"))
+f:write("# Benchmark results\n\nWritten by `make bench` (`make bench N=1000000` for a million events); ",
+  "ratios are measured in one run, on one machine, so they carry over better than times.\n\n", text)
+f:close()
+for _, db in ipairs { rules, raw, lua_db } do
+  db:exec("DROP SCHEMA " .. db:escape_identifier(db:schema()) .. " CASCADE")
+  db:close()
+end
+os.remove(jsonl) os.remove(csv)
