@@ -7,7 +7,7 @@ local timeline = require "motomind.timeline"
 local payload = require "motomind.payload"
 
 local N = tonumber(arg[1] or os.getenv("N") or 200000)
-local PER_ROW = math.min(N, 20000) -- rows for the one-INSERT-per-row path
+local PER_ROW = math.min(N, 2000) -- rows for the one-INSERT-per-row path
 local ROOT = arg[0]:match("^(.*)/bench/[^/]*$") or "."
 
 local function now()

@@ -120,6 +120,35 @@ static int ok_status(PGresult *res) {
     return st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK || st == PGRES_EMPTY_QUERY;
 }
 
+/* db:prepare(name, sql) -> true | nil, message, sqlstate, detail.
+ * The statement is parsed and planned once per connection. */
+static int l_prepare(lua_State *L) {
+    mm_conn *c = check_open(L);
+    const char *name = luaL_checkstring(L, 2);
+    const char *sql = luaL_checkstring(L, 3);
+    mm_box *box = mm_box_new(L);
+    PGresult *res = PQprepare(c->pg, name, sql, 0, NULL);
+    mm_box_hold(box, res, free_result);
+    if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) return mm_conn_error(L, c->pg, res);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* db:query_prepared(name, ...) -> rows, affected | nil, message, sqlstate, detail */
+static int l_query_prepared(lua_State *L) {
+    mm_conn *c = check_open(L);
+    const char *name = luaL_checkstring(L, 2);
+    int top = lua_gettop(L);
+    const char **values = mm_params(L, 3, top);
+    mm_box *box = mm_box_new(L);
+    PGresult *res = PQexecPrepared(c->pg, name, top - 2, values, NULL, NULL, 0);
+    mm_box_hold(box, res, free_result);
+    if (!ok_status(res)) return mm_conn_error(L, c->pg, res);
+    mm_push_rows(L, res);
+    lua_pushinteger(L, (lua_Integer)affected(res));
+    return 2;
+}
+
 /* db:query(sql, ...) -> rows, affected | nil, message, sqlstate, detail */
 static int l_query(lua_State *L) {
     mm_conn *c = check_open(L);
@@ -208,6 +237,8 @@ static int l_tostring(lua_State *L) {
 static const luaL_Reg methods[] = {
     {"query", l_query},
     {"exec", l_exec},
+    {"prepare", l_prepare},
+    {"query_prepared", l_query_prepared},
     {"script", l_script},
     {"escape_identifier", l_escape_identifier},
     {"transaction_status", l_transaction_status},

@@ -198,6 +198,9 @@ function M.page_params(ctx, opts)
            opts.from or null, opts.to or null, at, id, limit + 1, n = 9 }
 end
 
+-- Connections that have the page statement prepared (weak: closed ones go).
+local prepared = setmetatable({}, { __mode = "k" })
+
 --- page(db, ctx, { vehicle =, garage =, types = {...}, from =, to =, limit = 50, cursor = })
 -- -> { events = {...}, cursor = next page's cursor | nil }. Newest first,
 -- corrections applied; each payload decoded by its type's codec; each event
@@ -206,7 +209,15 @@ function M.page(db, ctx, opts)
   check_ctx(ctx)
   opts = opts or {}
   local params = M.page_params(ctx, opts)
-  local rows, e2, sqlstate, detail = db:query(M.page_sql(db), unpack(params, 1, params.n))
+  -- Prepared once per connection and schema: parsing and rewriting the
+  -- query (it reads views) cost more than running it.
+  local name = "motomind_page_" .. db:schema()
+  if prepared[db] ~= name then
+    local ok, e1, s1, d1 = db:prepare(name, M.page_sql(db))
+    if not ok then return nil, e1, s1, d1 end
+    prepared[db] = name
+  end
+  local rows, e2, sqlstate, detail = db:query_prepared(name, unpack(params, 1, params.n))
   if not rows then return nil, e2, sqlstate, detail end
   local limit = params[9] - 1
   local page = { events = rows }
