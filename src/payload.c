@@ -252,11 +252,27 @@ static int expected(check *c, const cJSON *spec, const cJSON *v) {
     return fail(c, ": expected %s, got %s", want, got);
 }
 
+/* Appends ".key" or "[index]" to the path (truncated when too long);
+ * returns the length to restore. Runs for every field checked: no printf. */
 static size_t path_push(check *c, const char *key, int index) {
-    size_t old = c->plen;
-    int n = key ? snprintf(c->path + old, sizeof c->path - old, ".%s", key)
-                : snprintf(c->path + old, sizeof c->path - old, "[%d]", index);
-    if (n > 0) c->plen = strlen(c->path);
+    size_t old = c->plen, room = sizeof c->path - old - 1, n;
+    char digits[16], *d = digits + sizeof digits;
+    if (key) {
+        n = strlen(key);
+        if (room < n + 1) return old;
+        c->path[c->plen++] = '.';
+        memcpy(c->path + c->plen, key, n);
+        c->plen += n;
+    } else {
+        *--d = ']';
+        do { *--d = (char)('0' + index % 10); index /= 10; } while (index > 0);
+        *--d = '[';
+        n = (size_t)(digits + sizeof digits - d);
+        if (room < n) return old;
+        memcpy(c->path + c->plen, d, n);
+        c->plen += n;
+    }
+    c->path[c->plen] = '\0';
     return old;
 }
 
@@ -357,29 +373,35 @@ static int check_value(check *c, const cJSON *spec, const cJSON *v) {
     return fail(c, ": schema has unknown type \"%s\"", type);
 }
 
+/* Both the object's keys (normalized) and the spec's fields (normalized at
+ * load) are sorted, so one merge walk pairs them: no per-key lookups. */
 static int check_object(check *c, const cJSON *spec, const cJSON *obj, int top) {
     const cJSON *fields = cJSON_GetObjectItemCaseSensitive(spec, "fields");
     const cJSON *required = cJSON_GetObjectItemCaseSensitive(spec, "required");
     const cJSON *any = cJSON_GetObjectItemCaseSensitive(spec, "any_of");
-    const cJSON *f, *k, *r, *unknown = NULL;
-    for (k = obj->child; k; k = k->next) /* keys are sorted: the first is the least */
-        if (!cJSON_GetObjectItemCaseSensitive(fields, k->string) && !(top && !strcmp(k->string, "extra"))) {
-            unknown = k;
-            break;
-        }
-    if (unknown) {
-        path_push(c, unknown->string, 0);
+    const cJSON *f, *k, *r, *extra = NULL;
+    int cmp;
+    /* unknown keys: the first (in byte order) that names no field */
+    for (k = obj->child, f = fields ? fields->child : NULL; k;) {
+        cmp = f ? strcmp(k->string, f->string) : -1;
+        if (cmp == 0) { k = k->next; f = f->next; continue; }
+        if (cmp > 0) { f = f->next; continue; }
+        if (top && !strcmp(k->string, "extra")) { extra = k; k = k->next; continue; }
+        path_push(c, k->string, 0);
         return fail(c, top ? ": unknown field (put free-form fields under payload.extra)" : ": unknown field");
     }
-    if (top && (k = cJSON_GetObjectItemCaseSensitive(obj, "extra")) && !cJSON_IsObject(k)) {
+    if (extra && !cJSON_IsObject(extra)) {
         char got[GOT_MAX_CHARS * 6 + 16];
-        describe_got(k, got, sizeof got);
+        describe_got(extra, got, sizeof got);
         path_push(c, "extra", 0);
         return fail(c, ": expected object, got %s", got);
     }
-    for (f = fields ? fields->child : NULL; f; f = f->next) {
-        const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, f->string);
-        size_t old = path_push(c, f->string, 0);
+    for (f = fields ? fields->child : NULL, k = obj->child; f; f = f->next) {
+        const cJSON *v = NULL;
+        size_t old;
+        while (k && (cmp = strcmp(k->string, f->string)) < 0) k = k->next;
+        if (k && cmp == 0) v = k;
+        old = path_push(c, f->string, 0);
         if (!v) {
             if (in_list(required, f->string)) return fail(c, ": is required");
             path_pop(c, old);
