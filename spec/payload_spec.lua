@@ -74,12 +74,15 @@ describe("payload rules in the database", function()
   setup(function() db = H.fresh() end)
   teardown(function() H.drop(db) end)
 
+  -- The set-based and the row-at-a-time rules must agree with each other too.
   local function db_verdict(type, text)
-    local ok, problem = pcall(function()
-      return motomind.assert(db:value("SELECT payload_problem($1, $2::jsonb)", type, text))
+    local ok, row = pcall(function()
+      return motomind.assert(db:row("SELECT payload_problem($1, $2::jsonb) AS whole, " ..
+        "payload_problem_row($1, $2::jsonb) AS one", type, text))
     end)
-    if not ok then return "refused by the server: " .. tostring(problem) end
-    return problem ~= motomind.null and problem or nil
+    if not ok then return "refused by the server: " .. tostring(row) end
+    assert.equal(row.whole, row.one, text)
+    return row.whole ~= motomind.null and row.whole or nil
   end
 
   it("are generated from the same schema document as the codec", function()

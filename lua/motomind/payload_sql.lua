@@ -338,10 +338,16 @@ function M.generate(schemas)
   local types = sorted_keys(schemas)
   local whens = {}
   helpers = {}
+  local per_type, dispatch = {}, {}
   for _, t in ipairs(types) do
-    whens[#whens + 1] = ("    WHEN %s THEN CASE\n    WHEN %s THEN NULL\n    WHEN jsonb_typeof(p) <> 'object' THEN " ..
-      "'payload: expected object, got ' || payload_got(p)\n    ELSE %s END"):format(lit(t),
-      M.fast_object(schemas[t], "p", true), object_checks(schemas[t], "p", "'payload'", true, 1))
+    local fn = "payload_problem_" .. t
+    per_type[#per_type + 1] = ("CREATE OR REPLACE FUNCTION %s(p jsonb) RETURNS text\n" ..
+      "LANGUAGE sql STABLE PARALLEL SAFE AS $$\n  SELECT CASE\n    WHEN %s THEN NULL\n" ..
+      "    WHEN jsonb_typeof(p) <> 'object' THEN 'payload: expected object, got ' || payload_got(p)\n" ..
+      "    ELSE %s END\n$$;\n"):format(fn, M.fast_object(schemas[t], "p", true),
+      object_checks(schemas[t], "p", "'payload'", true, 1))
+    whens[#whens + 1] = ("    WHEN %s THEN %s(p)"):format(lit(t), fn)
+    dispatch[#dispatch + 1] = ("  IF type = %s THEN RETURN %s(p); END IF;"):format(lit(t), fn)
   end
   return table.concat {
     "-- GENERATED from sql/payloads.json by tools/gen-payload-migration: do not edit.\n",
@@ -349,15 +355,23 @@ function M.generate(schemas)
     HELPERS, "\n",
     "-- The first bad item of each array field, by index (only called when there is one).\n",
     table.concat(helpers, "\n"), "\n",
-    "-- NULL when the payload is valid for the event type, else what is wrong.\n",
-    "-- Free of sub-selects, so PostgreSQL inlines it into set-based checks; a\n",
-    "-- cheap test passes valid payloads before the exact checks run.\n",
+    "-- Per type: NULL when the payload is valid, else what is wrong. Free of\n",
+    "-- sub-selects, so PostgreSQL inlines them into set-based checks; a cheap\n",
+    "-- test passes valid payloads before the exact checks run.\n",
+    table.concat(per_type, "\n"), "\n",
+    "-- Any type, inlined whole: for checking many rows in one statement.\n",
     "CREATE OR REPLACE FUNCTION payload_problem(type text, p jsonb) RETURNS text\n",
     "LANGUAGE sql STABLE PARALLEL SAFE AS $$\n",
     "  SELECT CASE type\n",
     table.concat(whens, "\n"), "\n",
     "    ELSE 'type: unknown event type ' || to_jsonb(left(type, 64))::text\n",
     "  END\n$$;\n\n",
+    "-- Any type, one row at a time: only the row's type's rules are prepared,\n",
+    "-- which is cheaper than the whole expression for a statement of a few rows.\n",
+    "CREATE OR REPLACE FUNCTION payload_problem_row(type text, p jsonb) RETURNS text\n",
+    "LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$\nBEGIN\n",
+    table.concat(dispatch, "\n"), "\n",
+    "  RETURN 'type: unknown event type ' || to_jsonb(left(type, 64))::text;\nEND\n$$;\n\n",
     "ALTER TABLE vehicle_events DROP CONSTRAINT IF EXISTS vehicle_events_type_check;\n",
     "ALTER TABLE vehicle_events ADD CONSTRAINT vehicle_events_type_check\n",
     "  CHECK (type = ANY (", array_sql(types), "));\n",

@@ -49,13 +49,12 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
    WHERE s.m IS NOT NULL ORDER BY s.i LIMIT 1
 $$;
 
--- NULL when the payload is valid for the event type, else what is wrong.
--- Free of sub-selects, so PostgreSQL inlines it into set-based checks; a
--- cheap test passes valid payloads before the exact checks run.
-CREATE OR REPLACE FUNCTION payload_problem(type text, p jsonb) RETURNS text
+-- Per type: NULL when the payload is valid, else what is wrong. Free of
+-- sub-selects, so PostgreSQL inlines them into set-based checks; a cheap
+-- test passes valid payloads before the exact checks run.
+CREATE OR REPLACE FUNCTION payload_problem_damage(p jsonb) RETURNS text
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
-  SELECT CASE type
-    WHEN 'damage' THEN CASE
+  SELECT CASE
     WHEN (jsonb_typeof(p) = 'object'
       AND (p - ARRAY['currency', 'description', 'estimate', 'severity', 'extra']::text[]) = '{}'::jsonb
       AND (NOT (p ? 'extra') OR jsonb_typeof(p -> 'extra') = 'object')
@@ -72,7 +71,11 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
     CASE WHEN (p -> 'description') IS NULL THEN NULL ELSE COALESCE(CASE WHEN jsonb_typeof((p -> 'description')) <> 'string' THEN 'payload' || '.description' || ': expected string of at most 2000 characters, got ' || payload_got((p -> 'description')) WHEN length(((p -> 'description') #>> '{}')) > 2000 THEN 'payload' || '.description' || ': expected string of at most 2000 characters, got ' || length(((p -> 'description') #>> '{}')) || ' characters' END) END,
     CASE WHEN (p -> 'estimate') IS NULL THEN NULL ELSE COALESCE(CASE WHEN jsonb_typeof((p -> 'estimate')) <> 'number' THEN 'payload' || '.estimate' || ': expected number from 0 to 10000000, got ' || payload_got((p -> 'estimate')) WHEN ((p -> 'estimate'))::numeric < 0 OR ((p -> 'estimate'))::numeric > 10000000 THEN 'payload' || '.estimate' || ': expected number from 0 to 10000000, got ' || payload_got((p -> 'estimate')) END, CASE WHEN NOT (p ? 'currency') THEN 'payload' || '.estimate' || ': needs ' || 'payload' || '.currency' END) END,
     CASE WHEN (p -> 'severity') IS NULL THEN 'payload' || '.severity' || ': is required' ELSE COALESCE(CASE WHEN jsonb_typeof((p -> 'severity')) <> 'string' THEN 'payload' || '.severity' || ': expected one of minor, moderate, severe, total_loss, got ' || payload_got((p -> 'severity')) WHEN NOT (((p -> 'severity') #>> '{}') = ANY (ARRAY['minor', 'moderate', 'severe', 'total_loss']::text[])) THEN 'payload' || '.severity' || ': expected one of minor, moderate, severe, total_loss, got ' || payload_got((p -> 'severity')) END) END) END
-    WHEN 'document' THEN CASE
+$$;
+
+CREATE OR REPLACE FUNCTION payload_problem_document(p jsonb) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+  SELECT CASE
     WHEN (jsonb_typeof(p) = 'object'
       AND (p - ARRAY['expires_on', 'kind', 'storage_url', 'title', 'extra']::text[]) = '{}'::jsonb
       AND (NOT (p ? 'extra') OR jsonb_typeof(p -> 'extra') = 'object')
@@ -90,7 +93,11 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
     CASE WHEN (p -> 'kind') IS NULL THEN 'payload' || '.kind' || ': is required' ELSE COALESCE(CASE WHEN jsonb_typeof((p -> 'kind')) <> 'string' THEN 'payload' || '.kind' || ': expected one of registration, insurance, title, receipt, warranty, manual, other, got ' || payload_got((p -> 'kind')) WHEN NOT (((p -> 'kind') #>> '{}') = ANY (ARRAY['registration', 'insurance', 'title', 'receipt', 'warranty', 'manual', 'other']::text[])) THEN 'payload' || '.kind' || ': expected one of registration, insurance, title, receipt, warranty, manual, other, got ' || payload_got((p -> 'kind')) END) END,
     CASE WHEN (p -> 'storage_url') IS NULL THEN 'payload' || '.storage_url' || ': is required' ELSE COALESCE(CASE WHEN jsonb_typeof((p -> 'storage_url')) <> 'string' THEN 'payload' || '.storage_url' || ': expected URL, got ' || payload_got((p -> 'storage_url')) WHEN ((p -> 'storage_url') #>> '{}') !~ '^[A-Za-z][A-Za-z0-9+.-]*://[^ \t\n\r\f\v]+$' THEN 'payload' || '.storage_url' || ': expected URL, got ' || payload_got((p -> 'storage_url')) END) END,
     CASE WHEN (p -> 'title') IS NULL THEN NULL ELSE COALESCE(CASE WHEN jsonb_typeof((p -> 'title')) <> 'string' THEN 'payload' || '.title' || ': expected string of at most 200 characters, got ' || payload_got((p -> 'title')) WHEN length(((p -> 'title') #>> '{}')) > 200 THEN 'payload' || '.title' || ': expected string of at most 200 characters, got ' || length(((p -> 'title') #>> '{}')) || ' characters' END) END) END
-    WHEN 'fuel' THEN CASE
+$$;
+
+CREATE OR REPLACE FUNCTION payload_problem_fuel(p jsonb) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+  SELECT CASE
     WHEN (jsonb_typeof(p) = 'object'
       AND (p - ARRAY['currency', 'fuel_type', 'full', 'grade', 'missed', 'price_per_unit', 'station', 'total', 'unit', 'volume', 'extra']::text[]) = '{}'::jsonb
       AND (NOT (p ? 'extra') OR jsonb_typeof(p -> 'extra') = 'object')
@@ -122,7 +129,11 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
     CASE WHEN (p -> 'unit') IS NULL THEN NULL ELSE COALESCE(CASE WHEN jsonb_typeof((p -> 'unit')) <> 'string' THEN 'payload' || '.unit' || ': expected one of us_gal, uk_gal, l, kwh, got ' || payload_got((p -> 'unit')) WHEN NOT (((p -> 'unit') #>> '{}') = ANY (ARRAY['us_gal', 'uk_gal', 'l', 'kwh']::text[])) THEN 'payload' || '.unit' || ': expected one of us_gal, uk_gal, l, kwh, got ' || payload_got((p -> 'unit')) END) END,
     CASE WHEN (p -> 'volume') IS NULL THEN NULL ELSE COALESCE(CASE WHEN jsonb_typeof((p -> 'volume')) <> 'number' THEN 'payload' || '.volume' || ': expected number > 0 and <= 100000, got ' || payload_got((p -> 'volume')) WHEN ((p -> 'volume'))::numeric <= 0 OR ((p -> 'volume'))::numeric > 100000 THEN 'payload' || '.volume' || ': expected number > 0 and <= 100000, got ' || payload_got((p -> 'volume')) END, CASE WHEN NOT (p ? 'unit') THEN 'payload' || '.volume' || ': needs ' || 'payload' || '.unit' END) END,
     CASE WHEN NOT (p ?| ARRAY['volume', 'total']::text[]) THEN 'payload' || ': needs one of volume, total' END) END
-    WHEN 'inspection' THEN CASE
+$$;
+
+CREATE OR REPLACE FUNCTION payload_problem_inspection(p jsonb) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+  SELECT CASE
     WHEN (jsonb_typeof(p) = 'object'
       AND (p - ARRAY['expires_on', 'inspector', 'kind', 'result', 'extra']::text[]) = '{}'::jsonb
       AND (NOT (p ? 'extra') OR jsonb_typeof(p -> 'extra') = 'object')
@@ -138,7 +149,11 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
     CASE WHEN (p -> 'inspector') IS NULL THEN NULL ELSE COALESCE(CASE WHEN jsonb_typeof((p -> 'inspector')) <> 'string' THEN 'payload' || '.inspector' || ': expected string of at most 200 characters, got ' || payload_got((p -> 'inspector')) WHEN length(((p -> 'inspector') #>> '{}')) > 200 THEN 'payload' || '.inspector' || ': expected string of at most 200 characters, got ' || length(((p -> 'inspector') #>> '{}')) || ' characters' END) END,
     CASE WHEN (p -> 'kind') IS NULL THEN NULL ELSE COALESCE(CASE WHEN jsonb_typeof((p -> 'kind')) <> 'string' THEN 'payload' || '.kind' || ': expected string of at most 100 characters, got ' || payload_got((p -> 'kind')) WHEN length(((p -> 'kind') #>> '{}')) > 100 THEN 'payload' || '.kind' || ': expected string of at most 100 characters, got ' || length(((p -> 'kind') #>> '{}')) || ' characters' END) END,
     CASE WHEN (p -> 'result') IS NULL THEN 'payload' || '.result' || ': is required' ELSE COALESCE(CASE WHEN jsonb_typeof((p -> 'result')) <> 'string' THEN 'payload' || '.result' || ': expected one of pass, fail, advisory, got ' || payload_got((p -> 'result')) WHEN NOT (((p -> 'result') #>> '{}') = ANY (ARRAY['pass', 'fail', 'advisory']::text[])) THEN 'payload' || '.result' || ': expected one of pass, fail, advisory, got ' || payload_got((p -> 'result')) END) END) END
-    WHEN 'maintenance' THEN CASE
+$$;
+
+CREATE OR REPLACE FUNCTION payload_problem_maintenance(p jsonb) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+  SELECT CASE
     WHEN (jsonb_typeof(p) = 'object'
       AND (p - ARRAY['currency', 'next_service', 'parts', 'provider', 'service_type', 'total', 'extra']::text[]) = '{}'::jsonb
       AND (NOT (p ? 'extra') OR jsonb_typeof(p -> 'extra') = 'object')
@@ -173,7 +188,11 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
     CASE WHEN ((p -> 'provider') -> 'technician') IS NULL THEN NULL ELSE COALESCE(CASE WHEN jsonb_typeof(((p -> 'provider') -> 'technician')) <> 'string' THEN 'payload' || '.provider' || '.technician' || ': expected string of at most 200 characters, got ' || payload_got(((p -> 'provider') -> 'technician')) WHEN length((((p -> 'provider') -> 'technician') #>> '{}')) > 200 THEN 'payload' || '.provider' || '.technician' || ': expected string of at most 200 characters, got ' || length((((p -> 'provider') -> 'technician') #>> '{}')) || ' characters' END) END) END) END,
     CASE WHEN (p -> 'service_type') IS NULL THEN 'payload' || '.service_type' || ': is required' ELSE COALESCE(CASE WHEN jsonb_typeof((p -> 'service_type')) <> 'string' THEN 'payload' || '.service_type' || ': expected string of at most 100 characters, got ' || payload_got((p -> 'service_type')) WHEN length(((p -> 'service_type') #>> '{}')) > 100 THEN 'payload' || '.service_type' || ': expected string of at most 100 characters, got ' || length(((p -> 'service_type') #>> '{}')) || ' characters' END) END,
     CASE WHEN (p -> 'total') IS NULL THEN NULL ELSE COALESCE(CASE WHEN jsonb_typeof((p -> 'total')) <> 'number' THEN 'payload' || '.total' || ': expected number from 0 to 10000000, got ' || payload_got((p -> 'total')) WHEN ((p -> 'total'))::numeric < 0 OR ((p -> 'total'))::numeric > 10000000 THEN 'payload' || '.total' || ': expected number from 0 to 10000000, got ' || payload_got((p -> 'total')) END, CASE WHEN NOT (p ? 'currency') THEN 'payload' || '.total' || ': needs ' || 'payload' || '.currency' END) END) END
-    WHEN 'odometer' THEN CASE
+$$;
+
+CREATE OR REPLACE FUNCTION payload_problem_odometer(p jsonb) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+  SELECT CASE
     WHEN (jsonb_typeof(p) = 'object'
       AND (p - ARRAY['ocr_confidence', 'photo_url', 'source', 'extra']::text[]) = '{}'::jsonb
       AND (NOT (p ? 'extra') OR jsonb_typeof(p -> 'extra') = 'object')
@@ -188,7 +207,11 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
     CASE WHEN (p -> 'ocr_confidence') IS NULL THEN NULL ELSE COALESCE(CASE WHEN jsonb_typeof((p -> 'ocr_confidence')) <> 'number' THEN 'payload' || '.ocr_confidence' || ': expected integer from 0 to 100, got ' || payload_got((p -> 'ocr_confidence')) WHEN ((p -> 'ocr_confidence'))::numeric <> trunc(((p -> 'ocr_confidence'))::numeric) OR ((p -> 'ocr_confidence'))::numeric < 0 OR ((p -> 'ocr_confidence'))::numeric > 100 THEN 'payload' || '.ocr_confidence' || ': expected integer from 0 to 100, got ' || payload_got((p -> 'ocr_confidence')) END) END,
     CASE WHEN (p -> 'photo_url') IS NULL THEN NULL ELSE COALESCE(CASE WHEN jsonb_typeof((p -> 'photo_url')) <> 'string' THEN 'payload' || '.photo_url' || ': expected URL, got ' || payload_got((p -> 'photo_url')) WHEN ((p -> 'photo_url') #>> '{}') !~ '^[A-Za-z][A-Za-z0-9+.-]*://[^ \t\n\r\f\v]+$' THEN 'payload' || '.photo_url' || ': expected URL, got ' || payload_got((p -> 'photo_url')) END) END,
     CASE WHEN (p -> 'source') IS NULL THEN 'payload' || '.source' || ': is required' ELSE COALESCE(CASE WHEN jsonb_typeof((p -> 'source')) <> 'string' THEN 'payload' || '.source' || ': expected one of manual, photo_ocr, telematics, got ' || payload_got((p -> 'source')) WHEN NOT (((p -> 'source') #>> '{}') = ANY (ARRAY['manual', 'photo_ocr', 'telematics']::text[])) THEN 'payload' || '.source' || ': expected one of manual, photo_ocr, telematics, got ' || payload_got((p -> 'source')) END) END) END
-    WHEN 'reminder' THEN CASE
+$$;
+
+CREATE OR REPLACE FUNCTION payload_problem_reminder(p jsonb) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+  SELECT CASE
     WHEN (jsonb_typeof(p) = 'object'
       AND (p - ARRAY['due_mileage', 'due_on', 'title', 'extra']::text[]) = '{}'::jsonb
       AND (NOT (p ? 'extra') OR jsonb_typeof(p -> 'extra') = 'object')
@@ -204,8 +227,37 @@ LANGUAGE sql STABLE PARALLEL SAFE AS $$
     CASE WHEN (p -> 'due_on') IS NULL THEN NULL ELSE COALESCE(CASE WHEN jsonb_typeof((p -> 'due_on')) <> 'string' THEN 'payload' || '.due_on' || ': expected date (YYYY-MM-DD), got ' || payload_got((p -> 'due_on')) WHEN NOT payload_valid_date(((p -> 'due_on') #>> '{}')) THEN 'payload' || '.due_on' || ': expected date (YYYY-MM-DD), got ' || payload_got((p -> 'due_on')) END) END,
     CASE WHEN (p -> 'title') IS NULL THEN 'payload' || '.title' || ': is required' ELSE COALESCE(CASE WHEN jsonb_typeof((p -> 'title')) <> 'string' THEN 'payload' || '.title' || ': expected string of at most 200 characters, got ' || payload_got((p -> 'title')) WHEN length(((p -> 'title') #>> '{}')) > 200 THEN 'payload' || '.title' || ': expected string of at most 200 characters, got ' || length(((p -> 'title') #>> '{}')) || ' characters' END) END,
     CASE WHEN NOT (p ?| ARRAY['due_on', 'due_mileage']::text[]) THEN 'payload' || ': needs one of due_on, due_mileage' END) END
+$$;
+
+-- Any type, inlined whole: for checking many rows in one statement.
+CREATE OR REPLACE FUNCTION payload_problem(type text, p jsonb) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+  SELECT CASE type
+    WHEN 'damage' THEN payload_problem_damage(p)
+    WHEN 'document' THEN payload_problem_document(p)
+    WHEN 'fuel' THEN payload_problem_fuel(p)
+    WHEN 'inspection' THEN payload_problem_inspection(p)
+    WHEN 'maintenance' THEN payload_problem_maintenance(p)
+    WHEN 'odometer' THEN payload_problem_odometer(p)
+    WHEN 'reminder' THEN payload_problem_reminder(p)
     ELSE 'type: unknown event type ' || to_jsonb(left(type, 64))::text
   END
+$$;
+
+-- Any type, one row at a time: only the row's type's rules are prepared,
+-- which is cheaper than the whole expression for a statement of a few rows.
+CREATE OR REPLACE FUNCTION payload_problem_row(type text, p jsonb) RETURNS text
+LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$
+BEGIN
+  IF type = 'damage' THEN RETURN payload_problem_damage(p); END IF;
+  IF type = 'document' THEN RETURN payload_problem_document(p); END IF;
+  IF type = 'fuel' THEN RETURN payload_problem_fuel(p); END IF;
+  IF type = 'inspection' THEN RETURN payload_problem_inspection(p); END IF;
+  IF type = 'maintenance' THEN RETURN payload_problem_maintenance(p); END IF;
+  IF type = 'odometer' THEN RETURN payload_problem_odometer(p); END IF;
+  IF type = 'reminder' THEN RETURN payload_problem_reminder(p); END IF;
+  RETURN 'type: unknown event type ' || to_jsonb(left(type, 64))::text;
+END
 $$;
 
 ALTER TABLE vehicle_events DROP CONSTRAINT IF EXISTS vehicle_events_type_check;

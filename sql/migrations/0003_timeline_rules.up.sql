@@ -119,11 +119,19 @@ BEGIN
          dirty_from = least(h.dirty_from, excluded.dirty_from),
          changed_at = excluded.changed_at;
 
-  -- Payloads (a void carries none).
-  SELECT n.id, payload_problem(n.type, n.payload) AS problem INTO bad
-    FROM new_events n
-   WHERE n.correction IS DISTINCT FROM 'void' AND payload_problem(n.type, n.payload) IS NOT NULL
-   LIMIT 1;
+  -- Payloads (a void carries none). A few rows: row by row, preparing only
+  -- their types' rules; many rows: the whole rule set inlined, set-based.
+  IF (SELECT count(*) FROM (SELECT 1 FROM new_events LIMIT 17) few) <= 16 THEN
+    SELECT n.id, payload_problem_row(n.type, n.payload) AS problem INTO bad
+      FROM new_events n
+     WHERE n.correction IS DISTINCT FROM 'void' AND payload_problem_row(n.type, n.payload) IS NOT NULL
+     LIMIT 1;
+  ELSE
+    SELECT n.id, payload_problem(n.type, n.payload) AS problem INTO bad
+      FROM new_events n
+     WHERE n.correction IS DISTINCT FROM 'void' AND payload_problem(n.type, n.payload) IS NOT NULL
+     LIMIT 1;
+  END IF;
   IF FOUND THEN
     RAISE EXCEPTION USING MESSAGE = bad.problem, ERRCODE = 'check_violation',
       CONSTRAINT = 'vehicle_events_payload_check', TABLE = 'vehicle_events', COLUMN = 'payload',
