@@ -166,20 +166,16 @@ static int encode_value(encoder *e, int idx, cJSON *parent, const char *key,
     case LUA_TUSERDATA:
         if (mm_isnull(L, idx)) { item = cJSON_CreateNull(); break; }
         return fail(e, "cannot encode a userdata");
-    default:
-        switch (lua_type(L, idx)) {
-        case LUA_TNIL: return fail(e, "cannot encode nil");
-        case LUA_TFUNCTION: return fail(e, "cannot encode a function");
-        default: return fail(e, "cannot encode a thread or light userdata");
-        }
+    case LUA_TNIL: return fail(e, "cannot encode nil");
+    case LUA_TFUNCTION: return fail(e, "cannot encode a function");
+    default: return fail(e, "cannot encode a thread or light userdata");
     }
     if (!item) return fail(e, "out of memory");
     if (!parent) {
         mm_box_hold(e->box, item, delete_tree);
-    } else if (key) {
-        cJSON_AddItemToObject(parent, key, item);
-    } else {
-        cJSON_AddItemToArray(parent, item);
+    } else if (!(key ? cJSON_AddItemToObject(parent, key, item) : cJSON_AddItemToArray(parent, item))) {
+        cJSON_Delete(item);
+        return fail(e, "out of memory");
     }
     if (lua_type(L, idx) != LUA_TTABLE) return 1;
     return kind ? encode_array(e, idx, item, n, depth)

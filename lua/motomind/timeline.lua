@@ -232,12 +232,6 @@ function M.page(db, ctx, opts)
   return page
 end
 
---- Compatibility with the demo: a vehicle's page.
-function M.vehicle(db, tenant_id, vehicle_id, opts)
-  opts = opts or {}
-  return M.page(db, { tenant = tenant_id }, { vehicle = vehicle_id, limit = opts.limit, cursor = opts.before })
-end
-
 --- current_mileage(db, ctx, vehicle_id) -> { mileage, occurred_at, odometer_unit } | nil
 function M.current_mileage(db, ctx, vehicle_id)
   check_ctx(ctx)
