@@ -191,7 +191,13 @@ describe("tenant isolation", function()
   end)
 
   it("refuses direct access to partitions, and schema changes", function()
-    owner:ensure_partitions { ahead = 0 }
+    owner:ensure_partitions { ahead = 1 }
+    -- partitions made after the migrations are protected like the others
+    local unprotected = owner:value("SELECT count(*) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid " ..
+      "WHERE i.inhparent = 'vehicle_events'::regclass AND NOT (c.relrowsecurity AND c.relforcerowsecurity " ..
+      "AND EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = 'writer_insert'))")
+    assert.equal(0, unprotected)
+    assert.is_true(owner:value("SELECT count(*) FROM pg_inherits WHERE inhparent = 'vehicle_events'::regclass") >= 3)
     local part = owner:value("SELECT partition FROM partition_coverage WHERE kind = 'partition' LIMIT 1")
     for _, sql in ipairs { "SELECT count(*) FROM " .. app:escape_identifier(part), "CREATE TABLE sneaky (x int)",
                            "UPDATE vehicle_events SET notes = 'x'", "TRUNCATE vehicle_events" } do

@@ -261,7 +261,8 @@ CREATE TRIGGER vehicle_events_immutable BEFORE UPDATE OR DELETE ON vehicle_event
   FOR EACH ROW EXECUTE FUNCTION refuse_event_change();
 
 -- Statement triggers are per table: the parent, and each partition (added
--- by create_event_partition).
+-- by create_event_partition). Later migrations protect each new partition
+-- further by defining protect_event_partition(regclass).
 CREATE FUNCTION add_event_triggers(rel regclass) RETURNS void
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $fn$
 BEGIN
@@ -270,6 +271,9 @@ BEGIN
                  'EXECUTE FUNCTION check_new_events()', rel);
   EXECUTE format('CREATE TRIGGER vehicle_events_no_truncate BEFORE TRUNCATE ON %s '
                  'FOR EACH STATEMENT EXECUTE FUNCTION refuse_event_change()', rel);
+  IF rel <> 'vehicle_events'::regclass AND to_regprocedure('protect_event_partition(regclass)') IS NOT NULL THEN
+    EXECUTE 'SELECT protect_event_partition($1)' USING rel;
+  END IF;
 END
 $fn$;
 SELECT add_event_triggers('vehicle_events');

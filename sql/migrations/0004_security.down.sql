@@ -28,16 +28,7 @@ ALTER FUNCTION check_new_events() SECURITY INVOKER;
 ALTER FUNCTION check_new_events() RESET motomind.maintenance;
 ALTER FUNCTION ensure_partitions(integer) RESET motomind.maintenance;
 ALTER FUNCTION partition_coverage() RESET motomind.maintenance;
-CREATE OR REPLACE FUNCTION add_event_triggers(rel regclass) RETURNS void
-LANGUAGE plpgsql SET search_path FROM CURRENT AS $fn$
-BEGIN
-  EXECUTE format('CREATE TRIGGER vehicle_events_check AFTER INSERT ON %s '
-                 'REFERENCING NEW TABLE AS new_events FOR EACH STATEMENT '
-                 'EXECUTE FUNCTION check_new_events()', rel);
-  EXECUTE format('CREATE TRIGGER vehicle_events_no_truncate BEFORE TRUNCATE ON %s '
-                 'FOR EACH STATEMENT EXECUTE FUNCTION refuse_event_change()', rel);
-END
-$fn$;
+DROP FUNCTION protect_event_partition(regclass);
 ALTER TABLE vehicle_events ALTER COLUMN created_by DROP DEFAULT;
 ALTER VIEW vehicle_events_effective RESET (security_invoker);
 ALTER VIEW vehicle_current_mileage RESET (security_invoker);

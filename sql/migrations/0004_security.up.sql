@@ -240,17 +240,11 @@ ALTER FUNCTION check_new_events() SET motomind.maintenance = 'on';
 ALTER FUNCTION ensure_partitions(integer) SET motomind.maintenance = 'on';
 ALTER FUNCTION partition_coverage() SET motomind.maintenance = 'on';
 
--- New partitions get the events' policies too.
-CREATE OR REPLACE FUNCTION add_event_triggers(rel regclass) RETURNS void
+-- New partitions get the events' policies too (called by add_event_triggers).
+CREATE FUNCTION protect_event_partition(rel regclass) RETURNS void
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $fn$
 BEGIN
-  EXECUTE format('CREATE TRIGGER vehicle_events_check AFTER INSERT ON %s '
-                 'REFERENCING NEW TABLE AS new_events FOR EACH STATEMENT '
-                 'EXECUTE FUNCTION check_new_events()', rel);
-  EXECUTE format('CREATE TRIGGER vehicle_events_no_truncate BEFORE TRUNCATE ON %s '
-                 'FOR EACH STATEMENT EXECUTE FUNCTION refuse_event_change()', rel);
-  IF rel <> 'vehicle_events'::regclass
-     AND NOT EXISTS (SELECT 1 FROM pg_policy WHERE polrelid = rel) THEN
+  IF NOT EXISTS (SELECT 1 FROM pg_policy WHERE polrelid = rel) THEN
     PERFORM apply_tenant_policies(rel, 'events');
   END IF;
 END

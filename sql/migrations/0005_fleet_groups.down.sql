@@ -1,16 +1,10 @@
 -- Reverts 0005: fleet groups and group permissions; vehicles and events go
 -- back to the tenant-wide writer rule of 0004.
 UPDATE settings SET value = 'garages,vehicles,vehicle_images,reminders' WHERE key = 'soft_delete_tables';
-CREATE OR REPLACE FUNCTION add_event_triggers(rel regclass) RETURNS void
+CREATE OR REPLACE FUNCTION protect_event_partition(rel regclass) RETURNS void
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $fn$
 BEGIN
-  EXECUTE format('CREATE TRIGGER vehicle_events_check AFTER INSERT ON %s '
-                 'REFERENCING NEW TABLE AS new_events FOR EACH STATEMENT '
-                 'EXECUTE FUNCTION check_new_events()', rel);
-  EXECUTE format('CREATE TRIGGER vehicle_events_no_truncate BEFORE TRUNCATE ON %s '
-                 'FOR EACH STATEMENT EXECUTE FUNCTION refuse_event_change()', rel);
-  IF rel <> 'vehicle_events'::regclass
-     AND NOT EXISTS (SELECT 1 FROM pg_policy WHERE polrelid = rel) THEN
+  IF NOT EXISTS (SELECT 1 FROM pg_policy WHERE polrelid = rel) THEN
     PERFORM apply_tenant_policies(rel, 'events');
   END IF;
 END

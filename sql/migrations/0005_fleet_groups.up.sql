@@ -170,16 +170,10 @@ SELECT apply_event_write_policy(c.oid::regclass) FROM pg_class c
  WHERE c.oid = 'vehicle_events'::regclass
     OR c.oid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = 'vehicle_events'::regclass);
 
-CREATE OR REPLACE FUNCTION add_event_triggers(rel regclass) RETURNS void
+CREATE OR REPLACE FUNCTION protect_event_partition(rel regclass) RETURNS void
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $fn$
 BEGIN
-  EXECUTE format('CREATE TRIGGER vehicle_events_check AFTER INSERT ON %s '
-                 'REFERENCING NEW TABLE AS new_events FOR EACH STATEMENT '
-                 'EXECUTE FUNCTION check_new_events()', rel);
-  EXECUTE format('CREATE TRIGGER vehicle_events_no_truncate BEFORE TRUNCATE ON %s '
-                 'FOR EACH STATEMENT EXECUTE FUNCTION refuse_event_change()', rel);
-  IF rel <> 'vehicle_events'::regclass
-     AND NOT EXISTS (SELECT 1 FROM pg_policy WHERE polrelid = rel) THEN
+  IF NOT EXISTS (SELECT 1 FROM pg_policy WHERE polrelid = rel) THEN
     PERFORM apply_tenant_policies(rel, 'events');
     PERFORM apply_event_write_policy(rel);
   END IF;
