@@ -14,8 +14,38 @@
 #define GOT_MAX_CHARS 40
 #define MAX_SCHEMA_DEPTH 8
 
+/* The schema document compiled once at load: kinds as enums, bounds as
+ * doubles, an object's fields as an array sorted by name. Names and lists
+ * point into the document, which lives as long as the schemas. */
+enum kind { K_NUMBER, K_INTEGER, K_STRING, K_BOOLEAN, K_DATE, K_OBJECT, K_ARRAY };
+enum format { F_NONE, F_CURRENCY, F_URL };
+
+typedef struct rule rule;
+typedef struct field {
+    const char *name;
+    rule *rule;
+    int required;
+    const cJSON *requires; /* sibling names, or NULL */
+} field;
+
+struct rule {
+    enum kind kind;
+    enum format format;
+    int has_min, has_max, exclusive_min, max_length, max_items; /* -1: no limit */
+    double min, max;
+    const cJSON *enum_list, *any_of;
+    field *fields;
+    int nfields;
+    rule *items;
+    char desc[200]; /* what it expects, for messages */
+};
+
 struct mm_schemas {
     cJSON *root;
+    rule **types; /* parallel to the root's children */
+    int ntypes;
+    void **allocs; /* everything compiled, to free */
+    int nallocs, capallocs;
 };
 
 typedef struct check {
@@ -245,15 +275,12 @@ static int fail(check *c, const char *fmt, ...) {
     return 0;
 }
 
-static int expected(check *c, const cJSON *spec, const cJSON *v) {
-    char want[256], got[GOT_MAX_CHARS * 6 + 16];
-    describe_spec(spec, want, sizeof want);
+static int expected(check *c, const rule *sp, const cJSON *v) {
+    char got[GOT_MAX_CHARS * 6 + 16];
     describe_got(v, got, sizeof got);
-    return fail(c, ": expected %s, got %s", want, got);
+    return fail(c, ": expected %s, got %s", sp->desc, got);
 }
 
-/* Appends ".key" or "[index]" to the path (truncated when too long);
- * returns the length to restore. Runs for every field checked: no printf. */
 static size_t path_push(check *c, const char *key, int index) {
     size_t old = c->plen, room = sizeof c->path - old - 1, n;
     char digits[16], *d = digits + sizeof digits;
@@ -320,72 +347,60 @@ static int in_list(const cJSON *list, const char *s) {
     return 0;
 }
 
-static int check_object(check *c, const cJSON *spec, const cJSON *obj, int top);
+static int check_object(check *c, const rule *sp, const cJSON *obj, int top);
 
-static int check_string(check *c, const cJSON *spec, const cJSON *v) {
-    const char *fmt = str_field(spec, "format");
-    const cJSON *en = cJSON_GetObjectItemCaseSensitive(spec, "enum");
-    const cJSON *len = cJSON_GetObjectItemCaseSensitive(spec, "max_length");
+static int check_string(check *c, const rule *sp, const cJSON *v) {
     size_t n;
-    if (en && !in_list(en, v->valuestring)) return expected(c, spec, v);
-    if (fmt && !strcmp(fmt, "currency") && !valid_currency(v->valuestring)) return expected(c, spec, v);
-    if (fmt && !strcmp(fmt, "url") && !valid_url(v->valuestring)) return expected(c, spec, v);
-    if (len && (n = utf8_length(v->valuestring)) > (size_t)len->valueint)
+    if (sp->enum_list && !in_list(sp->enum_list, v->valuestring)) return expected(c, sp, v);
+    if (sp->format == F_CURRENCY && !valid_currency(v->valuestring)) return expected(c, sp, v);
+    if (sp->format == F_URL && !valid_url(v->valuestring)) return expected(c, sp, v);
+    if (sp->max_length >= 0 && (n = utf8_length(v->valuestring)) > (size_t)sp->max_length)
         return fail(c, ": expected string of at most %d characters, got %lu characters",
-                    len->valueint, (unsigned long)n);
+                    sp->max_length, (unsigned long)n);
     return 1;
 }
 
-static int check_value(check *c, const cJSON *spec, const cJSON *v) {
-    const char *type = str_field(spec, "type");
-    if (!strcmp(type, "number") || !strcmp(type, "integer")) {
-        const cJSON *min = cJSON_GetObjectItemCaseSensitive(spec, "min");
-        const cJSON *max = cJSON_GetObjectItemCaseSensitive(spec, "max");
-        int excl = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(spec, "exclusive_min"));
-        double d;
-        if (!as_number(v, &d)) return expected(c, spec, v);
-        if ((type[0] == 'i' && d != floor(d)) || (min && (excl ? d <= min->valuedouble : d < min->valuedouble)) ||
-            (max && d > max->valuedouble))
-            return expected(c, spec, v);
+static int check_value(check *c, const rule *sp, const cJSON *v) {
+    double d;
+    const cJSON *e;
+    int i = 0, n;
+    switch (sp->kind) {
+    case K_NUMBER: case K_INTEGER:
+        if (!as_number(v, &d)) return expected(c, sp, v);
+        if ((sp->kind == K_INTEGER && d != floor(d)) ||
+            (sp->has_min && (sp->exclusive_min ? d <= sp->min : d < sp->min)) ||
+            (sp->has_max && d > sp->max))
+            return expected(c, sp, v);
         return 1;
-    }
-    if (!strcmp(type, "string")) return cJSON_IsString(v) ? check_string(c, spec, v) : expected(c, spec, v);
-    if (!strcmp(type, "boolean")) return cJSON_IsBool(v) ? 1 : expected(c, spec, v);
-    if (!strcmp(type, "date"))
-        return cJSON_IsString(v) && valid_date(v->valuestring) ? 1 : expected(c, spec, v);
-    if (!strcmp(type, "object")) return cJSON_IsObject(v) ? check_object(c, spec, v, 0) : expected(c, spec, v);
-    if (!strcmp(type, "array")) {
-        const cJSON *items = cJSON_GetObjectItemCaseSensitive(spec, "items");
-        const cJSON *max = cJSON_GetObjectItemCaseSensitive(spec, "max_items");
-        const cJSON *e;
-        int i = 0, n;
-        if (!cJSON_IsArray(v)) return expected(c, spec, v);
+    case K_STRING: return cJSON_IsString(v) ? check_string(c, sp, v) : expected(c, sp, v);
+    case K_BOOLEAN: return cJSON_IsBool(v) ? 1 : expected(c, sp, v);
+    case K_DATE: return cJSON_IsString(v) && valid_date(v->valuestring) ? 1 : expected(c, sp, v);
+    case K_OBJECT: return cJSON_IsObject(v) ? check_object(c, sp, v, 0) : expected(c, sp, v);
+    case K_ARRAY:
+        if (!cJSON_IsArray(v)) return expected(c, sp, v);
         n = cJSON_GetArraySize(v);
-        if (max && n > max->valueint)
-            return fail(c, ": expected array of at most %d items, got %d items", max->valueint, n);
+        if (sp->max_items >= 0 && n > sp->max_items)
+            return fail(c, ": expected array of at most %d items, got %d items", sp->max_items, n);
         for (e = v->child; e; e = e->next) {
             size_t old = path_push(c, NULL, ++i);
-            if (!check_value(c, items, e)) return 0;
+            if (!check_value(c, sp->items, e)) return 0;
             path_pop(c, old);
         }
         return 1;
     }
-    return fail(c, ": schema has unknown type \"%s\"", type);
+    return 0;
 }
 
-/* Both the object's keys (normalized) and the spec's fields (normalized at
- * load) are sorted, so one merge walk pairs them: no per-key lookups. */
-static int check_object(check *c, const cJSON *spec, const cJSON *obj, int top) {
-    const cJSON *fields = cJSON_GetObjectItemCaseSensitive(spec, "fields");
-    const cJSON *required = cJSON_GetObjectItemCaseSensitive(spec, "required");
-    const cJSON *any = cJSON_GetObjectItemCaseSensitive(spec, "any_of");
-    const cJSON *f, *k, *r, *extra = NULL;
-    int cmp;
+/* The object's keys (normalized) and the spec's fields are both sorted, so
+ * one merge walk pairs them: no per-key lookups. */
+static int check_object(check *c, const rule *sp, const cJSON *obj, int top) {
+    const cJSON *k, *r, *extra = NULL;
+    int i, cmp;
     /* unknown keys: the first (in byte order) that names no field */
-    for (k = obj->child, f = fields ? fields->child : NULL; k;) {
-        cmp = f ? strcmp(k->string, f->string) : -1;
-        if (cmp == 0) { k = k->next; f = f->next; continue; }
-        if (cmp > 0) { f = f->next; continue; }
+    for (k = obj->child, i = 0; k;) {
+        cmp = i < sp->nfields ? strcmp(k->string, sp->fields[i].name) : -1;
+        if (cmp == 0) { k = k->next; i++; continue; }
+        if (cmp > 0) { i++; continue; }
         if (top && !strcmp(k->string, "extra")) { extra = k; k = k->next; continue; }
         path_push(c, k->string, 0);
         return fail(c, top ? ": unknown field (put free-form fields under payload.extra)" : ": unknown field");
@@ -396,20 +411,20 @@ static int check_object(check *c, const cJSON *spec, const cJSON *obj, int top) 
         path_push(c, "extra", 0);
         return fail(c, ": expected object, got %s", got);
     }
-    for (f = fields ? fields->child : NULL, k = obj->child; f; f = f->next) {
+    for (i = 0, k = obj->child; i < sp->nfields; i++) {
+        const field *f = &sp->fields[i];
         const cJSON *v = NULL;
         size_t old;
-        while (k && (cmp = strcmp(k->string, f->string)) < 0) k = k->next;
+        while (k && (cmp = strcmp(k->string, f->name)) < 0) k = k->next;
         if (k && cmp == 0) v = k;
-        old = path_push(c, f->string, 0);
+        old = path_push(c, f->name, 0);
         if (!v) {
-            if (in_list(required, f->string)) return fail(c, ": is required");
+            if (f->required) return fail(c, ": is required");
             path_pop(c, old);
             continue;
         }
-        if (!check_value(c, f, v)) return 0;
-        r = cJSON_GetObjectItemCaseSensitive(f, "requires");
-        for (r = r ? r->child : NULL; r; r = r->next)
+        if (!check_value(c, f->rule, v)) return 0;
+        for (r = f->requires ? f->requires->child : NULL; r; r = r->next)
             if (!cJSON_GetObjectItemCaseSensitive(obj, r->valuestring)) {
                 char base[sizeof c->path];
                 memcpy(base, c->path, old);
@@ -418,14 +433,14 @@ static int check_object(check *c, const cJSON *spec, const cJSON *obj, int top) 
             }
         path_pop(c, old);
     }
-    if (any) {
+    if (sp->any_of) {
         const cJSON *e;
         char names[256];
         size_t o = 0;
-        for (e = any->child; e; e = e->next)
+        for (e = sp->any_of->child; e; e = e->next)
             if (cJSON_GetObjectItemCaseSensitive(obj, e->valuestring)) return 1;
         names[0] = '\0';
-        for (e = any->child; e && o < sizeof names; e = e->next)
+        for (e = sp->any_of->child; e && o < sizeof names; e = e->next)
             o += (size_t)snprintf(names + o, sizeof names - o, "%s%s", e->valuestring, e->next ? ", " : "");
         return fail(c, ": needs one of %s", names);
     }
@@ -454,8 +469,10 @@ static int check_text(check *c, const cJSON *item) {
 int mm_payload_check(const mm_schemas *s, const char *type, cJSON *payload,
                      char *err, size_t errlen) {
     check c;
-    const cJSON *spec = cJSON_GetObjectItemCaseSensitive(s->root, type);
+    const rule *sp = NULL;
+    const cJSON *t;
     char q[256];
+    int i;
     c.err = err;
     c.errlen = errlen;
     strcpy(c.path, "payload");
@@ -464,7 +481,9 @@ int mm_payload_check(const mm_schemas *s, const char *type, cJSON *payload,
         snprintf(err, errlen, "type: text is not valid UTF-8");
         return 0;
     }
-    if (!spec) {
+    for (t = s->root->child, i = 0; t && !sp; t = t->next, i++)
+        if (!strcmp(t->string, type)) sp = s->types[i];
+    if (!sp) {
         quote(type, utf8_prefix(type, 64), q, sizeof q);
         snprintf(err, errlen, "type: unknown event type %s", q);
         return 0;
@@ -476,7 +495,7 @@ int mm_payload_check(const mm_schemas *s, const char *type, cJSON *payload,
     }
     if (!check_text(&c, payload)) return 0;
     if (!mm_json_normalize(payload)) return fail(&c, ": out of memory");
-    return check_object(&c, spec, payload, 1);
+    return check_object(&c, sp, payload, 1);
 }
 
 /* ---- the schema document ----------------------------------------------- */
@@ -533,9 +552,66 @@ static int check_spec(const cJSON *spec, const char *where, int depth, char *err
     return 1;
 }
 
+static void *track(mm_schemas *s, size_t size) {
+    void *p;
+    if (s->nallocs == s->capallocs) {
+        int cap = s->capallocs ? s->capallocs * 2 : 64;
+        void **a = (void **)realloc(s->allocs, (size_t)cap * sizeof *a);
+        if (!a) return NULL;
+        s->allocs = a;
+        s->capallocs = cap;
+    }
+    p = calloc(1, size);
+    if (p) s->allocs[s->nallocs++] = p;
+    return p;
+}
+
+static const cJSON *item(const cJSON *node, const char *key) {
+    return cJSON_GetObjectItemCaseSensitive(node, key);
+}
+
+/* Compiles a checked spec node (an object spec when is_object). */
+static rule *compile(mm_schemas *s, const cJSON *node, int is_object) {
+    rule *sp = (rule *)track(s, sizeof *sp);
+    const char *type = is_object ? "object" : str_field(node, "type");
+    const char *fmt = str_field(node, "format");
+    const cJSON *fields = item(node, "fields"), *f;
+    int i;
+    if (!sp) return NULL;
+    sp->kind = !strcmp(type, "number") ? K_NUMBER : !strcmp(type, "integer") ? K_INTEGER
+             : !strcmp(type, "string") ? K_STRING : !strcmp(type, "boolean") ? K_BOOLEAN
+             : !strcmp(type, "date") ? K_DATE : !strcmp(type, "object") ? K_OBJECT : K_ARRAY;
+    sp->format = !fmt ? F_NONE : !strcmp(fmt, "currency") ? F_CURRENCY : F_URL;
+    sp->has_min = item(node, "min") != NULL;
+    sp->has_max = item(node, "max") != NULL;
+    if (sp->has_min) sp->min = item(node, "min")->valuedouble;
+    if (sp->has_max) sp->max = item(node, "max")->valuedouble;
+    sp->exclusive_min = cJSON_IsTrue(item(node, "exclusive_min"));
+    sp->max_length = item(node, "max_length") ? item(node, "max_length")->valueint : -1;
+    sp->max_items = item(node, "max_items") ? item(node, "max_items")->valueint : -1;
+    sp->enum_list = item(node, "enum");
+    sp->any_of = item(node, "any_of");
+    if (is_object) snprintf(sp->desc, sizeof sp->desc, "object");
+    else describe_spec(node, sp->desc, sizeof sp->desc);
+    if (sp->kind == K_ARRAY && !(sp->items = compile(s, item(node, "items"), 0))) return NULL;
+    if (sp->kind == K_OBJECT && fields) {
+        sp->nfields = cJSON_GetArraySize(fields);
+        sp->fields = (field *)track(s, (size_t)(sp->nfields ? sp->nfields : 1) * sizeof *sp->fields);
+        if (!sp->fields) return NULL;
+        for (f = fields->child, i = 0; f; f = f->next, i++) { /* sorted: the document is normalized */
+            sp->fields[i].name = f->string;
+            sp->fields[i].required = in_list(item(node, "required"), f->string);
+            sp->fields[i].requires = item(f, "requires");
+            if (!(sp->fields[i].rule = compile(s, f, 0))) return NULL;
+        }
+    }
+    return sp;
+}
+
 mm_schemas *mm_schemas_parse(const char *json, size_t len, char *err, size_t errlen) {
     mm_schemas *s;
     cJSON *root = cJSON_ParseWithLength(json, len), *t;
+    int i;
     if (!cJSON_IsObject(root) || !root->child) {
         cJSON_Delete(root);
         schema_error(err, errlen, "document", "must be a JSON object of event types");
@@ -553,18 +629,30 @@ mm_schemas *mm_schemas_parse(const char *json, size_t len, char *err, size_t err
         schema_error(err, errlen, "document", "out of memory");
         return NULL;
     }
-    s = (mm_schemas *)malloc(sizeof *s);
+    s = (mm_schemas *)calloc(1, sizeof *s);
     if (!s) {
         cJSON_Delete(root);
         schema_error(err, errlen, "document", "out of memory");
         return NULL;
     }
     s->root = root;
+    s->ntypes = cJSON_GetArraySize(root);
+    s->types = (rule **)track(s, (size_t)s->ntypes * sizeof *s->types);
+    for (t = root->child, i = 0; s->types && t; t = t->next, i++)
+        if (!(s->types[i] = compile(s, t, 1))) break;
+    if (!s->types || t) {
+        mm_schemas_free(s);
+        schema_error(err, errlen, "document", "out of memory");
+        return NULL;
+    }
     return s;
 }
 
 void mm_schemas_free(mm_schemas *s) {
+    int i;
     if (!s) return;
+    for (i = 0; i < s->nallocs; i++) free(s->allocs[i]);
+    free(s->allocs);
     cJSON_Delete(s->root);
     free(s);
 }
