@@ -101,7 +101,12 @@ describe("JSON-lines import and export", function()
     if ok then assert.is_truthy(sqlstate == "08006" or sqlstate == "57P01", tostring(msg)) end
     victim:close()
     assert.equal(0, db:value("SELECT count(*) FROM vehicle_events"))
-    report = assert(transfer.import_jsonl(db, ctx, path))
+    local seen = {}
+    report = assert(transfer.import_jsonl(db, ctx, path, { progress = function(lines, bytes)
+      seen[#seen + 1] = { lines, bytes }
+    end }))
+    assert.same({ 10000, 20000 }, { seen[1][1], seen[2][1] }) -- progress every 10,000 lines
+    assert.is_true(seen[1][2] > 0 and seen[2][2] > seen[1][2])
     assert.equal(20000, report.inserted)
     assert.equal(20000, db:value("SELECT count(*) FROM vehicle_events"))
     assert.equal(20000, db:value("SELECT count(DISTINCT id) FROM vehicle_events"))

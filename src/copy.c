@@ -233,17 +233,21 @@ static const char *event_row(const mm_schemas *schemas, cJSON *ev, long line, co
     return bad ? "out of memory" : NULL;
 }
 
-/* db:copy_jsonl(copy_sql, path, codec, on_reject [, vehicle_id])
+#define PROGRESS_EVERY 10000
+
+/* db:copy_jsonl(copy_sql, path, codec, on_reject [, vehicle_id [, on_progress]])
  * -> rows_sent, lines | nil, message, sqlstate, detail.
  * Streams a JSON-lines file of events into a COPY whose rows are: line
  * number, then the fields of FIELDS in order (text format). Blank lines are
- * skipped; each rejected line calls on_reject(line_number, reason). */
+ * skipped; each rejected line calls on_reject(line_number, reason), and every
+ * PROGRESS_EVERY lines on_progress(lines, bytes_read) is called. */
 static int l_copy_jsonl(lua_State *L) {
     PGconn *pg = mm_check_pg(L, 1);
     const char *sql = luaL_checkstring(L, 2);
     const char *path = luaL_checkstring(L, 3);
     const mm_schemas *schemas = mm_codec_schemas(L, 4);
     const char *vehicle = luaL_optstring(L, 6, NULL);
+    int progress = !lua_isnoneornil(L, 7);
     mm_box *fbox, *lbox, *obox, *tbox;
     outbuf *out;
     FILE *f;
@@ -272,6 +276,12 @@ static int l_copy_jsonl(lua_State *L) {
         cJSON *ev;
         mm_box_hold(lbox, linep, free);
         line++;
+        if (progress && line % PROGRESS_EVERY == 0) {
+            lua_pushvalue(L, 7);
+            lua_pushinteger(L, line);
+            lua_pushinteger(L, (lua_Integer)ftell(f));
+            if (lua_pcall(L, 2, 0, 0) != 0) return abort_in(L, pg);
+        }
         while (n > 0 && (linep[n - 1] == '\n' || linep[n - 1] == '\r')) linep[--n] = '\0';
         if (n == 0) continue;
         ev = cJSON_ParseWithLength(linep, (size_t)n);

@@ -1,8 +1,9 @@
-/* The little file-system access Lua lacks: listing a directory. */
+/* The little file-system access Lua lacks: listing a directory, isatty. */
 #include "motomind.h"
 #include <dirent.h>
 #include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 static void close_dir(void *d) { closedir((DIR *)d); }
 
@@ -29,8 +30,16 @@ static int l_listdir(lua_State *L) {
     return 1;
 }
 
+/* isatty(fd) -> boolean: is the file descriptor a terminal? */
+static int l_isatty(lua_State *L) {
+    lua_pushboolean(L, isatty((int)luaL_checkinteger(L, 1)));
+    return 1;
+}
+
 int mm_open_fs(lua_State *L) {
     lua_pushcfunction(L, l_listdir);
     lua_setfield(L, -2, "listdir");
+    lua_pushcfunction(L, l_isatty);
+    lua_setfield(L, -2, "isatty");
     return 0;
 }

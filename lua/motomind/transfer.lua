@@ -3,6 +3,7 @@
 -- C: the file is streamed, each line parsed and its payload validated by the
 -- codec, and rows sent through COPY without a Lua table per row.
 local motomind = require "motomind"
+local core = require "motomind.core"
 local payload = require "motomind.payload"
 
 local M = {}
@@ -61,7 +62,23 @@ local function write_errors(path, rejected)
   f:close()
 end
 
---- import_jsonl(db, ctx, path, { vehicle =, atomic = false, errors = path })
+-- A progress line on stderr: lines, lines/s and the time left.
+local function terminal_progress(path)
+  local f = io.open(path, "rb")
+  local total = f and f:seek("end") or 0
+  if f then f:close() end
+  local started = os.time()
+  return function(lines, bytes)
+    local elapsed = math.max(os.time() - started, 1)
+    local left = bytes > 0 and (total - bytes) * elapsed / bytes or 0
+    io.stderr:write(("\r%s: %d lines, %d lines/s, %ds left  "):format(path, lines,
+      math.floor(lines / elapsed), math.floor(left)))
+  end
+end
+
+--- import_jsonl(db, ctx, path, { vehicle =, atomic = false, errors = path, progress = })
+-- progress: a function(lines, bytes_read), or true for a line on stderr; by
+-- default the line shows only when stderr is a terminal.
 -- -> report { file, lines, staged, inserted, duplicates, rejected = {{file, line, reason}} }
 -- | nil, message, sqlstate, report. Valid lines land and every refused line is
 -- reported (also as JSON lines in opts.errors); atomic = true lands nothing
@@ -71,13 +88,18 @@ function M.import_jsonl(db, ctx, path, opts)
   opts = opts or {}
   local report = { file = path, lines = 0, staged = 0, inserted = 0, duplicates = 0, rejected = {} }
   local refused_in_c = 0
+  local progress = opts.progress
+  if progress == nil then progress = core.isatty(2) end
+  local drawn = progress == true
+  if drawn then progress = terminal_progress(path) end
   local ok, err = pcall(db.as, db, ctx, function()
     motomind.assert(db:exec(STAGE))
     local staged, lines = motomind.assert(db:copy_jsonl("COPY pg_temp.motomind_import FROM STDIN", path,
       payload.codec(), function(line, reason)
         report.rejected[#report.rejected + 1] = { file = path, line = line, reason = reason }
         refused_in_c = refused_in_c + 1
-      end, opts.vehicle))
+      end, opts.vehicle, progress or nil))
+    if drawn then io.stderr:write("\n") end
     report.staged, report.lines = staged, lines
     if staged > 0 then
       motomind.assert(db:exec("CREATE INDEX ON pg_temp.motomind_import (line)"))
