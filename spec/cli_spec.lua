@@ -5,6 +5,14 @@ describe("motomind command", function()
   local schema
 
   before_each(function() schema = H.schema_name("cli") end)
+  -- A migrated schema with a tenant, its vehicle and its owner.
+  local function tenant_owner()
+    local db = H.connect { schema = schema }
+    db:migrate()
+    local t, car = H.tenant_with_vehicle(db)
+    return db, t, car, H.user(db, t, "owner")
+  end
+
   after_each(function()
     local db = H.connect { schema = schema }
     H.drop(db)
@@ -40,10 +48,7 @@ describe("motomind command", function()
   end)
 
   it("imports and exports JSON lines", function()
-    local db = H.connect { schema = schema }
-    db:migrate()
-    local t, car = H.tenant_with_vehicle(db)
-    local u = H.user(db, t, "owner")
+    local db, t, car, u = tenant_owner()
     local path = os.tmpname()
     local f = assert(io.open(path, "w"))
     f:write('{"vehicle_id": "', car, '", "type": "odometer", "occurred_at": "2025-01-01T00:00:00Z", ',
@@ -66,10 +71,7 @@ describe("motomind command", function()
   end)
 
   it("shows import progress on a terminal only", function()
-    local db = H.connect { schema = schema }
-    db:migrate()
-    local t, car = H.tenant_with_vehicle(db)
-    local u = H.user(db, t, "owner")
+    local db, t, car, u = tenant_owner()
     local path = os.tmpname()
     local f = assert(io.open(path, "w"))
     for i = 1, 10000 do

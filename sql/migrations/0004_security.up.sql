@@ -56,18 +56,17 @@ BEGIN
     LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
       SELECT nullif(current_setting('motomind.tenant_id', true), '')::uuid
     $$;
-    -- The claimed tenant, when the session's user is a live member of it.
-    CREATE FUNCTION %1$s.current_tenant_id() RETURNS uuid
-    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' SET motomind.maintenance = 'on' AS $$
-      SELECT m.tenant_id FROM %1$s.memberships m JOIN %1$s.tenants t ON t.id = m.tenant_id
-       WHERE m.tenant_id = %1$s.claimed_tenant_id() AND m.user_id = %1$s.current_user_id()
-         AND m.deleted_at IS NULL AND t.deleted_at IS NULL
-    $$;
+    -- The session user's role in the claimed tenant, when they are a live
+    -- member of it; and that tenant, only then.
     CREATE FUNCTION %1$s.current_tenant_role() RETURNS text
     LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' SET motomind.maintenance = 'on' AS $$
       SELECT m.role FROM %1$s.memberships m JOIN %1$s.tenants t ON t.id = m.tenant_id
        WHERE m.tenant_id = %1$s.claimed_tenant_id() AND m.user_id = %1$s.current_user_id()
          AND m.deleted_at IS NULL AND t.deleted_at IS NULL
+    $$;
+    CREATE FUNCTION %1$s.current_tenant_id() RETURNS uuid
+    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = '' AS $$
+      SELECT CASE WHEN %1$s.current_tenant_role() IS NOT NULL THEN %1$s.claimed_tenant_id() END
     $$;
     CREATE FUNCTION %1$s.in_maintenance() RETURNS boolean
     LANGUAGE sql STABLE AS $$ SELECT current_setting('motomind.maintenance', true) = 'on' $$;
@@ -168,27 +167,27 @@ END
 $do$;
 
 -- Audit columns and the audit log, from the session context. Runs as the
--- owner (the app cannot write audit_log), in maintenance mode.
+-- owner (the app cannot write audit_log), in maintenance mode. A record is
+-- named by its id (a membership by its user, a group grant by its group).
 CREATE FUNCTION audit_row() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT SET motomind.maintenance = 'on' AS $fn$
 DECLARE
-  actor uuid := current_user_id();
   op text := lower(TG_OP);
-  rec record := CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
-  tenant uuid;
+  j jsonb := to_jsonb(CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END);
 BEGIN
   IF TG_OP = 'UPDATE' THEN
     IF OLD.deleted_at IS NULL AND NEW.deleted_at IS NOT NULL THEN op := 'soft_delete';
     ELSIF OLD.deleted_at IS NOT NULL AND NEW.deleted_at IS NULL THEN op := 'restore';
     END IF;
   END IF;
-  tenant := CASE TG_TABLE_NAME WHEN 'tenants' THEN (to_jsonb(rec) ->> 'id')::uuid
-            WHEN 'users' THEN current_tenant_id() ELSE (to_jsonb(rec) ->> 'tenant_id')::uuid END;
   INSERT INTO audit_log (tenant_id, table_name, record_id, operation, old_values, new_values, actor, request_id)
-  VALUES (tenant, TG_TABLE_NAME,
-          CASE TG_TABLE_NAME WHEN 'memberships' THEN (to_jsonb(rec) ->> 'user_id')::uuid ELSE (to_jsonb(rec) ->> 'id')::uuid END,
+  VALUES (CASE TG_TABLE_NAME WHEN 'tenants' THEN (j ->> 'id')::uuid WHEN 'users' THEN current_tenant_id()
+               ELSE (j ->> 'tenant_id')::uuid END,
+          TG_TABLE_NAME,
+          (j ->> CASE TG_TABLE_NAME WHEN 'memberships' THEN 'user_id' WHEN 'group_permissions' THEN 'group_id'
+                                    ELSE 'id' END)::uuid,
           op, CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) END, CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) END,
-          actor, nullif(current_setting('motomind.request_id', true), ''));
+          current_user_id(), nullif(current_setting('motomind.request_id', true), ''));
   RETURN NULL;
 END
 $fn$;

@@ -195,27 +195,3 @@ END
 $do$;
 
 UPDATE settings SET value = value || ',fleet_groups,group_permissions' WHERE key = 'soft_delete_tables';
-
--- Audit records name a group grant by its group.
-CREATE OR REPLACE FUNCTION audit_row() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT SET motomind.maintenance = 'on' AS $fn$
-DECLARE
-  op text := lower(TG_OP);
-  j jsonb := to_jsonb(CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END);
-BEGIN
-  IF TG_OP = 'UPDATE' THEN
-    IF OLD.deleted_at IS NULL AND NEW.deleted_at IS NOT NULL THEN op := 'soft_delete';
-    ELSIF OLD.deleted_at IS NOT NULL AND NEW.deleted_at IS NULL THEN op := 'restore';
-    END IF;
-  END IF;
-  INSERT INTO audit_log (tenant_id, table_name, record_id, operation, old_values, new_values, actor, request_id)
-  VALUES (CASE TG_TABLE_NAME WHEN 'tenants' THEN (j ->> 'id')::uuid WHEN 'users' THEN current_tenant_id()
-               ELSE (j ->> 'tenant_id')::uuid END,
-          TG_TABLE_NAME,
-          (j ->> CASE TG_TABLE_NAME WHEN 'memberships' THEN 'user_id' WHEN 'group_permissions' THEN 'group_id'
-                                    ELSE 'id' END)::uuid,
-          op, CASE WHEN TG_OP <> 'INSERT' THEN to_jsonb(OLD) END, CASE WHEN TG_OP <> 'DELETE' THEN to_jsonb(NEW) END,
-          current_user_id(), nullif(current_setting('motomind.request_id', true), ''));
-  RETURN NULL;
-END
-$fn$;
