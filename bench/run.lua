@@ -113,7 +113,7 @@ local ctx = { tenant = tenant, user = user }
 -- 1. validated import vs raw COPY of the same rows, same table without rules
 local rules = setup("bench_rules", vehicles, tenant, user)
 local rss_before = rss_peak_kb()
-local t_import, report = timed(function() return assert(transfer.import_jsonl(rules, ctx, jsonl)) end)
+local t_import, report = timed(function() return assert(transfer.import(rules, ctx, jsonl)) end)
 local rss_after = rss_peak_kb()
 assert(report.inserted == N, ("imported %d of %d"):format(report.inserted, N))
 local csv = os.tmpname()
@@ -176,7 +176,7 @@ end
 
 -- 4. export vs raw COPY TO of the same rows
 local t_export = timed(function()
-  return motomind.assert(transfer.export_jsonl(rules, ctx, function() end))
+  return motomind.assert(transfer.export(rules, ctx, function() end))
 end)
 local t_copy_to = timed(function()
   return motomind.assert(rules:copy_out("COPY (SELECT * FROM vehicle_events) TO STDOUT", function() end))

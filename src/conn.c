@@ -263,6 +263,7 @@ int mm_open_conn(lua_State *L) {
         luaL_setfuncs(L, metamethods, 0);
         luaL_newlib(L, methods);
         mm_open_copy(L);
+        mm_open_import(L);
         lua_setfield(L, -2, "__index");
     }
     lua_getfield(L, -1, "__index");

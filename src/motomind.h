@@ -53,6 +53,13 @@ int mm_open_codec(lua_State *L);
 struct mm_schemas;
 const struct mm_schemas *mm_codec_schemas(lua_State *L, int idx);
 int mm_open_copy(lua_State *L);
+int mm_open_import(lua_State *L);
+/* copy.c: start a COPY (1, or 0 with nil, message, sqlstate, detail pushed),
+ * collect its result (pushes rows or the error; returns the count pushed),
+ * end one a Lua error interrupted and re-raise that error. */
+int mm_copy_start(lua_State *L, PGconn *pg, const char *sql, ExecStatusType want);
+int mm_copy_finish(lua_State *L, PGconn *pg);
+int mm_copy_abort(lua_State *L, PGconn *pg);
 int mm_conn_error(lua_State *L, PGconn *pg, const PGresult *res);
 int mm_open_fs(lua_State *L);
 

@@ -174,4 +174,34 @@ function Connection:migration_status(opts)
   return require("motomind.migrate").status(self, opts)
 end
 
+-- The context of opts.tenant / opts.user / opts.request_id.
+local function context(opts)
+  return { tenant = opts.tenant, user = opts.user, request_id = opts.request_id }
+end
+
+--- db:import(path_or_reader, { tenant =, user =, format =, ... }) imports a
+-- file as that user of that tenant (see motomind.transfer.import for the
+-- options and the report). A reader is a function returning the file's
+-- chunks, then nil; it is spooled to a temporary file first.
+function Connection:import(source, opts)
+  opts = opts or {}
+  local transfer = require "motomind.transfer"
+  if type(source) ~= "function" then return transfer.import(self, context(opts), source, opts) end
+  local path = os.tmpname()
+  local f = assert(io.open(path, "wb"))
+  for chunk in source do f:write(chunk) end
+  f:close()
+  local ok, report, err, sqlstate, partial = pcall(transfer.import, self, context(opts), path, opts)
+  os.remove(path)
+  if not ok then error(report, 0) end
+  return report, err, sqlstate, partial
+end
+
+--- db:export(path_or_sink, { tenant =, user =, format =, vehicle = }) ->
+-- records | nil, message, sqlstate (see motomind.transfer.export).
+function Connection:export(sink, opts)
+  opts = opts or {}
+  return require("motomind.transfer").export(self, context(opts), sink, opts)
+end
+
 return M

@@ -1,0 +1,221 @@
+--- The CSV exports of other apps motomind imports: for each, the header
+-- names it may use (case-insensitive, trimmed), how a row becomes an event,
+-- and how to recognise it from its first line. The specs are compiled and
+-- run in C (src/csv.c); see ../shared/research/anchors.md for the formats.
+local M = {}
+
+-- A yes/no column setting `path` (inverted: yes sets false).
+local function flag(path, inverted)
+  local map = {}
+  for _, k in ipairs { "1", "true", "yes", "y", "x" } do map[k] = { [path] = not inverted } end
+  for _, k in ipairs { "0", "false", "no", "n" } do map[k] = { [path] = inverted == true } end
+  return map
+end
+
+local function extra(name, as)
+  return { names = name, to = "payload.extra." .. name, as = as }
+end
+
+-- Options every format takes: unit (the volume unit: us_gal, uk_gal, l,
+-- kwh), currency (ISO 4217), dates ("mdy" or "dmy" for 3/4/14-style dates).
+-- `vehicle` is the vehicle row (its odometer unit picks the default unit).
+local function default_unit(o, fallback)
+  if o.unit then return o.unit end
+  if fallback then return fallback end
+  return o.vehicle and o.vehicle.odometer_unit == "km" and "l" or "us_gal"
+end
+
+M.fuelly = {
+  description = "Fuelly fuel-ups CSV",
+  detect = function(header) return header:find("fuelup_date", 1, true) end,
+  spec = function(o)
+    return {
+      dates = o.dates or "mdy", type = "fuel",
+      set = { ["payload.currency"] = o.currency or "USD", ["payload.full"] = true },
+      columns = {
+        { names = { "fuelup_date", "date" }, to = "occurred_at", as = "datetime", required = true },
+        { names = "odometer", to = "mileage", as = "number" },
+        { names = "gallons", to = "payload.volume", as = "number",
+          set = { ["payload.unit"] = default_unit(o, "us_gal") } },
+        { names = { "litres", "liters" }, to = "payload.volume", as = "number", set = { ["payload.unit"] = "l" } },
+        { names = "price", to = "payload.price_per_unit", as = "number" },
+        { names = "partial_fuelup", as = "map", map = flag("payload.full", true) },
+        { names = "missed_fuelup", as = "map", map = flag("payload.missed") },
+        { names = "brand", to = "payload.station" },
+        { names = "notes", to = "notes" },
+        extra "tags", extra("city_percentage", "number"), extra("latitude", "number"),
+        extra("longitude", "number"),
+      },
+    }
+  end,
+}
+
+M["fuelly-services"] = {
+  description = "Fuelly services CSV",
+  detect = function(header) return header:find("service_date", 1, true) end,
+  spec = function(o)
+    return {
+      dates = o.dates or "mdy", type = "maintenance",
+      set = { ["payload.currency"] = o.currency or "USD" },
+      columns = {
+        { names = { "service_date", "date" }, to = "occurred_at", as = "datetime", required = true },
+        { names = "odometer", to = "mileage", as = "number" },
+        { names = "price", to = "payload.total", as = "number" },
+        { names = "service_type", to = "payload.service_type" },
+        { names = "notes", to = "notes" },
+        extra "sub_service_types", extra "tags", extra("latitude", "number"), extra("longitude", "number"),
+      },
+    }
+  end,
+}
+
+local function lubelogger(type, columns, set)
+  return function(o)
+    set = set or {}
+    set["payload.currency"] = o.currency or "USD"
+    table.insert(columns, 1, { names = "date", to = "occurred_at", as = "datetime", required = true })
+    columns[#columns + 1] = { names = "notes", to = "notes" }
+    columns[#columns + 1] = extra "tags"
+    return { dates = o.dates or "mdy", type = type, set = set, columns = columns }
+  end
+end
+
+M["lubelogger-fuel"] = {
+  description = "LubeLogger fuel CSV",
+  detect = function(header) return header:find("fuelconsumed", 1, true) or header:find("isfilltofull", 1, true) end,
+  spec = function(o)
+    return lubelogger("fuel", {
+      { names = "odometer", to = "mileage", as = "number" },
+      { names = { "fuelconsumed", "gallons", "liters", "litres", "quantity" }, to = "payload.volume",
+        as = "number", set = { ["payload.unit"] = default_unit(o) } },
+      { names = "cost", to = "payload.total", as = "number" },
+      { names = { "isfilltofull", "is_fill_to_full" }, as = "map", map = flag("payload.full") },
+      { names = "partial_fuelup", as = "map", map = flag("payload.full", true) },
+      { names = { "missedfuelup", "missed_fuelup" }, as = "map", map = flag("payload.missed") },
+    }, { ["payload.full"] = true })(o)
+  end,
+}
+
+M["lubelogger-service"] = {
+  description = "LubeLogger service, repair or upgrade CSV",
+  detect = function(header) return header:find("description", 1, true) and header:find("cost", 1, true) end,
+  spec = function(o)
+    return lubelogger("maintenance", {
+      { names = "odometer", to = "mileage", as = "number" },
+      { names = "description", to = "payload.service_type" },
+      { names = "cost", to = "payload.total", as = "number" },
+    })(o)
+  end,
+}
+
+M["lubelogger-odometer"] = {
+  description = "LubeLogger odometer CSV",
+  detect = function(header) return header:find("initialodometer", 1, true) end,
+  spec = function(o)
+    return lubelogger("odometer", {
+      { names = "odometer", to = "mileage", as = "number", required = true },
+    }, { ["payload.source"] = "manual" })(o)
+  end,
+}
+
+local FULL, PARTIAL, RESET = { ["payload.full"] = true }, { ["payload.full"] = false },
+  { ["payload.full"] = true, ["payload.missed"] = true }
+
+M.spritmonitor = {
+  description = "Spritmonitor CSV (; separated, decimal comma, DD.MM.YYYY)",
+  detect = function(header) return header:find(";", 1, true) and (header:find("date", 1, true) or header:find("datum", 1, true)) end,
+  spec = function(o)
+    return {
+      separator = ";", decimal_comma = true, dates = o.dates or "dmy", type = "fuel",
+      set = { ["payload.currency"] = o.currency or "EUR", ["payload.full"] = true },
+      columns = {
+        { names = { "date", "datum" }, to = "occurred_at", as = "datetime", required = true },
+        { names = { "odometer", "kilometerstand", "km-stand" }, to = "mileage", as = "number" },
+        { names = { "quantity", "menge" }, to = "payload.volume", as = "number",
+          set = { ["payload.unit"] = default_unit(o, "l") } },
+        { names = { "total price", "gesamtpreis", "kosten" }, to = "payload.total", as = "number" },
+        { names = { "currency", "währung" }, to = "payload.currency" },
+        -- Spritmonitor's fill types: an invalid or first fill restarts the economy.
+        { names = { "type", "tankart", "typ" }, as = "map", map = {
+            full = FULL, voll = FULL, volltankung = FULL, ["1"] = FULL,
+            partial = PARTIAL, teil = PARTIAL, teilbetankung = PARTIAL, ["2"] = PARTIAL,
+            first = RESET, ["first fill-up"] = RESET, erstbetankung = RESET, ["3"] = RESET,
+            invalid = RESET, ["ungültig"] = RESET, ["4"] = RESET } },
+        { names = { "fuel", "kraftstoff", "sorte" }, to = "payload.grade" },
+        { names = { "station", "tankstelle" }, to = "payload.station" },
+        { names = { "note", "notes", "bemerkung" }, to = "notes" },
+      },
+    }
+  end,
+}
+
+M.fuelio = {
+  description = "Fuelio backup CSV (## Log fill-ups and ## Costs)",
+  detect = function(header) return header:find("^\"?##") end,
+  spec = function(o)
+    local currency = o.currency or "EUR"
+    return {
+      dates = o.dates or "dmy",
+      sections = {
+        { name = "## Log", type = "fuel",
+          set = { ["payload.currency"] = currency },
+          columns = {
+            { names = { "data", "date" }, to = "occurred_at", as = "datetime", required = true },
+            { names = { "odo (km)", "odo (mi)", "odo" }, to = "mileage", as = "number" },
+            { names = { "fuel (litres)", "fuel (gal)", "fuel" }, to = "payload.volume", as = "number",
+              set = { ["payload.unit"] = default_unit(o, "l") } },
+            { names = "full", as = "map", map = flag("payload.full") },
+            { names = { "price (optional)", "price" }, to = "payload.total", as = "number" },
+            { names = "volumeprice", to = "payload.price_per_unit", as = "number" },
+            { names = "missed", as = "map", map = flag("payload.missed") },
+            { names = { "notes (optional)", "notes" }, to = "notes" },
+            { names = { "city (optional)", "city" }, to = "payload.extra.city" },
+            { names = { "latitude (optional)", "latitude" }, to = "payload.extra.latitude", as = "number" },
+            { names = { "longitude (optional)", "longitude" }, to = "payload.extra.longitude", as = "number" },
+          } },
+        { name = "## Costs", type = "maintenance",
+          set = { ["payload.currency"] = currency },
+          columns = {
+            { names = "date", to = "occurred_at", as = "datetime", required = true },
+            { names = "odo", to = "mileage", as = "number" },
+            { names = "costtitle", to = "payload.service_type" },
+            { names = "cost", to = "payload.total", as = "number" },
+            { names = "notes", to = "notes" },
+            -- Templates are presets for new costs, not costs.
+            { names = "istemplate", as = "map", map = { ["1"] = false, ["0"] = {} } },
+          } },
+      },
+    }
+  end,
+}
+
+-- The order formats are tried in when none is named (most specific first).
+M.DETECT = { "fuelio", "fuelly", "fuelly-services", "lubelogger-fuel", "lubelogger-odometer",
+  "lubelogger-service", "spritmonitor" }
+
+--- The format of a file from its first line: "jsonl", "backup", a CSV
+-- format's name, or nil, message.
+function M.detect(path)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, err end
+  local head = f:read(4096) or ""
+  f:close()
+  local first = (head:gsub("^\239\187\191", ""):match("^[^\r\n]*") or ""):lower()
+  if first:find("^%s*{") then
+    return first:find('"record"%s*:%s*"backup"') and "backup" or "jsonl"
+  end
+  for _, name in ipairs(M.DETECT) do
+    if M[name].detect(first) then return name end
+  end
+  return nil, path .. ": cannot tell its format from its first line; name it (--format " ..
+    table.concat(M.names(), " | ") .. ")"
+end
+
+--- Every format name import() takes.
+function M.names()
+  local names = { "jsonl", "backup" }
+  for _, n in ipairs(M.DETECT) do names[#names + 1] = n end
+  return names
+end
+
+return M

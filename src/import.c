@@ -1,0 +1,297 @@
+/* Files of events into a COPY, in C: a source (JSON lines here, CSV in
+ * csv.c) yields each record as a cJSON event; the driver validates its
+ * payload with the codec's schemas and appends an escaped COPY row, calling
+ * Lua only for refused records, non-event records and progress. */
+#include "import.h"
+#include "payload.h"
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+
+#define CHUNK 65536
+#define PROGRESS_EVERY 10000
+
+static void close_file(void *f) { fclose((FILE *)f); }
+static void delete_tree(void *t) { cJSON_Delete((cJSON *)t); }
+
+/* ---- COPY rows ---------------------------------------------------------- */
+
+typedef struct outbuf {
+    char *data;
+    size_t len, cap;
+} outbuf;
+
+static void free_outbuf(void *p) {
+    outbuf *b = (outbuf *)p;
+    free(b->data);
+    free(b);
+}
+
+static int put(outbuf *b, const char *s, size_t n) {
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap * 2 > b->len + n ? b->cap * 2 : b->len + n + CHUNK;
+        char *d = (char *)realloc(b->data, cap);
+        if (!d) return 0;
+        b->data = d;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    return 1;
+}
+
+/* One COPY text field: escaped, or \N for NULL. */
+static int put_field(outbuf *b, const char *s, int last) {
+    const char *p;
+    int ok = 1;
+    if (!s) ok = put(b, "\\N", 2);
+    for (p = s; ok && p && *p; p++) {
+        switch (*p) {
+        case '\\': ok = put(b, "\\\\", 2); break;
+        case '\t': ok = put(b, "\\t", 2); break;
+        case '\n': ok = put(b, "\\n", 2); break;
+        case '\r': ok = put(b, "\\r", 2); break;
+        default: ok = put(b, p, 1);
+        }
+    }
+    return ok && put(b, last ? "\n" : "\t", 1);
+}
+
+/* The text of a string member, NULL when absent or JSON null; *bad is set
+ * when it has another type. */
+static const char *text_of(const cJSON *obj, const char *key, int *bad) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v || cJSON_IsNull(v)) return NULL;
+    if (cJSON_IsString(v)) return v->valuestring;
+    *bad = 1;
+    return NULL;
+}
+
+/* Shortest decimal text that reads back as the same double. */
+static void number_text(double d, char *out, size_t n) {
+    int p;
+    for (p = 15; p <= 17; p++) {
+        snprintf(out, n, "%.*g", p, d);
+        if (strtod(out, NULL) == d) return;
+    }
+}
+
+static const char *const FIELDS[] = {"id", "vehicle_id", "type", "occurred_at", "mileage", "payload",
+                                     "notes", "correction", "corrects_id", "corrects_occurred_at", NULL};
+
+/* Checks one event object and appends its COPY row (line number first).
+ * Returns NULL, or the reason the record is refused (in err). */
+static const char *event_row(const mm_schemas *schemas, cJSON *ev, long line, const char *vehicle,
+                             outbuf *b, char *err, size_t errlen) {
+    char num[40], linebuf[24], *payload_text;
+    const char *f[10];
+    const cJSON *k;
+    cJSON *payload;
+    int i, bad = 0;
+    f[5] = NULL;
+    if (!cJSON_IsObject(ev)) return "expected a JSON object (one event per line)";
+    for (k = ev->child; k; k = k->next) {
+        for (i = 0; FIELDS[i] && strcmp(FIELDS[i], k->string); i++) {}
+        if (!FIELDS[i]) {
+            snprintf(err, errlen, "%s: unknown field", k->string);
+            return err;
+        }
+    }
+    for (i = 0; i < 10; i++) {
+        f[i] = NULL;
+        if (i == 4 || i == 5) continue; /* mileage and payload: below */
+        f[i] = text_of(ev, FIELDS[i], &bad);
+        if (bad) {
+            snprintf(err, errlen, "%s: expected a string", FIELDS[i]);
+            return err;
+        }
+    }
+    k = cJSON_GetObjectItemCaseSensitive(ev, "mileage");
+    if (k && !cJSON_IsNull(k)) {
+        if (!cJSON_IsNumber(k) || k->valuedouble < 0) return "mileage: expected number >= 0";
+        number_text(k->valuedouble, num, sizeof num);
+        f[4] = num;
+    }
+    if (vehicle) f[1] = vehicle;
+    if (!f[1]) return "vehicle_id: is required";
+    if (!f[2]) return "type: is required";
+    if (!f[3]) return "occurred_at: is required";
+    payload = cJSON_GetObjectItemCaseSensitive(ev, "payload");
+    if (!payload) {
+        payload = cJSON_CreateObject();
+        if (!payload) return "out of memory";
+        cJSON_AddItemToObject(ev, "payload", payload);
+    }
+    if (!(f[7] && !strcmp(f[7], "void")) && !mm_payload_check(schemas, f[2], payload, err, errlen))
+        return err;
+    payload_text = cJSON_PrintUnformatted(payload);
+    if (!payload_text) return "out of memory";
+    snprintf(linebuf, sizeof linebuf, "%ld", line);
+    bad = !put_field(b, linebuf, 0);
+    for (i = 0; i < 10 && !bad; i++) bad = !put_field(b, i == 5 ? payload_text : f[i], i == 9);
+    cJSON_free(payload_text);
+    return bad ? "out of memory" : NULL;
+}
+
+/* ---- JSON lines --------------------------------------------------------- */
+
+typedef struct jsonl {
+    mm_source base;
+    FILE *f;
+    char *text;
+    size_t cap;
+    long line;
+} jsonl;
+
+static void free_jsonl(void *p) {
+    free(((jsonl *)p)->text);
+    free(p);
+}
+
+static long jsonl_offset(mm_source *s) { return ftell(((jsonl *)s)->f); }
+
+/* One line: an event, or (a member "record") a backup's other record. */
+static int jsonl_next(mm_source *base, mm_item *item) {
+    jsonl *s = (jsonl *)base;
+    ssize_t n = getline(&s->text, &s->cap, s->f);
+    cJSON *tree;
+    if (n < 0) {
+        if (!ferror(s->f)) return 0;
+        item->reason = "cannot read the file";
+        return -1;
+    }
+    item->line = ++s->line;
+    while (n > 0 && (s->text[n - 1] == '\n' || s->text[n - 1] == '\r')) s->text[--n] = '\0';
+    if (n == 0) return 1;
+    tree = cJSON_ParseWithLength(s->text, (size_t)n);
+    if (!tree) item->reason = "invalid JSON";
+    else if (cJSON_IsObject(tree) && cJSON_GetObjectItemCaseSensitive(tree, "record")) {
+        item->record = s->text;
+        cJSON_Delete(tree);
+    } else item->event = tree;
+    return 1;
+}
+
+mm_source *mm_jsonl_source(lua_State *L, FILE *f) {
+    mm_box *box = mm_box_new(L);
+    jsonl *s = (jsonl *)calloc(1, sizeof *s);
+    if (!s) luaL_error(L, "out of memory");
+    mm_box_hold(box, s, free_jsonl);
+    s->base.next = jsonl_next;
+    s->base.offset = jsonl_offset;
+    s->f = f;
+    return &s->base;
+}
+
+/* ---- the driver --------------------------------------------------------- */
+
+/* Calls the Lua function at fn with an integer and up to two strings
+ * (NULL: nil); a Lua error ends the COPY and is re-raised. */
+static void call_back(lua_State *L, PGconn *pg, int fn, long n, const char *a, const char *b) {
+    lua_pushvalue(L, fn);
+    lua_pushinteger(L, (lua_Integer)n);
+    if (a) lua_pushstring(L, a); else lua_pushnil(L);
+    if (b) lua_pushstring(L, b); else lua_pushnil(L);
+    if (lua_pcall(L, 3, 0, 0) != 0) mm_copy_abort(L, pg);
+}
+
+/* db:copy_events(copy_sql, path, codec, opts) -> rows_sent, records
+ *   | nil, message, sqlstate, detail.
+ * Streams a file of events into a COPY whose rows are: the record's line,
+ * then the fields of FIELDS in order (text format). opts: csv = a spec (see
+ * csv.c; JSON lines otherwise), vehicle = the vehicle of every event,
+ * on_reject(line, reason, column), on_record(line, json_text) for a backup's
+ * non-event records (refused without it), on_progress(records, bytes) every
+ * PROGRESS_EVERY records. */
+static int l_copy_events(lua_State *L) {
+    PGconn *pg = mm_check_pg(L, 1);
+    const char *sql = luaL_checkstring(L, 2);
+    const char *path = luaL_checkstring(L, 3);
+    const mm_schemas *schemas = mm_codec_schemas(L, 4);
+    const char *vehicle;
+    mm_box *fbox, *obox, *tbox;
+    mm_source *src;
+    mm_item item;
+    outbuf *out;
+    FILE *f;
+    char err[1024];
+    long records = 0, sent = 0;
+    int r;
+    luaL_checktype(L, 5, LUA_TTABLE);
+    lua_settop(L, 5);
+    lua_getfield(L, 5, "on_reject");   /* 6 */
+    lua_getfield(L, 5, "on_record");   /* 7 */
+    lua_getfield(L, 5, "on_progress"); /* 8 */
+    lua_getfield(L, 5, "vehicle");     /* 9 */
+    lua_getfield(L, 5, "csv");         /* 10 */
+    luaL_argcheck(L, lua_isfunction(L, 6), 5, "on_reject: expected a function");
+    vehicle = lua_tostring(L, 9);
+    fbox = mm_box_new(L);
+    f = fopen(path, "rb");
+    if (!f) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: cannot open", path);
+        return 2;
+    }
+    mm_box_hold(fbox, f, close_file);
+    src = lua_isnil(L, 10) ? mm_jsonl_source(L, f) : mm_csv_source(L, 10, f);
+    obox = mm_box_new(L);
+    tbox = mm_box_new(L);
+    out = (outbuf *)calloc(1, sizeof *out);
+    if (!out) return luaL_error(L, "out of memory");
+    mm_box_hold(obox, out, free_outbuf);
+    if (!mm_copy_start(L, pg, sql, PGRES_COPY_IN)) return 4;
+    for (;;) {
+        const char *reason;
+        memset(&item, 0, sizeof item);
+        r = src->next(src, &item);
+        if (r <= 0) break;
+        if (++records % PROGRESS_EVERY == 0 && !lua_isnil(L, 8)) {
+            lua_pushvalue(L, 8);
+            lua_pushinteger(L, (lua_Integer)records);
+            lua_pushinteger(L, (lua_Integer)src->offset(src));
+            if (lua_pcall(L, 2, 0, 0) != 0) return mm_copy_abort(L, pg);
+        }
+        if (item.record && lua_isnil(L, 7)) item.reason = "a backup record (import the file as a backup)";
+        else if (item.record) call_back(L, pg, 7, item.line, item.record, NULL);
+        mm_box_hold(tbox, item.event, delete_tree);
+        reason = item.event ? event_row(schemas, item.event, item.line, vehicle, out, err, sizeof err)
+                            : item.reason;
+        mm_box_release(tbox);
+        if (reason) call_back(L, pg, 6, item.line, reason, reason == item.reason ? item.column : NULL);
+        else if (item.event) sent++;
+        if (out->len >= CHUNK) {
+            if (PQputCopyData(pg, out->data, (int)out->len) != 1) break;
+            out->len = 0;
+        }
+    }
+    if (r < 0) { /* the file is unreadable: end the COPY, stage nothing */
+        PGresult *res;
+        lua_pushnil(L);
+        lua_pushfstring(L, "%s: line %d: %s; nothing imported", path, (int)item.line, item.reason);
+        PQputCopyEnd(pg, "the file cannot be read");
+        while ((res = PQgetResult(pg)) != NULL) PQclear(res);
+        return 2;
+    }
+    mm_box_release(fbox);
+    if (out->len) PQputCopyData(pg, out->data, (int)out->len);
+    mm_box_release(obox);
+    PQputCopyEnd(pg, NULL);
+    r = mm_copy_finish(L, pg);
+    if (r != 1) return r;
+    lua_pop(L, 1);
+    lua_pushinteger(L, sent);
+    lua_pushinteger(L, records);
+    return 2;
+}
+
+static const luaL_Reg methods[] = {
+    {"copy_events", l_copy_events},
+    {NULL, NULL}
+};
+
+/* Adds copy_events to the connection's method table (at -1). */
+int mm_open_import(lua_State *L) {
+    luaL_setfuncs(L, methods, 0);
+    return 0;
+}
