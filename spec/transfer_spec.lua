@@ -47,7 +47,7 @@ describe("JSON-lines import and export", function()
     }
     local errors = os.tmpname()
     local report = assert(transfer.import(db, ctx, path, { errors = errors }))
-    assert.equal(7, report.records)
+    assert.equal(6, report.records)
     assert.equal(3, report.staged)
     assert.equal(2, report.inserted)
     local reasons = {}

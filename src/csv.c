@@ -228,10 +228,11 @@ static void compile_column(lua_State *L, csv *s, int idx, column *c) {
     c->required = lua_toboolean(L, -1);
     lua_getfield(L, idx, "set");
     compile_assigns(L, s, -1, &c->sets);
-    lua_pop(L, 4);
+    lua_pop(L, 5);
     if (c->as == AS_MAP) {
         lua_getfield(L, idx, "map");
         compile_map(L, s, -1, c);
+        lua_pop(L, 1);
     }
 }
 
@@ -364,7 +365,11 @@ static int parse_number(const char *v, int decimal_comma, double *out) {
         else if (*p != thousands && *p != '\'') break;
     }
     tmp[n] = '\0';
-    while (*p && (isalpha(*p) || *p >= 0x80 || *p == '$' || *p == ' ')) p++;
+    /* after it: a symbol, or a code after a space ("12,50€", "45.10 EUR"),
+     * not letters stuck to the digits ("3O" is a typo, not 3) */
+    while (*p && (*p >= 0x80 || *p == '$')) p++;
+    if (*p == ' ')
+        while (*p && (isalpha(*p) || *p >= 0x80 || *p == '$' || *p == ' ')) p++;
     if (*p || n == 0 || !isdigit((unsigned char)tmp[n - 1])) return 0;
     *out = strtod(tmp, &end);
     return *end == '\0';

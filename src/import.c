@@ -198,7 +198,8 @@ static void call_back(lua_State *L, PGconn *pg, int fn, long n, const char *a, c
 /* db:copy_events(copy_sql, path, codec, opts) -> rows_sent, records
  *   | nil, message, sqlstate, detail.
  * Streams a file of events into a COPY whose rows are: the record's line,
- * then the fields of FIELDS in order (text format). opts: csv = a spec (see
+ * then the fields of FIELDS in order (text format). Records are the file's
+ * events and refused or non-event records (not blank lines or headers). opts: csv = a spec (see
  * csv.c; JSON lines otherwise), vehicle = the vehicle of every event,
  * on_reject(line, reason, column), on_record(line, json_text) for a backup's
  * non-event records (refused without it), on_progress(records, bytes) every
@@ -246,6 +247,7 @@ static int l_copy_events(lua_State *L) {
         memset(&item, 0, sizeof item);
         r = src->next(src, &item);
         if (r <= 0) break;
+        if (!item.event && !item.reason && !item.record) continue; /* blank, header, skipped */
         if (++records % PROGRESS_EVERY == 0 && !lua_isnil(L, 8)) {
             lua_pushvalue(L, 8);
             lua_pushinteger(L, (lua_Integer)records);

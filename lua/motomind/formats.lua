@@ -72,7 +72,7 @@ M["fuelly-services"] = {
 local function lubelogger(type, columns, set)
   return function(o)
     set = set or {}
-    set["payload.currency"] = o.currency or "USD"
+    if type ~= "odometer" then set["payload.currency"] = o.currency or "USD" end
     table.insert(columns, 1, { names = "date", to = "occurred_at", as = "datetime", required = true })
     columns[#columns + 1] = { names = "notes", to = "notes" }
     columns[#columns + 1] = extra "tags"

@@ -138,7 +138,7 @@ local function restore_records(db, ctx, staged, report)
       "jsonb_populate_record(NULL::%s, s.data) r WHERE s.kind = '%s' AND s.line BETWEEN $2 AND $3 " ..
       "ORDER BY s.line ON CONFLICT DO NOTHING"):format(db:qualify(tbl), list, "r." .. table.concat(cols, ", r."),
       db:qualify(tbl), kind)
-    report.restored[kind] = insert_range(db, sql, ctx.tenant, 1, report.records, report)
+    report.restored[kind] = #staged > 0 and insert_range(db, sql, ctx.tenant, 1, staged[#staged][1], report) or 0
   end
 end
 
@@ -152,8 +152,9 @@ local function csv_vehicle(db, ctx, id)
 end
 
 --- import(db, ctx, path, opts) -> report | nil, message, sqlstate, report.
--- opts: format (jsonl, backup or a CSV format of formats.lua; by default
--- recognised from the first line), vehicle (every event's vehicle; required
+-- opts: format (jsonl, backup, a CSV format of formats.lua, or a CSV spec
+-- table of one's own as src/csv.c describes; by default recognised from the
+-- first line), vehicle (every event's vehicle; required
 -- for CSV formats), unit / currency / dates (CSV: the volume unit, the
 -- currency, "mdy" or "dmy"), atomic, errors (a path: refused records as JSON
 -- lines), progress (a function(records, bytes_read), or true for a line on
@@ -167,11 +168,13 @@ end
 function M.import(db, ctx, path, opts)
   opts = opts or {}
   local format, err = opts.format, nil
+  local custom = type(format) == "table" and format -- a CSV spec of one's own (see src/csv.c)
+  if custom then format = "csv" end
   if not format then
     format, err = formats.detect(path)
     if not format then return nil, err, "22023" end
   end
-  if format ~= "jsonl" and format ~= "backup" and not formats[format] then
+  if format ~= "jsonl" and format ~= "backup" and not formats[format] and not custom then
     return nil, ("unknown format %q (one of %s)"):format(format, table.concat(formats.names(), ", ")), "22023"
   end
   local report = { file = path, format = format, records = 0, staged = 0, inserted = 0, duplicates = 0,
@@ -183,10 +186,11 @@ function M.import(db, ctx, path, opts)
   if drawn then progress = terminal_progress(path) end
   local ok, e = pcall(db.as, db, ctx, function()
     local csv
-    if formats[format] then
+    if formats[format] or custom then
       local vehicle = csv_vehicle(db, ctx, opts.vehicle)
       motomind.assert(db:exec("SELECT set_config('TimeZone', $1, true)", vehicle.timezone))
-      csv = formats[format].spec { unit = opts.unit, currency = opts.currency, dates = opts.dates, vehicle = vehicle }
+      csv = custom or formats[format].spec { unit = opts.unit, currency = opts.currency, dates = opts.dates,
+        vehicle = vehicle }
     end
     motomind.assert(db:exec(STAGE))
     local staged, records = motomind.assert(db:copy_events("COPY pg_temp.motomind_import FROM STDIN", path,
@@ -283,7 +287,7 @@ end
 -- its timezone, as LubeLogger's en-US MM/DD/YYYY; LubeLogger keeps no time).
 local LUBELOGGER = {
   ["lubelogger-fuel"] = { "fuel", [[
-    to_char(e.occurred_at AT TIME ZONE v.timezone, 'MM/DD/YYYY') AS "Date", e.mileage AS "Odometer",
+    to_char(e.occurred_at AT TIME ZONE v.timezone, 'MM/DD/YYYY') AS "Date", trim_scale(e.mileage) AS "Odometer",
     e.payload->'volume' AS "FuelConsumed",
     coalesce((e.payload->>'total')::numeric,
              round((e.payload->>'volume')::numeric * (e.payload->>'price_per_unit')::numeric, 2)) AS "Cost",
@@ -294,11 +298,11 @@ local LUBELOGGER = {
   ["lubelogger-service"] = { "maintenance", [[
     to_char(e.occurred_at AT TIME ZONE v.timezone, 'MM/DD/YYYY') AS "Date",
     e.payload->>'service_type' AS "Description", (e.payload->>'total')::numeric AS "Cost",
-    e.notes AS "Notes", e.mileage AS "Odometer", e.payload->'extra'->>'tags' AS "Tags"]] },
+    e.notes AS "Notes", trim_scale(e.mileage) AS "Odometer", e.payload->'extra'->>'tags' AS "Tags"]] },
   ["lubelogger-odometer"] = { "odometer", [[
     to_char(e.occurred_at AT TIME ZONE v.timezone, 'MM/DD/YYYY') AS "Date",
-    coalesce(lag(e.mileage) OVER (ORDER BY e.occurred_at, e.id), e.mileage) AS "InitialOdometer",
-    e.mileage AS "Odometer", e.notes AS "Notes", e.payload->'extra'->>'tags' AS "Tags"]] },
+    trim_scale(coalesce(lag(e.mileage) OVER (ORDER BY e.occurred_at, e.id), e.mileage)) AS "InitialOdometer",
+    trim_scale(e.mileage) AS "Odometer", e.notes AS "Notes", e.payload->'extra'->>'tags' AS "Tags"]] },
 }
 
 local function export_lubelogger(db, format, vehicle, sink)

@@ -1,0 +1,337 @@
+-- Importing other apps' exports (fixtures in spec/fixtures/imports, written
+-- for these specs in each app's format), tenant backups and LubeLogger CSV.
+local motomind = require "motomind"
+local H = require "spec.helper"
+
+local FIXTURES = "spec/fixtures/imports/"
+local unpack = table.unpack or unpack
+
+local function read(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+local function write(text)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+  return path
+end
+
+-- line -> column of each refused record
+local function refused(report)
+  local by_line = {}
+  for _, r in ipairs(report.rejected) do by_line[r.line] = r.column or r.reason end
+  return by_line
+end
+
+describe("importing other apps' exports", function()
+  local db, tenant, user, car
+
+  before_each(function()
+    db = H.fresh()
+    tenant, car = H.tenant_with_vehicle(db)
+    user = H.user(db, tenant, "owner")
+  end)
+  after_each(function() H.drop(db) end)
+
+  local function vehicle(unit, timezone)
+    return db:value("INSERT INTO vehicles (tenant_id, odometer_unit, timezone) VALUES ($1, $2, $3) RETURNING id",
+      tenant, unit, timezone)
+  end
+
+  local function import(file, opts)
+    opts = opts or {}
+    opts.tenant, opts.user = tenant, user
+    return db:import(FIXTURES .. file, opts)
+  end
+
+  local function events(v)
+    return assert(db:query("SELECT to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') AS at, " ..
+      "type, mileage::float8 AS mileage, payload, notes FROM vehicle_events WHERE vehicle_id = $1 ORDER BY occurred_at, mileage", v))
+  end
+
+  it("reads Fuelly fuel-ups: CR line endings, newest first, 12-hour and short dates, partial and missed fills", function()
+    local truck = vehicle("mi", "America/Chicago")
+    local report = assert(import("fuelly-fuelups.csv", { vehicle = truck }))
+    assert.equal("fuelly", report.format)
+    assert.equal(7, report.records)
+    assert.equal(4, report.inserted)
+    assert.equal(1, report.duplicates)
+    assert.same({ [6] = "odometer", [7] = "fuelup_date" }, refused(report))
+    assert.matches('^odometer: expected a number, got "5O4OO.0"$', report.rejected[1].reason)
+    local e = events(truck)
+    assert.equal(4, #e)
+    -- read in the vehicle's timezone (CDT, UTC-5, in March 2013)
+    assert.same({ "2013-03-11 20:14", "2013-03-15 13:32", "2013-03-27 21:01", "2013-04-01 05:00" },
+      { e[1].at, e[2].at, e[3].at, e[4].at })
+    assert.same({ 50252, 50536, 50860, 51191 }, { e[1].mileage, e[2].mileage, e[3].mileage, e[4].mileage })
+    local partial = e[2].payload
+    assert.same({ volume = 8.5, unit = "us_gal", price_per_unit = 3.86, currency = "USD", full = false,
+      missed = false, extra = { city_percentage = 25, latitude = 41.88, longitude = -87.63 } }, partial)
+    assert.equal('half tank, "cheap" station', e[2].notes)
+    assert.is_true(e[3].payload.missed)
+    assert.equal("Shell", e[4].payload.station)
+    assert.equal("road trip", e[4].payload.extra.tags)
+    local again = assert(import("fuelly-fuelups.csv", { vehicle = truck }))
+    assert.equal(0, again.inserted)
+    assert.equal(5, again.duplicates)
+  end)
+
+  it("takes the volume unit and the currency as options", function()
+    local truck = vehicle("mi", "Europe/London")
+    assert(import("fuelly-fuelups.csv", { vehicle = truck, unit = "uk_gal", currency = "GBP" }))
+    local p = db:value("SELECT payload FROM vehicle_events WHERE vehicle_id = $1 LIMIT 1", truck)
+    assert.same({ "uk_gal", "GBP" }, { p.unit, p.currency })
+  end)
+
+  -- file, expected format, vehicle (unit, timezone), records, inserted, refused {line = column}, check
+  local cases = {
+    { "fuelly-services.csv", "fuelly-services", { "mi", "UTC" }, 2, 2, {}, function(e)
+      assert.same({ service_type = "Brakes", total = 1234.5, currency = "USD", extra = { sub_service_types = "Front pads",
+        tags = "warranty" } }, e[1].payload)
+      assert.equal("synthetic 5W-30", e[2].notes)
+    end },
+    { "lubelogger-fuel.csv", "lubelogger-fuel", { "mi", "UTC" }, 5, 4, { [5] = "isfilltofull" }, function(e)
+      assert.same({ volume = 10.5, unit = "us_gal", total = 36.75, currency = "USD", full = true, missed = false },
+        e[1].payload)
+      assert.is_false(e[2].payload.full)
+      assert.equal("top up, partial", e[2].notes)
+      assert.equal(1034.1, e[3].payload.total)
+      assert.is_true(e[4].payload.missed)
+    end },
+    { "lubelogger-service.csv", "lubelogger-service", { "km", "UTC" }, 2, 2, {}, function(e)
+      assert.same({ service_type = "Brake Pads", total = 310.49, currency = "USD", extra = { tags = "brakes,safety" } },
+        e[2].payload)
+    end },
+    { "lubelogger-odometer.csv", "lubelogger-odometer", { "mi", "UTC" }, 2, 2, {}, function(e)
+      assert.same({ source = "manual" }, e[1].payload)
+      assert.same({ 11950, 13650 }, { e[1].mileage, e[2].mileage })
+    end },
+    { "fuelio.csv", "fuelio", { "km", "Europe/Warsaw" }, 6, 5, { [17] = "cost" }, function(e)
+      assert.equal("2020-01-05 07:15", e[1].at) -- CET
+      assert.same({ volume = 41.2, unit = "l", full = true, missed = false, total = 57.27, price_per_unit = 1.39,
+        currency = "EUR", extra = { city = "Warszawa", latitude = 52.23, longitude = 21.01 } }, e[1].payload)
+      assert.is_false(e[2].payload.full)
+      assert.same({ "maintenance", "Oil change", 249.99 }, { e[3].type, e[3].payload.service_type, e[3].payload.total })
+      assert.is_true(e[5].payload.missed)
+    end },
+    { "spritmonitor.csv", "spritmonitor", { "km", "Europe/Berlin" }, 6, 4, { [6] = "date" }, function(e)
+      assert.same({ 48120, 48790, 49310, 50020 }, { e[1].mileage, e[2].mileage, e[3].mileage, e[4].mileage })
+      assert.same({ volume = 45.1, unit = "l", total = 78.02, currency = "EUR", full = true, missed = true,
+        grade = "Diesel", station = "Aral" }, e[1].payload)
+      assert.is_false(e[2].payload.full)
+      assert.equal("nur halb", e[2].notes)
+      assert.equal(1071.9, e[4].payload.total)
+      assert.is_true(e[4].payload.missed) -- an invalid fill restarts the economy
+    end },
+  }
+  for _, c in ipairs(cases) do
+    local file, format, where, records, inserted, columns, check = unpack(c)
+    it("recognises and imports " .. format .. " (" .. file .. "), and adds nothing the second time", function()
+      local v = vehicle(where[1], where[2])
+      local report = assert(import(file, { vehicle = v }))
+      assert.equal(format, report.format)
+      assert.equal(records, report.records)
+      assert.equal(inserted, report.inserted)
+      assert.same(columns, refused(report))
+      check(events(v))
+      local again = assert(import(file, { vehicle = v }))
+      assert.same({ 0, report.staged }, { again.inserted, again.duplicates })
+    end)
+  end
+
+  it("refuses a file without a date column, and a CSV file without a vehicle, importing nothing", function()
+    local path = write("odometer,gallons\n1000,10\n")
+    local ok, msg = db:import(path, { tenant = tenant, user = user, format = "fuelly", vehicle = car })
+    assert.is_nil(ok)
+    assert.matches("line 1: header: no fuelup_date column %(expected fuelup_date or date%); nothing imported", msg)
+    ok, msg = import("lubelogger-fuel.csv")
+    assert.is_nil(ok)
+    assert.matches("name the vehicle", msg)
+    ok, msg = db:import(path, { tenant = tenant, user = user })
+    assert.is_nil(ok)
+    assert.matches("cannot tell its format", msg)
+    assert.equal(0, db:value("SELECT count(*) FROM vehicle_events"))
+    os.remove(path)
+  end)
+
+  it("imports from a reader function", function()
+    local text = read(FIXTURES .. "lubelogger-odometer.csv")
+    local done = false
+    local report = assert(db:import(function()
+      if done then return nil end
+      done = true
+      return text
+    end, { tenant = tenant, user = user, vehicle = car }))
+    assert.equal(2, report.inserted)
+  end)
+
+  it("exports LubeLogger CSV that imports back to the same file", function()
+    local v = vehicle("mi", "America/New_York")
+    assert(import("lubelogger-fuel.csv", { vehicle = v }))
+    assert(import("lubelogger-service.csv", { vehicle = v }))
+    local copy = vehicle("mi", "America/New_York")
+    for _, kind in ipairs { "fuel", "service" } do
+      local first, second = os.tmpname(), os.tmpname()
+      local n = assert(db:export(first, { tenant = tenant, user = user, format = "lubelogger-" .. kind, vehicle = v }))
+      assert.equal(kind == "fuel" and 4 or 2, n)
+      assert(db:import(first, { tenant = tenant, user = user, vehicle = copy }))
+      assert(db:export(second, { tenant = tenant, user = user, format = "lubelogger-" .. kind, vehicle = copy }))
+      assert.equal(read(first), read(second))
+      if kind == "fuel" then
+        assert.matches("^Date,Odometer,FuelConsumed,Cost,FuelEconomy,IsFillToFull,MissedFuelUp,Notes,Tags\n", read(first))
+        assert.matches('\n01/12/2024,12300,6.25,21.88,,False,False,"top up, partial",commute\n', read(first))
+      end
+      os.remove(first) os.remove(second)
+    end
+  end)
+end)
+
+describe("tenant backups", function()
+  local db
+
+  before_each(function() db = H.fresh() end)
+  after_each(function() H.drop(db) end)
+
+  local function q(sql, ...) return motomind.assert(db:value(sql, ...)) end
+
+  it("round-trip a whole tenant exactly, into another tenant, and add nothing the second time", function()
+    local t = H.tenant_with_vehicle(db)
+    local user = H.user(db, t, "owner")
+    local garage = q("INSERT INTO garages (tenant_id, name, description) VALUES ($1, 'Home', 'the barn') RETURNING id", t)
+    local region = q("INSERT INTO fleet_groups (tenant_id, name, kind) VALUES ($1, 'North', 'region') RETURNING id", t)
+    local team = q("INSERT INTO fleet_groups (tenant_id, parent_id, name) VALUES ($1, $2, 'Vans') RETURNING id", t, region)
+    -- a group whose id sorts before its parent's still comes after it
+    q("INSERT INTO fleet_groups (tenant_id, id, parent_id, name) VALUES ($1, '00000000-0000-4000-8000-000000000001', $2, 'Sub') RETURNING id", t, team)
+    local van = q("INSERT INTO vehicles (tenant_id, garage_id, group_id, year, make, model, vin, plate, nickname, " ..
+      "timezone, odometer_unit) VALUES ($1, $2, $3, 2019, 'Ford', 'Transit', '1FTBW2CM5KKA12345', 'AB 123', 'van', " ..
+      "'Europe/Oslo', 'km') RETURNING id", t, garage, team)
+    q("INSERT INTO reminders (tenant_id, vehicle_id, title, due_on, due_mileage) VALUES ($1, $2, 'EU control', " ..
+      "'2026-05-01', 120000.5) RETURNING id", t, van)
+    local gone = q("INSERT INTO vehicles (tenant_id, nickname) VALUES ($1, 'sold') RETURNING id", t)
+    local ctx = { tenant = t, user = user }
+    local timeline = require "motomind.timeline"
+    local first = assert(timeline.append(db, ctx, { vehicle_id = van, type = "odometer", mileage = 1000,
+      occurred_at = "2025-01-01T08:00:00Z", payload = { source = "manual" } }))
+    assert(timeline.append(db, ctx, { vehicle_id = van, type = "fuel", mileage = 1400, occurred_at = "2025-01-09T08:00:00Z",
+      payload = { volume = 50.5, unit = "l", total = 74.33, currency = "NOK" }, notes = "first fill" }))
+    assert(timeline.correct(db, ctx, first, { mileage = 1001, payload = { source = "photo_ocr", ocr_confidence = 97 } }))
+    assert(timeline.append(db, ctx, { vehicle_id = gone, type = "odometer", mileage = 5, occurred_at = "2025-01-01T00:00:00Z",
+      payload = { source = "manual" } }))
+    assert(db:as(ctx, require("motomind.records").soft_delete, "vehicles", gone))
+
+    local path, again = os.tmpname(), os.tmpname()
+    local n = assert(db:export(path, { tenant = t, user = user, format = "backup" }))
+    assert.equal(1 + 3 + 2 + 1 + 3, n) -- garage, groups, vehicles (car, van), reminder, events
+    local text = read(path)
+    assert.matches('^{"record":"backup","version":1}\n{"id": "[^"]+", "name": "Home", "record": "garage", ', text)
+    assert.not_matches("sold", text)
+
+    local t2 = q("INSERT INTO tenants (name) VALUES ('restored') RETURNING id")
+    local user2 = H.user(db, t2, "owner")
+    local report = assert(db:import(path, { tenant = t2, user = user2 }))
+    assert.equal("backup", report.format)
+    assert.same({ garage = 1, fleet_group = 3, vehicle = 2, reminder = 1 }, report.restored)
+    assert.same({ 3, 0, 0 }, { report.inserted, report.duplicates, #report.rejected })
+    assert(db:export(again, { tenant = t2, user = user2, format = "backup" }))
+    assert.equal(text, read(again))
+    -- the correction still applies in the restored tenant
+    assert.equal(1001, q("SELECT mileage::float8 FROM vehicle_events_effective WHERE tenant_id = $1 AND type = 'odometer'", t2))
+
+    local twice = assert(db:import(path, { tenant = t2, user = user2 }))
+    assert.same({ garage = 0, fleet_group = 0, vehicle = 0, reminder = 0 }, twice.restored)
+    assert.same({ 0, 3 }, { twice.inserted, twice.duplicates })
+    os.remove(path) os.remove(again)
+  end)
+
+  it("refuses unknown record kinds and fields by line, and a file that is not a backup", function()
+    local t, car = H.tenant_with_vehicle(db)
+    local user = H.user(db, t, "owner")
+    local path = write(table.concat({
+      '{"record":"backup","version":1}',
+      '{"record":"garage","id":"6f1c2b1e-0000-4000-8000-000000000001","name":"Shed"}',
+      '{"record":"garage","id":"6f1c2b1e-0000-4000-8000-000000000002","name":"Loft","colour":"red"}',
+      '{"record":"spaceship","id":"6f1c2b1e-0000-4000-8000-000000000003"}',
+      '{"record":"vehicle","id":"6f1c2b1e-0000-4000-8000-000000000004","vin":"not a vin","timezone":"UTC",' ..
+        '"odometer_unit":"mi"}',
+      '{"vehicle_id":"' .. car .. '","type":"odometer","occurred_at":"2025-01-01T00:00:00Z","mileage":10,' ..
+        '"payload":{"source":"manual"}}',
+    }, "\n") .. "\n")
+    local report = assert(db:import(path, { tenant = t, user = user }))
+    assert.equal("colour: unknown field", refused(report)[3])
+    assert.equal('record: unknown kind "spaceship"', refused(report)[4])
+    assert.matches("vehicles_vin_check", refused(report)[5])
+    assert.same({ garage = 1, fleet_group = 0, vehicle = 0, reminder = 0 }, report.restored)
+    assert.equal(1, report.inserted)
+    local plain = write('{"record":"garage","id":"6f1c2b1e-0000-4000-8000-000000000009","name":"X"}\n')
+    local ok, msg = db:import(plain, { tenant = t, user = user, format = "backup" })
+    assert.is_nil(ok)
+    assert.matches("not a motomind backup of version 1", msg)
+    report = assert(db:import(plain, { tenant = t, user = user, format = "jsonl" }))
+    assert.matches("a backup record", report.rejected[1].reason)
+    os.remove(path) os.remove(plain)
+  end)
+end)
+
+describe("the CSV reader", function()
+  local db, tenant, user, car
+
+  before_each(function()
+    db = H.fresh()
+    tenant, car = H.tenant_with_vehicle(db)
+    user = H.user(db, tenant, "owner")
+  end)
+  after_each(function() H.drop(db) end)
+
+  -- Odometer readings: when;mileage;note, with the given reader options.
+  local function import(text, opts)
+    local spec = { separator = ";", type = "odometer", set = { ["payload.source"] = "manual" }, columns = {
+      { names = "when", to = "occurred_at", as = "datetime", required = true },
+      { names = "km", to = "mileage", as = "number" },
+      { names = "note", to = "notes" } } }
+    for k, v in pairs(opts or {}) do spec[k] = v end
+    local path = write(text)
+    local report = assert(db:import(path, { tenant = tenant, user = user, vehicle = car, format = spec }))
+    os.remove(path)
+    local rows = assert(db:query("SELECT to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') AS at, " ..
+      "mileage::float8 AS km, notes FROM vehicle_events ORDER BY occurred_at"))
+    return report, rows
+  end
+
+  it("handles a byte-order mark, CRLF, quoted line breaks, stray spaces, and counts lines right", function()
+    local report, rows = import('\239\187\191 When ; KM;note\r\n2024-01-01;10; "a\r\nb"\r\n' ..
+      '2024-01-02; 2O ;x\r\n\r\n"2024-01-03" ;30;"say ""hi"""\r\n')
+    assert.equal(3, report.records)
+    assert.same({ [4] = "km" }, refused(report))
+    assert.equal('km: expected a number, got "2O"', report.rejected[1].reason)
+    assert.same({ "a\nb", 'say "hi"' }, { rows[1].notes, rows[2].notes })
+  end)
+
+  it("reads numbers with currency marks, thousands separators and decimal commas", function()
+    local _, rows = import("when;km\n2024-01-01;1.234,5\n2024-01-02;2.000 km\n2024-01-03;3000,25€\n",
+      { decimal_comma = true })
+    assert.same({ 1234.5, 2000, 3000.3 }, { rows[1].km, rows[2].km, rows[3].km }) -- numeric(10,1)
+    local report = import("when;km\n2024-02-01;$4,100.5\n2024-02-02;USD 4200\n2024-02-03;1.2.3\n2024-02-04;-\n" ..
+      "2024-02-05;12abc\n")
+    assert.same({ [4] = "km", [5] = "km", [6] = "km" }, refused(report))
+    assert.equal(2, report.inserted)
+  end)
+
+  it("reads the dates people write, and refuses impossible ones", function()
+    local report, rows = import(table.concat({ "when;km",
+      "2013-03-11 3:14 PM;1", "3/14/14 12:05 AM;2", "14.03.2014 08:00;3", "2021-01-02T08:00:00Z;4",
+      "2021-01-03T08:00:00+02:00;5", "2024-02-29;6",
+      "2013-02-29;7", "13/14/14;8", "2013-03-11 13:14 PM;9", "2013-03-11 25:00;10", "yesterday;11", "3/4;12" }, "\n"))
+    assert.same({ "2013-03-11 15:14", "2014-03-14 00:05", "2014-03-14 08:00", "2021-01-02 08:00", "2021-01-03 06:00",
+      "2024-02-29 00:00" }, { rows[1].at, rows[2].at, rows[3].at, rows[4].at, rows[5].at, rows[6].at })
+    assert.same({ [8] = "when", [9] = "when", [10] = "when", [11] = "when", [12] = "when", [13] = "when" },
+      refused(report))
+    assert.matches('^when: expected a date %(MM/DD/YYYY', report.rejected[1].reason)
+    local _, dmy = import("when;km\n4/3/2025;20\n", { dates = "dmy" })
+    assert.equal("2025-03-04 00:00", dmy[#dmy].at)
+  end)
+end)
