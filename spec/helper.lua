@@ -35,7 +35,9 @@ end
 
 function H.drop(db)
   if db:status() == "ok" then
-    db:exec("DROP SCHEMA IF EXISTS " .. db:escape_identifier(db:schema()) .. " CASCADE")
+    for _, suffix in ipairs { "", "_private", "_archive" } do
+      db:exec("DROP SCHEMA IF EXISTS " .. db:escape_identifier(db:schema() .. suffix) .. " CASCADE")
+    end
     db:close()
   end
 end

@@ -204,4 +204,10 @@ function Connection:export(sink, opts)
   return require("motomind.transfer").export(self, context(opts), sink, opts)
 end
 
+--- db:refresh{ max_age = seconds }, db:maintain{ ... }, db:health{ ... }:
+-- see motomind.maintenance.
+for _, name in ipairs { "refresh", "maintain", "health" } do
+  Connection[name] = function(self, opts) return require("motomind.maintenance")[name](self, opts) end
+end
+
 return M

@@ -49,7 +49,7 @@ CREATE TABLE vehicle_event_heads (
   FOREIGN KEY (tenant_id, vehicle_id) REFERENCES vehicles (tenant_id, id)
 );
 COMMENT ON COLUMN vehicle_event_heads.dirty_from IS
-  'earliest occurred_at written since derived data last caught up (NULL: nothing pending)';
+  'earliest occurred_at written (or corrected) since derived data last caught up (NULL: nothing pending)';
 
 -- Findings on events that were accepted but look wrong (odometer typos).
 CREATE TABLE vehicle_event_flags (
@@ -112,7 +112,7 @@ BEGIN
   -- in a stable order. Under REPEATABLE READ / SERIALIZABLE a concurrent
   -- writer to the same vehicle gets a serialization failure (retry).
   INSERT INTO vehicle_event_heads AS h (tenant_id, vehicle_id, last_occurred_at, dirty_from, changed_at)
-  SELECT tenant_id, vehicle_id, max(occurred_at), min(occurred_at), now()
+  SELECT tenant_id, vehicle_id, max(occurred_at), min(least(occurred_at, corrects_occurred_at)), now()
     FROM new_events GROUP BY tenant_id, vehicle_id ORDER BY tenant_id, vehicle_id
   ON CONFLICT (tenant_id, vehicle_id) DO UPDATE
      SET last_occurred_at = greatest(h.last_occurred_at, excluded.last_occurred_at),

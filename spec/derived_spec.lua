@@ -1,0 +1,219 @@
+-- Derived data: metrics (economy done right, incremental = full), the feed's
+-- freshness and concurrent refresh, maintain(), retention, health.
+local motomind = require "motomind"
+local timeline = require "motomind.timeline"
+local maintenance = require "motomind.maintenance"
+local H = require "spec.helper"
+
+local function q(db, sql, ...) return motomind.assert(db:value(sql, ...)) end
+
+describe("derived data", function()
+  local db, tenant, user, ctx
+
+  before_each(function()
+    db = H.fresh()
+    tenant = H.tenant_with_vehicle(db)
+    user = H.user(db, tenant, "owner")
+    ctx = { tenant = tenant, user = user }
+  end)
+  after_each(function() H.drop(db) end)
+
+  local function vehicle(unit, tz)
+    return q(db, "INSERT INTO vehicles (tenant_id, odometer_unit, timezone) VALUES ($1, $2, $3) RETURNING id",
+      tenant, unit or "km", tz or "UTC")
+  end
+
+  local function fill(v, at, mileage, litres, extra)
+    local p = { volume = litres, unit = "l", total = 1.5 * litres, currency = "EUR", full = true }
+    for k, x in pairs(extra or {}) do p[k] = x end
+    return assert(timeline.append(db, ctx, { vehicle_id = v, type = "fuel", occurred_at = at, mileage = mileage, payload = p }))
+  end
+
+  -- (metrics table) EXCEPT (full recomputation), both ways: 0 and 0 when equal.
+  local function differences()
+    local fresh = "SELECT * FROM compute_vehicle_metrics(NULL, NULL, NULL, NULL)"
+    local stored = "SELECT * FROM vehicle_metrics_monthly"
+    return q(db, ("SELECT count(*) FROM (%s EXCEPT %s) a"):format(stored, fresh)),
+      q(db, ("SELECT count(*) FROM (%s EXCEPT %s) b"):format(fresh, stored))
+  end
+
+  it("computes economy full-to-full, carrying partial fills and dropping intervals with a missed fill", function()
+    local v = vehicle("km", "Europe/Warsaw")
+    fill(v, "2020-01-05T08:00:00Z", 163965, 41.2)
+    fill(v, "2020-01-19T08:00:00Z", 164412, 24.299, { full = false })
+    fill(v, "2020-01-26T08:00:00Z", 164591, 10.342)
+    fill(v, "2020-02-09T08:00:00Z", 165210, 38.5, { missed = true }) -- a fill before it went unlogged
+    fill(v, "2020-02-20T08:00:00Z", 165800, 40)
+    assert.equal(1, maintenance.advance_metrics(db))
+    local jan = assert(db:row("SELECT distance::float8, fuel_litres::float8, economy_distance::float8, " ..
+      "economy_litres::float8, km_per_l::float8, l_per_100km::float8, fills, fuel_cost::float8 FROM vehicle_metrics " ..
+      "WHERE vehicle_id = $1 AND month = '2020-01-01'", v))
+    assert.same({ distance = 626, fuel_litres = 75.841, economy_distance = 626, economy_litres = 34.641,
+      km_per_l = 18.07, l_per_100km = 5.53, fills = 3, fuel_cost = 113.7615 }, jan)
+    local feb = assert(db:row("SELECT distance::float8, economy_distance::float8, economy_litres::float8 " ..
+      "FROM vehicle_metrics WHERE vehicle_id = $1 AND month = '2020-02-01'", v))
+    -- only 165210 -> 165800 counts: the interval ending at the missed fill has no figure
+    assert.same({ distance = 1209, economy_distance = 590, economy_litres = 40 }, feb)
+    local us = q(db, "SELECT mpg_us::float8 FROM vehicle_metrics WHERE vehicle_id = $1 AND month = '2020-02-01'", v)
+    assert.equal(34.69, us) -- 590 km / 40 l = 14.75 km/l = 34.69 US mpg
+    assert.same({ 0, 0 }, { differences() })
+  end)
+
+  it("advances incrementally to exactly what a full recomputation gives, on randomized histories", function()
+    math.randomseed(20261121)
+    local vehicles = { vehicle("km", "Europe/Berlin"), vehicle("mi", "America/Chicago"), vehicle("km", "Asia/Tokyo") }
+    -- a consistent history per vehicle (mileage grows with time), written in shuffled batches
+    local pending = {}
+    for _, v in ipairs(vehicles) do
+      local t, m = 1704067200, 10000
+      for i = 1, 60 do
+        t = t + math.random(2, 9) * 86400
+        m = m + math.random(50, 900)
+        local r = math.random()
+        local e = { vehicle_id = v, occurred_at = os.date("!%Y-%m-%dT%H:%M:%SZ", t), mileage = m }
+        if r < 0.6 then
+          e.type, e.payload = "fuel", { volume = math.random(100, 600) / 10, unit = ({ "l", "us_gal", "uk_gal" })[math.random(3)],
+            price_per_unit = 1.5, currency = "EUR", full = math.random() < 0.7, missed = math.random() < 0.1 }
+        elseif r < 0.8 then
+          e.type, e.payload = "maintenance", { service_type = "service", total = math.random(1000, 90000) / 100, currency = "EUR" }
+        else
+          e.type, e.payload = "odometer", { source = "manual" }
+        end
+        if i % 17 == 0 then e.payload, e.type = nil, nil end -- a bare reading below
+        e.type = e.type or "odometer"
+        e.payload = e.payload or { source = "telematics" }
+        pending[#pending + 1] = e
+      end
+    end
+    for i = #pending, 2, -1 do
+      local j = math.random(i)
+      pending[i], pending[j] = pending[j], pending[i]
+    end
+    local written = {}
+    local round = 0
+    while #pending > 0 do
+      round = round + 1
+      local batch = {}
+      for _ = 1, math.min(#pending, math.random(5, 40)) do batch[#batch + 1] = table.remove(pending) end
+      for _, e in ipairs(assert(timeline.append_batch(db, ctx, batch))) do written[#written + 1] = e end
+      -- corrections and voids of random earlier events (back in time)
+      for _ = 1, 2 do
+        local target = written[math.random(#written)]
+        if math.random() < 0.5 then
+          timeline.void(db, ctx, target, "spec")
+        elseif target.type == "maintenance" then
+          timeline.correct(db, ctx, target, { payload = { service_type = "fixed", total = 12.34, currency = "EUR" } })
+        end
+      end
+      maintenance.advance_metrics(db)
+      local extra, missing = differences()
+      assert.same({ 0, 0 }, { extra, missing }, "round " .. round)
+    end
+    assert.is_true(round > 5)
+    assert.equal(0, q(db, "SELECT count(*) FROM vehicle_event_heads WHERE dirty_from IS NOT NULL"))
+    -- and the full recomputation agrees with itself through the public entry point
+    assert.is_true(maintenance.recompute_metrics(db) > 0)
+    assert.same({ 0, 0 }, { differences() })
+  end)
+
+  it("rolls metrics up per fleet group (the whole subtree) and per tenant", function()
+    local region = q(db, "INSERT INTO fleet_groups (tenant_id, name) VALUES ($1, 'North') RETURNING id", tenant)
+    local team = q(db, "INSERT INTO fleet_groups (tenant_id, parent_id, name) VALUES ($1, $2, 'Vans') RETURNING id", tenant, region)
+    local a, b = vehicle("km"), vehicle("mi")
+    db:exec("UPDATE vehicles SET group_id = $1 WHERE id = $2", team, a)
+    db:exec("UPDATE vehicles SET group_id = $1 WHERE id = $2", region, b)
+    fill(a, "2024-03-01T00:00:00Z", 1000, 40)
+    fill(a, "2024-03-10T00:00:00Z", 1500, 40)
+    fill(b, "2024-03-02T00:00:00Z", 100, 40)
+    fill(b, "2024-03-11T00:00:00Z", 200, 40)
+    maintenance.advance_metrics(db)
+    local north = assert(db:row("SELECT vehicles, distance_km::float8, total_cost::float8 FROM group_metrics " ..
+      "WHERE group_id = $1 AND month = '2024-03-01'", region))
+    assert.same({ vehicles = 2, distance_km = 500 + 160.9344, total_cost = 240 }, north)
+    assert.equal(1, q(db, "SELECT vehicles FROM group_metrics WHERE group_id = $1", team))
+    assert.equal(240, q(db, "SELECT total_cost::float8 FROM tenant_metrics WHERE tenant_id = $1", tenant))
+  end)
+
+  it("records the feed's freshness in the refresh, refreshes only what is stale, and filters by tenant", function()
+    local v = vehicle()
+    fill(v, "2024-01-01T00:00:00Z", 100, 30)
+    assert.same({ timeline_feed = "refreshed" }, maintenance.refresh(db))
+    local r = assert(db:row("SELECT row_count, high_water IS NOT NULL AS marked, finished_at >= started_at AS ordered, " ..
+      "behind FROM mv_freshness WHERE view_name = 'timeline_feed'"))
+    assert.same({ row_count = 1, marked = true, ordered = true, behind = false }, r)
+    assert.same({ timeline_feed = "fresh" }, maintenance.refresh(db)) -- nothing changed
+    fill(v, "2024-01-05T00:00:00Z", 200, 30)
+    assert.is_true(q(db, "SELECT behind FROM mv_freshness"))
+    assert.same({ timeline_feed = "fresh" }, maintenance.refresh(db, { max_age = 300 })) -- young enough
+    assert.same({ timeline_feed = "refreshed" }, maintenance.refresh(db, { max_age = 0 }))
+    assert.equal(2, q(db, "SELECT row_count FROM mv_refreshes"))
+    -- the application reads its own tenant's rows only
+    local other = H.tenant_with_vehicle(db, { name = "other" })
+    local stranger = H.user(db, other, "owner")
+    local app = H.app_connect(db)
+    assert.equal(2, app:as(ctx, function() return q(app, "SELECT count(*) FROM timeline_feed") end))
+    assert.equal(0, app:as({ tenant = other, user = stranger }, function() return q(app, "SELECT count(*) FROM timeline_feed") end))
+    assert.equal(0, q(app, "SELECT count(*) FROM timeline_feed")) -- no context, no rows
+    app:close()
+  end)
+
+  it("never piles up refreshers nor maintainers, and readers go on during a refresh", function()
+    local v = vehicle()
+    fill(v, "2024-01-01T00:00:00Z", 100, 30)
+    assert.is_nil(maintenance.maintain(db).skipped) -- partitions made: the next runs take no table locks
+    fill(v, "2024-01-02T00:00:00Z", 150, 30)
+    local other = H.connect { schema = db:schema() }
+    assert(other:exec("BEGIN"))
+    assert.equal("refreshed", q(other, "SELECT refresh_feed()"))  -- still in its transaction
+    assert.same({ timeline_feed = "busy" }, maintenance.refresh(db))
+    assert(other:exec("SELECT maintain()"))
+    assert.is_true(maintenance.maintain(db).skipped)
+    -- a reader is not blocked by the open refresh
+    assert(db:exec("SET statement_timeout = '2s'"))
+    assert.equal(1, q(db, "SELECT count(*) FROM " .. db:escape_identifier(db:schema() .. "_private") .. ".timeline_feed"))
+    assert.equal(2, q(other, "SELECT count(*) FROM " .. db:escape_identifier(db:schema() .. "_private") .. ".timeline_feed"))
+    assert(db:exec("RESET statement_timeout"))
+    assert(other:exec("COMMIT"))
+    other:close()
+  end)
+
+  it("maintains: partitions ahead, the DEFAULT drained, metrics advanced, old partitions archived and exported", function()
+    local v = vehicle()
+    fill(v, "2015-06-01T00:00:00Z", 100, 30) -- lands in the DEFAULT partition
+    local findings = maintenance.health(db)
+    local text = {}
+    for _, f in ipairs(findings) do text[#text + 1] = f.finding end
+    text = table.concat(text, "\n")
+    assert.matches("1 rows sit in the DEFAULT partition", text)
+    assert.matches("missing future partitions", text)
+    assert.matches("timeline_feed was never refreshed", text)
+    assert.matches("metrics pending for 1 vehicles", text)
+    assert.matches("size #1: ", text)
+
+    local report = maintenance.maintain(db, { ahead = 1 })
+    assert.is_true(#report.partitions_created >= 3)
+    assert.same({ "refreshed", 1 }, { report.feed, report.vehicles_advanced })
+    assert.equal(0, q(db, "SELECT count(*) FROM vehicle_events_default"))
+    for _, f in ipairs(maintenance.health(db)) do assert.equal("info", f.severity, f.finding) end
+
+    assert(db:exec("UPDATE settings SET value = '12' WHERE key = 'retention_months'"))
+    local dir = os.tmpname()
+    os.remove(dir)
+    assert(os.execute("mkdir " .. dir))
+    report = maintenance.maintain(db, { export_dir = dir })
+    assert.same({ "vehicle_events_2015" }, report.archived)
+    assert.equal(0, q(db, "SELECT count(*) FROM vehicle_events"))
+    assert.equal(1, q(db, "SELECT count(*) FROM " .. db:escape_identifier(db:schema() .. "_archive") .. ".vehicle_events_2015"))
+    assert.equal(1, q(db, "SELECT count(*) FROM vehicle_metrics_monthly WHERE month = '2015-06-01'"))
+    local f = assert(io.open(dir .. "/vehicle_events_2015.jsonl"))
+    assert.equal(100, motomind.json.decode(f:read("*l")).mileage)
+    f:close()
+    os.execute("rm -r " .. dir)
+  end)
+
+  it("prints the pg_cron registration or a crontab line", function()
+    local how, what = maintenance.schedule(db, { every = "*/10 * * * *" })
+    assert.equal("crontab", how) -- no pg_cron in the spec cluster
+    assert.equal("*/10 * * * * motomind maintain --schema " .. db:schema(), what)
+  end)
+end)
