@@ -22,8 +22,9 @@ local EXPECT = {
   audit_log = { select = WRITERS, insert = {}, update = {}, delete = {} },
   fleet_groups = { select = MEMBERS, insert = { owner = 1 }, update = { owner = 1 }, delete = {} },
   group_permissions = { select = MEMBERS, insert = { owner = 1 }, update = { owner = 1 }, delete = {} },
+  vehicle_metrics_monthly = DERIVED,
 }
-local NOT_TENANT_DATA = { schema_migrations = true, settings = true }
+local NOT_TENANT_DATA = { schema_migrations = true, settings = true, mv_refreshes = true }
 
 describe("tenant isolation", function()
   local owner, app, ids
@@ -48,6 +49,7 @@ describe("tenant isolation", function()
       "corrects_id, corrects_occurred_at) VALUES ($1, $2, 'odometer', $4, '{}', 'void', $3, $4)", t, out.vehicle,
       first.id, first.occurred_at)) -- a supersession
     out.event = first.id
+    assert.equal(1, owner:value("SELECT advance_metrics()")) -- a metrics row
     out.group = owner:value("INSERT INTO fleet_groups (tenant_id, name) VALUES ($1, 'North') RETURNING id", t)
     local anyone = out.users.viewer or out.users.owner
     assert(owner:exec("INSERT INTO group_permissions (tenant_id, group_id, user_id, level) VALUES ($1, $2, $3, 'read')",
@@ -104,7 +106,7 @@ describe("tenant isolation", function()
       local set = ({ tenants = "name = name", users = "display_name = 'x'", memberships = "role = role",
                      vehicle_events = "notes = 'x'", vehicle_event_heads = "changed_at = now()",
                      vehicle_event_flags = "detail = detail", vehicle_event_supersessions = "superseded_at = now()",
-                     audit_log = "request_id = 'x'" })[tbl] or "updated_at = now()"
+                     audit_log = "request_id = 'x'", vehicle_metrics_monthly = "events = events" })[tbl] or "updated_at = now()"
       return ("UPDATE %s SET %s WHERE %s"):format(tbl, set, key), { arg }
     end
     local v = x.vehicle
@@ -125,6 +127,8 @@ describe("tenant isolation", function()
         "VALUES ($1, gen_random_uuid(), now(), gen_random_uuid())", x.tenant },
       audit_log = { "INSERT INTO audit_log (tenant_id, table_name, record_id, operation) VALUES ($1, 'x', gen_random_uuid(), 'insert')", x.tenant },
       fleet_groups = { "INSERT INTO fleet_groups (tenant_id, parent_id, name) VALUES ($1, $2, 'Hub')", x.tenant, x.group },
+      vehicle_metrics_monthly = { "INSERT INTO vehicle_metrics_monthly VALUES ($1, $2, '1999-01-01', 0, 0, 0, 0, 0, 0, 0, 0, 0)",
+        x.tenant, v },
       group_permissions = { "INSERT INTO group_permissions (tenant_id, group_id, user_id, level) VALUES ($1, $2, $3, 'write')",
         x.tenant, x.group, x.users.owner },
     }
