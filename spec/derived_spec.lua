@@ -154,6 +154,13 @@ describe("derived data", function()
     assert.equal(2, app:as(ctx, function() return q(app, "SELECT count(*) FROM timeline_feed") end))
     assert.equal(0, app:as({ tenant = other, user = stranger }, function() return q(app, "SELECT count(*) FROM timeline_feed") end))
     assert.equal(0, q(app, "SELECT count(*) FROM timeline_feed")) -- no context, no rows
+    -- a page reads the feed's index, newest first, without sorting the tenant's feed
+    local plan = app:as(ctx, function()
+      return motomind.json.encode(q(app, "EXPLAIN (FORMAT JSON) SELECT id FROM timeline_feed " ..
+        "ORDER BY occurred_at DESC, id DESC LIMIT 50"))
+    end)
+    assert.matches('"Index[%w ]*Scan"', plan)
+    assert.not_matches('"Sort"', plan)
     app:close()
   end)
 

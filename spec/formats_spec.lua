@@ -6,20 +6,7 @@ local H = require "spec.helper"
 local FIXTURES = "spec/fixtures/imports/"
 local unpack = table.unpack or unpack
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
-
-local function write(text)
-  local path = os.tmpname()
-  local f = assert(io.open(path, "wb"))
-  f:write(text)
-  f:close()
-  return path
-end
+local read, write = H.read, H.write_temp
 
 -- line -> column of each refused record
 local function refused(report)
@@ -31,11 +18,7 @@ end
 describe("importing other apps' exports", function()
   local db, tenant, user, car
 
-  before_each(function()
-    db = H.fresh()
-    tenant, car = H.tenant_with_vehicle(db)
-    user = H.user(db, tenant, "owner")
-  end)
+  before_each(function() db, tenant, car, user = H.fresh_tenant() end)
   after_each(function() H.drop(db) end)
 
   local function vehicle(unit, timezone)
@@ -280,11 +263,7 @@ end)
 describe("the CSV reader", function()
   local db, tenant, user, car
 
-  before_each(function()
-    db = H.fresh()
-    tenant, car = H.tenant_with_vehicle(db)
-    user = H.user(db, tenant, "owner")
-  end)
+  before_each(function() db, tenant, car, user = H.fresh_tenant() end)
   after_each(function() H.drop(db) end)
 
   -- Odometer readings: when;mileage;note, with the given reader options.

@@ -93,5 +93,30 @@ function H.tenant_with_vehicle(db, opts)
   return t, v
 end
 
+--- A fresh schema with a tenant, its vehicle and an owner:
+-- db, tenant_id, vehicle_id, user_id.
+function H.fresh_tenant()
+  local db = H.fresh()
+  local t, car = H.tenant_with_vehicle(db)
+  return db, t, car, H.user(db, t, "owner")
+end
+
+--- The whole content of a file.
+function H.read(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("*a")
+  f:close()
+  return s
+end
+
+--- Writes text to a new temporary file; returns its path.
+function H.write_temp(text)
+  local path = os.tmpname()
+  local f = assert(io.open(path, "wb"))
+  f:write(text)
+  f:close()
+  return path
+end
+
 math.randomseed(os.time() + math.floor(os.clock() * 1e6))
 return H

@@ -2,29 +2,15 @@ local motomind = require "motomind"
 local transfer = require "motomind.transfer"
 local H = require "spec.helper"
 
-local function write(lines)
-  local path = os.tmpname()
-  local f = assert(io.open(path, "w"))
-  f:write(table.concat(lines, "\n"), "\n")
-  f:close()
-  return path
-end
-
-local function read(path)
-  local f = assert(io.open(path))
-  local s = f:read("*a")
-  f:close()
-  return s
-end
+local function write(lines) return H.write_temp(table.concat(lines, "\n") .. "\n") end
+local read = H.read
 
 describe("JSON-lines import and export", function()
   local db, ctx, car, user
 
   before_each(function()
-    db = H.fresh()
     local t
-    t, car = H.tenant_with_vehicle(db)
-    user = H.user(db, t, "owner")
+    db, t, car, user = H.fresh_tenant()
     ctx = { tenant = t, user = user }
   end)
   after_each(function() H.drop(db) end)

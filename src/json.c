@@ -229,18 +229,26 @@ int mm_json_encode(lua_State *L, int idx, const char *root) {
     return 1;
 }
 
+/* How many members an object or array has (to size its Lua table once). */
+static int members(const cJSON *item) {
+    const cJSON *child;
+    int n = 0;
+    for (child = item->child; child; child = child->next) n++;
+    return n;
+}
+
 void mm_json_push(lua_State *L, const cJSON *item) {
     const cJSON *child;
     int i = 0;
     luaL_checkstack(L, 4, "JSON nested too deeply");
     if (cJSON_IsObject(item)) {
-        lua_newtable(L);
+        lua_createtable(L, 0, members(item));
         for (child = item->child; child; child = child->next) {
             mm_json_push(L, child);
             lua_setfield(L, -2, child->string);
         }
     } else if (cJSON_IsArray(item)) {
-        lua_newtable(L);
+        lua_createtable(L, members(item), 0);
         for (child = item->child; child; child = child->next) {
             mm_json_push(L, child);
             lua_rawseti(L, -2, ++i);

@@ -179,7 +179,7 @@ function M.import(db, ctx, path, opts)
   end
   local report = { file = path, format = format, records = 0, staged = 0, inserted = 0, duplicates = 0,
     rejected = {} }
-  local refused_in_c, staged_records = 0, {}
+  local staged_records = {}
   local progress = opts.progress
   if progress == nil then progress = core.isatty(2) end
   local drawn = progress == true
@@ -198,7 +198,6 @@ function M.import(db, ctx, path, opts)
         csv = csv, vehicle = opts.vehicle, on_progress = progress or nil,
         on_reject = function(line, reason, column)
           report.rejected[#report.rejected + 1] = { file = path, line = line, column = column, reason = reason }
-          refused_in_c = refused_in_c + 1
         end,
         on_record = format == "backup" and function(line, text)
           staged_records[#staged_records + 1] = { line, text }
