@@ -154,13 +154,20 @@ describe("derived data", function()
     assert.equal(2, app:as(ctx, function() return q(app, "SELECT count(*) FROM timeline_feed") end))
     assert.equal(0, app:as({ tenant = other, user = stranger }, function() return q(app, "SELECT count(*) FROM timeline_feed") end))
     assert.equal(0, q(app, "SELECT count(*) FROM timeline_feed")) -- no context, no rows
-    -- a page reads the feed's index, newest first, without sorting the tenant's feed
-    local plan = app:as(ctx, function()
-      return motomind.json.encode(q(app, "EXPLAIN (FORMAT JSON) SELECT id FROM timeline_feed " ..
-        "ORDER BY occurred_at DESC, id DESC LIMIT 50"))
-    end)
-    assert.matches('"Index[%w ]*Scan"', plan)
-    assert.not_matches('"Sort"', plan)
+    -- pages, newest first, by keyset cursor, of a tenant or one vehicle
+    local w = vehicle()
+    fill(w, "2024-01-03T00:00:00Z", 10, 30)
+    maintenance.refresh(db)
+    local first = assert(timeline.feed(app, ctx, { limit = 2 }))
+    assert.same({ "2024-01-05T00:00:00+00:00", "2024-01-03T00:00:00+00:00" },
+      { first.events[1].occurred_at, first.events[2].occurred_at })
+    assert.equal(w, first.events[2].vehicle_id)
+    local rest = assert(timeline.feed(app, ctx, { limit = 2, cursor = first.cursor }))
+    assert.same({ 1, "2024-01-01T00:00:00+00:00", 30 }, { #rest.events, rest.events[1].occurred_at,
+      rest.events[1].payload.volume })
+    assert.is_nil(rest.cursor)
+    assert.equal(2, #assert(timeline.feed(app, ctx, { vehicle = v })).events)
+    assert.equal(0, #assert(timeline.feed(app, { tenant = other, user = stranger }, {})).events)
     app:close()
   end)
 

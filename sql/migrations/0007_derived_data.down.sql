@@ -5,6 +5,7 @@ DROP FUNCTION archive_partitions(interval);
 DELETE FROM settings WHERE key = 'retention_months';
 DROP VIEW mv_freshness;
 DROP FUNCTION refresh_feed(interval);
+DROP FUNCTION timeline_feed_page(integer, timestamptz, uuid, uuid);
 DROP VIEW timeline_feed;
 DO $do$ BEGIN EXECUTE format('DROP SCHEMA %I CASCADE', current_schema() || '_private'); END $do$;
 DROP FUNCTION feed_high_water();

@@ -251,15 +251,46 @@ BEGIN
   EXECUTE format('CREATE INDEX ON %I.timeline_feed (tenant_id, occurred_at DESC, id DESC)', priv);
   EXECUTE format('CREATE INDEX ON %I.timeline_feed (tenant_id, vehicle_id, occurred_at DESC, id DESC)', priv);
   -- Materialized views carry no row-level security: readers get this view,
-  -- which shows the session's tenant only. (A security barrier is planned
-  -- on its own: its ORDER BY, newest first, is what lets a page read the
-  -- index instead of sorting the tenant's whole feed.)
+  -- which shows the session's tenant only, newest first (pages: use
+  -- timeline_feed_page below).
   EXECUTE format($f$
     CREATE VIEW timeline_feed WITH (security_barrier) AS
     SELECT f.* FROM %I.timeline_feed f WHERE f.tenant_id = (SELECT current_tenant_id())
      ORDER BY f.occurred_at DESC, f.id DESC$f$, priv);
   EXECUTE format('GRANT SELECT ON timeline_feed, vehicle_metrics_monthly, vehicle_metrics, group_metrics, '
                  'tenant_metrics TO %I', app);
+END
+$do$;
+
+-- A page of the session's tenant's feed (of one vehicle, when given), newest
+-- first, after the keyset cursor (before_at, before_id). Planned with its
+-- LIMIT, so it reads the index; a query on the view with its own ORDER BY and
+-- LIMIT may sort the tenant's whole feed instead (the view is a security
+-- barrier, planned on its own).
+DO $do$
+BEGIN
+  EXECUTE format($f$
+    CREATE FUNCTION timeline_feed_page(lim integer DEFAULT 50, before_at timestamptz DEFAULT NULL,
+      before_id uuid DEFAULT NULL, vehicle uuid DEFAULT NULL) RETURNS SETOF %1$I.timeline_feed
+    LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = '' AS $$
+    DECLARE
+      tenant uuid := %2$I.current_tenant_id();
+      cur_at timestamptz := coalesce(before_at, 'infinity');
+      cur_id uuid := coalesce(before_id, 'ffffffff-ffff-ffff-ffff-ffffffffffff');
+    BEGIN
+      IF vehicle IS NULL THEN
+        RETURN QUERY SELECT f.* FROM %1$I.timeline_feed f
+          WHERE f.tenant_id = tenant AND (f.occurred_at, f.id) < (cur_at, cur_id)
+          ORDER BY f.occurred_at DESC, f.id DESC LIMIT lim;
+      ELSE
+        RETURN QUERY SELECT f.* FROM %1$I.timeline_feed f
+          WHERE f.tenant_id = tenant AND f.vehicle_id = vehicle AND (f.occurred_at, f.id) < (cur_at, cur_id)
+          ORDER BY f.occurred_at DESC, f.id DESC LIMIT lim;
+      END IF;
+    END
+    $$$f$, current_schema() || '_private', current_schema());
+  EXECUTE format('GRANT EXECUTE ON FUNCTION timeline_feed_page(integer, timestamptz, uuid, uuid) TO %I',
+                 (SELECT value FROM settings WHERE key = 'app_role'));
 END
 $do$;
 
@@ -359,3 +390,8 @@ BEGIN
     current_schema(), current_schema() || '_private');
 END
 $do$;
+
+-- Upkeep is the owner's: the application role may not run it.
+REVOKE EXECUTE ON FUNCTION compute_vehicle_metrics(uuid, uuid, timestamptz, date), advance_metrics(integer),
+  recompute_metrics(), refresh_feed(interval), archive_partitions(interval), maintain(integer, interval),
+  feed_high_water() FROM PUBLIC;
