@@ -55,17 +55,25 @@ check-memory: deps
 	@$(MAKE) --no-print-directory build LUA=lua5.4
 	@tools/with-db tools/run-suite --memory-only
 
-# libFuzzer + ASan + UBSan over the payload codec; FUZZ_SECONDS=60 by default.
+# libFuzzer + ASan + UBSan over the payload codec and over the CSV importer
+# (reader, parsing, mapping); FUZZ_SECONDS=60 each by default.
 FUZZ_SECONDS ?= 60
+FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZER := build/fuzz/payload_fuzz
+CSV_FUZZER := build/fuzz/csv_fuzz
 $(FUZZER): fuzz/payload_fuzz.c src/payload.c src/payload.h
 	@mkdir -p $(dir $@)
-	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-	  $(DEP_CFLAGS) -o $@ fuzz/payload_fuzz.c src/payload.c $(DEP_LIBS)
-fuzz: $(FUZZER)
-	@mkdir -p build/fuzz/corpus
+	clang $(FUZZ_CFLAGS) $(DEP_CFLAGS) -o $@ fuzz/payload_fuzz.c src/payload.c $(DEP_LIBS)
+$(CSV_FUZZER): fuzz/csv_fuzz.c src/csv.c src/box.c $(HDRS)
+	@mkdir -p $(dir $@)
+	clang $(FUZZ_CFLAGS) -D_POSIX_C_SOURCE=200809L $(shell pkg-config --cflags lua5.4) $(DEP_CFLAGS) \
+	  -o $@ fuzz/csv_fuzz.c src/csv.c src/box.c $(DEP_LIBS) $(shell pkg-config --libs lua5.4)
+fuzz: $(FUZZER) $(CSV_FUZZER)
+	@mkdir -p build/fuzz/corpus build/fuzz/csv_corpus
 	$(FUZZER) -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \
 	  build/fuzz/corpus fuzz/seeds
+	$(CSV_FUZZER) -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -print_final_stats=1 \
+	  build/fuzz/csv_corpus fuzz/csv_seeds
 
 # Writes a new migration when sql/payloads.json changed (see README).
 payload-migration: build
