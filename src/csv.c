@@ -577,11 +577,13 @@ static int csv_next(mm_source *base, mm_item *item) {
 static long csv_offset(mm_source *s) { return ((csv *)s)->bytes; }
 
 mm_source *mm_csv_source(lua_State *L, int spec_idx, FILE *f) {
-    mm_box *box = mm_box_new(L);
-    csv *s = (csv *)calloc(1, sizeof *s);
+    mm_box *box;
+    csv *s;
     const char *sep;
     int i;
-    spec_idx = mm_absindex(L, spec_idx);
+    spec_idx = mm_absindex(L, spec_idx); /* before the box goes on the stack */
+    box = mm_box_new(L);
+    s = (csv *)calloc(1, sizeof *s);
     if (!s) luaL_error(L, "out of memory");
     mm_box_hold(box, s, free_csv);
     s->base.next = csv_next;
