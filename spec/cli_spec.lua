@@ -43,6 +43,7 @@ describe("motomind command", function()
     for d in out:gmatch("\n  (%d%d%d%d%-%d%d%-%d%d %d%d:%d%d)  ") do dates[#dates + 1] = d end
     assert.equal(15, #dates)
     for i = 2, #dates do assert.is_true(dates[i - 1] >= dates[i], out) end
+    assert.matches("last months of Taco %(full%-to%-full economy%):\n  %d%d%d%d%-%d%d +[%d.]+ mi +[%d.]+ spent", out)
     out = H.run(bin .. " demo --schema " .. schema)
     assert.matches("%(0 new%)", out)
   end)
