@@ -225,9 +225,28 @@ describe("derived data", function()
     os.execute("rm -r " .. dir)
   end)
 
-  it("prints the pg_cron registration or a crontab line", function()
-    local how, what = maintenance.schedule(db, { every = "*/10 * * * *" })
-    assert.equal("crontab", how) -- no pg_cron in the spec cluster
+  it("registers maintain() with pg_cron when it can, and prints a crontab line otherwise", function()
+    local how, what = maintenance.schedule(db, { every = "*/10 * * * *", crontab = true })
+    assert.equal("crontab", how)
     assert.equal("*/10 * * * * motomind maintain --schema " .. db:schema(), what)
+    local cron = db:row("SELECT current_setting('shared_preload_libraries') ~ 'pg_cron' AND " ..
+      "current_setting('cron.database_name', true) = current_database() AS usable")
+    if not cron.usable then
+      pending("pg_cron is not preloaded for this database (make test's own cluster preloads it)")
+      return
+    end
+    how, what = maintenance.schedule(db, { every = "*/10 * * * *" })
+    assert.equal("pg_cron", how)
+    local job = assert(db:row("SELECT schedule, command FROM cron.job WHERE jobid = $1", what))
+    assert.equal("*/10 * * * *", job.schedule)
+    assert.equal("SELECT " .. db:escape_identifier(db:schema()) .. ".maintain()", job.command)
+    -- scheduling again updates the job instead of adding one
+    assert.equal(what, select(2, maintenance.schedule(db, { every = "0 * * * *" })))
+    assert.equal("0 * * * *", q(db, "SELECT schedule FROM cron.job WHERE jobid = $1", what))
+    -- and what pg_cron will run works (as the owner, outside maintenance mode)
+    local plain = H.connect { schema = db:schema(), maintenance = false }
+    assert.is_table(q(plain, job.command))
+    plain:close()
+    assert(db:exec("SELECT cron.unschedule($1::bigint)", what))
   end)
 end)

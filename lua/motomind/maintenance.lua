@@ -117,16 +117,24 @@ function M.health(db, opts)
   return out
 end
 
---- schedule(db, { every = "*/5 * * * *" }) -> "pg_cron", job id | "crontab", line
+--- schedule(db, { every = "*/5 * * * *", crontab = false }) ->
+--   "pg_cron", job id | "crontab", line
 -- Registers maintain() with pg_cron when the extension is installed in this
--- database; otherwise returns the crontab line to install by hand.
+-- database, or can be (preloaded, and this is its cron.database_name; the
+-- owner creates it); the job is named per schema, so scheduling again
+-- updates it. Otherwise (or with crontab = true) returns the crontab line.
 function M.schedule(db, opts)
   opts = opts or {}
   local every = opts.every or "*/5 * * * *"
-  local cron = motomind.assert(db:value("SELECT count(*) FROM pg_extension WHERE extname = 'pg_cron'"))
-  if cron > 0 then
+  local cron = not opts.crontab and motomind.assert(db:row([[
+    SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron') AS installed,
+           EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_cron')
+             AND current_setting('shared_preload_libraries') ~ 'pg_cron'
+             AND current_setting('cron.database_name', true) = current_database() AS possible]]))
+  if cron and (cron.installed or cron.possible) then
+    if not cron.installed then motomind.assert(db:exec("CREATE EXTENSION pg_cron")) end
     return "pg_cron", motomind.assert(db:value("SELECT cron.schedule($1, $2, $3)", "motomind-maintain-" .. db:schema(),
-      every, "SET motomind.maintenance = on; SELECT " .. fn(db, "maintain") .. "()"))
+      every, "SELECT " .. fn(db, "maintain") .. "()"))
   end
   return "crontab", ("%s %s maintain --schema %s"):format(every, opts.command or "motomind", db:schema())
 end
