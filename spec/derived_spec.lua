@@ -57,6 +57,14 @@ describe("derived data", function()
     local us = q(db, "SELECT mpg_us::float8 FROM vehicle_metrics WHERE vehicle_id = $1 AND month = '2020-02-01'", v)
     assert.equal(34.69, us) -- 590 km / 40 l = 14.75 km/l = 34.69 US mpg
     assert.same({ 0, 0 }, { differences() })
+    -- per day on demand: the interval closes on the day of the full fill, and the days add up to the month
+    assert.same({ day = "2020-01-26", economy_distance = 626 }, db:row("SELECT day::text, economy_distance::float8 " ..
+      "FROM vehicle_metrics_daily($1, '2020-01-01', '2020-01-31') WHERE economy_distance > 0", v))
+    local days = assert(db:row("SELECT sum(distance)::float8 AS distance, sum(fuel_litres)::float8 AS fuel_litres, " ..
+      "sum(economy_distance)::float8 AS economy_distance, sum(economy_litres)::float8 AS economy_litres, " ..
+      "sum(fills)::int AS fills, sum(fuel_cost)::float8 AS fuel_cost FROM vehicle_metrics_daily($1, '2020-01-01', '2020-01-31')", v))
+    assert.same({ distance = 626, fuel_litres = 75.841, economy_distance = 626, economy_litres = 34.641, fills = 3,
+      fuel_cost = 113.7615 }, days)
   end)
 
   it("advances incrementally to exactly what a full recomputation gives, on randomized histories", function()
@@ -110,6 +118,15 @@ describe("derived data", function()
       assert.same({ 0, 0 }, { extra, missing }, "round " .. round)
     end
     assert.is_true(round > 5)
+    -- the days computed on demand add up to the stored months
+    local by_day = [[SELECT v.id, date_trunc('month', d.day)::date, sum(d.distance), sum(d.fuel_litres),
+        sum(d.energy_kwh), sum(d.fuel_cost), sum(d.maintenance_cost), sum(d.economy_distance), sum(d.economy_litres),
+        sum(d.fills), sum(d.events)
+      FROM vehicles v, vehicle_metrics_daily(v.id, '2023-12-01', '2026-12-31') d WHERE v.tenant_id = $1 GROUP BY 1, 2]]
+    local by_month = [[SELECT vehicle_id, month, distance, fuel_litres, energy_kwh, fuel_cost, maintenance_cost,
+        economy_distance, economy_litres, fills, events FROM vehicle_metrics_monthly WHERE tenant_id = $1]]
+    assert.same({ 0, 0 }, { q(db, ("SELECT count(*) FROM (%s EXCEPT %s) a"):format(by_day, by_month), tenant),
+      q(db, ("SELECT count(*) FROM (%s EXCEPT %s) b"):format(by_month, by_day), tenant) })
     assert.equal(0, q(db, "SELECT count(*) FROM vehicle_event_heads WHERE dirty_from IS NOT NULL"))
     -- and the full recomputation agrees with itself through the public entry point
     assert.is_true(maintenance.recompute_metrics(db) > 0)
@@ -154,6 +171,9 @@ describe("derived data", function()
     assert.equal(2, app:as(ctx, function() return q(app, "SELECT count(*) FROM timeline_feed") end))
     assert.equal(0, app:as({ tenant = other, user = stranger }, function() return q(app, "SELECT count(*) FROM timeline_feed") end))
     assert.equal(0, q(app, "SELECT count(*) FROM timeline_feed")) -- no context, no rows
+    local daily = "SELECT count(*) FROM vehicle_metrics_daily($1, '2024-01-01', '2024-01-31')"
+    assert.equal(2, app:as(ctx, function() return q(app, daily, v) end))
+    assert.equal(0, app:as({ tenant = other, user = stranger }, function() return q(app, daily, v) end))
     -- pages, newest first, by keyset cursor, of a tenant or one vehicle
     local w = vehicle()
     fill(w, "2024-01-03T00:00:00Z", 10, 30)

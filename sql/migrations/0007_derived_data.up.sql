@@ -41,22 +41,24 @@ COMMENT ON COLUMN vehicle_metrics_monthly.economy_distance IS
   'an interval with a missed fill or an unknown volume dropped); economy_litres is their fuel';
 SELECT apply_tenant_policies('vehicle_metrics_monthly', 'derived');
 
--- The metrics of the months from first_month on, computed from the events
--- at or after read_from (NULL arguments: every tenant, vehicle, month). The
--- caller reads from early enough to see the reading and the full fill that
--- precede first_month.
-CREATE FUNCTION compute_vehicle_metrics(p_tenant uuid, p_vehicle uuid, read_from timestamptz, first_month date)
-RETURNS TABLE (tenant_id uuid, vehicle_id uuid, month date, distance numeric, fuel_litres numeric,
+-- The metrics per period (grain: 'month' or 'day', in the vehicle's
+-- timezone) from first_period on, computed from the events at or after
+-- read_from and before read_to (NULL arguments: every tenant, vehicle,
+-- period, time). The caller reads from early enough to see the reading and
+-- the full fill that precede first_period (metrics_read_from).
+CREATE FUNCTION compute_vehicle_metrics(p_tenant uuid, p_vehicle uuid, read_from timestamptz, first_period date,
+  read_to timestamptz DEFAULT NULL, grain text DEFAULT 'month')
+RETURNS TABLE (tenant_id uuid, vehicle_id uuid, period date, distance numeric, fuel_litres numeric,
   energy_kwh numeric, fuel_cost numeric, maintenance_cost numeric, economy_distance numeric,
   economy_litres numeric, fills bigint, events bigint)
 LANGUAGE sql STABLE AS $$
   WITH e AS MATERIALIZED (
     SELECT e.tenant_id, e.vehicle_id, e.id, e.type, e.occurred_at, e.mileage, e.payload,
-           date_trunc('month', e.occurred_at AT TIME ZONE v.timezone)::date AS month
+           date_trunc(grain, e.occurred_at AT TIME ZONE v.timezone)::date AS month
       FROM vehicle_events_effective e
       JOIN vehicles v ON v.tenant_id = e.tenant_id AND v.id = e.vehicle_id
      WHERE (p_tenant IS NULL OR e.tenant_id = p_tenant) AND (p_vehicle IS NULL OR e.vehicle_id = p_vehicle)
-       AND e.occurred_at >= coalesce(read_from, '-infinity')),
+       AND e.occurred_at >= coalesce(read_from, '-infinity') AND e.occurred_at < coalesce(read_to, 'infinity')),
   readings AS (
     SELECT r.tenant_id, r.vehicle_id, r.month,
            r.mileage - lag(r.mileage) OVER (PARTITION BY r.tenant_id, r.vehicle_id
@@ -104,8 +106,39 @@ LANGUAGE sql STABLE AS $$
   SELECT p.tenant_id, p.vehicle_id, p.month, sum(p.distance), sum(p.fuel_litres), sum(p.energy_kwh),
          sum(p.fuel_cost), sum(p.maintenance_cost), sum(p.economy_distance), sum(p.economy_litres),
          sum(p.fills)::bigint, sum(p.events)::bigint
-    FROM parts p WHERE p.month >= coalesce(first_month, '-infinity')
+    FROM parts p WHERE p.month >= coalesce(first_period, '-infinity')
    GROUP BY p.tenant_id, p.vehicle_id, p.month
+$$;
+
+-- Where to start reading to compute a vehicle's metrics from `since`: the
+-- last reading and the last full fill before it (the first distance and the
+-- base of the first economy interval), found by the vehicle's index.
+CREATE FUNCTION metrics_read_from(p_tenant uuid, p_vehicle uuid, since timestamptz) RETURNS timestamptz
+LANGUAGE sql STABLE AS $$
+  SELECT least(since,
+    (SELECT max(e.occurred_at) FROM vehicle_events_effective e
+      WHERE e.tenant_id = p_tenant AND e.vehicle_id = p_vehicle AND e.occurred_at < since AND e.mileage IS NOT NULL),
+    (SELECT max(e.occurred_at) FROM vehicle_events_effective e
+      WHERE e.tenant_id = p_tenant AND e.vehicle_id = p_vehicle AND e.occurred_at < since
+        AND e.type = 'fuel' AND coalesce((e.payload->>'full')::boolean, true)
+        AND coalesce(e.payload->>'unit', '') <> 'kwh'))
+$$;
+
+-- A vehicle's metrics per day from from_day to to_day, computed on demand
+-- (one vehicle's events in the range, and back to its last reading and full
+-- fill): read with the caller's rights.
+CREATE FUNCTION vehicle_metrics_daily(vehicle uuid, from_day date, to_day date)
+RETURNS TABLE (day date, distance numeric, fuel_litres numeric, energy_kwh numeric, fuel_cost numeric,
+  maintenance_cost numeric, economy_distance numeric, economy_litres numeric, fills bigint, events bigint)
+LANGUAGE sql STABLE AS $$
+  SELECT m.period, m.distance, m.fuel_litres, m.energy_kwh, m.fuel_cost, m.maintenance_cost, m.economy_distance,
+         m.economy_litres, m.fills, m.events
+    FROM vehicles v
+   CROSS JOIN LATERAL compute_vehicle_metrics(v.tenant_id, v.id,
+           metrics_read_from(v.tenant_id, v.id, from_day::timestamp AT TIME ZONE v.timezone), from_day,
+           (to_day + 1)::timestamp AT TIME ZONE v.timezone, 'day') m
+   WHERE v.id = vehicle AND v.tenant_id = coalesce(current_tenant_id(), v.tenant_id)
+   ORDER BY m.period
 $$;
 
 -- Brings the metrics of vehicles with pending changes up to date (at most
@@ -130,15 +163,7 @@ BEGIN
     SELECT v.timezone INTO tz FROM vehicles v WHERE v.tenant_id = h.tenant_id AND v.id = h.vehicle_id;
     first_month := date_trunc('month', h.dirty_from AT TIME ZONE tz)::date;
     month_start := first_month::timestamp AT TIME ZONE tz;
-    -- from the last reading and the last full fill before that month
-    read_from := least(month_start,
-      (SELECT max(e.occurred_at) FROM vehicle_events_effective e
-        WHERE e.tenant_id = h.tenant_id AND e.vehicle_id = h.vehicle_id AND e.occurred_at < month_start
-          AND e.mileage IS NOT NULL),
-      (SELECT max(e.occurred_at) FROM vehicle_events_effective e
-        WHERE e.tenant_id = h.tenant_id AND e.vehicle_id = h.vehicle_id AND e.occurred_at < month_start
-          AND e.type = 'fuel' AND coalesce((e.payload->>'full')::boolean, true)
-          AND coalesce(e.payload->>'unit', '') <> 'kwh'));
+    read_from := metrics_read_from(h.tenant_id, h.vehicle_id, month_start);
     DELETE FROM vehicle_metrics_monthly m
      WHERE m.tenant_id = h.tenant_id AND m.vehicle_id = h.vehicle_id AND m.month >= first_month;
     INSERT INTO vehicle_metrics_monthly
@@ -259,6 +284,7 @@ BEGIN
      ORDER BY f.occurred_at DESC, f.id DESC$f$, priv);
   EXECUTE format('GRANT SELECT ON timeline_feed, vehicle_metrics_monthly, vehicle_metrics, group_metrics, '
                  'tenant_metrics TO %I', app);
+  -- (functions: executable by everyone, reading with the caller's rights)
 END
 $do$;
 
@@ -392,6 +418,6 @@ END
 $do$;
 
 -- Upkeep is the owner's: the application role may not run it.
-REVOKE EXECUTE ON FUNCTION compute_vehicle_metrics(uuid, uuid, timestamptz, date), advance_metrics(integer),
+REVOKE EXECUTE ON FUNCTION advance_metrics(integer),
   recompute_metrics(), refresh_feed(interval), archive_partitions(interval), maintain(integer, interval),
   feed_high_water() FROM PUBLIC;
