@@ -68,9 +68,16 @@ local function generate(path, tenant_vehicles)
   f:close()
 end
 
+-- Drops a bench schema and its companions (the feed's private schema).
+local function drop(db)
+  for _, suffix in ipairs { "", "_private" } do
+    db:exec("DROP SCHEMA IF EXISTS " .. db:escape_identifier(db:schema() .. suffix) .. " CASCADE")
+  end
+end
+
 local function setup(schema, vehicles, tenant, user)
   local db = assert(motomind.connect(nil, { schema = schema, maintenance = true }))
-  db:exec("DROP SCHEMA IF EXISTS " .. db:escape_identifier(schema) .. " CASCADE")
+  drop(db)
   db:migrate()
   for y = 2020, 2026 do
     motomind.assert(db:query("SELECT create_event_partition($1, $2)", y .. "-01-01T00:00:00Z", (y + 1) .. "-01-01T00:00:00Z"))
@@ -139,8 +146,7 @@ local t_copy_rules = timed(function()
 end)
 result("COPY into the table with its rules vs raw COPY", ("%.2fx"):format(t_copy_rules / t_raw),
   ("%.1f s vs %.1f s, one statement (goal <= 1.3x)"):format(t_copy_rules, t_raw))
-copy_rules:exec("DROP SCHEMA " .. copy_rules:escape_identifier(copy_rules:schema()) .. " CASCADE")
-copy_rules:exec("DROP SCHEMA " .. copy_rules:escape_identifier(copy_rules:schema() .. "_private") .. " CASCADE")
+drop(copy_rules)
 copy_rules:close()
 
 -- 2. the same rows the way a pure-Lua user would: one INSERT per row
@@ -287,8 +293,7 @@ f:write("# Benchmark results\n\nWritten by `make bench` (`make bench N=1000000` 
   "ratios are measured in one run, on one machine, so they carry over better than times.\n\n", text)
 f:close()
 for _, db in ipairs { rules, raw, lua_db, small } do
-  db:exec("DROP SCHEMA " .. db:escape_identifier(db:schema()) .. " CASCADE")
-  db:exec("DROP SCHEMA " .. db:escape_identifier(db:schema() .. "_private") .. " CASCADE")
+  drop(db)
   db:close()
 end
 os.remove(jsonl) os.remove(csv)

@@ -259,7 +259,7 @@ describe("derived data", function()
     assert.equal("pg_cron", how)
     local job = assert(db:row("SELECT schedule, command FROM cron.job WHERE jobid = $1", what))
     assert.equal("*/10 * * * *", job.schedule)
-    assert.equal("SELECT " .. db:escape_identifier(db:schema()) .. ".maintain()", job.command)
+    assert.equal("SELECT " .. db:qualify("maintain") .. "()", job.command)
     -- scheduling again updates the job instead of adding one
     assert.equal(what, select(2, maintenance.schedule(db, { every = "0 * * * *" })))
     assert.equal("0 * * * *", q(db, "SELECT schedule FROM cron.job WHERE jobid = $1", what))

@@ -69,22 +69,21 @@ M["fuelly-services"] = {
   end,
 }
 
-local function lubelogger(type, columns, set)
-  return function(o)
-    set = set or {}
-    if type ~= "odometer" then set["payload.currency"] = o.currency or "USD" end
-    table.insert(columns, 1, { names = "date", to = "occurred_at", as = "datetime", required = true })
-    columns[#columns + 1] = { names = "notes", to = "notes" }
-    columns[#columns + 1] = extra "tags"
-    return { dates = o.dates or "mdy", type = type, set = set, columns = columns }
-  end
+-- A LubeLogger spec: its Date, Notes and Tags columns around the type's own.
+local function lubelogger(o, type, columns, set)
+  set = set or {}
+  if type ~= "odometer" then set["payload.currency"] = o.currency or "USD" end
+  table.insert(columns, 1, { names = "date", to = "occurred_at", as = "datetime", required = true })
+  columns[#columns + 1] = { names = "notes", to = "notes" }
+  columns[#columns + 1] = extra "tags"
+  return { dates = o.dates or "mdy", type = type, set = set, columns = columns }
 end
 
 M["lubelogger-fuel"] = {
   description = "LubeLogger fuel CSV",
   detect = function(header) return header:find("fuelconsumed", 1, true) or header:find("isfilltofull", 1, true) end,
   spec = function(o)
-    return lubelogger("fuel", {
+    return lubelogger(o, "fuel", {
       { names = "odometer", to = "mileage", as = "number" },
       { names = { "fuelconsumed", "gallons", "liters", "litres", "quantity" }, to = "payload.volume",
         as = "number", set = { ["payload.unit"] = default_unit(o) } },
@@ -92,7 +91,7 @@ M["lubelogger-fuel"] = {
       { names = { "isfilltofull", "is_fill_to_full" }, as = "map", map = flag("payload.full") },
       { names = "partial_fuelup", as = "map", map = flag("payload.full", true) },
       { names = { "missedfuelup", "missed_fuelup" }, as = "map", map = flag("payload.missed") },
-    }, { ["payload.full"] = true })(o)
+    }, { ["payload.full"] = true })
   end,
 }
 
@@ -100,11 +99,11 @@ M["lubelogger-service"] = {
   description = "LubeLogger service, repair or upgrade CSV",
   detect = function(header) return header:find("description", 1, true) and header:find("cost", 1, true) end,
   spec = function(o)
-    return lubelogger("maintenance", {
+    return lubelogger(o, "maintenance", {
       { names = "odometer", to = "mileage", as = "number" },
       { names = "description", to = "payload.service_type" },
       { names = "cost", to = "payload.total", as = "number" },
-    })(o)
+    })
   end,
 }
 
@@ -112,9 +111,9 @@ M["lubelogger-odometer"] = {
   description = "LubeLogger odometer CSV",
   detect = function(header) return header:find("initialodometer", 1, true) end,
   spec = function(o)
-    return lubelogger("odometer", {
+    return lubelogger(o, "odometer", {
       { names = "odometer", to = "mileage", as = "number", required = true },
-    }, { ["payload.source"] = "manual" })(o)
+    }, { ["payload.source"] = "manual" })
   end,
 }
 

@@ -5,14 +5,12 @@ local motomind = require "motomind"
 
 local M = {}
 
-local function fn(db, name) return db:escape_identifier(db:schema()) .. "." .. name end
-
 --- refresh(db, { max_age = seconds }) -> { timeline_feed = "refreshed" | "fresh" | "busy" }
 -- Refreshes the materialized views that are stale: never refreshed, older
 -- than max_age (default: any age) and changed since their high-water mark.
 function M.refresh(db, opts)
   opts = opts or {}
-  local state, err, sqlstate = db:value("SELECT " .. fn(db, "refresh_feed") .. "($1::text::interval)",
+  local state, err, sqlstate = db:value("SELECT " .. db:qualify("refresh_feed") .. "($1::text::interval)",
     opts.max_age and (opts.max_age .. " seconds") or motomind.null)
   if not state then return nil, err, sqlstate end
   return { timeline_feed = state }
@@ -21,20 +19,12 @@ end
 --- advance_metrics(db, { max_vehicles = n }) -> vehicles advanced
 function M.advance_metrics(db, opts)
   opts = opts or {}
-  return db:value("SELECT " .. fn(db, "advance_metrics") .. "($1)", opts.max_vehicles or motomind.null)
+  return db:value("SELECT " .. db:qualify("advance_metrics") .. "($1)", opts.max_vehicles or motomind.null)
 end
 
 --- recompute_metrics(db) -> rows: every vehicle's metrics from scratch.
 function M.recompute_metrics(db)
-  return db:value("SELECT " .. fn(db, "recompute_metrics") .. "()")
-end
-
--- The partitions the retention setting is about to archive.
-local function due_for_archive(db)
-  return motomind.assert(db:query([[
-    SELECT c.partition FROM partition_coverage() c, settings s
-     WHERE s.key = 'retention_months' AND s.value <> '' AND c.kind = 'partition'
-       AND c.range_to <= now() - make_interval(months => s.value::int) ORDER BY c.range_from]]))
+  return db:value("SELECT " .. db:qualify("recompute_metrics") .. "()")
 end
 
 --- maintain(db, { ahead = 2, max_age = 300, export_dir = path }) -> report
@@ -46,7 +36,8 @@ function M.maintain(db, opts)
   opts = opts or {}
   return db:transaction(function()
     if opts.export_dir then
-      for _, p in ipairs(due_for_archive(db)) do
+      for _, p in ipairs(motomind.assert(db:query("SELECT p AS partition FROM " ..
+          db:qualify("partitions_to_archive") .. "() p"))) do
         local f = assert(io.open(opts.export_dir .. "/" .. p.partition .. ".jsonl", "w"))
         local ok, err = pcall(function()
           motomind.assert(db:copy_out("COPY (SELECT row_to_json(p)::text FROM " .. db:qualify(p.partition) ..
@@ -57,7 +48,7 @@ function M.maintain(db, opts)
         if not ok then error(err, 0) end
       end
     end
-    return motomind.assert(db:value("SELECT " .. fn(db, "maintain") .. "($1, $2::text::interval)",
+    return motomind.assert(db:value("SELECT " .. db:qualify("maintain") .. "($1, $2::text::interval)",
       opts.ahead or 2, (opts.max_age or 300) .. " seconds"))
   end)
 end
@@ -104,13 +95,15 @@ function M.health(db, opts)
   if pending > 0 then
     finding(out, "info", ("metrics pending for %d vehicles"):format(pending), { vehicles = pending })
   end
-  for _, t in ipairs(motomind.assert(db:query("SELECT * FROM db_health_stats ORDER BY total_bytes DESC"))) do
+  local tables = motomind.assert(db:query("SELECT * FROM db_health_stats ORDER BY total_bytes DESC"))
+  for _, t in ipairs(tables) do
     if t.dead_rows ~= motomind.null and t.dead_rows > 1000 and t.dead_rows > 0.2 * (t.live_rows + t.dead_rows) then
       finding(out, "warning", ("%s: %d dead rows of %d (vacuum)"):format(t.relation, t.dead_rows,
         t.live_rows + t.dead_rows), t)
     end
   end
-  for i, t in ipairs(motomind.assert(db:query("SELECT * FROM db_health_stats ORDER BY total_bytes DESC LIMIT 5"))) do
+  for i = 1, math.min(5, #tables) do
+    local t = tables[i]
     finding(out, "info", ("size #%d: %s, %d kB (table %d kB, indexes %d kB)"):format(i, t.relation,
       math.floor(t.total_bytes / 1024), math.floor(t.table_bytes / 1024), math.floor(t.index_bytes / 1024)), t)
   end
@@ -134,7 +127,7 @@ function M.schedule(db, opts)
   if cron and (cron.installed or cron.possible) then
     if not cron.installed then motomind.assert(db:exec("CREATE EXTENSION pg_cron")) end
     return "pg_cron", motomind.assert(db:value("SELECT cron.schedule($1, $2, $3)", "motomind-maintain-" .. db:schema(),
-      every, "SELECT " .. fn(db, "maintain") .. "()"))
+      every, "SELECT " .. db:qualify("maintain") .. "()"))
   end
   return "crontab", ("%s %s maintain --schema %s"):format(every, opts.command or "motomind", db:schema())
 end

@@ -6,21 +6,19 @@ local motomind = require "motomind"
 
 local M = {}
 
-local function schema_fn(db, name) return db:escape_identifier(db:schema()) .. "." .. name end
-
 --- soft_delete(db, table, id) -> true (done) | false (no such live row) | nil, message, sqlstate
 function M.soft_delete(db, tbl, id)
-  return db:value("SELECT " .. schema_fn(db, "set_deleted") .. "($1, $2, true)", tbl, id)
+  return db:value("SELECT " .. db:qualify("set_deleted") .. "($1, $2, true)", tbl, id)
 end
 
 --- restore(db, table, id) -> true | false | nil, message, sqlstate
 function M.restore(db, tbl, id)
-  return db:value("SELECT " .. schema_fn(db, "set_deleted") .. "($1, $2, false)", tbl, id)
+  return db:value("SELECT " .. db:qualify("set_deleted") .. "($1, $2, false)", tbl, id)
 end
 
 --- purge(db, table) -> number of soft-deleted rows removed for good | nil, message, sqlstate
 function M.purge(db, tbl)
-  return db:value("SELECT " .. schema_fn(db, "purge_deleted") .. "($1)", tbl)
+  return db:value("SELECT " .. db:qualify("purge_deleted") .. "($1)", tbl)
 end
 
 --- history(db, table, id) -> the audit entries of one record, oldest first:

@@ -247,8 +247,8 @@ function M.feed(db, ctx, opts)
   local limit = page_limit(opts)
   local at, id = cursor_parts(opts.cursor)
   return db:as(ctx, function()
-    local rows, e2, sqlstate, detail = db:query("SELECT * FROM " .. db:escape_identifier(db:schema()) ..
-      ".timeline_feed_page($1, $2, $3, $4)", limit + 1, at, id, opts.vehicle or null)
+    local rows, e2, sqlstate, detail = db:query("SELECT * FROM " .. db:qualify("timeline_feed_page") ..
+      "($1, $2, $3, $4)", limit + 1, at, id, opts.vehicle or null)
     if not rows then return nil, e2, sqlstate, detail end
     local page = { events = rows }
     if #rows > limit then

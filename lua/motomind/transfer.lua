@@ -126,13 +126,14 @@ local function restore_records(db, ctx, staged, report)
     local kind, tbl = k[1], k[2]
     local cols = columns(db, tbl)
     local list = table.concat(cols, ", ")
+    -- records with a field the table lacks: refused, with the first such field
     local rows = motomind.assert(db:query([[
-      SELECT s.line, k FROM pg_temp.motomind_import_records s, jsonb_object_keys(s.data) k
-       WHERE s.kind = $1 AND k <> 'record' AND k <> ALL ($2::text[]) ORDER BY s.line]], kind,
-      "{" .. list .. "}"))
+      DELETE FROM pg_temp.motomind_import_records s
+       WHERE s.kind = $1 AND EXISTS (SELECT 1 FROM jsonb_object_keys(s.data) k WHERE k <> 'record' AND k <> ALL ($2::text[]))
+      RETURNING s.line, (SELECT min(k) FROM jsonb_object_keys(s.data) k WHERE k <> 'record' AND k <> ALL ($2::text[])) AS k]],
+      kind, "{" .. list .. "}"))
     for _, r in ipairs(rows) do
       report.rejected[#report.rejected + 1] = { file = report.file, line = r.line, reason = r.k .. ": unknown field" }
-      motomind.assert(db:exec("DELETE FROM pg_temp.motomind_import_records WHERE line = $1", r.line))
     end
     local sql = ("INSERT INTO %s (tenant_id, %s) SELECT $1::uuid, %s FROM pg_temp.motomind_import_records s, " ..
       "jsonb_populate_record(NULL::%s, s.data) r WHERE s.kind = '%s' AND s.line BETWEEN $2 AND $3 " ..
@@ -284,24 +285,22 @@ end
 
 -- LubeLogger's CSV columns, from the vehicle's effective timeline (dates in
 -- its timezone, as LubeLogger's en-US MM/DD/YYYY; LubeLogger keeps no time).
+local DATE = [[to_char(e.occurred_at AT TIME ZONE v.timezone, 'MM/DD/YYYY') AS "Date"]]
+local TAGS = [[e.payload->'extra'->>'tags' AS "Tags"]]
 local LUBELOGGER = {
-  ["lubelogger-fuel"] = { "fuel", [[
-    to_char(e.occurred_at AT TIME ZONE v.timezone, 'MM/DD/YYYY') AS "Date", trim_scale(e.mileage) AS "Odometer",
+  ["lubelogger-fuel"] = { "fuel", DATE .. [[, trim_scale(e.mileage) AS "Odometer",
     e.payload->'volume' AS "FuelConsumed",
     coalesce((e.payload->>'total')::numeric,
              round((e.payload->>'volume')::numeric * (e.payload->>'price_per_unit')::numeric, 2)) AS "Cost",
     NULL AS "FuelEconomy",
     CASE WHEN coalesce((e.payload->>'full')::boolean, true) THEN 'True' ELSE 'False' END AS "IsFillToFull",
     CASE WHEN coalesce((e.payload->>'missed')::boolean, false) THEN 'True' ELSE 'False' END AS "MissedFuelUp",
-    e.notes AS "Notes", e.payload->'extra'->>'tags' AS "Tags"]] },
-  ["lubelogger-service"] = { "maintenance", [[
-    to_char(e.occurred_at AT TIME ZONE v.timezone, 'MM/DD/YYYY') AS "Date",
-    e.payload->>'service_type' AS "Description", (e.payload->>'total')::numeric AS "Cost",
-    e.notes AS "Notes", trim_scale(e.mileage) AS "Odometer", e.payload->'extra'->>'tags' AS "Tags"]] },
-  ["lubelogger-odometer"] = { "odometer", [[
-    to_char(e.occurred_at AT TIME ZONE v.timezone, 'MM/DD/YYYY') AS "Date",
+    e.notes AS "Notes", ]] .. TAGS },
+  ["lubelogger-service"] = { "maintenance", DATE .. [[, e.payload->>'service_type' AS "Description",
+    (e.payload->>'total')::numeric AS "Cost", e.notes AS "Notes", trim_scale(e.mileage) AS "Odometer", ]] .. TAGS },
+  ["lubelogger-odometer"] = { "odometer", DATE .. [[,
     trim_scale(coalesce(lag(e.mileage) OVER (ORDER BY e.occurred_at, e.id), e.mileage)) AS "InitialOdometer",
-    trim_scale(e.mileage) AS "Odometer", e.notes AS "Notes", e.payload->'extra'->>'tags' AS "Tags"]] },
+    trim_scale(e.mileage) AS "Odometer", e.notes AS "Notes", ]] .. TAGS },
 }
 
 local function export_lubelogger(db, format, vehicle, sink)

@@ -1,7 +1,8 @@
 -- Reverts 0007 (archived partitions stay in <schema>_archive, detached).
 DROP VIEW db_health_stats;
 DROP FUNCTION maintain(integer, interval);
-DROP FUNCTION archive_partitions(interval);
+DROP FUNCTION archive_partitions();
+DROP FUNCTION partitions_to_archive();
 DELETE FROM settings WHERE key = 'retention_months';
 DROP VIEW mv_freshness;
 DROP FUNCTION refresh_feed(interval);

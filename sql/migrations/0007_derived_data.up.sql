@@ -356,21 +356,29 @@ SELECT r.view_name, r.started_at, r.finished_at, r.duration, r.row_count, r.high
 
 INSERT INTO settings VALUES ('retention_months', ''); -- '' keeps everything
 
--- Detaches the event partitions that end before now - keep into the schema
--- <schema>_archive (made on first use); their metrics stay. Returns them.
-CREATE FUNCTION archive_partitions(keep interval) RETURNS SETOF text
+-- The event partitions the retention setting (retention_months) retires:
+-- those that end before now minus that many months; none when it is ''.
+CREATE FUNCTION partitions_to_archive() RETURNS SETOF text
+LANGUAGE sql STABLE AS $$
+  SELECT c.partition FROM partition_coverage() c, settings s
+   WHERE s.key = 'retention_months' AND s.value <> '' AND c.kind = 'partition'
+     AND c.range_to <= now() - make_interval(months => s.value::int)
+   ORDER BY c.range_from
+$$;
+
+-- Detaches those partitions into the schema <schema>_archive (made on first
+-- use); their metrics stay. Returns them.
+CREATE FUNCTION archive_partitions() RETURNS SETOF text
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $fn$
 DECLARE
-  p record;
+  p text;
   arch text := current_schema() || '_archive';
 BEGIN
-  FOR p IN SELECT c.partition FROM partition_coverage() c
-            WHERE c.kind = 'partition' AND c.range_to <= now() - keep ORDER BY c.range_from
-  LOOP
+  FOR p IN SELECT partitions_to_archive() LOOP
     EXECUTE format('CREATE SCHEMA IF NOT EXISTS %I', arch);
-    EXECUTE format('ALTER TABLE vehicle_events DETACH PARTITION %I', p.partition);
-    EXECUTE format('ALTER TABLE %I SET SCHEMA %I', p.partition, arch);
-    RETURN NEXT p.partition;
+    EXECUTE format('ALTER TABLE vehicle_events DETACH PARTITION %I', p);
+    EXECUTE format('ALTER TABLE %I SET SCHEMA %I', p, arch);
+    RETURN NEXT p;
   END LOOP;
 END
 $fn$;
@@ -393,8 +401,7 @@ BEGIN
     'feed', refresh_feed(max_age),
     'vehicles_advanced', advance_metrics());
   IF keep <> '' THEN
-    out := out || jsonb_build_object('archived',
-      (SELECT coalesce(jsonb_agg(p), '[]') FROM archive_partitions(make_interval(months => keep::int)) p));
+    out := out || jsonb_build_object('archived', (SELECT coalesce(jsonb_agg(p), '[]') FROM archive_partitions() p));
   END IF;
   RETURN out;
 END
@@ -419,5 +426,5 @@ $do$;
 
 -- Upkeep is the owner's: the application role may not run it.
 REVOKE EXECUTE ON FUNCTION advance_metrics(integer),
-  recompute_metrics(), refresh_feed(interval), archive_partitions(interval), maintain(integer, interval),
+  recompute_metrics(), refresh_feed(interval), partitions_to_archive(), archive_partitions(), maintain(integer, interval),
   feed_high_water() FROM PUBLIC;
