@@ -5,10 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct mm_conn {
-    PGconn *pg;
-} mm_conn;
-
 static void free_result(void *res) { PQclear((PGresult *)res); }
 static void free_pq(void *p) { PQfreemem(p); }
 static void ignore_notice(void *arg, const char *msg) { (void)arg; (void)msg; }
@@ -17,17 +13,21 @@ static mm_conn *check_conn(lua_State *L) {
     return (mm_conn *)luaL_checkudata(L, 1, MM_CONN_MT);
 }
 
-static mm_conn *check_open(lua_State *L) {
-    mm_conn *c = check_conn(L);
+mm_conn *mm_check_conn(lua_State *L, int idx) {
+    mm_conn *c = (mm_conn *)luaL_checkudata(L, idx, MM_CONN_MT);
     if (!c->pg) luaL_error(L, "attempt to use a closed connection");
+    if (c->busy) luaL_error(L, "attempt to use a connection inside its own COPY (from a COPY callback)");
     return c;
 }
 
-/* The open connection at idx, for the other parts of the core. */
-PGconn *mm_check_pg(lua_State *L, int idx) {
-    mm_conn *c = (mm_conn *)luaL_checkudata(L, idx, MM_CONN_MT);
-    if (!c->pg) luaL_error(L, "attempt to use a closed connection");
-    return c->pg;
+static mm_conn *check_open(lua_State *L) { return mm_check_conn(L, 1); }
+
+/* A string argument without NUL bytes (libpq would silently cut it there). */
+static const char *check_text(lua_State *L, int idx, const char *what) {
+    size_t len;
+    const char *s = luaL_checklstring(L, idx, &len);
+    if (strlen(s) != len) luaL_argerror(L, idx, lua_pushfstring(L, "%s contains a NUL byte", what));
+    return s;
 }
 
 static void conn_close(mm_conn *c) {
@@ -39,13 +39,14 @@ static void conn_close(mm_conn *c) {
  * An empty or absent conninfo takes libpq's PG* environment defaults; user,
  * when given, overrides the one the conninfo names. */
 static int l_connect(lua_State *L) {
-    const char *info = luaL_optstring(L, 1, "");
-    const char *user = luaL_optstring(L, 2, NULL);
+    const char *info = lua_isnoneornil(L, 1) ? "" : check_text(L, 1, "conninfo");
+    const char *user = lua_isnoneornil(L, 2) ? NULL : check_text(L, 2, "user");
     const char *keys[] = {"dbname", "user", NULL};
     const char *values[] = {info, user, NULL};
     mm_conn *c = (mm_conn *)lua_newuserdata(L, sizeof *c);
     PGresult *res;
     c->pg = NULL;
+    c->busy = 0;
     luaL_setmetatable(L, MM_CONN_MT);
     if (!user) keys[1] = NULL; /* keep the conninfo's (or PGUSER's) user */
     c->pg = PQconnectdbParams(keys, values, 1);
@@ -63,14 +64,19 @@ static int l_connect(lua_State *L) {
     return 1;
 }
 
+/* close() and __close: refused while a COPY of this connection runs. */
 static int l_close(lua_State *L) {
-    conn_close(check_conn(L));
+    mm_conn *c = check_conn(L);
+    if (c->busy) return luaL_error(L, "cannot close a connection inside its own COPY (from a COPY callback)");
+    conn_close(c);
     lua_pushboolean(L, 1);
     return 1;
 }
 
+/* __gc: a busy connection is on its COPY's stack, so never collected. */
 static int l_gc(lua_State *L) {
-    conn_close(check_conn(L));
+    mm_conn *c = check_conn(L);
+    if (!c->busy) conn_close(c);
     return 0;
 }
 
@@ -98,7 +104,7 @@ static int copy_refused(lua_State *L, const char *method) {
 /* Runs sql with the parameters at 3..top; leaves a box owning the result on
  * the stack and returns the result (or NULL when libpq returned none). */
 static PGresult *run(lua_State *L, mm_conn *c) {
-    const char *sql = luaL_checkstring(L, 2);
+    const char *sql = check_text(L, 2, "SQL text");
     int top = lua_gettop(L);
     mm_box *box;
     const char **values = mm_params(L, 3, top);
@@ -124,8 +130,8 @@ static int ok_status(PGresult *res) {
  * The statement is parsed and planned once per connection. */
 static int l_prepare(lua_State *L) {
     mm_conn *c = check_open(L);
-    const char *name = luaL_checkstring(L, 2);
-    const char *sql = luaL_checkstring(L, 3);
+    const char *name = check_text(L, 2, "statement name");
+    const char *sql = check_text(L, 3, "SQL text");
     mm_box *box = mm_box_new(L);
     PGresult *res = PQprepare(c->pg, name, sql, 0, NULL);
     mm_box_hold(box, res, free_result);
@@ -137,7 +143,7 @@ static int l_prepare(lua_State *L) {
 /* db:query_prepared(name, ...) -> rows, affected | nil, message, sqlstate, detail */
 static int l_query_prepared(lua_State *L) {
     mm_conn *c = check_open(L);
-    const char *name = luaL_checkstring(L, 2);
+    const char *name = check_text(L, 2, "statement name");
     int top = lua_gettop(L);
     const char **values = mm_params(L, 3, top);
     mm_box *box = mm_box_new(L);
@@ -174,7 +180,7 @@ static int l_exec(lua_State *L) {
  * -> true | nil, message, sqlstate, detail */
 static int l_script(lua_State *L) {
     mm_conn *c = check_open(L);
-    const char *sql = luaL_checkstring(L, 2);
+    const char *sql = check_text(L, 2, "SQL text");
     mm_box *box = mm_box_new(L);
     PGresult *res = PQexec(c->pg, sql);
     mm_box_hold(box, res, free_result);
@@ -190,10 +196,9 @@ static int l_script(lua_State *L) {
 /* db:escape_identifier(name) -> "quoted" identifier, by libpq's rules. */
 static int l_escape_identifier(lua_State *L) {
     mm_conn *c = check_open(L);
-    size_t len;
-    const char *s = luaL_checklstring(L, 2, &len);
+    const char *s = check_text(L, 2, "identifier");
     mm_box *box = mm_box_new(L);
-    char *q = PQescapeIdentifier(c->pg, s, len);
+    char *q = PQescapeIdentifier(c->pg, s, strlen(s));
     if (!q) return luaL_error(L, "escape_identifier: %s", PQerrorMessage(c->pg));
     mm_box_hold(box, q, free_pq);
     lua_pushstring(L, q);
@@ -209,10 +214,10 @@ static int l_transaction_status(lua_State *L) {
     return 1;
 }
 
-/* db:status() -> "ok" | "bad" | "closed" */
+/* db:status() -> "ok" | "bad" | "closed" | "busy" (inside its own COPY) */
 static int l_status(lua_State *L) {
     mm_conn *c = check_conn(L);
-    lua_pushstring(L, !c->pg ? "closed" : PQstatus(c->pg) == CONNECTION_OK ? "ok" : "bad");
+    lua_pushstring(L, !c->pg ? "closed" : c->busy ? "busy" : PQstatus(c->pg) == CONNECTION_OK ? "ok" : "bad");
     return 1;
 }
 
@@ -256,14 +261,18 @@ static const luaL_Reg metamethods[] = {
     {NULL, NULL}
 };
 
+void mm_push_conn_methods(lua_State *L) {
+    luaL_getmetatable(L, MM_CONN_MT);
+    lua_getfield(L, -1, "__index");
+    lua_remove(L, -2);
+}
+
 /* Adds connect() and Connection (the method table, open to Lua-side
- * methods) to the module table. */
+ * methods and to copy.c and import.c) to the module table. */
 int mm_open_conn(lua_State *L) {
     if (luaL_newmetatable(L, MM_CONN_MT)) {
         luaL_setfuncs(L, metamethods, 0);
         luaL_newlib(L, methods);
-        mm_open_copy(L);
-        mm_open_import(L);
         lua_setfield(L, -2, "__index");
     }
     lua_getfield(L, -1, "__index");

@@ -1,107 +1,113 @@
 /* COPY, streamed: copy_in sends chunks a Lua function produces, copy_out
  * hands chunks to a Lua function (import.c streams files of events). Lua
- * callbacks run between libpq calls under lua_pcall; on an error the COPY is
- * ended before the error is re-raised, so the connection stays usable. */
+ * callbacks run between libpq calls under lua_pcall, with the connection
+ * marked busy (it refuses close() and statements meanwhile); on an error the
+ * COPY is ended before the error is re-raised, so the connection stays
+ * usable. */
 #include "motomind.h"
 #include <stdlib.h>
 
 static void free_pq(void *p) { PQfreemem(p); }
 static void free_result(void *p) { PQclear((PGresult *)p); }
 
-/* Starts a COPY; returns 1, or pushes nil, message, sqlstate, detail and
- * returns 0 (the caller returns 4). */
-int mm_copy_start(lua_State *L, PGconn *pg, const char *sql, ExecStatusType want) {
+int mm_copy_start(lua_State *L, mm_conn *c, const char *sql, ExecStatusType want) {
     mm_box *box = mm_box_new(L);
-    PGresult *res = PQexec(pg, sql);
+    PGresult *res = PQexec(c->pg, sql);
     mm_box_hold(box, res, free_result);
     if (res && PQresultStatus(res) == want) {
         mm_box_release(box);
         lua_pop(L, 1);
+        c->busy = 1;
         return 1;
     }
-    mm_conn_error(L, pg, res);
+    mm_conn_error(L, c->pg, res);
     lua_remove(L, -5); /* the box */
     return 0;
 }
 
-/* Collects the COPY's final result: pushes the row count, or nil, message,
- * sqlstate, detail. Returns the number of values pushed. */
-int mm_copy_finish(lua_State *L, PGconn *pg) {
+int mm_copy_finish(lua_State *L, mm_conn *c) {
     mm_box *box = mm_box_new(L);
-    PGresult *res = PQgetResult(pg), *more;
+    PGresult *res, *more;
     int n;
+    c->busy = 0;
+    res = PQgetResult(c->pg);
     mm_box_hold(box, res, free_result);
-    while ((more = PQgetResult(pg)) != NULL) PQclear(more);
+    while ((more = PQgetResult(c->pg)) != NULL) PQclear(more);
     if (res && PQresultStatus(res) == PGRES_COMMAND_OK) {
         lua_pushinteger(L, (lua_Integer)strtoll(PQcmdTuples(res), NULL, 10));
         n = 1;
     } else {
-        n = mm_conn_error(L, pg, res);
+        n = mm_conn_error(L, c->pg, res);
     }
     mm_box_release(box);
     lua_remove(L, -1 - n);
     return n;
 }
 
-/* Ends a COPY IN that a Lua error interrupted, then re-raises the error. */
-int mm_copy_abort(lua_State *L, PGconn *pg) {
+void mm_copy_cancel(mm_conn *c, const char *why) {
     PGresult *r;
-    PQputCopyEnd(pg, "aborted by the client");
-    while ((r = PQgetResult(pg)) != NULL) PQclear(r);
+    c->busy = 0;
+    PQputCopyEnd(c->pg, why);
+    while ((r = PQgetResult(c->pg)) != NULL) PQclear(r);
+}
+
+int mm_copy_abort(lua_State *L, mm_conn *c) {
+    mm_copy_cancel(c, "aborted by the client");
     return lua_error(L);
 }
 
 /* db:copy_in(sql, producer) -> rows | nil, message, sqlstate, detail.
  * producer() returns the next chunk of COPY data, or nil at the end. */
 static int l_copy_in(lua_State *L) {
-    PGconn *pg = mm_check_pg(L, 1);
+    mm_conn *c = mm_check_conn(L, 1);
     const char *sql = luaL_checkstring(L, 2);
     luaL_checktype(L, 3, LUA_TFUNCTION);
-    if (!mm_copy_start(L, pg, sql, PGRES_COPY_IN)) return 4;
+    if (!mm_copy_start(L, c, sql, PGRES_COPY_IN)) return 4;
     for (;;) {
         size_t len;
         const char *chunk;
         lua_pushvalue(L, 3);
-        if (lua_pcall(L, 0, 1, 0) != 0) return mm_copy_abort(L, pg);
+        if (lua_pcall(L, 0, 1, 0) != 0) return mm_copy_abort(L, c);
         if (lua_isnil(L, -1)) { lua_pop(L, 1); break; }
-        chunk = lua_tolstring(L, -1, &len);
+        chunk = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
         if (!chunk) {
             lua_pushliteral(L, "copy_in: the producer must return strings (or nil at the end)");
-            return mm_copy_abort(L, pg);
+            return mm_copy_abort(L, c);
         }
-        if (PQputCopyData(pg, chunk, (int)len) != 1) { lua_pop(L, 1); break; }
+        if (PQputCopyData(c->pg, chunk, (int)len) != 1) { lua_pop(L, 1); break; }
         lua_pop(L, 1);
     }
-    PQputCopyEnd(pg, NULL);
-    return mm_copy_finish(L, pg);
+    PQputCopyEnd(c->pg, NULL);
+    return mm_copy_finish(L, c);
 }
 
 /* db:copy_out(sql, consumer) -> rows | nil, message, sqlstate, detail.
  * consumer(chunk) is called with each piece of COPY data (a row, in text
  * formats). */
 static int l_copy_out(lua_State *L) {
-    PGconn *pg = mm_check_pg(L, 1);
+    mm_conn *c = mm_check_conn(L, 1);
     const char *sql = luaL_checkstring(L, 2);
     mm_box *box;
     char *buf;
     int len;
     luaL_checktype(L, 3, LUA_TFUNCTION);
-    if (!mm_copy_start(L, pg, sql, PGRES_COPY_OUT)) return 4;
+    if (!mm_copy_start(L, c, sql, PGRES_COPY_OUT)) return 4;
     box = mm_box_new(L);
-    while ((len = PQgetCopyData(pg, &buf, 0)) > 0) {
+    while ((len = PQgetCopyData(c->pg, &buf, 0)) > 0) {
         mm_box_hold(box, buf, free_pq);
         lua_pushvalue(L, 3);
         lua_pushlstring(L, buf, (size_t)len);
         mm_box_release(box);
         if (lua_pcall(L, 1, 0, 0) != 0) {
             PGresult *r;
-            while (PQgetCopyData(pg, &buf, 0) > 0) PQfreemem(buf); /* drain the rest */
-            while ((r = PQgetResult(pg)) != NULL) PQclear(r);
+            c->busy = 0;
+            while (PQgetCopyData(c->pg, &buf, 0) > 0) PQfreemem(buf); /* drain the rest */
+            while ((r = PQgetResult(c->pg)) != NULL) PQclear(r);
             return lua_error(L);
         }
     }
     lua_pop(L, 1);
-    return mm_copy_finish(L, pg);
+    return mm_copy_finish(L, c);
 }
 
 static const luaL_Reg methods[] = {
@@ -110,8 +116,10 @@ static const luaL_Reg methods[] = {
     {NULL, NULL}
 };
 
-/* Adds the COPY methods to the connection's method table (at -1). */
+/* Adds the COPY methods to the connection's method table. */
 int mm_open_copy(lua_State *L) {
+    mm_push_conn_methods(L);
     luaL_setfuncs(L, methods, 0);
+    lua_pop(L, 1);
     return 0;
 }

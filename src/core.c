@@ -10,6 +10,8 @@ LUALIB_API int luaopen_motomind_core(lua_State *L) {
     mm_open_null(L);
     lua_newtable(L);
     mm_open_conn(L);
+    mm_open_copy(L);
+    mm_open_import(L);
     mm_open_json(L);
     mm_open_fs(L);
     mm_open_codec(L);

@@ -130,22 +130,47 @@ static const char *copy_text(lua_State *L, csv *s, const char *t, int lower) {
     return p;
 }
 
-/* The assignments of the table at idx (path = string | number | boolean). */
-static void compile_assigns(lua_State *L, csv *s, int idx, assigns *out) {
+/* Spec errors name the place in the spec: "csv spec: columns[3].map: ...". */
+static int spec_error(lua_State *L, const char *where, const char *what) {
+    return luaL_error(L, "csv spec: %s: %s", where, what);
+}
+
+/* The string at idx, never converted in place (a number key converted
+ * during lua_next would break the traversal). */
+static const char *spec_string(lua_State *L, int idx, const char *where, const char *what) {
+    if (lua_type(L, idx) != LUA_TSTRING) spec_error(L, where, what);
+    return lua_tostring(L, idx);
+}
+
+/* Entries of the table at idx, checking that every key is a string. */
+static int count_string_keys(lua_State *L, int idx, const char *where) {
     int n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        if (lua_type(L, -2) != LUA_TSTRING) spec_error(L, where, "keys must be strings");
+        n++;
+        lua_pop(L, 1);
+    }
+    return n;
+}
+
+/* The assignments of the table at idx (path = string | number | boolean). */
+static void compile_assigns(lua_State *L, csv *s, int idx, assigns *out, const char *where) {
+    int n;
     idx = mm_absindex(L, idx);
     if (lua_isnil(L, idx)) return;
-    luaL_checktype(L, idx, LUA_TTABLE);
-    lua_pushnil(L);
-    while (lua_next(L, idx)) n++, lua_pop(L, 1);
+    if (!lua_istable(L, idx)) spec_error(L, where, "expected a table of path = value");
+    luaL_checkstack(L, 4, "csv spec nested too deeply");
+    n = count_string_keys(L, idx, where);
     out->a = (assign *)need(L, s, sizeof(assign) * (size_t)(n ? n : 1));
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         assign *a = &out->a[out->n++];
-        a->path = copy_text(L, s, luaL_checkstring(L, -2), 0);
+        a->path = copy_text(L, s, lua_tostring(L, -2), 0);
         if (lua_type(L, -1) == LUA_TBOOLEAN) a->kind = V_BOOL, a->boolean = lua_toboolean(L, -1);
         else if (lua_type(L, -1) == LUA_TNUMBER) a->kind = V_NUMBER, a->num = lua_tonumber(L, -1);
-        else a->kind = V_STRING, a->str = copy_text(L, s, luaL_checkstring(L, -1), 0);
+        else a->kind = V_STRING, a->str = copy_text(L, s, spec_string(L, -1, where,
+                                                     "values must be strings, numbers or booleans"), 0);
         lua_pop(L, 1);
     }
 }
@@ -164,7 +189,7 @@ static const char *join(lua_State *L, csv *s, const char **texts, int n) {
 }
 
 /* The column's names: a string or an array of them, lower-cased. */
-static void compile_names(lua_State *L, csv *s, int idx, column *c) {
+static void compile_names(lua_State *L, csv *s, int idx, column *c, const char *where) {
     int i;
     idx = mm_absindex(L, idx);
     if (lua_type(L, idx) == LUA_TSTRING) {
@@ -172,13 +197,13 @@ static void compile_names(lua_State *L, csv *s, int idx, column *c) {
         c->names = (const char **)need(L, s, sizeof(char *));
         c->names[0] = copy_text(L, s, lua_tostring(L, idx), 1);
     } else {
-        luaL_checktype(L, idx, LUA_TTABLE);
+        if (!lua_istable(L, idx)) spec_error(L, where, "names: expected a string or an array of strings");
         c->nnames = (int)mm_rawlen(L, idx);
-        luaL_argcheck(L, c->nnames > 0, idx, "csv column: names is empty");
+        if (c->nnames <= 0) spec_error(L, where, "names is empty");
         c->names = (const char **)need(L, s, sizeof(char *) * (size_t)c->nnames);
         for (i = 1; i <= c->nnames; i++) {
             lua_rawgeti(L, idx, i);
-            c->names[i - 1] = copy_text(L, s, luaL_checkstring(L, -1), 1);
+            c->names[i - 1] = copy_text(L, s, spec_string(L, -1, where, "names: expected strings"), 1);
             lua_pop(L, 1);
         }
     }
@@ -191,21 +216,23 @@ static int by_key(const void *a, const void *b) {
 }
 
 /* The map at idx: value (lower-cased) -> assignments, or false (skip row). */
-static void compile_map(lua_State *L, csv *s, int idx, column *c) {
+static void compile_map(lua_State *L, csv *s, int idx, column *c, const char *where) {
     const char **keys;
+    char inner[300];
     int i = 0;
     idx = mm_absindex(L, idx);
-    luaL_checktype(L, idx, LUA_TTABLE);
-    lua_pushnil(L);
-    while (lua_next(L, idx)) c->nmap++, lua_pop(L, 1);
+    if (!lua_istable(L, idx)) spec_error(L, where, "expected a table (value = { path = value } or false)");
+    luaL_checkstack(L, 4, "csv spec nested too deeply");
+    c->nmap = count_string_keys(L, idx, where);
     c->map = (choice *)need(L, s, sizeof(choice) * (size_t)(c->nmap ? c->nmap : 1));
     keys = (const char **)need(L, s, sizeof(char *) * (size_t)(c->nmap ? c->nmap : 1));
     lua_pushnil(L);
     while (lua_next(L, idx)) {
         choice *ch = &c->map[i++];
-        ch->key = copy_text(L, s, luaL_checkstring(L, -2), 1);
+        ch->key = copy_text(L, s, lua_tostring(L, -2), 1);
+        snprintf(inner, sizeof inner, "%.200s[\"%.40s\"]", where, ch->key);
         if (lua_type(L, -1) == LUA_TBOOLEAN && !lua_toboolean(L, -1)) ch->skip = 1;
-        else compile_assigns(L, s, -1, &ch->sets);
+        else compile_assigns(L, s, -1, &ch->sets, inner);
         lua_pop(L, 1);
     }
     qsort(c->map, (size_t)c->nmap, sizeof(choice), by_key);
@@ -216,43 +243,59 @@ static void compile_map(lua_State *L, csv *s, int idx, column *c) {
 
 static const char *const AS[] = {"text", "number", "datetime", "date", "map", NULL};
 
-static void compile_column(lua_State *L, csv *s, int idx, column *c) {
+static void compile_column(lua_State *L, csv *s, int idx, column *c, const char *where) {
+    char inner[300];
+    const char *as;
+    int i;
     lua_getfield(L, idx, "names");
-    compile_names(L, s, -1, c);
+    compile_names(L, s, -1, c, where);
     lua_getfield(L, idx, "as");
-    c->as = luaL_checkoption(L, -1, "text", AS);
+    as = lua_isnil(L, -1) ? "text" : spec_string(L, -1, where, "as: expected a string");
+    for (i = 0; AS[i] && strcmp(AS[i], as); i++) {}
+    if (!AS[i]) spec_error(L, where, "as: expected text, number, datetime, date or map");
+    c->as = i;
     lua_getfield(L, idx, "to");
-    c->to = lua_isnil(L, -1) ? NULL : copy_text(L, s, luaL_checkstring(L, -1), 0);
-    luaL_argcheck(L, c->to || c->as == AS_MAP, idx, "csv column: needs a target (to)");
+    c->to = lua_isnil(L, -1) ? NULL : copy_text(L, s, spec_string(L, -1, where, "to: expected a string"), 0);
+    if (!c->to && c->as != AS_MAP) spec_error(L, where, "needs a target (to)");
     lua_getfield(L, idx, "required");
     c->required = lua_toboolean(L, -1);
     lua_getfield(L, idx, "set");
-    compile_assigns(L, s, -1, &c->sets);
+    snprintf(inner, sizeof inner, "%.200s.set", where);
+    compile_assigns(L, s, -1, &c->sets, inner);
     lua_pop(L, 5);
     if (c->as == AS_MAP) {
         lua_getfield(L, idx, "map");
-        compile_map(L, s, -1, c);
+        snprintf(inner, sizeof inner, "%.200s.map", where);
+        compile_map(L, s, -1, c, inner);
         lua_pop(L, 1);
     }
 }
 
-static void compile_section(lua_State *L, csv *s, int idx, section *sec) {
+/* where: "" for a spec of one section, else "sections[N]". */
+static void compile_section(lua_State *L, csv *s, int idx, section *sec, const char *where) {
+    char inner[300];
     int i;
     idx = mm_absindex(L, idx);
+    luaL_checkstack(L, 8, "csv spec nested too deeply");
     lua_getfield(L, idx, "name");
-    sec->name = lua_isnil(L, -1) ? NULL : copy_text(L, s, luaL_checkstring(L, -1), 1);
+    snprintf(inner, sizeof inner, "%.200s%sname", where, *where ? "." : "");
+    sec->name = lua_isnil(L, -1) ? NULL : copy_text(L, s, spec_string(L, -1, inner, "expected a string"), 1);
     lua_getfield(L, idx, "type");
-    sec->type = copy_text(L, s, luaL_checkstring(L, -1), 0);
+    snprintf(inner, sizeof inner, "%.200s%stype", where, *where ? "." : "");
+    sec->type = copy_text(L, s, spec_string(L, -1, inner, "expected an event type"), 0);
     lua_getfield(L, idx, "set");
-    compile_assigns(L, s, -1, &sec->sets);
+    snprintf(inner, sizeof inner, "%.200s%sset", where, *where ? "." : "");
+    compile_assigns(L, s, -1, &sec->sets, inner);
     lua_getfield(L, idx, "columns");
-    luaL_checktype(L, -1, LUA_TTABLE);
+    snprintf(inner, sizeof inner, "%.200s%scolumns", where, *where ? "." : "");
+    if (!lua_istable(L, -1)) spec_error(L, inner, "expected an array of columns");
     sec->ncols = (int)mm_rawlen(L, -1);
     sec->cols = (column *)need(L, s, sizeof(column) * (size_t)(sec->ncols ? sec->ncols : 1));
     for (i = 0; i < sec->ncols; i++) {
+        snprintf(inner, sizeof inner, "%.200s%scolumns[%d]", where, *where ? "." : "", i + 1);
         lua_rawgeti(L, -1, i + 1);
-        luaL_checktype(L, -1, LUA_TTABLE);
-        compile_column(L, s, mm_absindex(L, -1), &sec->cols[i]);
+        if (!lua_istable(L, -1)) spec_error(L, inner, "expected a table");
+        compile_column(L, s, mm_absindex(L, -1), &sec->cols[i], inner);
         lua_pop(L, 1);
     }
     lua_pop(L, 4);
@@ -590,29 +633,34 @@ mm_source *mm_csv_source(lua_State *L, int spec_idx, FILE *f) {
     s->base.offset = csv_offset;
     s->f = f;
     s->line = 1;
+    if (!lua_istable(L, spec_idx)) spec_error(L, "spec", "expected a table");
     lua_getfield(L, spec_idx, "separator");
-    sep = luaL_optstring(L, -1, ",");
-    luaL_argcheck(L, strlen(sep) == 1, spec_idx, "csv.separator: expected one character");
+    sep = lua_isnil(L, -1) ? "," : spec_string(L, -1, "separator", "expected one character");
+    if (strlen(sep) != 1) spec_error(L, "separator", "expected one character");
     s->sep = (unsigned char)sep[0];
     lua_getfield(L, spec_idx, "decimal_comma");
     s->decimal_comma = lua_toboolean(L, -1);
     lua_getfield(L, spec_idx, "dates");
-    s->dmy = !strcmp(luaL_optstring(L, -1, "mdy"), "dmy");
+    s->dmy = !lua_isnil(L, -1) && !strcmp(spec_string(L, -1, "dates", "expected \"mdy\" or \"dmy\""), "dmy");
     lua_getfield(L, spec_idx, "sections");
     s->sectioned = !lua_isnil(L, -1);
     if (s->sectioned) {
+        char where[32];
+        if (!lua_istable(L, -1)) spec_error(L, "sections", "expected an array of sections");
         s->nsecs = (int)mm_rawlen(L, -1);
         s->secs = (section *)need(L, s, sizeof(section) * (size_t)(s->nsecs ? s->nsecs : 1));
         for (i = 0; i < s->nsecs; i++) {
+            snprintf(where, sizeof where, "sections[%d]", i + 1);
             lua_rawgeti(L, -1, i + 1);
-            compile_section(L, s, -1, &s->secs[i]);
-            luaL_argcheck(L, s->secs[i].name != NULL, spec_idx, "csv.sections: each needs a name");
+            if (!lua_istable(L, -1)) spec_error(L, where, "expected a table");
+            compile_section(L, s, -1, &s->secs[i], where);
+            if (!s->secs[i].name) spec_error(L, where, "needs a name");
             lua_pop(L, 1);
         }
     } else {
         s->nsecs = 1;
         s->secs = s->cur = (section *)need(L, s, sizeof(section));
-        compile_section(L, s, spec_idx, s->cur);
+        compile_section(L, s, spec_idx, s->cur, "");
         s->need_header = 1;
     }
     lua_pop(L, 4);

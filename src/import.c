@@ -4,8 +4,10 @@
  * Lua only for refused records, non-event records and progress. */
 #include "import.h"
 #include "payload.h"
+#include "text.h"
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 #include <sys/types.h>
 
 #define CHUNK 65536
@@ -80,8 +82,10 @@ static const char *const FIELDS[] = {"id", "vehicle_id", "type", "occurred_at", 
                                      "notes", "correction", "corrects_id", "corrects_occurred_at", NULL};
 
 /* Checks one event object and appends its COPY row (line number first).
- * Returns NULL, or the reason the record is refused (in err). */
-static const char *event_row(const mm_schemas *schemas, cJSON *ev, long line, const char *vehicle,
+ * Returns NULL, or the reason the record is refused (in err). Every text
+ * field is checked here (UTF-8; times with a zone when zoned), so that a
+ * bad record is refused by its line instead of failing the whole COPY. */
+static const char *event_row(const mm_schemas *schemas, cJSON *ev, long line, const char *vehicle, int zoned,
                              outbuf *b, char *err, size_t errlen) {
     char num[40], linebuf[24], *payload_text;
     const char *f[10];
@@ -103,6 +107,14 @@ static const char *event_row(const mm_schemas *schemas, cJSON *ev, long line, co
         f[i] = text_of(ev, FIELDS[i], &bad);
         if (bad) {
             snprintf(err, errlen, "%s: expected a string", FIELDS[i]);
+            return err;
+        }
+        if (f[i] && !mm_utf8_valid((const unsigned char *)f[i])) {
+            snprintf(err, errlen, "%s: text is not valid UTF-8", FIELDS[i]);
+            return err;
+        }
+        if (f[i] && zoned && (i == 3 || i == 9) && !mm_has_zone(f[i])) {
+            snprintf(err, errlen, "%s: needs a time zone (e.g. 2025-01-20T08:30:00Z or +01:00)", FIELDS[i]);
             return err;
         }
     }
@@ -150,10 +162,12 @@ static void free_jsonl(void *p) {
 
 static long jsonl_offset(mm_source *s) { return ftell(((jsonl *)s)->f); }
 
-/* One line: an event, or (a member "record") a backup's other record. */
+/* One line: an event, or (a member "record") a backup's other record. The
+ * whole line must be one JSON value. */
 static int jsonl_next(mm_source *base, mm_item *item) {
     jsonl *s = (jsonl *)base;
     ssize_t n = getline(&s->text, &s->cap, s->f);
+    const char *end = NULL;
     cJSON *tree;
     if (n < 0) {
         if (!ferror(s->f)) return 0;
@@ -163,8 +177,17 @@ static int jsonl_next(mm_source *base, mm_item *item) {
     item->line = ++s->line;
     while (n > 0 && (s->text[n - 1] == '\n' || s->text[n - 1] == '\r')) s->text[--n] = '\0';
     if (n == 0) return 1;
-    tree = cJSON_ParseWithLength(s->text, (size_t)n);
-    if (!tree) item->reason = "invalid JSON";
+    if (mm_json_has_nul(s->text, (size_t)n)) {
+        item->reason = "a string holds \\u0000 (NUL), which text cannot store";
+        return 1;
+    }
+    tree = cJSON_ParseWithLengthOpts(s->text, (size_t)n, &end, 0);
+    while (tree && end < s->text + n && (*end == ' ' || *end == '\t')) end++;
+    if (tree && end < s->text + n) {
+        cJSON_Delete(tree);
+        tree = NULL;
+        item->reason = "invalid JSON: text after the JSON value";
+    } else if (!tree) item->reason = "invalid JSON";
     else if (cJSON_IsObject(tree) && cJSON_GetObjectItemCaseSensitive(tree, "record")) {
         item->record = s->text;
         cJSON_Delete(tree);
@@ -179,6 +202,7 @@ mm_source *mm_jsonl_source(lua_State *L, FILE *f) {
     mm_box_hold(box, s, free_jsonl);
     s->base.next = jsonl_next;
     s->base.offset = jsonl_offset;
+    s->base.zoned = 1;
     s->f = f;
     return &s->base;
 }
@@ -187,12 +211,12 @@ mm_source *mm_jsonl_source(lua_State *L, FILE *f) {
 
 /* Calls the Lua function at fn with an integer and up to two strings
  * (NULL: nil); a Lua error ends the COPY and is re-raised. */
-static void call_back(lua_State *L, PGconn *pg, int fn, long n, const char *a, const char *b) {
+static void call_back(lua_State *L, mm_conn *c, int fn, long n, const char *a, const char *b) {
     lua_pushvalue(L, fn);
     lua_pushinteger(L, (lua_Integer)n);
     if (a) lua_pushstring(L, a); else lua_pushnil(L);
     if (b) lua_pushstring(L, b); else lua_pushnil(L);
-    if (lua_pcall(L, 3, 0, 0) != 0) mm_copy_abort(L, pg);
+    if (lua_pcall(L, 3, 0, 0) != 0) mm_copy_abort(L, c);
 }
 
 /* db:copy_events(copy_sql, path, codec, opts) -> rows_sent, records
@@ -205,7 +229,7 @@ static void call_back(lua_State *L, PGconn *pg, int fn, long n, const char *a, c
  * non-event records (refused without it), on_progress(records, bytes) every
  * PROGRESS_EVERY records. */
 static int l_copy_events(lua_State *L) {
-    PGconn *pg = mm_check_pg(L, 1);
+    mm_conn *c = mm_check_conn(L, 1);
     const char *sql = luaL_checkstring(L, 2);
     const char *path = luaL_checkstring(L, 3);
     const mm_schemas *schemas = mm_codec_schemas(L, 4);
@@ -231,7 +255,7 @@ static int l_copy_events(lua_State *L) {
     f = fopen(path, "rb");
     if (!f) {
         lua_pushnil(L);
-        lua_pushfstring(L, "%s: cannot open", path);
+        lua_pushfstring(L, "%s: %s", path, strerror(errno));
         return 2;
     }
     mm_box_hold(fbox, f, close_file);
@@ -241,7 +265,7 @@ static int l_copy_events(lua_State *L) {
     out = (outbuf *)calloc(1, sizeof *out);
     if (!out) return luaL_error(L, "out of memory");
     mm_box_hold(obox, out, free_outbuf);
-    if (!mm_copy_start(L, pg, sql, PGRES_COPY_IN)) return 4;
+    if (!mm_copy_start(L, c, sql, PGRES_COPY_IN)) return 4;
     for (;;) {
         const char *reason;
         memset(&item, 0, sizeof item);
@@ -252,34 +276,32 @@ static int l_copy_events(lua_State *L) {
             lua_pushvalue(L, 8);
             lua_pushinteger(L, (lua_Integer)records);
             lua_pushinteger(L, (lua_Integer)src->offset(src));
-            if (lua_pcall(L, 2, 0, 0) != 0) return mm_copy_abort(L, pg);
+            if (lua_pcall(L, 2, 0, 0) != 0) return mm_copy_abort(L, c);
         }
         if (item.record && lua_isnil(L, 7)) item.reason = "a backup record (import the file as a backup)";
-        else if (item.record) call_back(L, pg, 7, item.line, item.record, NULL);
+        else if (item.record) call_back(L, c, 7, item.line, item.record, NULL);
         mm_box_hold(tbox, item.event, delete_tree);
-        reason = item.event ? event_row(schemas, item.event, item.line, vehicle, out, err, sizeof err)
+        reason = item.event ? event_row(schemas, item.event, item.line, vehicle, src->zoned, out, err, sizeof err)
                             : item.reason;
         mm_box_release(tbox);
-        if (reason) call_back(L, pg, 6, item.line, reason, reason == item.reason ? item.column : NULL);
+        if (reason) call_back(L, c, 6, item.line, reason, reason == item.reason ? item.column : NULL);
         else if (item.event) sent++;
         if (out->len >= CHUNK) {
-            if (PQputCopyData(pg, out->data, (int)out->len) != 1) break;
+            if (PQputCopyData(c->pg, out->data, (int)out->len) != 1) break;
             out->len = 0;
         }
     }
     if (r < 0) { /* the file is unreadable: end the COPY, stage nothing */
-        PGresult *res;
+        mm_copy_cancel(c, "the file cannot be read");
         lua_pushnil(L);
         lua_pushfstring(L, "%s: line %d: %s; nothing imported", path, (int)item.line, item.reason);
-        PQputCopyEnd(pg, "the file cannot be read");
-        while ((res = PQgetResult(pg)) != NULL) PQclear(res);
         return 2;
     }
     mm_box_release(fbox);
-    if (out->len) PQputCopyData(pg, out->data, (int)out->len);
+    if (out->len) PQputCopyData(c->pg, out->data, (int)out->len);
     mm_box_release(obox);
-    PQputCopyEnd(pg, NULL);
-    r = mm_copy_finish(L, pg);
+    PQputCopyEnd(c->pg, NULL);
+    r = mm_copy_finish(L, c);
     if (r != 1) return r;
     lua_pop(L, 1);
     lua_pushinteger(L, sent);
@@ -292,8 +314,10 @@ static const luaL_Reg methods[] = {
     {NULL, NULL}
 };
 
-/* Adds copy_events to the connection's method table (at -1). */
+/* Adds copy_events to the connection's method table. */
 int mm_open_import(lua_State *L) {
+    mm_push_conn_methods(L);
     luaL_setfuncs(L, methods, 0);
+    lua_pop(L, 1);
     return 0;
 }

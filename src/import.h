@@ -24,6 +24,8 @@ struct mm_source {
      * (item->reason says why; nothing of it is imported). */
     int (*next)(mm_source *s, mm_item *item);
     long (*offset)(mm_source *s); /* bytes read so far */
+    int zoned; /* times must carry their zone (JSON lines); else they are
+                  read in the session's zone (CSV: the vehicle's) */
 };
 
 /* Each pushes a box that owns the source (not the FILE) and returns it. The

@@ -2,6 +2,7 @@
  * empty array stays an array when encoded again; objects are encoded with
  * sorted keys (canonical output); integers are written exactly. */
 #include "motomind.h"
+#include "text.h"
 #include <cJSON.h>
 #include <math.h>
 #include <stdio.h>
@@ -280,11 +281,18 @@ void mm_json_push(lua_State *L, const cJSON *item) {
 }
 
 /* Parses a whole JSON text into box and returns 1, or pushes
- * "<root>: invalid JSON at byte N" and returns 0. */
+ * "<root>: invalid JSON at byte N" (or "...: a string holds \u0000", which
+ * no text column can store) and returns 0. */
 int mm_json_parse(lua_State *L, const char *text, size_t len, const char *root, mm_box *box) {
     const char *end = NULL;
-    cJSON *tree = cJSON_ParseWithLengthOpts(text, len, &end, 0);
-    size_t at = end ? (size_t)(end - text) : 0;
+    cJSON *tree;
+    size_t at;
+    if (mm_json_has_nul(text, len)) {
+        lua_pushfstring(L, "%s%sa string holds \\u0000 (NUL), which text cannot store", root, *root ? ": " : "");
+        return 0;
+    }
+    tree = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    at = end ? (size_t)(end - text) : 0;
     while (tree && at < len && strchr(" \t\r\n", text[at]) && text[at]) at++;
     if (!tree || at < len) {
         cJSON_Delete(tree);

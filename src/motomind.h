@@ -46,20 +46,32 @@ void mm_push_rows(lua_State *L, const PGresult *res);
 /* core.c */
 LUALIB_API int luaopen_motomind_core(lua_State *L);
 
-/* conn.c, fs.c, codec.c, copy.c */
+/* conn.c: the connection. busy is set while a COPY runs Lua callbacks: the
+ * connection then refuses close() and every statement, so no libpq call is
+ * ever made on a handle a callback closed. */
+typedef struct mm_conn {
+    PGconn *pg;
+    int busy;
+} mm_conn;
 int mm_open_conn(lua_State *L);
-PGconn *mm_check_pg(lua_State *L, int idx);
+/* The open, idle connection at idx (raises when closed or busy). */
+mm_conn *mm_check_conn(lua_State *L, int idx);
+/* The connection's method table, for copy.c and import.c to add to. */
+void mm_push_conn_methods(lua_State *L);
 int mm_open_codec(lua_State *L);
 struct mm_schemas;
 const struct mm_schemas *mm_codec_schemas(lua_State *L, int idx);
 int mm_open_copy(lua_State *L);
 int mm_open_import(lua_State *L);
-/* copy.c: start a COPY (1, or 0 with nil, message, sqlstate, detail pushed),
- * collect its result (pushes rows or the error; returns the count pushed),
- * end one a Lua error interrupted and re-raise that error. */
-int mm_copy_start(lua_State *L, PGconn *pg, const char *sql, ExecStatusType want);
-int mm_copy_finish(lua_State *L, PGconn *pg);
-int mm_copy_abort(lua_State *L, PGconn *pg);
+/* copy.c: start a COPY (1 and the connection busy, or 0 with nil, message,
+ * sqlstate, detail pushed), collect its result (pushes rows or the error;
+ * returns the count pushed), end a COPY IN without keeping its rows, and end
+ * one a Lua error interrupted and re-raise that error. All but start leave
+ * the connection idle. */
+int mm_copy_start(lua_State *L, mm_conn *c, const char *sql, ExecStatusType want);
+int mm_copy_finish(lua_State *L, mm_conn *c);
+void mm_copy_cancel(mm_conn *c, const char *why);
+int mm_copy_abort(lua_State *L, mm_conn *c);
 int mm_conn_error(lua_State *L, PGconn *pg, const PGresult *res);
 int mm_open_fs(lua_State *L);
 

@@ -5,6 +5,7 @@
  * `extra` (top level), then each field in byte order of its name (presence,
  * type and constraints, nested values, `requires`), then `any_of`. */
 #include "payload.h"
+#include "text.h"
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -156,28 +157,6 @@ static size_t utf8_prefix(const char *s, size_t chars) {
         chars--;
     }
     return i;
-}
-
-/* Well-formed UTF-8 as PostgreSQL accepts it: no overlong forms, no
- * surrogates, nothing above U+10FFFF. */
-static int utf8_valid(const unsigned char *s) {
-    while (*s) {
-        unsigned int c = *s, n, cp, i;
-        if (c < 0x80) { s++; continue; }
-        if (c >= 0xC2 && c <= 0xDF) { n = 1; cp = c & 0x1F; }
-        else if (c >= 0xE0 && c <= 0xEF) { n = 2; cp = c & 0x0F; }
-        else if (c >= 0xF0 && c <= 0xF4) { n = 3; cp = c & 0x07; }
-        else return 0;
-        for (i = 1; i <= n; i++) {
-            if ((s[i] & 0xC0) != 0x80) return 0;
-            cp = (cp << 6) | (s[i] & 0x3F);
-        }
-        if ((n == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
-            (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
-            return 0;
-        s += n + 1;
-    }
-    return 1;
 }
 
 static size_t utf8_length(const char *s) {
@@ -451,9 +430,9 @@ static int check_object(check *c, const rule *sp, const cJSON *obj, int top) {
  * check_text finds the place when not). */
 static int text_ok(const cJSON *item) {
     const cJSON *e;
-    if (cJSON_IsString(item)) return utf8_valid((const unsigned char *)item->valuestring);
+    if (cJSON_IsString(item)) return mm_utf8_valid((const unsigned char *)item->valuestring);
     for (e = (cJSON_IsObject(item) || cJSON_IsArray(item)) ? item->child : NULL; e; e = e->next)
-        if ((e->string && !utf8_valid((const unsigned char *)e->string)) || !text_ok(e)) return 0;
+        if ((e->string && !mm_utf8_valid((const unsigned char *)e->string)) || !text_ok(e)) return 0;
     return 1;
 }
 
@@ -462,12 +441,12 @@ static int text_ok(const cJSON *item) {
 static int check_text(check *c, const cJSON *item) {
     const cJSON *e;
     int i = 0;
-    if (cJSON_IsString(item) && !utf8_valid((const unsigned char *)item->valuestring))
+    if (cJSON_IsString(item) && !mm_utf8_valid((const unsigned char *)item->valuestring))
         return fail(c, ": text is not valid UTF-8");
     for (e = (cJSON_IsObject(item) || cJSON_IsArray(item)) ? item->child : NULL; e; e = e->next) {
         size_t old;
         i++;
-        if (e->string && !utf8_valid((const unsigned char *)e->string))
+        if (e->string && !mm_utf8_valid((const unsigned char *)e->string))
             return fail(c, ": a key is not valid UTF-8");
         old = cJSON_IsObject(item) ? path_push(c, e->string, 0) : path_push(c, NULL, i);
         if (!check_text(c, e)) return 0;
@@ -487,7 +466,7 @@ int mm_payload_check(const mm_schemas *s, const char *type, cJSON *payload,
     c.errlen = errlen;
     strcpy(c.path, "payload");
     c.plen = strlen(c.path);
-    if (!utf8_valid((const unsigned char *)type)) {
+    if (!mm_utf8_valid((const unsigned char *)type)) {
         snprintf(err, errlen, "type: text is not valid UTF-8");
         return 0;
     }

@@ -1,0 +1,19 @@
+/* Checks on text shared by the codec, the importer and the JSON module, in
+ * plain C (no Lua), so the fuzz targets link them directly. */
+#ifndef MM_TEXT_H
+#define MM_TEXT_H
+
+#include <stddef.h>
+
+/* Well-formed UTF-8 as PostgreSQL accepts it: no overlong forms, no
+ * surrogates, nothing above U+10FFFF. */
+int mm_utf8_valid(const unsigned char *s);
+
+/* Whether a JSON text holds the escape \u0000 (a NUL inside a string, which
+ * cJSON would silently cut the string at, and PostgreSQL text refuses). */
+int mm_json_has_nul(const char *text, size_t len);
+
+/* Whether an ISO 8601 time ends in a zone (Z, +hh, +hh:mm, +hhmm, -...). */
+int mm_has_zone(const char *when);
+
+#endif
