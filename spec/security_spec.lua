@@ -21,10 +21,11 @@ local EXPECT = {
   vehicle_event_heads = DERIVED, vehicle_event_flags = DERIVED, vehicle_event_supersessions = DERIVED,
   audit_log = { select = WRITERS, insert = {}, update = {}, delete = {} },
   fleet_groups = { select = MEMBERS, insert = { owner = 1 }, update = { owner = 1 }, delete = {} },
-  group_permissions = { select = MEMBERS, insert = { owner = 1 }, update = { owner = 1 }, delete = {} },
+  -- grants are revoked by DELETE (owners, and managers with an admin grant above)
+  group_permissions = { select = MEMBERS, insert = { owner = 1 }, update = { owner = 1 }, delete = { owner = 1 } },
   vehicle_metrics_monthly = DERIVED,
 }
-local NOT_TENANT_DATA = { schema_migrations = true, settings = true, mv_refreshes = true }
+local NOT_TENANT_DATA = { schema_migrations = true, settings = true, mv_refreshes = true, maintenance_failures = true }
 
 describe("tenant isolation", function()
   local owner, app, ids

@@ -210,6 +210,13 @@ function M.detect(path)
     table.concat(M.names(), " | ") .. ")"
 end
 
+--- The CSV format of that name, or nil (never one of this module's own
+-- functions or lists).
+function M.get(name)
+  local f = type(name) == "string" and rawget(M, name)
+  return type(f) == "table" and type(f.spec) == "function" and f or nil
+end
+
 --- Every format name import() takes.
 function M.names()
   local names = { "jsonl", "backup" }

@@ -109,8 +109,25 @@ function Connection:value(sql, ...)
   return v
 end
 
+local function rollback(db, nested)
+  if db:status() ~= "ok" then return end
+  if nested then
+    db:exec("ROLLBACK TO SAVEPOINT motomind_tx")
+    db:exec("RELEASE SAVEPOINT motomind_tx")
+  else
+    db:exec("ROLLBACK")
+  end
+end
+
 local function finish(db, nested, ok, ...)
   if ok and db:transaction_status() == "inerror" then
+    -- fn reported the failure itself (nil, message, sqlstate, detail):
+    -- roll back and hand that on; otherwise it ignored a failed statement.
+    local first, message = ...
+    if first == nil and type(message) == "string" then
+      rollback(db, nested)
+      return ...
+    end
     local err = "transaction aborted by an earlier failed statement; rolled back"
     return finish(db, nested, false, setmetatable({ message = err, sqlstate = "25P02" }, Error))
   end
@@ -118,20 +135,14 @@ local function finish(db, nested, ok, ...)
     M.assert(db:exec(nested and "RELEASE SAVEPOINT motomind_tx" or "COMMIT"))
     return ...
   end
-  local err = ...
-  if db:status() == "ok" then
-    if nested then
-      db:exec("ROLLBACK TO SAVEPOINT motomind_tx")
-      db:exec("RELEASE SAVEPOINT motomind_tx")
-    else
-      db:exec("ROLLBACK")
-    end
-  end
-  error(err, 0)
+  rollback(db, nested)
+  error((...), 0)
 end
 
 --- db:transaction(fn, ...) calls fn(db, ...) in a transaction: commits and
 -- returns fn's results, or rolls back and re-raises fn's error unchanged.
+-- When fn returns nil, message, ... after a statement failed, the
+-- transaction is rolled back and those values are returned as they are.
 -- Nested calls use savepoints, so an inner failure undoes only the inner work.
 function Connection:transaction(fn, ...)
   if type(fn) ~= "function" then
@@ -188,11 +199,14 @@ function Connection:import(source, opts)
   local transfer = require "motomind.transfer"
   if type(source) ~= "function" then return transfer.import(self, context(opts), source, opts) end
   local path = os.tmpname()
-  local f = assert(io.open(path, "wb"))
-  for chunk in source do f:write(chunk) end
-  f:close()
-  local ok, report, err, sqlstate, partial = pcall(transfer.import, self, context(opts), path, opts)
-  os.remove(path)
+  local ok, report, err, sqlstate, partial = pcall(function()
+    local f = assert(io.open(path, "wb"))
+    local spooled, why = pcall(function() for chunk in source do f:write(chunk) end end)
+    f:close()
+    if not spooled then error(why, 0) end
+    return transfer.import(self, context(opts), path, opts)
+  end)
+  os.remove(path) -- also when the reader raised
   if not ok then error(report, 0) end
   return report, err, sqlstate, partial
 end

@@ -57,10 +57,11 @@ local function finding(list, severity, what, detail)
   list[#list + 1] = { severity = severity, finding = what, detail = detail }
 end
 
---- health(db, { max_age = 3600, ahead = 1 }) -> findings, each
+--- health(db, { max_age = 3600, ahead = 1, failures_window = 86400 }) -> findings, each
 -- { severity = "warning" | "info", finding = text, detail = table }:
 -- missing future partitions, rows in the DEFAULT partition, stale views,
--- metrics pending, dead rows, and the sizes of the largest tables.
+-- metrics pending, maintain() failures (of the last failures_window
+-- seconds), dead rows, and the sizes of the largest tables.
 function M.health(db, opts)
   opts = opts or {}
   local out = {}
@@ -95,6 +96,11 @@ function M.health(db, opts)
   if pending > 0 then
     finding(out, "info", ("metrics pending for %d vehicles"):format(pending), { vehicles = pending })
   end
+  for _, f in ipairs(motomind.assert(db:query("SELECT step, object, message, sqlstate, at FROM maintenance_failures " ..
+      "WHERE at > now() - make_interval(secs => $1) ORDER BY id", opts.failures_window or 86400))) do
+    finding(out, "warning", ("maintain() failed at %s%s: %s"):format(f.step,
+      f.object ~= motomind.null and (" (" .. f.object .. ")") or "", f.message), f)
+  end
   local tables = motomind.assert(db:query("SELECT * FROM db_health_stats ORDER BY total_bytes DESC"))
   for _, t in ipairs(tables) do
     if t.dead_rows ~= motomind.null and t.dead_rows > 1000 and t.dead_rows > 0.2 * (t.live_rows + t.dead_rows) then
@@ -110,6 +116,21 @@ function M.health(db, opts)
   return out
 end
 
+-- Five fields of cron's own characters: nothing a shell would read.
+local function valid_cron(every)
+  local n = 0
+  for field in tostring(every):gmatch("%S+") do
+    if not field:match("^[%d%*/,%-]+$") then return false end
+    n = n + 1
+  end
+  return n == 5
+end
+
+local function shell_quote(s)
+  if s:match("^[%w%./_%-]+$") then return s end
+  return "'" .. s:gsub("'", "'\\''") .. "'"
+end
+
 --- schedule(db, { every = "*/5 * * * *", crontab = false }) ->
 --   "pg_cron", job id | "crontab", line
 -- Registers maintain() with pg_cron when the extension is installed in this
@@ -119,6 +140,9 @@ end
 function M.schedule(db, opts)
   opts = opts or {}
   local every = opts.every or "*/5 * * * *"
+  if not valid_cron(every) then
+    return nil, ("every: %q is not a cron schedule (five fields of digits, *, /, - and ,)"):format(every), "22023"
+  end
   local cron = not opts.crontab and motomind.assert(db:row([[
     SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_cron') AS installed,
            EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'pg_cron')
@@ -129,7 +153,8 @@ function M.schedule(db, opts)
     return "pg_cron", motomind.assert(db:value("SELECT cron.schedule($1, $2, $3)", "motomind-maintain-" .. db:schema(),
       every, "SELECT " .. db:qualify("maintain") .. "()"))
   end
-  return "crontab", ("%s %s maintain --schema %s"):format(every, opts.command or "motomind", db:schema())
+  return "crontab", ("%s %s maintain --schema %s"):format(every, shell_quote(opts.command or "motomind"),
+    shell_quote(db:schema()))
 end
 
 return M

@@ -43,15 +43,14 @@ end
 local function insert(db, ctx, rows)
   local sql = [[
     INSERT INTO ]] .. db:qualify("vehicle_events") .. [[ (tenant_id, id, vehicle_id, type, occurred_at,
-           mileage, payload, notes, created_by, correction, corrects_id, corrects_occurred_at)
+           mileage, payload, notes, correction, corrects_id, corrects_occurred_at)
     SELECT $1, coalesce(x.id, gen_random_uuid()), x.vehicle_id, x.type, x.occurred_at, x.mileage,
-           x.payload, x.notes, $2, x.correction, x.corrects_id, x.corrects_occurred_at
-      FROM jsonb_to_recordset($3::jsonb) AS x(id uuid, vehicle_id uuid, type text, occurred_at timestamptz,
+           x.payload, x.notes, x.correction, x.corrects_id, x.corrects_occurred_at
+      FROM jsonb_to_recordset($2::jsonb) AS x(id uuid, vehicle_id uuid, type text, occurred_at timestamptz,
            mileage numeric, payload jsonb, notes text, correction text, corrects_id uuid,
            corrects_occurred_at timestamptz)
     RETURNING id, occurred_at, vehicle_id]]
-  local out, e2, sqlstate, detail = db:query(sql, ctx.tenant, ctx.user or null,
-    setmetatable(rows, motomind.json.array_mt))
+  local out, e2, sqlstate, detail = db:query(sql, ctx.tenant, setmetatable(rows, motomind.json.array_mt))
   if not out then return nil, e2, sqlstate, detail end
   -- Flags the rules raised on these events (implausible odometer jumps).
   local flags = motomind.assert(db:query(

@@ -175,8 +175,13 @@ function M.import(db, ctx, path, opts)
     format, err = formats.detect(path)
     if not format then return nil, err, "22023" end
   end
-  if format ~= "jsonl" and format ~= "backup" and not formats[format] and not custom then
+  if format ~= "jsonl" and format ~= "backup" and not formats.get(format) and not custom then
     return nil, ("unknown format %q (one of %s)"):format(format, table.concat(formats.names(), ", ")), "22023"
+  end
+  if opts.errors then -- a path we cannot write is said before anything lands
+    local f, ferr = io.open(opts.errors, "a")
+    if not f then return nil, "errors: " .. ferr, "58030" end
+    f:close()
   end
   local report = { file = path, format = format, records = 0, staged = 0, inserted = 0, duplicates = 0,
     rejected = {} }
@@ -187,10 +192,10 @@ function M.import(db, ctx, path, opts)
   if drawn then progress = terminal_progress(path) end
   local ok, e = pcall(db.as, db, ctx, function()
     local csv
-    if formats[format] or custom then
+    if formats.get(format) or custom then
       local vehicle = csv_vehicle(db, ctx, opts.vehicle)
       motomind.assert(db:exec("SELECT set_config('TimeZone', $1, true)", vehicle.timezone))
-      csv = custom or formats[format].spec { unit = opts.unit, currency = opts.currency, dates = opts.dates,
+      csv = custom or formats.get(format).spec { unit = opts.unit, currency = opts.currency, dates = opts.dates,
         vehicle = vehicle }
     end
     motomind.assert(db:exec(STAGE))
