@@ -272,6 +272,7 @@ static int l_copy_events(lua_State *L) {
         r = src->next(src, &item);
         if (r <= 0) break;
         if (!item.event && !item.reason && !item.record) continue; /* blank, header, skipped */
+        mm_box_hold(tbox, item.event, delete_tree); /* owned before any callback may raise */
         if (++records % PROGRESS_EVERY == 0 && !lua_isnil(L, 8)) {
             lua_pushvalue(L, 8);
             lua_pushinteger(L, (lua_Integer)records);
@@ -280,7 +281,6 @@ static int l_copy_events(lua_State *L) {
         }
         if (item.record && lua_isnil(L, 7)) item.reason = "a backup record (import the file as a backup)";
         else if (item.record) call_back(L, c, 7, item.line, item.record, NULL);
-        mm_box_hold(tbox, item.event, delete_tree);
         reason = item.event ? event_row(schemas, item.event, item.line, vehicle, src->zoned, out, err, sizeof err)
                             : item.reason;
         mm_box_release(tbox);
