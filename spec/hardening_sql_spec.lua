@@ -300,3 +300,21 @@ describe("the Lua API's failures", function()
     assert.equal("*/5 * * * * '/opt/my tools/motomind' maintain --schema " .. db:schema(), line)
   end)
 end)
+
+describe("a full metrics recompute", function()
+  it("never makes a writer wait (it ran under a lock on every vehicle's head)", function()
+    local db, t, car = H.fresh_tenant()
+    assert(db:exec("INSERT INTO vehicle_events (tenant_id, vehicle_id, type, occurred_at, mileage, payload) " ..
+      "VALUES ($1, $2, 'odometer', '2024-01-01T00:00:00Z', 5, '{\"source\": \"manual\"}')", t, car))
+    local writer = H.connect { schema = db:schema() }
+    assert(db:exec("BEGIN"))
+    assert(db:value("SELECT recompute_metrics()"))
+    assert(writer:exec("SET statement_timeout = '3s'"))
+    local ok, err = writer:exec("INSERT INTO vehicle_events (tenant_id, vehicle_id, type, occurred_at, mileage, payload) " ..
+      "VALUES ($1, $2, 'odometer', '2024-02-01T00:00:00Z', 50, '{\"source\": \"manual\"}')", t, car)
+    assert(db:exec("COMMIT"))
+    assert.equal(1, ok, err)
+    writer:close()
+    H.drop(db)
+  end)
+end)

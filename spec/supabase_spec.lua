@@ -64,6 +64,22 @@ describe("Supabase mode", function()
     as_jwt("", function(db) assert.equal(0, db:value("SELECT count(*) FROM vehicles")) end)
   end)
 
+  it("trusts the verified JWT over motomind.user_id, keeps email Supabase's, and takes sign-ups without one", function()
+    local uid = owner:value("INSERT INTO auth.users (email) VALUES ('jwt-' || gen_random_uuid() || '@x.example') RETURNING id")
+    local mallory = owner:value("INSERT INTO auth.users (email) VALUES ('m-' || gen_random_uuid() || '@x.example') RETURNING id")
+    local phone = owner:value("INSERT INTO auth.users (email) VALUES (NULL) RETURNING id")
+    assert.equal(1, owner:value("SELECT count(*) FROM users WHERE id = $1 AND email IS NULL", phone))
+    assert(owner:exec("BEGIN"))
+    assert(owner:exec("SET LOCAL ROLE authenticated"))
+    assert(owner:query("SELECT set_config('request.jwt.claims', $1, true), set_config('motomind.user_id', $2, true), " ..
+      "set_config('motomind.maintenance', 'off', true)", motomind.json.encode { sub = uid }, mallory))
+    local who = owner:value("SELECT current_user_id()")
+    local _, _, sqlstate = owner:exec("UPDATE users SET email = 'victim@x.example' WHERE id = $1", uid)
+    owner:exec("ROLLBACK")
+    assert.equal(uid, who)
+    assert.equal("42501", sqlstate)
+  end)
+
   it("rolls back to motomind's own context", function()
     owner:migrate { to = 5, supabase = true }
     assert.equal(motomind.null, owner:value("SELECT to_regprocedure($1)::text", owner:schema() .. ".sync_auth_user()"))
