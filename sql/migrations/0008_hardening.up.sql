@@ -267,7 +267,8 @@ LANGUAGE plpgsql SET search_path FROM CURRENT SET motomind.maintenance = 'on' AS
 DECLARE
   p record;
   arch text := current_schema() || '_archive';
-  cutoff timestamptz := nullif((SELECT value FROM settings WHERE key = 'archived_before'), '')::timestamptz;
+  archived timestamptz := nullif((SELECT value FROM settings WHERE key = 'archived_before'), '')::timestamptz;
+  cutoff timestamptz := archived;
   leftovers text;
 BEGIN
   FOR p IN SELECT c.partition, c.range_to FROM partition_coverage() c
@@ -278,8 +279,7 @@ BEGIN
     cutoff := greatest(cutoff, p.range_to);
     RETURN NEXT p.partition;
   END LOOP;
-  IF cutoff IS NULL OR cutoff IS NOT DISTINCT FROM
-     nullif((SELECT value FROM settings WHERE key = 'archived_before'), '')::timestamptz THEN
+  IF cutoff IS NULL OR cutoff IS NOT DISTINCT FROM archived THEN
     RETURN;
   END IF;
   IF EXISTS (SELECT 1 FROM vehicle_events_default WHERE occurred_at < cutoff) THEN
