@@ -3,7 +3,7 @@
 -- CSV spec compiler, NUL bytes, and bad text in imported records. Runs under
 -- valgrind too (tools/run-suite).
 local motomind = require "motomind"
-local transfer = require "motomind.transfer"
+local import = require "motomind.import"
 local H = require "spec.helper"
 
 local BUSY = "inside its own COPY"
@@ -63,7 +63,7 @@ describe("a COPY callback that reaches back into its connection", function()
         occurred_at = ("2024-01-01T00:00:%02dZ"):format(i % 60), payload = { source = "manual" } }
     end
     local path = H.write_temp(table.concat(lines, "\n") .. "\n")
-    local ok, err = pcall(transfer.import, db, { tenant = t, user = u }, path,
+    local ok, err = pcall(import.import, db, { tenant = t, user = u }, path,
       { progress = function() db:close() end })
     assert.is_false(ok)
     assert.matches("cannot close a connection inside its own COPY", tostring(err), 1, true)
@@ -160,7 +160,7 @@ describe("bad text in imported records", function()
       line("2024-01-03T00:00:00Z", 300, '"visible\\u0000hidden"'),
       line("2024-01-04T00:00:00Z", 400, '"fine"'),
     }, "\n") .. "\n")
-    local report = assert(transfer.import(db, ctx, path))
+    local report = assert(import.import(db, ctx, path))
     assert.equal(2, report.inserted)
     assert.equal(2, #report.rejected)
     assert.equal(2, report.rejected[1].line)
@@ -175,7 +175,7 @@ describe("bad text in imported records", function()
     local spec = { type = "odometer", set = { ["payload.source"] = "manual" }, columns = {
       { names = "date", to = "occurred_at", as = "date", required = true },
       { names = "odometer", to = "mileage", as = "number" }, { names = "notes", to = "notes" } } }
-    local report = assert(transfer.import(db, ctx, path, { format = spec, vehicle = car }))
+    local report = assert(import.import(db, ctx, path, { format = spec, vehicle = car }))
     assert.equal(2, report.inserted)
     assert.equal(3, report.rejected[1].line)
     assert.equal("notes: text is not valid UTF-8", report.rejected[1].reason)
@@ -184,7 +184,7 @@ describe("bad text in imported records", function()
 
   it("refuses a line with text after its JSON value", function()
     local path = H.write_temp(line("2024-01-01T00:00:00Z", 100) .. " NOT JSON\n" .. line("2024-01-02T00:00:00Z", 200) .. "\n")
-    local report = assert(transfer.import(db, ctx, path))
+    local report = assert(import.import(db, ctx, path))
     assert.equal(1, report.inserted)
     assert.equal("invalid JSON: text after the JSON value", report.rejected[1].reason)
     os.remove(path)
@@ -196,7 +196,7 @@ describe("bad text in imported records", function()
     local ids = {}
     for _, tz in ipairs { "UTC", "America/New_York", "Asia/Tokyo" } do
       assert(db:exec("SELECT set_config('TimeZone', $1, false)", tz))
-      local report = assert(transfer.import(db, ctx, path))
+      local report = assert(import.import(db, ctx, path))
       assert.equal(1, #report.rejected)
       assert.matches("occurred_at: needs a time zone", report.rejected[1].reason, 1, true)
       ids[#ids + 1] = db:value("SELECT string_agg(id::text, ',' ORDER BY id) FROM vehicle_events")
@@ -205,5 +205,43 @@ describe("bad text in imported records", function()
     assert.equal(ids[1], ids[3])
     assert.equal(2, db:value("SELECT count(*) FROM vehicle_events"))
     os.remove(path)
+  end)
+end)
+
+describe("JSON integers beyond 2^53", function()
+  it("decode exactly (integers on Lua 5.4, exact text on LuaJIT), from text and from jsonb columns", function()
+    local big = "12345678901234567"
+    local function exact(v)
+      if math.type then return math.type(v) == "integer" and tostring(v) == big end
+      return v == big
+    end
+    local t = motomind.json.decode('{"a": "12\\"3", "n": ' .. big .. ', "f": 1.5, "small": 42}')
+    assert.is_true(exact(t.n), tostring(t.n))
+    assert.same({ 1.5, 42, '12"3' }, { t.f, t.small, t.a })
+    local db = H.connect()
+    local row = db:row("SELECT ('{\"n\": ' || $1 || ', \"huge\": 1' || repeat('0', 25) || '}')::jsonb AS j", big)
+    assert.is_true(exact(row.j.n), tostring(row.j.n))
+    assert.equal("1" .. ("0"):rep(25), tostring(row.j.huge)) -- beyond 64 bits: exact text
+    if math.type then assert.equal(big, motomind.json.encode(t.n)) end
+    db:close()
+  end)
+end)
+
+describe("a connection collected while open", function()
+  it("warns on stderr, and a closed one does not", function()
+    local function stderr_of(code)
+      local err = os.tmpname()
+      local _, ok = H.run(H.lua_command(code) .. " 2>" .. err)
+      local text = H.read(err)
+      os.remove(err)
+      assert.is_true(ok)
+      return text
+    end
+    assert.matches("a connection was garbage-collected while open",
+      stderr_of('local db = require("motomind").connect(); db = nil; collectgarbage()'), 1, true)
+    assert.equal("", stderr_of('local db = require("motomind").connect(); db:close(); db = nil; collectgarbage()'))
+    if not jit then -- (<close> is Lua 5.4 syntax)
+      assert.equal("", stderr_of('do local db <close> = require("motomind").connect() end collectgarbage()'))
+    end
   end)
 end)

@@ -154,12 +154,11 @@ describe("an event's author and creation time", function()
         "VALUES ($1, $2, 'odometer', now(), '{\"source\": \"manual\"}', $3, '2999-01-01')", t, car, u)
     end)
     assert.equal("42501", sqlstate, err)
-    local e = motomind.assert(app:as({ tenant = t, user = manager }, function(x)
-      return require("motomind.timeline").append(x, { tenant = t, user = u }, { vehicle_id = car, type = "odometer",
-        occurred_at = "2025-01-01T00:00:00Z", mileage = 10, payload = { source = "manual" } })
-    end))
+    local e = motomind.assert(require("motomind.timeline").append(app, { tenant = t, user = manager },
+      { vehicle_id = car, type = "odometer", occurred_at = "2025-01-01T00:00:00Z", mileage = 10,
+        payload = { source = "manual" } }))
     local row = db:row("SELECT created_by, created_at > now() - interval '1 minute' AS recent FROM vehicle_events WHERE id = $1", e.id)
-    assert.equal(manager, row.created_by) -- the session's user, not the ctx passed to append
+    assert.equal(manager, row.created_by) -- the session's user (append runs as its ctx), never a client value
     assert.is_true(row.recent)
     app:close()
     H.drop(db)

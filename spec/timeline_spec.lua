@@ -1,5 +1,6 @@
 local motomind = require "motomind"
 local timeline = require "motomind.timeline"
+local internal = require "motomind.internal"
 local H = require "spec.helper"
 
 local null = motomind.null
@@ -359,11 +360,11 @@ describe("timeline pages", function()
   end)
 
   it("use index scans and prune partitions outside the range", function()
-    local params = timeline.page_params(ctx, { vehicle = cars[1], from = "2024-03-01T00:00:00Z",
+    local params = internal.page_params(ctx, { vehicle = cars[1], from = "2024-03-01T00:00:00Z",
       to = "2024-04-01T00:00:00Z", limit = 20 })
     local plan = {}
     db:exec("SET enable_seqscan = off") -- the table is tiny; ask what it would do at scale
-    for _, r in ipairs(assert(db:query("EXPLAIN " .. timeline.page_sql(db), (table.unpack or unpack)(params, 1, params.n)))) do
+    for _, r in ipairs(assert(db:query("EXPLAIN " .. internal.page_sql(db), (table.unpack or unpack)(params, 1, params.n)))) do
       plan[#plan + 1] = r["QUERY PLAN"]
     end
     db:exec("RESET enable_seqscan")

@@ -3,6 +3,7 @@
  * text or a Lua table as an event payload of a type. */
 #include "motomind.h"
 #include "payload.h"
+#include "event.h"
 
 #define MM_CODEC_MT "motomind.PayloadCodec"
 #define ERR_MAX 1024
@@ -98,6 +99,52 @@ static int l_check(lua_State *L) {
     return 1;
 }
 
+/* codec:check_event(table_or_json [, vehicle]) -> the event, its payload
+ * normalized | nil, message: the importer's check of an event's shape
+ * (event.c), times with a zone. */
+static int l_check_event(lua_State *L) {
+    mm_codec *c = check_codec(L);
+    int t = lua_type(L, 2);
+    const char *vehicle = luaL_optstring(L, 3, NULL), *why;
+    size_t len;
+    char err[ERR_MAX];
+    mm_event_texts texts;
+    mm_box *box;
+    if (t != LUA_TSTRING && t != LUA_TTABLE) luaL_argerror(L, 2, "JSON text or table expected");
+    box = mm_box_new(L);
+    if (t == LUA_TSTRING) {
+        const char *s = lua_tolstring(L, 2, &len);
+        if (!mm_json_parse(L, s, len, "event", box)) return failed(L);
+    } else if (!mm_json_build(L, 2, "event", box)) {
+        return failed(L);
+    }
+    why = mm_event_check(c->schemas, (cJSON *)box->ptr, vehicle, 1, &texts, err, sizeof err);
+    if (why) {
+        lua_pushstring(L, why);
+        return failed(L);
+    }
+    mm_json_push(L, (cJSON *)box->ptr);
+    return 1;
+}
+
+/* event_fields() -> { { name = "id", type = "uuid" }, ... }: the event row in
+ * column order, for the SQL the Lua layer writes. */
+static int l_event_fields(lua_State *L) {
+    int i;
+    lua_createtable(L, MM_EV_NFIELDS, 0);
+    for (i = 0; i < MM_EV_NFIELDS; i++) {
+        lua_createtable(L, 0, 3);
+        lua_pushstring(L, MM_EVENT_FIELDS[i].name);
+        lua_setfield(L, -2, "name");
+        lua_pushstring(L, MM_EVENT_FIELDS[i].sqltype);
+        lua_setfield(L, -2, "type");
+        lua_pushboolean(L, MM_EVENT_FIELDS[i].required);
+        lua_setfield(L, -2, "required");
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
 /* codec:types() -> { "fuel", ... } in the schema document's (sorted) order */
 static int l_types(lua_State *L) {
     const cJSON *t;
@@ -115,6 +162,7 @@ static const luaL_Reg methods[] = {
     {"decode", l_decode},
     {"encode", l_encode},
     {"check", l_check},
+    {"check_event", l_check_event},
     {"types", l_types},
     {NULL, NULL}
 };
@@ -133,5 +181,7 @@ int mm_open_codec(lua_State *L) {
     lua_pop(L, 1);
     lua_pushcfunction(L, l_new);
     lua_setfield(L, -2, "payload_codec");
+    lua_pushcfunction(L, l_event_fields);
+    lua_setfield(L, -2, "event_fields");
     return 0;
 }

@@ -2,6 +2,7 @@
  * its metatable set before the connection is opened; one close serves
  * close(), __gc and __close and is safe to call twice. */
 #include "motomind.h"
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,9 +74,22 @@ static int l_close(lua_State *L) {
     return 1;
 }
 
-/* __gc: a busy connection is on its COPY's stack, so never collected. */
+/* __close: closes quietly (a busy connection is on its COPY's stack, so
+ * never leaves its scope while busy). */
+static int l_close_scope(lua_State *L) {
+    mm_conn *c = check_conn(L);
+    if (!c->busy) conn_close(c);
+    return 0;
+}
+
+/* __gc: a connection still open here held a server backend until now; say
+ * so on stderr (the fix is close() or a <close> variable), then close it. */
 static int l_gc(lua_State *L) {
     mm_conn *c = check_conn(L);
+    if (c->pg && !c->busy) {
+        fputs("motomind: warning: a connection was garbage-collected while open; "
+              "close it with db:close() or a <close> variable\n", stderr);
+    }
     if (!c->busy) conn_close(c);
     return 0;
 }
@@ -256,7 +270,7 @@ static const luaL_Reg methods[] = {
 
 static const luaL_Reg metamethods[] = {
     {"__gc", l_gc},
-    {"__close", l_gc},
+    {"__close", l_close_scope},
     {"__tostring", l_tostring},
     {NULL, NULL}
 };

@@ -3,6 +3,7 @@
  * payload with the codec's schemas and appends an escaped COPY row, calling
  * Lua only for refused records, non-event records and progress. */
 #include "import.h"
+#include "event.h"
 #include "payload.h"
 #include "text.h"
 #include <stdlib.h>
@@ -59,88 +60,23 @@ static int put_field(outbuf *b, const char *s, int last) {
     return ok && put(b, last ? "\n" : "\t", 1);
 }
 
-/* The text of a string member, NULL when absent or JSON null; *bad is set
- * when it has another type. */
-static const char *text_of(const cJSON *obj, const char *key, int *bad) {
-    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
-    if (!v || cJSON_IsNull(v)) return NULL;
-    if (cJSON_IsString(v)) return v->valuestring;
-    *bad = 1;
-    return NULL;
-}
-
-/* Shortest decimal text that reads back as the same double. */
-static void number_text(double d, char *out, size_t n) {
-    int p;
-    for (p = 15; p <= 17; p++) {
-        snprintf(out, n, "%.*g", p, d);
-        if (strtod(out, NULL) == d) return;
-    }
-}
-
-static const char *const FIELDS[] = {"id", "vehicle_id", "type", "occurred_at", "mileage", "payload",
-                                     "notes", "correction", "corrects_id", "corrects_occurred_at", NULL};
-
-/* Checks one event object and appends its COPY row (line number first).
- * Returns NULL, or the reason the record is refused (in err). Every text
- * field is checked here (UTF-8; times with a zone when zoned), so that a
+/* Checks one event object (event.c) and appends its COPY row (line number
+ * first, then the fields of MM_EVENT_FIELDS in order). Returns NULL, or the
+ * reason the record is refused (in err). Every text field is checked, so a
  * bad record is refused by its line instead of failing the whole COPY. */
 static const char *event_row(const mm_schemas *schemas, cJSON *ev, long line, const char *vehicle, int zoned,
                              outbuf *b, char *err, size_t errlen) {
-    char num[40], linebuf[24], *payload_text;
-    const char *f[10];
-    const cJSON *k;
-    cJSON *payload;
-    int i, bad = 0;
-    f[5] = NULL;
-    if (!cJSON_IsObject(ev)) return "expected a JSON object (one event per line)";
-    for (k = ev->child; k; k = k->next) {
-        for (i = 0; FIELDS[i] && strcmp(FIELDS[i], k->string); i++) {}
-        if (!FIELDS[i]) {
-            snprintf(err, errlen, "%s: unknown field", k->string);
-            return err;
-        }
-    }
-    for (i = 0; i < 10; i++) {
-        f[i] = NULL;
-        if (i == 4 || i == 5) continue; /* mileage and payload: below */
-        f[i] = text_of(ev, FIELDS[i], &bad);
-        if (bad) {
-            snprintf(err, errlen, "%s: expected a string", FIELDS[i]);
-            return err;
-        }
-        if (f[i] && !mm_utf8_valid((const unsigned char *)f[i])) {
-            snprintf(err, errlen, "%s: text is not valid UTF-8", FIELDS[i]);
-            return err;
-        }
-        if (f[i] && zoned && (i == 3 || i == 9) && !mm_has_zone(f[i])) {
-            snprintf(err, errlen, "%s: needs a time zone (e.g. 2025-01-20T08:30:00Z or +01:00)", FIELDS[i]);
-            return err;
-        }
-    }
-    k = cJSON_GetObjectItemCaseSensitive(ev, "mileage");
-    if (k && !cJSON_IsNull(k)) {
-        if (!cJSON_IsNumber(k) || k->valuedouble < 0) return "mileage: expected number >= 0";
-        number_text(k->valuedouble, num, sizeof num);
-        f[4] = num;
-    }
-    if (vehicle) f[1] = vehicle;
-    if (!f[1]) return "vehicle_id: is required";
-    if (!f[2]) return "type: is required";
-    if (!f[3]) return "occurred_at: is required";
-    payload = cJSON_GetObjectItemCaseSensitive(ev, "payload");
-    if (!payload) {
-        payload = cJSON_CreateObject();
-        if (!payload) return "out of memory";
-        cJSON_AddItemToObject(ev, "payload", payload);
-    }
-    if (!(f[7] && !strcmp(f[7], "void")) && !mm_payload_check(schemas, f[2], payload, err, errlen))
-        return err;
-    payload_text = cJSON_PrintUnformatted(payload);
+    char linebuf[24], *payload_text;
+    mm_event_texts t;
+    int i, bad;
+    const char *why = mm_event_check(schemas, ev, vehicle, zoned, &t, err, errlen);
+    if (why) return why;
+    payload_text = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(ev, "payload"));
     if (!payload_text) return "out of memory";
+    t.f[MM_EV_PAYLOAD] = payload_text;
     snprintf(linebuf, sizeof linebuf, "%ld", line);
     bad = !put_field(b, linebuf, 0);
-    for (i = 0; i < 10 && !bad; i++) bad = !put_field(b, i == 5 ? payload_text : f[i], i == 9);
+    for (i = 0; i < MM_EV_NFIELDS && !bad; i++) bad = !put_field(b, t.f[i], i == MM_EV_NFIELDS - 1);
     cJSON_free(payload_text);
     return bad ? "out of memory" : NULL;
 }
@@ -222,7 +158,7 @@ static void call_back(lua_State *L, mm_conn *c, int fn, long n, const char *a, c
 /* db:copy_events(copy_sql, path, codec, opts) -> rows_sent, records
  *   | nil, message, sqlstate, detail.
  * Streams a file of events into a COPY whose rows are: the record's line,
- * then the fields of FIELDS in order (text format). Records are the file's
+ * then the fields of MM_EVENT_FIELDS in order (text format). Records are the file's
  * events and refused or non-event records (not blank lines or headers). opts: csv = a spec (see
  * csv.c; JSON lines otherwise), vehicle = the vehicle of every event,
  * on_reject(line, reason, column), on_record(line, json_text) for a backup's

@@ -2,6 +2,7 @@
  * empty array stays an array when encoded again; objects are encoded with
  * sorted keys (canonical output); integers are written exactly. */
 #include "motomind.h"
+#include <errno.h>
 #include "text.h"
 #include <cJSON.h>
 #include <math.h>
@@ -269,11 +270,15 @@ void mm_json_push(lua_State *L, const cJSON *item) {
         lua_pushnumber(L, (lua_Number)d);
     } else if (cJSON_IsBool(item)) {
         lua_pushboolean(L, cJSON_IsTrue(item));
-    } else if (cJSON_IsRaw(item)) { /* an integer beyond 2^53, from Lua 5.4 */
+    } else if (cJSON_IsRaw(item)) { /* an integer beyond 2^53: exact */
 #if MM_HAS_INTEGERS
-        lua_pushinteger(L, (lua_Integer)strtoll(item->valuestring, NULL, 10));
+        long long v;
+        errno = 0;
+        v = strtoll(item->valuestring, NULL, 10);
+        if (errno == ERANGE) lua_pushstring(L, item->valuestring); /* beyond 64 bits: as text */
+        else lua_pushinteger(L, (lua_Integer)v);
 #else
-        lua_pushstring(L, item->valuestring);
+        lua_pushstring(L, item->valuestring); /* as int8 columns: exact as text */
 #endif
     } else {
         mm_push_null(L);
@@ -305,14 +310,61 @@ int mm_json_parse(lua_State *L, const char *text, size_t len, const char *root, 
 
 /* Pushes the Lua value of a JSON text and returns 1, or pushes an error
  * message with the byte offset and returns 0. */
+/* The next number literal of a JSON text from *at (strings skipped); its
+ * length in *n, or NULL when there is none. */
+static const char *next_number(const char *text, size_t len, size_t *at, size_t *n) {
+    size_t i = *at;
+    while (i < len) {
+        if (text[i] == '"') {
+            for (i++; i < len && text[i] != '"'; i++)
+                if (text[i] == '\\') i++;
+            i++;
+        } else if (text[i] == '-' || (text[i] >= '0' && text[i] <= '9')) {
+            size_t start = i;
+            while (i < len && strchr("+-0123456789.eE", text[i])) i++;
+            *at = i;
+            *n = i - start;
+            return text + start;
+        } else {
+            i++;
+        }
+    }
+    return NULL;
+}
+
+/* Integers beyond 2^53 become raw nodes holding their exact digits (cJSON
+ * parses numbers as doubles): the tree's numbers are the text's number
+ * literals, in document order. Returns 0 when out of memory. */
+static int exact_integers(cJSON *item, const char *text, size_t len, size_t *at) {
+    cJSON *child;
+    if (cJSON_IsNumber(item)) {
+        size_t n = 0;
+        const char *lit = next_number(text, len, at, &n);
+        if (lit && fabs(item->valuedouble) >= MM_MAX_EXACT_DOUBLE && strspn(lit + (*lit == '-'), "0123456789") + (*lit == '-') == n) {
+            char *digits = (char *)cJSON_malloc(n + 1);
+            if (!digits) return 0;
+            memcpy(digits, lit, n);
+            digits[n] = '\0';
+            item->type = cJSON_Raw;
+            item->valuestring = digits;
+        }
+        return 1;
+    }
+    for (child = item->child; child; child = child->next)
+        if (!exact_integers(child, text, len, at)) return 0;
+    return 1;
+}
+
 int mm_json_decode(lua_State *L, const char *text, size_t len) {
     mm_box *box = mm_box_new(L);
     cJSON *tree;
+    size_t at = 0;
     if (!mm_json_parse(L, text, len, "", box)) {
         lua_remove(L, -2);
         return 0;
     }
     tree = (cJSON *)box->ptr;
+    if (!exact_integers(tree, text, len, &at)) return luaL_error(L, "out of memory");
     mm_json_push(L, tree);
     mm_box_release(box);
     lua_remove(L, -2);

@@ -1,18 +1,18 @@
 /* Lua values -> text-format query parameters. Values are only ever bound,
  * never spliced into SQL. */
 #include "motomind.h"
+#include "text.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* Shortest decimal text that reads back as the same double. */
+/* A float parameter: its shortest exact text (or PostgreSQL's NaN/Infinity). */
 static void push_float(lua_State *L, double d) {
     char buf[40];
     if (isnan(d)) { lua_pushliteral(L, "NaN"); return; }
     if (isinf(d)) { lua_pushstring(L, d > 0 ? "Infinity" : "-Infinity"); return; }
-    snprintf(buf, sizeof buf, "%.15g", d);
-    if (strtod(buf, NULL) != d) snprintf(buf, sizeof buf, "%.17g", d);
+    mm_shortest_double(d, buf, sizeof buf);
     lua_pushstring(L, buf);
 }
 

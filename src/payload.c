@@ -109,13 +109,9 @@ int mm_json_normalize(cJSON *item) {
 /* Numbers as the database renders them: integers below 1e15 in full, other
  * values in their shortest exact form. */
 static void format_number(double d, char *out, size_t n) {
-    int p;
     if (d == 0) { snprintf(out, n, "0"); return; }
     if (d == floor(d) && fabs(d) < 1e15) { snprintf(out, n, "%.0f", d); return; }
-    for (p = 15; p <= 17; p++) {
-        snprintf(out, n, "%.*g", p, d);
-        if (strtod(out, NULL) == d) return;
-    }
+    mm_shortest_double(d, out, n);
 }
 
 /* Appends s JSON-quoted, escaped as PostgreSQL's escape_json does. */

@@ -1,5 +1,7 @@
 /* Text checks (see text.h). */
 #include "text.h"
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int mm_utf8_valid(const unsigned char *s) {
@@ -53,4 +55,12 @@ int mm_has_zone(const char *when) {
         if (!is_digit(c) && c != ':' && c != '.') return 0;
     }
     return 0;
+}
+
+void mm_shortest_double(double d, char *out, size_t n) {
+    int p;
+    for (p = 15; p <= 17; p++) {
+        snprintf(out, n, "%.*g", p, d);
+        if (strtod(out, NULL) == d) return;
+    }
 }

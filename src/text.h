@@ -16,4 +16,9 @@ int mm_json_has_nul(const char *text, size_t len);
 /* Whether an ISO 8601 time ends in a zone (Z, +hh, +hh:mm, +hhmm, -...). */
 int mm_has_zone(const char *when);
 
+/* The shortest decimal text (at most 17 significant digits, out holding at
+ * least 32 bytes) that reads back as the same finite double. The one
+ * formatter of the core: COPY rows, query parameters and payload texts. */
+void mm_shortest_double(double d, char *out, size_t n);
+
 #endif

@@ -79,6 +79,12 @@ local function lubelogger(o, type, columns, set)
   return { dates = o.dates or "mdy", type = type, set = set, columns = columns }
 end
 
+-- LubeLogger's CSV columns for export, from the vehicle's effective timeline
+-- e joined to its vehicle v (dates in its timezone, as LubeLogger's en-US
+-- MM/DD/YYYY; LubeLogger keeps no time).
+local DATE = [[to_char(e.occurred_at AT TIME ZONE v.timezone, 'MM/DD/YYYY') AS "Date"]]
+local TAGS = [[e.payload->'extra'->>'tags' AS "Tags"]]
+
 M["lubelogger-fuel"] = {
   description = "LubeLogger fuel CSV",
   detect = function(header) return header:find("fuelconsumed", 1, true) or header:find("isfilltofull", 1, true) end,
@@ -93,6 +99,14 @@ M["lubelogger-fuel"] = {
       { names = { "missedfuelup", "missed_fuelup" }, as = "map", map = flag("payload.missed") },
     }, { ["payload.full"] = true })
   end,
+  export = { type = "fuel", columns = DATE .. [[, trim_scale(e.mileage) AS "Odometer",
+    e.payload->'volume' AS "FuelConsumed",
+    coalesce((e.payload->>'total')::numeric,
+             round((e.payload->>'volume')::numeric * (e.payload->>'price_per_unit')::numeric, 2)) AS "Cost",
+    NULL AS "FuelEconomy",
+    CASE WHEN coalesce((e.payload->>'full')::boolean, true) THEN 'True' ELSE 'False' END AS "IsFillToFull",
+    CASE WHEN coalesce((e.payload->>'missed')::boolean, false) THEN 'True' ELSE 'False' END AS "MissedFuelUp",
+    e.notes AS "Notes", ]] .. TAGS },
 }
 
 M["lubelogger-service"] = {
@@ -105,6 +119,8 @@ M["lubelogger-service"] = {
       { names = "cost", to = "payload.total", as = "number" },
     })
   end,
+  export = { type = "maintenance", columns = DATE .. [[, e.payload->>'service_type' AS "Description",
+    (e.payload->>'total')::numeric AS "Cost", e.notes AS "Notes", trim_scale(e.mileage) AS "Odometer", ]] .. TAGS },
 }
 
 M["lubelogger-odometer"] = {
@@ -115,6 +131,9 @@ M["lubelogger-odometer"] = {
       { names = "odometer", to = "mileage", as = "number", required = true },
     }, { ["payload.source"] = "manual" })
   end,
+  export = { type = "odometer", columns = DATE .. [[,
+    trim_scale(coalesce(lag(e.mileage) OVER (ORDER BY e.occurred_at, e.id), e.mileage)) AS "InitialOdometer",
+    trim_scale(e.mileage) AS "Odometer", e.notes AS "Notes", ]] .. TAGS },
 }
 
 local FULL, PARTIAL, RESET = { ["payload.full"] = true }, { ["payload.full"] = false },
@@ -215,6 +234,15 @@ end
 function M.get(name)
   local f = type(name) == "string" and rawget(M, name)
   return type(f) == "table" and type(f.spec) == "function" and f or nil
+end
+
+--- The names of the formats export() writes besides jsonl and backup.
+function M.export_names()
+  local names = {}
+  for _, n in ipairs(M.DETECT) do
+    if M[n].export then names[#names + 1] = n end
+  end
+  return names
 end
 
 --- Every format name import() takes.

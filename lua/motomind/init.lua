@@ -191,20 +191,20 @@ local function context(opts)
 end
 
 --- db:import(path_or_reader, { tenant =, user =, format =, ... }) imports a
--- file as that user of that tenant (see motomind.transfer.import for the
+-- file as that user of that tenant (see motomind.import for the
 -- options and the report). A reader is a function returning the file's
 -- chunks, then nil; it is spooled to a temporary file first.
 function Connection:import(source, opts)
   opts = opts or {}
-  local transfer = require "motomind.transfer"
-  if type(source) ~= "function" then return transfer.import(self, context(opts), source, opts) end
+  local import = require "motomind.import"
+  if type(source) ~= "function" then return import.import(self, context(opts), source, opts) end
   local path = os.tmpname()
   local ok, report, err, sqlstate, partial = pcall(function()
     local f = assert(io.open(path, "wb"))
     local spooled, why = pcall(function() for chunk in source do f:write(chunk) end end)
     f:close()
     if not spooled then error(why, 0) end
-    return transfer.import(self, context(opts), path, opts)
+    return import.import(self, context(opts), path, opts)
   end)
   os.remove(path) -- also when the reader raised
   if not ok then error(report, 0) end
@@ -212,10 +212,10 @@ function Connection:import(source, opts)
 end
 
 --- db:export(path_or_sink, { tenant =, user =, format =, vehicle = }) ->
--- records | nil, message, sqlstate (see motomind.transfer.export).
+-- records | nil, message, sqlstate (see motomind.export).
 function Connection:export(sink, opts)
   opts = opts or {}
-  return require("motomind.transfer").export(self, context(opts), sink, opts)
+  return require("motomind.export").export(self, context(opts), sink, opts)
 end
 
 --- db:refresh{ max_age = seconds }, db:maintain{ ... }, db:health{ ... }:

@@ -1,5 +1,6 @@
 local motomind = require "motomind"
-local transfer = require "motomind.transfer"
+local import = require "motomind.import"
+local export = require "motomind.export"
 local H = require "spec.helper"
 
 local function write(lines) return H.write_temp(table.concat(lines, "\n") .. "\n") end
@@ -32,7 +33,7 @@ describe("JSON-lines import and export", function()
       event("2025-01-05T00:00:00Z", 1300, { colour = "red" }),
     }
     local errors = os.tmpname()
-    local report = assert(transfer.import(db, ctx, path, { errors = errors }))
+    local report = assert(import.import(db, ctx, path, { errors = errors }))
     assert.equal(6, report.records)
     assert.equal(3, report.staged)
     assert.equal(2, report.inserted)
@@ -50,7 +51,7 @@ describe("JSON-lines import and export", function()
     assert.equal("23514", logged[3].sqlstate)
     assert.equal("tab\there, and a \\ backslash",
       db:value("SELECT notes FROM vehicle_events WHERE mileage = 1200"))
-    local again = assert(transfer.import(db, ctx, path))
+    local again = assert(import.import(db, ctx, path))
     assert.equal(0, again.inserted)
     assert.equal(2, again.duplicates)
     assert.equal(2, db:value("SELECT count(*) FROM vehicle_events"))
@@ -59,7 +60,7 @@ describe("JSON-lines import and export", function()
 
   it("lands nothing in atomic mode when a line is bad", function()
     local path = write { event("2025-01-01T00:00:00Z", 1000), "{}" }
-    local ok, msg, _, report = transfer.import(db, ctx, path, { atomic = true })
+    local ok, msg, _, report = import.import(db, ctx, path, { atomic = true })
     assert.is_nil(ok)
     assert.matches("1 of 2 records refused; nothing imported", msg)
     assert.equal(1, #report.rejected)
@@ -82,13 +83,13 @@ describe("JSON-lines import and export", function()
         db:query("SELECT pg_sleep(0.01)")
       end]]):format(pid, pid))
     os.execute(killer .. " &")
-    local ok, report, msg, sqlstate = pcall(transfer.import, victim, ctx, path)
+    local ok, report, msg, sqlstate = pcall(import.import, victim, ctx, path)
     assert.is_true(not ok or report == nil, "the first import should have been cut off")
     if ok then assert.is_truthy(sqlstate == "08006" or sqlstate == "57P01", tostring(msg)) end
     victim:close()
     assert.equal(0, db:value("SELECT count(*) FROM vehicle_events"))
     local seen = {}
-    report = assert(transfer.import(db, ctx, path, { progress = function(lines, bytes)
+    report = assert(import.import(db, ctx, path, { progress = function(lines, bytes)
       seen[#seen + 1] = { lines, bytes }
     end }))
     assert.same({ 10000, 20000 }, { seen[1][1], seen[2][1] }) -- progress every 10,000 lines
@@ -106,19 +107,19 @@ describe("JSON-lines import and export", function()
       '{"vehicle_id": "' .. car .. '", "type": "fuel", "occurred_at": "2025-02-02T10:30:00+02:00", ' ..
         '"payload": {"total": 74.33, "currency": "EUR", "extra": {"tags": [], "z": {"a": null}}}}',
     }
-    assert(transfer.import(db, ctx, path))
+    assert(import.import(db, ctx, path))
     local first = os.tmpname()
-    assert.equal(3, transfer.export(db, ctx, first))
+    assert.equal(3, export.export(db, ctx, first))
     -- into a second database schema with the same tenant and vehicle
     local other = H.fresh()
     assert(other:exec("INSERT INTO tenants (id, name) VALUES ($1, 'copy')", ctx.tenant))
     assert(other:exec("INSERT INTO vehicles (tenant_id, id) VALUES ($1, $2)", ctx.tenant, car))
     assert(other:exec("INSERT INTO users (id, email) VALUES ($1, 'copy-' || gen_random_uuid() || '@x.example')", user))
     assert(other:exec("INSERT INTO memberships (tenant_id, user_id, role) VALUES ($1, $2, 'owner')", ctx.tenant, user))
-    local report = assert(transfer.import(other, ctx, first))
+    local report = assert(import.import(other, ctx, first))
     assert.equal(3, report.inserted)
     local second = os.tmpname()
-    assert.equal(3, transfer.export(other, ctx, second))
+    assert.equal(3, export.export(other, ctx, second))
     assert.equal(read(first), read(second))
     assert.matches('"total": 74.33', read(first))
     H.drop(other)

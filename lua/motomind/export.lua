@@ -1,0 +1,113 @@
+--- Export: a tenant's events as JSON lines, whole-tenant backups
+-- (backup.lua), and one vehicle's records as another app's CSV (the formats
+-- of formats.lua that have an `export`). Streamed through COPY TO in one
+-- snapshot: constant memory.
+local motomind = require "motomind"
+local event = require "motomind.event"
+local formats = require "motomind.formats"
+local backup = require "motomind.backup"
+
+local M = {}
+
+local function fail(message, sqlstate)
+  error(setmetatable({ message = message, sqlstate = sqlstate }, motomind.Error), 0)
+end
+
+-- A sink function (and the file to close) from a path or a function.
+local function open_sink(sink)
+  if type(sink) ~= "string" then return sink end
+  local file, err = io.open(sink, "w")
+  if not file then fail(err, "58030") end
+  return function(chunk) file:write(chunk) end, file
+end
+
+-- COPY of one JSON text per row, as lines: CSV with a delimiter and a quote
+-- that JSON text never holds, so each line is the JSON text as is (COPY's
+-- text format would escape its backslashes).
+local function copy_json_lines(db, query, sink)
+  return motomind.assert(db:copy_out("COPY (" .. query ..
+    ") TO STDOUT WITH (FORMAT csv, DELIMITER E'\\x02', QUOTE E'\\x01')", sink))
+end
+
+-- COPY takes no parameters: the tenant (and vehicle) come from the context.
+local TENANT = "nullif(current_setting('motomind.tenant_id', true), '')::uuid"
+local VEHICLE = "current_setting('motomind.export_vehicle')::uuid"
+
+-- The events as JSON texts: of live vehicles only (backups), of one vehicle
+-- (opts.vehicle) or of the whole tenant.
+local function events_query(db, live_vehicles_only, one_vehicle)
+  return "SELECT jsonb_strip_nulls(jsonb_build_object(" .. event.json_pairs("e") .. "))::text FROM " ..
+    db:qualify("vehicle_events") .. " e WHERE e.tenant_id = " .. TENANT ..
+    (one_vehicle and " AND e.vehicle_id = " .. VEHICLE or "") ..
+    (live_vehicles_only and " AND EXISTS (SELECT 1 FROM " .. db:qualify("vehicles") ..
+      " v WHERE v.tenant_id = e.tenant_id AND v.id = e.vehicle_id AND v.deleted_at IS NULL)" or "") ..
+    " ORDER BY e.vehicle_id, e.occurred_at, e.created_at, e.id"
+end
+
+local function export_backup(db, sink)
+  local header, queries = backup.record_queries(db, TENANT)
+  sink(header)
+  local n = 0
+  for _, q in ipairs(queries) do n = n + copy_json_lines(db, q, sink) end
+  return n + copy_json_lines(db, events_query(db, true), sink)
+end
+
+-- The vehicle of an export, checked visible in the tenant, set for COPY.
+local function export_vehicle(db, ctx, vehicle)
+  local found = db:value("SELECT 1 FROM " .. db:qualify("vehicles") ..
+    " WHERE tenant_id = $1 AND id = $2::uuid", ctx.tenant, vehicle)
+  if not found then fail("vehicle " .. vehicle .. ": no such vehicle in this tenant", "23503") end
+  motomind.assert(db:exec("SELECT set_config('motomind.export_vehicle', $1::uuid::text, true)", vehicle))
+end
+
+local function export_csv(db, spec, sink)
+  return motomind.assert(db:copy_out("COPY (SELECT " .. spec.columns .. " FROM " ..
+    db:qualify("vehicle_events_effective") .. " e JOIN " .. db:qualify("vehicles") ..
+    " v ON v.tenant_id = e.tenant_id AND v.id = e.vehicle_id WHERE e.tenant_id = " .. TENANT ..
+    " AND e.vehicle_id = " .. VEHICLE .. " AND e.type = '" .. spec.type ..
+    "' ORDER BY e.occurred_at, e.id) TO STDOUT WITH (FORMAT csv, HEADER)", sink))
+end
+
+--- export(db, ctx, sink, opts) -> records | nil, message, sqlstate.
+-- sink: a path, or a function(chunk). opts.format: "jsonl" (default: the
+-- events of the tenant, or of opts.vehicle, corrections and voids included,
+-- by vehicle and time), "backup" (the tenant's live garages, fleet groups,
+-- vehicles, reminders and their vehicles' events, read in one snapshot), or
+-- "lubelogger-fuel" / "lubelogger-service" / "lubelogger-odometer" (one
+-- vehicle, opts.vehicle).
+function M.export(db, ctx, sink, opts)
+  opts = opts or {}
+  local format = opts.format or "jsonl"
+  local csv = formats.get(format) and formats.get(format).export
+  if format ~= "jsonl" and format ~= "backup" and not csv then
+    return nil, ("unknown export format %q (jsonl, backup, %s)"):format(format,
+      table.concat(formats.export_names(), ", ")), "22023"
+  end
+  if csv and not opts.vehicle then
+    return nil, ("a %s file holds one vehicle's records: name the vehicle (--vehicle)"):format(format), "22023"
+  end
+  if format == "backup" and opts.vehicle then
+    return nil, "a backup holds the whole tenant: --vehicle does not apply", "22023"
+  end
+  local outer = db:transaction_status() == "idle"
+  -- One snapshot for the whole file.
+  if outer then motomind.assert(db:exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")) end
+  local file
+  local ok, n = pcall(db.as, db, ctx, function()
+    if opts.vehicle then export_vehicle(db, ctx, opts.vehicle) end
+    local write
+    write, file = open_sink(sink)
+    if format == "backup" then return export_backup(db, write) end
+    if format == "jsonl" then return copy_json_lines(db, events_query(db, false, opts.vehicle ~= nil), write) end
+    return export_csv(db, csv, write)
+  end)
+  if outer then db:exec(ok and "COMMIT" or "ROLLBACK") end
+  if file then file:close() end
+  if not ok then
+    if getmetatable(n) == motomind.Error then return nil, n.message, n.sqlstate end
+    error(n, 0)
+  end
+  return n
+end
+
+return M

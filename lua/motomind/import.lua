@@ -1,0 +1,263 @@
+--- Bulk import: JSON lines of events, whole-tenant backups (backup.lua) and
+-- the CSV exports of other apps (formats.lua). The path runs one way: this
+-- module stages the file through the C driver (src/import.c: a source reads
+-- each record, the event check of src/event.c validates it, rows go through
+-- COPY without a Lua table per row), screens the staged rows set-based and
+-- inserts them in one statement.
+local motomind = require "motomind"
+local core = require "motomind.core"
+local event = require "motomind.event"
+local payload = require "motomind.payload"
+local formats = require "motomind.formats"
+local backup = require "motomind.backup"
+
+local M = {}
+
+local STAGE = "CREATE TEMP TABLE motomind_import (" .. event.staging_columns() .. ") ON COMMIT DROP"
+
+-- The id of a staged row without one, derived from its content (tenant $1),
+-- so importing a file twice adds nothing. Kept as written: changing it would
+-- give re-imported files new ids.
+local CONTENT_ID = [[coalesce(s.id::uuid, md5(concat_ws('|', $1::text, s.vehicle_id, s.type,
+  (s.occurred_at::timestamptz AT TIME ZONE 'UTC')::text, s.mileage, s.payload, s.notes,
+  s.correction, s.corrects_id))::uuid)]]
+
+-- Staged lines $2..$3 into the events of tenant $1.
+local function events_sql(db)
+  local casts = event.casts("s"):gsub("^s%.id::uuid", function() return CONTENT_ID end)
+  return ("INSERT INTO %s (tenant_id, %s) SELECT $1::uuid, %s FROM pg_temp.motomind_import s " ..
+    "WHERE s.line BETWEEN $2::bigint AND $3::bigint ORDER BY s.line ON CONFLICT DO NOTHING")
+    :format(db:qualify("vehicle_events"), event.columns(), casts)
+end
+
+local RETRYABLE = { ["40001"] = true, ["40P01"] = true, ["08006"] = true, ["57P01"] = true }
+
+local function fail(message, sqlstate)
+  error(setmetatable({ message = message, sqlstate = sqlstate }, motomind.Error), 0)
+end
+
+local function reject(report, line, reason, sqlstate)
+  report.rejected[#report.rejected + 1] = { file = report.file, line = line, reason = reason, sqlstate = sqlstate }
+end
+
+--- insert_range(db, sql, tenant, lo, hi, report) runs sql (an INSERT of
+-- staged lines $2..$3 for tenant $1) over lo..hi; when the database refuses,
+-- halves the range until each refused line stands alone, and rejects it with
+-- the database's message. Returns the rows added. The screens below leave it
+-- what they cannot foresee (corrections, values the database cannot read),
+-- so a file's refusals cost O(n) statements only in those cases.
+function M.insert_range(db, sql, tenant, lo, hi, report)
+  assert(db:exec("SAVEPOINT motomind_import"))
+  local n, err, sqlstate = db:exec(sql, tenant, lo, hi)
+  if n then
+    assert(db:exec("RELEASE SAVEPOINT motomind_import"))
+    return n
+  end
+  if RETRYABLE[sqlstate] or db:status() ~= "ok" then fail(err, sqlstate) end
+  assert(db:exec("ROLLBACK TO SAVEPOINT motomind_import"))
+  assert(db:exec("RELEASE SAVEPOINT motomind_import"))
+  if lo == hi then
+    reject(report, lo, err, sqlstate)
+    return 0
+  end
+  local mid = math.floor((lo + hi) / 2)
+  return M.insert_range(db, sql, tenant, lo, mid, report) + M.insert_range(db, sql, tenant, mid + 1, hi, report)
+end
+
+-- Permissions, once per vehicle: every staged line of a vehicle the user
+-- cannot see or write is refused with the reason, before any insert.
+local function screen_vehicles(db, report)
+  local rows = motomind.assert(db:query(([[
+    WITH r AS (SELECT * FROM %s((SELECT array_agg(DISTINCT vehicle_id::uuid) FROM pg_temp.motomind_import)))
+    DELETE FROM pg_temp.motomind_import s USING r WHERE s.vehicle_id::uuid = r.vehicle_id
+    RETURNING s.line, r.reason, r.sqlstate]]):format(db:qualify("refused_event_vehicles"))))
+  for _, r in ipairs(rows) do reject(report, r.line, r.reason, r.sqlstate) end
+end
+
+-- The mileage rule, set-based: the staged readings (corrections aside) are
+-- merged with each vehicle's effective readings around them, in time order
+-- (ties by mileage, as the database's rule). A reading above a later
+-- existing one is refused; of the rest, a reading below any earlier one
+-- (existing or staged) is refused: the earliest reading wins, whatever the
+-- file's line order. A row already imported (same content id) is left to be
+-- counted as a duplicate. Returns false when the staged texts cannot be read
+-- as their types (the insert then finds and reports those lines itself).
+local function screen_mileage(db, tenant, report)
+  local sql = [[
+    WITH staged AS MATERIALIZED (
+      SELECT s.line, s.vehicle_id::uuid AS vehicle_id, s.occurred_at::timestamptz AS at, s.mileage::numeric AS mileage
+        FROM pg_temp.motomind_import s WHERE s.mileage IS NOT NULL AND s.correction IS NULL),
+    bounds AS MATERIALIZED (
+      SELECT t.vehicle_id, v.timezone AS tz,
+        coalesce((SELECT e.occurred_at FROM %s e WHERE e.tenant_id = $1 AND e.vehicle_id = t.vehicle_id
+                    AND e.mileage IS NOT NULL AND e.occurred_at < t.lo ORDER BY e.occurred_at DESC LIMIT 1),
+                 '-infinity') AS from_at,
+        coalesce((SELECT e.occurred_at FROM %s e WHERE e.tenant_id = $1 AND e.vehicle_id = t.vehicle_id
+                    AND e.mileage IS NOT NULL AND e.occurred_at > t.hi ORDER BY e.occurred_at LIMIT 1),
+                 'infinity') AS to_at
+        FROM (SELECT vehicle_id, min(at) AS lo, max(at) AS hi FROM staged GROUP BY vehicle_id) t
+        JOIN %s v ON v.tenant_id = $1 AND v.id = t.vehicle_id),
+    readings AS (
+      SELECT s.line, s.vehicle_id, s.at, s.mileage FROM staged s
+      UNION ALL
+      SELECT NULL, e.vehicle_id, e.occurred_at, e.mileage FROM bounds b JOIN %s e
+          ON e.tenant_id = $1 AND e.vehicle_id = b.vehicle_id AND e.mileage IS NOT NULL
+         AND e.occurred_at BETWEEN b.from_at AND b.to_at),
+    upper AS (
+      SELECT r.*, min(ARRAY[r.mileage, extract(epoch FROM r.at)]) FILTER (WHERE r.line IS NULL)
+               OVER (PARTITION BY r.vehicle_id ORDER BY r.at DESC, r.mileage DESC
+                     ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS later
+        FROM readings r),
+    lower AS (
+      SELECT u.*, max(ARRAY[u.mileage, extract(epoch FROM u.at)])
+               OVER (PARTITION BY u.vehicle_id ORDER BY u.at, u.mileage
+                     ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS earlier
+        FROM upper u WHERE u.line IS NULL OR u.later IS NULL OR u.mileage <= u.later[1]),
+    refused AS (
+      SELECT u.line, u.vehicle_id, u.at, u.mileage, u.later[1] AS other, to_timestamp(u.later[2]) AS other_at,
+             'above' AS side
+        FROM upper u WHERE u.line IS NOT NULL AND u.mileage > u.later[1]
+      UNION ALL
+      SELECT l.line, l.vehicle_id, l.at, l.mileage, l.earlier[1], to_timestamp(l.earlier[2]), 'below'
+        FROM lower l WHERE l.line IS NOT NULL AND l.mileage < l.earlier[1])
+    DELETE FROM pg_temp.motomind_import s USING refused r JOIN bounds b ON b.vehicle_id = r.vehicle_id
+     WHERE s.line = r.line
+       AND NOT EXISTS (SELECT 1 FROM %s e WHERE e.tenant_id = $1 AND e.id = ]] .. CONTENT_ID .. [[
+                          AND e.occurred_at = s.occurred_at::timestamptz)
+    RETURNING s.line, format('mileage %%s on %%s is %%s %%s recorded on %%s', trim_scale(r.mileage),
+      to_char(r.at AT TIME ZONE b.tz, 'YYYY-MM-DD'), r.side, trim_scale(r.other),
+      to_char(r.other_at AT TIME ZONE b.tz, 'YYYY-MM-DD')) AS reason]]
+  local effective = db:qualify("vehicle_events_effective")
+  sql = sql:format(effective, effective, db:qualify("vehicles"), effective, db:qualify("vehicle_events"))
+  motomind.assert(db:exec("SAVEPOINT motomind_screen"))
+  local rows, err, sqlstate = db:query(sql, tenant)
+  if not rows then
+    if RETRYABLE[sqlstate] or db:status() ~= "ok" then fail(err, sqlstate) end
+    motomind.assert(db:exec("ROLLBACK TO SAVEPOINT motomind_screen"))
+    motomind.assert(db:exec("RELEASE SAVEPOINT motomind_screen"))
+    return false
+  end
+  motomind.assert(db:exec("RELEASE SAVEPOINT motomind_screen"))
+  for _, r in ipairs(rows) do reject(report, r.line, r.reason, "23514") end
+  return true
+end
+
+local function write_errors(path, rejected)
+  local f = assert(io.open(path, "w"))
+  for _, r in ipairs(rejected) do
+    f:write(motomind.json.encode { file = r.file, line = r.line, column = r.column, reason = r.reason,
+      sqlstate = r.sqlstate }, "\n")
+  end
+  f:close()
+end
+
+-- A progress line on stderr: records, records/s and the time left.
+local function terminal_progress(path)
+  local f = io.open(path, "rb")
+  local total = f and f:seek("end") or 0
+  if f then f:close() end
+  local started = os.time()
+  return function(records, bytes)
+    local elapsed = math.max(os.time() - started, 1)
+    local left = bytes > 0 and (total - bytes) * elapsed / bytes or 0
+    io.stderr:write(("\r%s: %d records, %d records/s, %ds left  "):format(path, records,
+      math.floor(records / elapsed), math.floor(left)))
+  end
+end
+
+-- The vehicle a CSV file's records belong to (its units and timezone).
+local function csv_vehicle(db, ctx, id)
+  if not id then fail("a CSV file holds one vehicle's records: name the vehicle (--vehicle)", "22023") end
+  local v = db:row("SELECT odometer_unit, timezone FROM " .. db:qualify("vehicles") ..
+    " WHERE tenant_id = $1 AND id = $2::uuid AND deleted_at IS NULL", ctx.tenant, id)
+  if not v then fail("vehicle " .. id .. ": no such vehicle in this tenant", "23503") end
+  return v
+end
+
+--- import(db, ctx, path, opts) -> report | nil, message, sqlstate, report.
+-- opts: format (jsonl, backup, a CSV format of formats.lua, or a CSV spec
+-- table of one's own as src/csv.c describes; by default recognised from the
+-- first line), vehicle (every event's vehicle; required
+-- for CSV formats), unit / currency / dates (CSV: the volume unit, the
+-- currency, "mdy" or "dmy"), atomic, errors (a path: refused records as JSON
+-- lines), progress (a function(records, bytes_read), or true for a line on
+-- stderr; by default shown only when stderr is a terminal).
+-- report = { file, format, records, staged, inserted, duplicates,
+--   rejected = {{ file, line, column, reason, sqlstate }}, restored = { kind = n } }.
+-- Valid records land and every refused one is reported; atomic = true lands
+-- nothing unless every record is good. One transaction: an import cut off by
+-- a lost connection leaves nothing, and the rerun completes it with no
+-- duplicates. CSV dates are read in the vehicle's timezone.
+function M.import(db, ctx, path, opts)
+  opts = opts or {}
+  local format, err = opts.format, nil
+  local custom = type(format) == "table" and format -- a CSV spec of one's own (see src/csv.c)
+  if custom then format = "csv" end
+  if not format then
+    format, err = formats.detect(path)
+    if not format then return nil, err, "22023" end
+  end
+  if format ~= "jsonl" and format ~= "backup" and not formats.get(format) and not custom then
+    return nil, ("unknown format %q (one of %s)"):format(format, table.concat(formats.names(), ", ")), "22023"
+  end
+  if opts.errors then -- a path we cannot write is said before anything lands
+    local f, ferr = io.open(opts.errors, "a")
+    if not f then return nil, "errors: " .. ferr, "58030" end
+    f:close()
+  end
+  local report = { file = path, format = format, records = 0, staged = 0, inserted = 0, duplicates = 0,
+    rejected = {} }
+  local staged_records = {}
+  local progress = opts.progress
+  if progress == nil then progress = core.isatty(2) end
+  local drawn = progress == true
+  if drawn then progress = terminal_progress(path) end
+  local ok, e = pcall(db.as, db, ctx, function()
+    local csv
+    if formats.get(format) or custom then
+      local vehicle = csv_vehicle(db, ctx, opts.vehicle)
+      motomind.assert(db:exec("SELECT set_config('TimeZone', $1, true)", vehicle.timezone))
+      csv = custom or formats.get(format).spec { unit = opts.unit, currency = opts.currency, dates = opts.dates,
+        vehicle = vehicle }
+    end
+    motomind.assert(db:exec(STAGE))
+    local staged, records = motomind.assert(db:copy_events("COPY pg_temp.motomind_import FROM STDIN", path,
+      payload.codec(), {
+        csv = csv, vehicle = opts.vehicle, on_progress = progress or nil,
+        on_reject = function(line, reason, column)
+          report.rejected[#report.rejected + 1] = { file = path, line = line, column = column, reason = reason }
+        end,
+        on_record = format == "backup" and function(line, text)
+          staged_records[#staged_records + 1] = { line, text }
+        end or nil,
+      }))
+    if drawn then io.stderr:write("\n") end
+    report.staged, report.records = staged, records
+    if format == "backup" then backup.restore_records(db, ctx, staged_records, report, M.insert_range) end
+    local refused = #report.rejected
+    if staged > 0 then
+      screen_vehicles(db, report)
+      screen_mileage(db, ctx.tenant, report)
+      -- CSV records may span lines: the range is the staged lines'.
+      local last = db:value("SELECT max(line) FROM pg_temp.motomind_import")
+      if last ~= motomind.null then -- (the screens may have refused every line)
+        motomind.assert(db:exec("CREATE INDEX ON pg_temp.motomind_import (line)"))
+        report.inserted = M.insert_range(db, events_sql(db), ctx.tenant, 1, last, report)
+      end
+    end
+    report.duplicates = staged - report.inserted - (#report.rejected - refused)
+    table.sort(report.rejected, function(a, b) return a.line < b.line end)
+    if opts.atomic and #report.rejected > 0 then
+      fail(("%s: %d of %d records refused; nothing imported (atomic)"):format(path, #report.rejected,
+        report.records), "23514")
+    end
+  end)
+  if opts.errors then write_errors(opts.errors, report.rejected) end
+  if not ok then
+    if getmetatable(e) == motomind.Error then return nil, e.message, e.sqlstate, report end
+    error(e, 0)
+  end
+  return report
+end
+
+return M

@@ -1,0 +1,194 @@
+local motomind = require "motomind"
+local import = require "motomind.import"
+local timeline = require "motomind.timeline"
+local core = require "motomind.core"
+local H = require "spec.helper"
+
+-- Counts the INSERT attempts of an import (each call of insert_range is one
+-- statement; bisection calls it again and again).
+local function counting_inserts(fn)
+  local real, calls = import.insert_range, 0
+  import.insert_range = function(...) calls = calls + 1 return real(...) end
+  local ok, a, b, c, d = pcall(fn)
+  import.insert_range = real
+  assert(ok, a)
+  return calls, a, b, c, d
+end
+
+local function odometer(car, day, mileage)
+  return motomind.json.encode { vehicle_id = car, type = "odometer", mileage = mileage,
+    occurred_at = ("2025-01-01T00:00:00Z"):gsub("01T", ("%02dT"):format(day)), payload = { source = "manual" } }
+end
+
+describe("refused import lines are found set-based", function()
+  local db, t, car, owner
+
+  before_each(function() db, t, car, owner = H.fresh_tenant() end)
+  after_each(function() H.drop(db) end)
+
+  it("reports every line below an earlier reading in one INSERT, whatever the file's order", function()
+    -- every other line goes backwards; 1..28 days
+    local lines = {}
+    for day = 1, 28 do lines[#lines + 1] = odometer(car, day, day % 2 == 1 and day * 100 or day * 100 - 150) end
+    local reversed = {}
+    for i = #lines, 1, -1 do reversed[#reversed + 1] = lines[i] end
+    local calls, report = counting_inserts(function()
+      return assert(import.import(db, { tenant = t, user = owner }, H.write_temp(table.concat(lines, "\n"))))
+    end)
+    assert.equal(1, calls)
+    assert.equal(14, report.inserted)
+    assert.equal(14, #report.rejected)
+    for _, r in ipairs(report.rejected) do
+      assert.equal(0, r.line % 2) -- the even days: below the day before
+      assert.equal("23514", r.sqlstate)
+    end
+    assert.equal(("mileage 50 on 2025-01-02 is below 100 recorded on 2025-01-01"), report.rejected[1].reason)
+    -- the same file reversed: the same events land (the earliest reading wins)
+    local other = H.fresh()
+    local t2, car2 = H.tenant_with_vehicle(other)
+    local owner2 = H.user(other, t2, "owner")
+    local text = table.concat(reversed, "\n"):gsub(car:gsub("%-", "%%-"), car2)
+    local again = assert(import.import(other, { tenant = t2, user = owner2 }, H.write_temp(text)))
+    assert.same(db:query("SELECT occurred_at, mileage FROM vehicle_events ORDER BY 1"),
+      other:query("SELECT occurred_at, mileage FROM vehicle_events ORDER BY 1"))
+    assert.equal(14, #again.rejected)
+    H.drop(other)
+  end)
+
+  it("refuses a reading above a later one already recorded, and counts a re-import as duplicates", function()
+    assert(timeline.append(db, { tenant = t, user = owner }, { vehicle_id = car, type = "odometer",
+      occurred_at = "2025-01-20T00:00:00Z", mileage = 1000, payload = { source = "manual" } }))
+    local path = H.write_temp(table.concat({ odometer(car, 5, 500), odometer(car, 10, 1500), odometer(car, 25, 1200) }, "\n"))
+    local report = assert(import.import(db, { tenant = t, user = owner }, path))
+    assert.equal(2, report.inserted)
+    assert.equal(1, #report.rejected)
+    assert.equal(2, report.rejected[1].line)
+    assert.equal("mileage 1500 on 2025-01-10 is above 1000 recorded on 2025-01-20", report.rejected[1].reason)
+    local again = assert(import.import(db, { tenant = t, user = owner }, path))
+    assert.same({ 0, 2, 1 }, { again.inserted, again.duplicates, #again.rejected })
+  end)
+
+  it("refuses a viewer's or a stranger's lines per vehicle, without trying to insert them", function()
+    local viewer = H.user(db, t, "viewer")
+    local app = H.app_connect(db)
+    local lines = {}
+    for day = 1, 20 do lines[#lines + 1] = odometer(car, day, day * 10) end
+    lines[#lines + 1] = odometer("00000000-0000-4000-8000-000000000001", 21, 1)
+    local path = H.write_temp(table.concat(lines, "\n"))
+    local calls, report = counting_inserts(function()
+      return assert(import.import(app, { tenant = t, user = viewer }, path))
+    end)
+    assert.equal(0, calls)
+    assert.equal(21, #report.rejected)
+    assert.equal(("vehicle_id: vehicle %s is not writable by this user"):format(car), report.rejected[1].reason)
+    assert.equal("42501", report.rejected[1].sqlstate)
+    assert.equal("vehicle_id: no vehicle 00000000-0000-4000-8000-000000000001 in this tenant", report.rejected[21].reason)
+    assert.equal("23503", report.rejected[21].sqlstate)
+    -- a manager writes the same file: every line lands but the unknown vehicle's
+    local manager = H.user(db, t, "manager")
+    report = assert(import.import(app, { tenant = t, user = manager }, path))
+    assert.same({ 20, 1 }, { report.inserted, #report.rejected })
+    app:close()
+  end)
+
+  it("refuses a malformed UUID by its line in C", function()
+    local path = H.write_temp(odometer(car, 1, 1) .. "\n" .. odometer("not-a-uuid", 2, 2) .. "\n" ..
+      odometer("{" .. car:gsub("%-", "") .. "}", 3, 3) .. "\n")
+    local report = assert(import.import(db, { tenant = t, user = owner }, path))
+    assert.same({ 2, 1 }, { report.inserted, #report.rejected })
+    assert.equal("vehicle_id: expected a UUID", report.rejected[1].reason)
+  end)
+end)
+
+describe("the event row, defined once", function()
+  it("is the same in the C core and in the table's columns", function()
+    local db = H.fresh()
+    local columns = db:query([[
+      SELECT attname AS name, format_type(atttypid, NULL) AS type FROM pg_attribute
+       WHERE attrelid = 'vehicle_events'::regclass AND attnum > 0 AND NOT attisdropped
+         AND attname NOT IN ('tenant_id', 'created_by', 'created_at') ORDER BY attnum]])
+    local fields = {}
+    for i, f in ipairs(core.event_fields()) do
+      fields[i] = { name = f.name, type = f.type:gsub("^timestamptz$", "timestamp with time zone") }
+    end
+    assert.same(columns, fields)
+    H.drop(db)
+  end)
+
+  it("is checked by C for the timeline API, with the importer's messages", function()
+    local db, t, car, u = H.fresh_tenant()
+    local ctx = { tenant = t, user = u }
+    local _, msg = timeline.append(db, ctx, { type = "odometer", occurred_at = "2025-01-01T00:00:00Z" })
+    assert.equal("vehicle_id: is required", msg)
+    _, msg = timeline.append(db, ctx, { vehicle_id = "x", type = "odometer", occurred_at = "2025-01-01T00:00:00Z" })
+    assert.equal("vehicle_id: expected a UUID", msg)
+    _, msg = timeline.append(db, ctx, { vehicle_id = car, type = "odometer", occurred_at = "2025-01-01 00:00" })
+    assert.equal("occurred_at: needs a time zone (e.g. 2025-01-20T08:30:00Z or +01:00)", msg)
+    _, msg = timeline.append_batch(db, ctx, { { vehicle_id = car, type = "odometer", occurred_at = "2025-01-01T00:00:00Z",
+      payload = { source = "manual" } }, { vehicle_id = car, occurred_at = "2025-01-01T00:00:00Z" } })
+    assert.equal("events[2].type: is required", msg)
+    _, msg = timeline.append(db, ctx, { vehicle_id = car, type = "odometer", occurred_at = "2025-01-01T00:00:00Z",
+      corrects_id = car })
+    assert.equal("corrects_id: use timeline.correct or timeline.void", msg)
+    H.drop(db)
+  end)
+end)
+
+describe("a soft-deleted vehicle", function()
+  it("hides its events, flags, metrics, reminders, images and feed rows from every member until restored", function()
+    local db, t, car, owner = H.fresh_tenant()
+    local viewer = H.user(db, t, "viewer")
+    local app = H.app_connect(db)
+    local ctx = { tenant = t, user = owner }
+    assert(timeline.append_batch(db, ctx, {
+      { vehicle_id = car, type = "odometer", occurred_at = "2025-01-01T00:00:00Z", mileage = 10, payload = { source = "manual" } },
+      { vehicle_id = car, type = "odometer", occurred_at = "2025-01-02T00:00:00Z", mileage = 9000, payload = { source = "manual" } },
+    }))
+    assert(db:exec("INSERT INTO reminders (tenant_id, vehicle_id, title, due_on) VALUES ($1, $2, 'oil', '2026-01-01')", t, car))
+    assert(db:exec("INSERT INTO vehicle_images (tenant_id, vehicle_id, storage_url) VALUES ($1, $2, 's3://x')", t, car))
+    motomind.assert(db:maintain())
+    -- the tables to look at: every table with a vehicle_id, from the catalog
+    local tables = db:query("SELECT rel::text AS name FROM vehicle_scoped_tables WHERE rel IN (SELECT rel FROM tenant_tables)")
+    local function visible(user)
+      return app:as({ tenant = t, user = user }, function()
+        local n = {}
+        for _, r in ipairs(tables) do
+          local ok = app:value("SELECT count(*) FROM " .. r.name)
+          if ok then n[r.name] = ok end
+        end
+        n.feed = #motomind.assert(timeline.feed(app, { tenant = t, user = user })).events
+        return n
+      end)
+    end
+    local before = visible(viewer)
+    for _, name in ipairs { "vehicle_events", "vehicle_event_flags", "vehicle_metrics_monthly", "reminders",
+                            "vehicle_images", "feed" } do
+      assert.is_true((before[name] or 0) > 0, name)
+    end
+    assert.is_true(motomind.assert(app:as({ tenant = t, user = owner }, function()
+      return app:value("SELECT set_deleted('vehicles', $1, true)", car)
+    end)))
+    for _, who in ipairs { viewer, owner } do
+      for name, n in pairs(visible(who)) do assert.equal(0, n, name) end
+    end
+    assert.is_true(motomind.assert(app:as({ tenant = t, user = owner }, function()
+      return app:value("SELECT set_deleted('vehicles', $1, false)", car)
+    end)))
+    assert.same(before, visible(viewer))
+    app:close()
+    H.drop(db)
+  end)
+
+  it("is hidden by a policy that every table with a vehicle_id has, partitions included", function()
+    local db = H.fresh()
+    assert(db:ensure_partitions())
+    local missing = db:query([[
+      SELECT c.oid::regclass::text AS rel FROM pg_class c
+       WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind IN ('r', 'p') AND c.relname <> 'vehicles'
+         AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'vehicle_id')
+         AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'tenant_id')
+         AND NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = 'live_vehicle')]])
+    assert.same({}, missing)
+    H.drop(db)
+  end)
+end)

@@ -1,0 +1,97 @@
+/* The event row and its shape check (see event.h). Plain C: no Lua. */
+#include "event.h"
+#include "text.h"
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+const mm_field MM_EVENT_FIELDS[MM_EV_NFIELDS] = {
+    {"id", "uuid", MM_F_UUID, 0},
+    {"vehicle_id", "uuid", MM_F_UUID, 1},
+    {"type", "text", MM_F_TEXT, 1},
+    {"occurred_at", "timestamptz", MM_F_TIME, 1},
+    {"mileage", "numeric", MM_F_NUMBER, 0},
+    {"payload", "jsonb", MM_F_JSON, 0},
+    {"notes", "text", MM_F_TEXT, 0},
+    {"correction", "text", MM_F_TEXT, 0},
+    {"corrects_id", "uuid", MM_F_UUID, 0},
+    {"corrects_occurred_at", "timestamptz", MM_F_TIME, 0},
+};
+
+int mm_uuid_valid(const char *s) {
+    int digits = 0, braced = *s == '{', group = 0;
+    if (braced) s++;
+    for (; *s && !(braced && *s == '}' && !s[1]); s++) {
+        if (isxdigit((unsigned char)*s)) {
+            digits++;
+            group++;
+        } else if (*s == '-' && group > 0 && group % 4 == 0 && digits < 32) {
+            group = 0;
+        } else {
+            return 0;
+        }
+    }
+    return digits == 32 && (!braced || *s == '}');
+}
+
+/* The text of a string member, NULL when absent or JSON null; *bad is set
+ * when it has another type. */
+static const char *text_of(const cJSON *obj, const char *key, int *bad) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v || cJSON_IsNull(v)) return NULL;
+    if (cJSON_IsString(v)) return v->valuestring;
+    *bad = 1;
+    return NULL;
+}
+
+static const char *field_error(char *err, size_t errlen, const char *name, const char *why) {
+    snprintf(err, errlen, "%s: %s", name, why);
+    return err;
+}
+
+const char *mm_event_check(const mm_schemas *schemas, cJSON *ev, const char *vehicle, int zoned,
+                           mm_event_texts *out, char *err, size_t errlen) {
+    const cJSON *k;
+    cJSON *payload;
+    int i, bad = 0;
+    if (!cJSON_IsObject(ev)) return "expected a JSON object (one event per line)";
+    for (k = ev->child; k; k = k->next) {
+        for (i = 0; i < MM_EV_NFIELDS && strcmp(MM_EVENT_FIELDS[i].name, k->string); i++) {}
+        if (i == MM_EV_NFIELDS) return field_error(err, errlen, k->string, "unknown field");
+    }
+    for (i = 0; i < MM_EV_NFIELDS; i++) {
+        const mm_field *fd = &MM_EVENT_FIELDS[i];
+        const char *t;
+        out->f[i] = NULL;
+        if (fd->kind == MM_F_NUMBER || fd->kind == MM_F_JSON) continue;
+        t = text_of(ev, fd->name, &bad);
+        if (bad) return field_error(err, errlen, fd->name, "expected a string");
+        if (!t) continue;
+        if (!mm_utf8_valid((const unsigned char *)t)) return field_error(err, errlen, fd->name, "text is not valid UTF-8");
+        if (fd->kind == MM_F_UUID && !mm_uuid_valid(t)) return field_error(err, errlen, fd->name, "expected a UUID");
+        if (fd->kind == MM_F_TIME && zoned && !mm_has_zone(t))
+            return field_error(err, errlen, fd->name, "needs a time zone (e.g. 2025-01-20T08:30:00Z or +01:00)");
+        out->f[i] = t;
+    }
+    k = cJSON_GetObjectItemCaseSensitive(ev, "mileage");
+    if (k && !cJSON_IsNull(k)) {
+        if (!cJSON_IsNumber(k) || !(k->valuedouble >= 0)) return "mileage: expected number >= 0";
+        mm_shortest_double(k->valuedouble, out->num, sizeof out->num);
+        out->f[MM_EV_MILEAGE] = out->num;
+    }
+    if (vehicle) out->f[MM_EV_VEHICLE] = vehicle;
+    for (i = 0; i < MM_EV_NFIELDS; i++) {
+        const mm_field *fd = &MM_EVENT_FIELDS[i];
+        if (fd->required && !out->f[i]) return field_error(err, errlen, fd->name, "is required");
+    }
+    payload = cJSON_GetObjectItemCaseSensitive(ev, "payload");
+    if (!payload) {
+        payload = cJSON_CreateObject();
+        if (!payload) return "out of memory";
+        cJSON_AddItemToObject(ev, "payload", payload);
+    }
+    if (!(out->f[MM_EV_CORRECTION] && !strcmp(out->f[MM_EV_CORRECTION], "void")) &&
+        !mm_payload_check(schemas, out->f[MM_EV_TYPE], payload, err, errlen))
+        return err;
+    return NULL;
+}
