@@ -233,6 +233,7 @@ function M.import(db, ctx, path, opts)
       }))
     if drawn then io.stderr:write("\n") end
     report.staged, report.records = staged, records
+    if records == 0 then fail(path .. ": no records (the file is empty, or holds only a header)", "22023") end
     if format == "backup" then backup.restore_records(db, ctx, staged_records, report, M.insert_range) end
     local refused = #report.rejected
     if staged > 0 then

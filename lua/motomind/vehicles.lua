@@ -1,0 +1,79 @@
+--- Vehicles of a tenant, as the context user (each call runs inside
+-- db:as(ctx): row-level security decides what the user may see and write).
+-- Vehicles are named by id, nickname, plate or VIN.
+local motomind = require "motomind"
+
+local M = {}
+
+-- The columns add() and edit() accept.
+M.FIELDS = { "nickname", "make", "model", "year", "trim", "color", "vin", "plate", "timezone", "odometer_unit",
+  "garage_id", "group_id" }
+
+local function check_ctx(ctx)
+  if type(ctx) ~= "table" or type(ctx.tenant) ~= "string" then
+    error("vehicles: ctx must be a table { tenant = <uuid>, user = <uuid> }", 3)
+  end
+end
+
+--- add(db, ctx, fields) -> the vehicle row | nil, message, sqlstate, detail.
+-- fields: those of M.FIELDS; odometer_unit ("km" or "mi") is required: a
+-- vehicle's unit is never guessed.
+function M.add(db, ctx, fields)
+  check_ctx(ctx)
+  if type(fields) ~= "table" then error("vehicles.add: fields must be a table", 2) end
+  if fields.odometer_unit == nil then
+    return nil, "odometer_unit: is required (km or mi): every mileage of the vehicle is in it", "22023"
+  end
+  local names, values = { "tenant_id" }, { ctx.tenant }
+  for _, k in ipairs(M.FIELDS) do
+    if fields[k] ~= nil then names[#names + 1] = k; values[#values + 1] = fields[k] end
+  end
+  for k in pairs(fields) do
+    local known = false
+    for _, f in ipairs(M.FIELDS) do known = known or f == k end
+    if not known then return nil, tostring(k) .. ": unknown field", "22023" end
+  end
+  local params = {}
+  for i = 1, #names do params[i] = "$" .. i end
+  return db:as(ctx, function()
+    return db:row(("INSERT INTO %s (%s) VALUES (%s) RETURNING *"):format(db:qualify("vehicles"),
+      table.concat(names, ", "), table.concat(params, ", ")), (table.unpack or unpack)(values, 1, #names))
+  end)
+end
+
+--- list(db, ctx) -> the tenant's live vehicles the user can see, by nickname.
+function M.list(db, ctx)
+  check_ctx(ctx)
+  return db:as(ctx, function()
+    return db:query("SELECT id, nickname, make, model, year, plate, vin, odometer_unit, timezone FROM " ..
+      db:qualify("vehicles") .. " WHERE tenant_id = $1 AND deleted_at IS NULL ORDER BY nickname NULLS LAST, id",
+      ctx.tenant)
+  end)
+end
+
+--- resolve(db, ctx, name) -> vehicle id | nil, message, sqlstate: name is an
+-- id, a nickname (case-insensitive), a plate or a VIN; an ambiguous name is
+-- refused, listing the candidates.
+function M.resolve(db, ctx, name)
+  check_ctx(ctx)
+  if type(name) ~= "string" or name == "" then error("vehicles.resolve: name must be a string", 2) end
+  local rows, err, sqlstate = db:as(ctx, function()
+    return db:query("SELECT id, nickname, plate, vin FROM " .. db:qualify("vehicles") ..
+      " WHERE tenant_id = $1 AND deleted_at IS NULL AND (id::text = lower($2) OR lower(nickname) = lower($2) " ..
+      "OR upper(plate) = upper($2) OR vin = upper($2)) ORDER BY id", ctx.tenant, name)
+  end)
+  if not rows then return nil, err, sqlstate end
+  if #rows == 1 then return rows[1].id end
+  if #rows == 0 then
+    return nil, ("vehicle %q: no vehicle of this tenant has that id, nickname, plate or VIN " ..
+      "(see `motomind vehicle list`)"):format(name), "23503"
+  end
+  local names = {}
+  for i, r in ipairs(rows) do
+    names[i] = ("%s (%s%s)"):format(r.id, r.nickname ~= motomind.null and r.nickname or "no nickname",
+      r.plate ~= motomind.null and ", plate " .. r.plate or "")
+  end
+  return nil, ("vehicle %q is ambiguous: %s"):format(name, table.concat(names, "; ")), "21000"
+end
+
+return M
