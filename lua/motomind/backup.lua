@@ -14,10 +14,6 @@ M.VERSION = 1
 -- database stamps restored rows itself).
 M.AUDIT = "{tenant_id,created_at,created_by,updated_at,updated_by,deleted_at,deleted_by}"
 
-local function fail(message, sqlstate)
-  error(setmetatable({ message = message, sqlstate = sqlstate }, motomind.Error), 0)
-end
-
 -- The columns a backup carries for a table, from the catalog.
 local function columns(db, tbl)
   local rows = motomind.assert(db:query([[
@@ -42,7 +38,7 @@ function M.restore_records(db, ctx, staged, report, insert_range)
   motomind.assert(db:exec(RECORDS, "[" .. table.concat(parts, ",") .. "]"))
   local header = db:row("SELECT line, data FROM pg_temp.motomind_import_records WHERE kind = 'backup'")
   if not header or header.data.version ~= M.VERSION then
-    fail(report.file .. ": not a motomind backup of version " .. M.VERSION, "22023")
+    motomind.raise(report.file .. ": not a motomind backup of version " .. M.VERSION, "22023")
   end
   local known = { "backup" }
   for _, k in ipairs(M.KINDS) do known[#known + 1] = k[1] end

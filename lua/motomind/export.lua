@@ -9,15 +9,11 @@ local backup = require "motomind.backup"
 
 local M = {}
 
-local function fail(message, sqlstate)
-  error(setmetatable({ message = message, sqlstate = sqlstate }, motomind.Error), 0)
-end
-
 -- A sink function (and the file to close) from a path or a function.
 local function open_sink(sink)
   if type(sink) ~= "string" then return sink end
   local file, err = io.open(sink, "w")
-  if not file then fail(err, "58030") end
+  if not file then motomind.raise(err, "58030") end
   return function(chunk) file:write(chunk) end, file
 end
 
@@ -56,7 +52,7 @@ end
 local function export_vehicle(db, ctx, vehicle)
   local found = db:value("SELECT 1 FROM " .. db:qualify("vehicles") ..
     " WHERE tenant_id = $1 AND id = $2::uuid", ctx.tenant, vehicle)
-  if not found then fail("vehicle " .. vehicle .. ": no such vehicle in this tenant", "23503") end
+  if not found then motomind.raise("vehicle " .. vehicle .. ": no such vehicle in this tenant", "23503") end
   motomind.assert(db:exec("SELECT set_config('motomind.export_vehicle', $1::uuid::text, true)", vehicle))
 end
 

@@ -32,10 +32,6 @@ end
 
 local RETRYABLE = { ["40001"] = true, ["40P01"] = true, ["08006"] = true, ["57P01"] = true }
 
-local function fail(message, sqlstate)
-  error(setmetatable({ message = message, sqlstate = sqlstate }, motomind.Error), 0)
-end
-
 local function reject(report, line, reason, sqlstate)
   report.rejected[#report.rejected + 1] = { file = report.file, line = line, reason = reason, sqlstate = sqlstate }
 end
@@ -53,7 +49,7 @@ function M.insert_range(db, sql, tenant, lo, hi, report)
     assert(db:exec("RELEASE SAVEPOINT motomind_import"))
     return n
   end
-  if RETRYABLE[sqlstate] or db:status() ~= "ok" then fail(err, sqlstate) end
+  if RETRYABLE[sqlstate] or db:status() ~= "ok" then motomind.raise(err, sqlstate) end
   assert(db:exec("ROLLBACK TO SAVEPOINT motomind_import"))
   assert(db:exec("RELEASE SAVEPOINT motomind_import"))
   if lo == hi then
@@ -132,7 +128,7 @@ local function screen_mileage(db, tenant, report)
   motomind.assert(db:exec("SAVEPOINT motomind_screen"))
   local rows, err, sqlstate = db:query(sql, tenant)
   if not rows then
-    if RETRYABLE[sqlstate] or db:status() ~= "ok" then fail(err, sqlstate) end
+    if RETRYABLE[sqlstate] or db:status() ~= "ok" then motomind.raise(err, sqlstate) end
     motomind.assert(db:exec("ROLLBACK TO SAVEPOINT motomind_screen"))
     motomind.assert(db:exec("RELEASE SAVEPOINT motomind_screen"))
     return false
@@ -167,10 +163,10 @@ end
 
 -- The vehicle a CSV file's records belong to (its units and timezone).
 local function csv_vehicle(db, ctx, id)
-  if not id then fail("a CSV file holds one vehicle's records: name the vehicle (--vehicle)", "22023") end
+  if not id then motomind.raise("a CSV file holds one vehicle's records: name the vehicle (--vehicle)", "22023") end
   local v = db:row("SELECT odometer_unit, timezone FROM " .. db:qualify("vehicles") ..
     " WHERE tenant_id = $1 AND id = $2::uuid AND deleted_at IS NULL", ctx.tenant, id)
-  if not v then fail("vehicle " .. id .. ": no such vehicle in this tenant", "23503") end
+  if not v then motomind.raise("vehicle " .. id .. ": no such vehicle in this tenant", "23503") end
   return v
 end
 
@@ -233,7 +229,7 @@ function M.import(db, ctx, path, opts)
       }))
     if drawn then io.stderr:write("\n") end
     report.staged, report.records = staged, records
-    if records == 0 then fail(path .. ": no records (the file is empty, or holds only a header)", "22023") end
+    if records == 0 then motomind.raise(path .. ": no records (the file is empty, or holds only a header)", "22023") end
     if format == "backup" then backup.restore_records(db, ctx, staged_records, report, M.insert_range) end
     local refused = #report.rejected
     if staged > 0 then
@@ -249,7 +245,7 @@ function M.import(db, ctx, path, opts)
     report.duplicates = staged - report.inserted - (#report.rejected - refused)
     table.sort(report.rejected, function(a, b) return a.line < b.line end)
     if opts.atomic and #report.rejected > 0 then
-      fail(("%s: %d of %d records refused; nothing imported (atomic)"):format(path, #report.rejected,
+      motomind.raise(("%s: %d of %d records refused; nothing imported (atomic)"):format(path, #report.rejected,
         report.records), "23514")
     end
   end)

@@ -32,9 +32,21 @@ M.Error = Error
 -- raises an Error object { message, sqlstate, detail } that prints nicely.
 function M.assert(ok, ...)
   if ok then return ok, ... end
-  local message, sqlstate, detail = ...
+  return M.raise(...)
+end
+
+--- raise(message, sqlstate, detail) raises a motomind.Error (what
+-- motomind.assert raises on a failure).
+function M.raise(message, sqlstate, detail)
   error(setmetatable({ message = message or "unknown error", sqlstate = sqlstate,
-                       detail = detail }, Error), 2)
+                       detail = detail }, Error), 0)
+end
+
+--- check_ctx(ctx, who) raises (misuse) unless ctx is { tenant = <uuid>, ... }.
+function M.check_ctx(ctx, who)
+  if type(ctx) ~= "table" or type(ctx.tenant) ~= "string" then
+    error(who .. ": ctx must be a table { tenant = <uuid>, user = <uuid> }", 3)
+  end
 end
 
 --- True when a database is configured in the environment.

@@ -12,11 +12,6 @@ local M = {}
 
 local function err(msg) return nil, msg, "22023" end -- invalid_parameter_value
 
-local function check_ctx(ctx)
-  if type(ctx) ~= "table" or type(ctx.tenant) ~= "string" then
-    error("timeline: ctx must be a table { tenant = <uuid>, user = <uuid> }", 3)
-  end
-end
 
 -- Corrections are made by correct() and void(), not appended.
 local CORRECTION_FIELDS = { "correction", "corrects_id", "corrects_occurred_at" }
@@ -63,7 +58,7 @@ end
 -- | nil, message, sqlstate, detail. All or nothing, in one statement; an
 -- invalid event is named by its index ("events[3].payload.volume: ...").
 function M.append_batch(db, ctx, events)
-  check_ctx(ctx)
+  motomind.check_ctx(ctx, "timeline")
   if type(events) ~= "table" then error("append_batch: events must be an array", 2) end
   local rows = {}
   for i, e in ipairs(events) do
@@ -78,7 +73,7 @@ end
 --- append(db, ctx, e) -> { id, occurred_at, vehicle_id, flags } | nil, message, sqlstate, detail.
 -- e: { vehicle_id, type, occurred_at, mileage?, payload?, notes?, id? }.
 function M.append(db, ctx, e)
-  check_ctx(ctx)
+  motomind.check_ctx(ctx, "timeline")
   local row, perr = prepare(e)
   if not row then return err(perr) end
   return db:as(ctx, function()
@@ -110,7 +105,7 @@ end
 -- The amendment replaces the event in the effective timeline; fields not in
 -- changes (occurred_at, mileage, payload, notes) are kept from the original.
 function M.correct(db, ctx, ref, changes)
-  check_ctx(ctx)
+  motomind.check_ctx(ctx, "timeline")
   check_ref(ref)
   changes = changes or {}
   return db:as(ctx, function()
@@ -131,7 +126,7 @@ end
 --- void(db, ctx, event_ref, reason) -> the void event | nil, message, ...
 -- The event leaves the effective timeline; its history stays readable.
 function M.void(db, ctx, ref, reason)
-  check_ctx(ctx)
+  motomind.check_ctx(ctx, "timeline")
   check_ref(ref)
   return db:as(ctx, function()
     local o, e2, sqlstate, detail = original(db, ctx, ref)
@@ -147,7 +142,7 @@ end
 --- history(db, ctx, event_ref) -> the original and all its corrections,
 -- oldest first, each with `effective` = whether it shows in the timeline.
 function M.history(db, ctx, ref)
-  check_ctx(ctx)
+  motomind.check_ctx(ctx, "timeline")
   check_ref(ref)
   return db:as(ctx, function()
     return db:query([[
@@ -170,7 +165,7 @@ local prepared = setmetatable({}, { __mode = "k" })
 -- corrections applied; each payload decoded by its type's codec; each event
 -- carries local_time (in its vehicle's timezone) and flags.
 function M.page(db, ctx, opts)
-  check_ctx(ctx)
+  motomind.check_ctx(ctx, "timeline")
   opts = opts or {}
   local params = internal.page_params(ctx, opts)
   return db:as(ctx, function()
@@ -203,7 +198,7 @@ end
 -- and group names) from the timeline_feed materialized view, newest first:
 -- as fresh as its last refresh (see mv_freshness), faster than page().
 function M.feed(db, ctx, opts)
-  check_ctx(ctx)
+  motomind.check_ctx(ctx, "timeline")
   opts = opts or {}
   local limit = internal.page_limit(opts)
   local at, id = internal.cursor_parts(opts.cursor)
@@ -222,7 +217,7 @@ end
 
 --- current_mileage(db, ctx, vehicle_id) -> { mileage, occurred_at, odometer_unit } | nil
 function M.current_mileage(db, ctx, vehicle_id)
-  check_ctx(ctx)
+  motomind.check_ctx(ctx, "timeline")
   return db:as(ctx, function()
     return db:row("SELECT mileage, occurred_at, odometer_unit FROM " .. db:qualify("vehicle_current_mileage") ..
       " WHERE tenant_id = $1 AND vehicle_id = $2", ctx.tenant, vehicle_id)

@@ -9,17 +9,15 @@ local M = {}
 M.FIELDS = { "nickname", "make", "model", "year", "trim", "color", "vin", "plate", "timezone", "odometer_unit",
   "garage_id", "group_id" }
 
-local function check_ctx(ctx)
-  if type(ctx) ~= "table" or type(ctx.tenant) ~= "string" then
-    error("vehicles: ctx must be a table { tenant = <uuid>, user = <uuid> }", 3)
-  end
-end
+local KNOWN = {}
+for _, f in ipairs(M.FIELDS) do KNOWN[f] = true end
+
 
 --- add(db, ctx, fields) -> the vehicle row | nil, message, sqlstate, detail.
 -- fields: those of M.FIELDS; odometer_unit ("km" or "mi") is required: a
 -- vehicle's unit is never guessed.
 function M.add(db, ctx, fields)
-  check_ctx(ctx)
+  motomind.check_ctx(ctx, "vehicles")
   if type(fields) ~= "table" then error("vehicles.add: fields must be a table", 2) end
   if fields.odometer_unit == nil then
     return nil, "odometer_unit: is required (km or mi): every mileage of the vehicle is in it", "22023"
@@ -29,9 +27,7 @@ function M.add(db, ctx, fields)
     if fields[k] ~= nil then names[#names + 1] = k; values[#values + 1] = fields[k] end
   end
   for k in pairs(fields) do
-    local known = false
-    for _, f in ipairs(M.FIELDS) do known = known or f == k end
-    if not known then return nil, tostring(k) .. ": unknown field", "22023" end
+    if not KNOWN[k] then return nil, tostring(k) .. ": unknown field", "22023" end
   end
   local params = {}
   for i = 1, #names do params[i] = "$" .. i end
@@ -43,7 +39,7 @@ end
 
 --- list(db, ctx) -> the tenant's live vehicles the user can see, by nickname.
 function M.list(db, ctx)
-  check_ctx(ctx)
+  motomind.check_ctx(ctx, "vehicles")
   return db:as(ctx, function()
     return db:query("SELECT id, nickname, make, model, year, plate, vin, odometer_unit, timezone FROM " ..
       db:qualify("vehicles") .. " WHERE tenant_id = $1 AND deleted_at IS NULL ORDER BY nickname NULLS LAST, id",
@@ -55,7 +51,7 @@ end
 -- id, a nickname (case-insensitive), a plate or a VIN; an ambiguous name is
 -- refused, listing the candidates.
 function M.resolve(db, ctx, name)
-  check_ctx(ctx)
+  motomind.check_ctx(ctx, "vehicles")
   if type(name) ~= "string" or name == "" then error("vehicles.resolve: name must be a string", 2) end
   local rows, err, sqlstate = db:as(ctx, function()
     return db:query("SELECT id, nickname, plate, vin FROM " .. db:qualify("vehicles") ..
