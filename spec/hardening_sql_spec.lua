@@ -13,7 +13,7 @@ describe("soft delete, restore and purge obey the write rules (matrix from the c
   -- the owner's alone. A table with soft delete and no row here fails.
   local WRITE_VEHICLE = { owner = 1, manager_write = 1, manager_admin = 1 }
   local EXPECT = {
-    vehicles = WRITE_VEHICLE, vehicle_images = WRITE_VEHICLE, reminders = WRITE_VEHICLE,
+    vehicles = WRITE_VEHICLE, vehicle_images = WRITE_VEHICLE, reminders = WRITE_VEHICLE, reminder_completions = WRITE_VEHICLE,
     garages = { owner = 1, manager_read = 1, manager_write = 1, manager_admin = 1 },
     fleet_groups = { owner = 1, manager_admin = 1 },
     memberships = { owner = 1 },
@@ -38,6 +38,8 @@ describe("soft delete, restore and purge obey the write rules (matrix from the c
         t, x.group)
       x.vehicle_images = owner:value("INSERT INTO vehicle_images (tenant_id, vehicle_id, storage_url) VALUES ($1, $2, 's3://b/1') RETURNING id", t, x.vehicles)
       x.reminders = owner:value("INSERT INTO reminders (tenant_id, vehicle_id, title, due_mileage) VALUES ($1, $2, 'oil', 5000) RETURNING id", t, x.vehicles)
+      x.reminder_completions = owner:value("INSERT INTO reminder_completions (tenant_id, reminder_id, completed_on) " ..
+        "VALUES ($1, $2, '2025-01-01') RETURNING id", t, x.reminders)
       x.fleet_groups = x.group
       x.memberships = x.users.viewer
       return x

@@ -93,7 +93,7 @@ describe("core schema", function()
       "(tenant_id, vehicle_id, type, occurred_at) VALUES ($1, $2, 'teleport', now())", t, v)
     fails("23514", "vehicle_events_mileage_check", "INSERT INTO vehicle_events " ..
       "(tenant_id, vehicle_id, type, occurred_at, mileage) VALUES ($1, $2, 'odometer', now(), -1)", t, v)
-    fails("23514", "reminders_check1",
+    fails("23514", "reminders_due_check",
       "INSERT INTO reminders (tenant_id, vehicle_id, title) VALUES ($1, $2, 'oil')", t, v)
     fails("23514", "memberships_role_check",
       "INSERT INTO memberships (tenant_id, user_id, role) VALUES ($1, gen_random_uuid(), 'admin')", t)

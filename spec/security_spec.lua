@@ -24,6 +24,9 @@ local EXPECT = {
   -- grants are revoked by DELETE (owners, and managers with an admin grant above)
   group_permissions = { select = MEMBERS, insert = { owner = 1 }, update = { owner = 1 }, delete = { owner = 1 } },
   vehicle_metrics_monthly = DERIVED,
+  reminder_completions = MUTABLE, reminder_occurrences = DERIVED, notifications = DERIVED,
+  -- signing secrets are the owner role's (consumers), never the application's
+  tenant_secrets = { select = {}, insert = {}, update = {}, delete = {} },
 }
 local NOT_TENANT_DATA = { schema_migrations = true, settings = true, mv_refreshes = true, maintenance_failures = true }
 
@@ -42,6 +45,10 @@ describe("tenant isolation", function()
     out.vehicle = owner:value("INSERT INTO vehicles (tenant_id, garage_id, vin) VALUES ($1, $2, '1HGCM82633A004352') RETURNING id", t, out.garage)
     out.image = owner:value("INSERT INTO vehicle_images (tenant_id, vehicle_id, storage_url) VALUES ($1, $2, 's3://b/1') RETURNING id", t, out.vehicle)
     out.reminder = owner:value("INSERT INTO reminders (tenant_id, vehicle_id, title, due_mileage) VALUES ($1, $2, 'oil', 5000) RETURNING id", t, out.vehicle)
+    assert(owner:exec("INSERT INTO reminder_completions (tenant_id, reminder_id, completed_on) VALUES ($1, $2, '2024-12-01')",
+      t, owner:value("INSERT INTO reminders (tenant_id, vehicle_id, title, due_on) VALUES ($1, $2, 'wash', '2024-12-01') RETURNING id",
+        t, out.vehicle)))
+    assert(owner:exec("INSERT INTO tenant_secrets (tenant_id) VALUES ($1)", t))
     local first = owner:row("INSERT INTO vehicle_events (tenant_id, vehicle_id, type, occurred_at, mileage, payload) " ..
       "VALUES ($1, $2, 'odometer', '2025-01-01T00:00:00Z', 100, '{\"source\": \"manual\"}') RETURNING id, occurred_at", t, out.vehicle)
     assert(owner:exec("INSERT INTO vehicle_events (tenant_id, vehicle_id, type, occurred_at, mileage, payload) " ..
@@ -107,7 +114,9 @@ describe("tenant isolation", function()
       local set = ({ tenants = "name = name", users = "display_name = 'x'", memberships = "role = role",
                      vehicle_events = "notes = 'x'", vehicle_event_heads = "changed_at = now()",
                      vehicle_event_flags = "detail = detail", vehicle_event_supersessions = "superseded_at = now()",
-                     audit_log = "request_id = 'x'", vehicle_metrics_monthly = "events = events" })[tbl] or "updated_at = now()"
+                     audit_log = "request_id = 'x'", vehicle_metrics_monthly = "events = events",
+                     reminder_occurrences = "seq = seq", notifications = "attempts = attempts",
+                     tenant_secrets = "webhook_secret = webhook_secret" })[tbl] or "updated_at = now()"
       return ("UPDATE %s SET %s WHERE %s"):format(tbl, set, key), { arg }
     end
     local v = x.vehicle
@@ -130,6 +139,11 @@ describe("tenant isolation", function()
       fleet_groups = { "INSERT INTO fleet_groups (tenant_id, parent_id, name) VALUES ($1, $2, 'Hub')", x.tenant, x.group },
       vehicle_metrics_monthly = { "INSERT INTO vehicle_metrics_monthly VALUES ($1, $2, '1999-01-01', 0, 0, 0, 0, 0, 0, 0, 0, 0)",
         x.tenant, v },
+      reminder_completions = { "INSERT INTO reminder_completions (tenant_id, reminder_id, completed_on) VALUES ($1, $2, '2025-02-01')",
+        x.tenant, x.reminder },
+      reminder_occurrences = { "INSERT INTO reminder_occurrences (tenant_id, reminder_id, seq) VALUES ($1, $2, 99)", x.tenant, x.reminder },
+      notifications = { "INSERT INTO notifications (tenant_id, kind, payload) VALUES ($1, 'overdue', '{}')", x.tenant },
+      tenant_secrets = { "INSERT INTO tenant_secrets (tenant_id) VALUES ($1)", x.tenant },
       group_permissions = { "INSERT INTO group_permissions (tenant_id, group_id, user_id, level) VALUES ($1, $2, $3, 'write')",
         x.tenant, x.group, x.users.owner },
     }
@@ -143,7 +157,8 @@ describe("tenant isolation", function()
       local sql, args = statement(tbl, op, X)
       local unpack = table.unpack or unpack
       if op == "select" then
-        local r, err = db:row(sql, unpack(args, 1, #args))
+        local r, err, sqlstate = db:row(sql, unpack(args, 1, #args))
+        if sqlstate == "42501" then return false end -- no grant at all
         assert(r, err)
         return r.n > 0
       end
