@@ -13,8 +13,8 @@ WARN := -std=c99 -D_POSIX_C_SOURCE=200809L -Wall -Wextra -Werror -Wshadow \
         -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
 # LuaRocks passes LUA_INCDIR; otherwise pkg-config finds the headers.
 LUA_CFLAGS ?= $(if $(LUA_INCDIR),-I$(LUA_INCDIR),$(shell pkg-config --cflags $(PKG_LUA) 2>/dev/null))
-DEP_CFLAGS = $(shell pkg-config --cflags libpq libcjson)
-DEP_LIBS = $(shell pkg-config --libs libpq libcjson)
+DEP_CFLAGS = $(shell pkg-config --cflags libpq libcjson libcrypto)
+DEP_LIBS = $(shell pkg-config --libs libpq libcjson libcrypto)
 SRCS := $(wildcard src/*.c)
 HDRS := $(wildcard src/*.h)
 

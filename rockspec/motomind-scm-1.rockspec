@@ -17,7 +17,7 @@ dependencies = {
   "lua >= 5.1, < 5.5",
 }
 external_dependencies = {
-  -- found by the Makefile through pkg-config (Debian: libpq-dev, libcjson-dev)
+  -- found by the Makefile through pkg-config (Debian: libpq-dev, libcjson-dev, libssl-dev)
 }
 build = {
   type = "make",

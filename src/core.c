@@ -15,6 +15,8 @@ LUALIB_API int luaopen_motomind_core(lua_State *L) {
     mm_open_json(L);
     mm_open_fs(L);
     mm_open_codec(L);
+    mm_open_notify(L);
+    mm_open_hmac(L);
     mm_push_null(L);
     lua_setfield(L, -2, "null");
     lua_pushliteral(L, MOTOMIND_VERSION);

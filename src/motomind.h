@@ -74,5 +74,7 @@ void mm_copy_cancel(mm_conn *c, const char *why);
 int mm_copy_abort(lua_State *L, mm_conn *c);
 int mm_conn_error(lua_State *L, PGconn *pg, const PGresult *res);
 int mm_open_fs(lua_State *L);
+int mm_open_notify(lua_State *L);
+int mm_open_hmac(lua_State *L);
 
 #endif

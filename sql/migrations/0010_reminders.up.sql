@@ -97,7 +97,7 @@ COMMENT ON COLUMN reminders.due_on IS
   'the current occurrence''s due date (the chain''s; writing it reschedules a reminder with no completion yet)';
 COMMENT ON COLUMN reminders.due_mileage IS 'the current occurrence''s due mileage, in the vehicle''s unit';
 COMMENT ON COLUMN reminders.starts_on IS
-  'completions dated before it do not count (default: the day it was made, when it has a first due)';
+  'events dated before it do not complete it (default: the day it was made, when it has a first due); completions by hand always count';
 COMMENT ON COLUMN reminders.service_type IS 'maintenance events of this service_type complete it (case-insensitive)';
 COMMENT ON COLUMN reminders.expiry_of IS 'inspection or document events of expiry_kind with expires_on renew it';
 CREATE INDEX reminders_tied_idx ON reminders (tenant_id, vehicle_id)
@@ -260,7 +260,7 @@ BEGIN
                 AND m.occurred_at <= d.done_at + CASE WHEN d.event_id IS NULL THEN interval '1 day' ELSE interval '0' END
               ORDER BY m.occurred_at DESC, m.mileage DESC LIMIT 1)) AS done_mileage
       FROM done d
-     WHERE r.starts_on IS NULL OR d.done_on >= r.starts_on
+     WHERE r.starts_on IS NULL OR d.event_id IS NULL OR d.done_on >= r.starts_on
      ORDER BY d.done_on, d.done_at, d.entered_at
   LOOP
     IF cur_on IS NOT NULL OR cur_mi IS NOT NULL THEN

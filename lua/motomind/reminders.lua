@@ -1,0 +1,183 @@
+--- Reminders of a tenant's vehicles, as the context user (each call runs
+-- inside db:as(ctx)). What is due, and each occurrence's history, is the
+-- database's (migration 0010): the reminders_due view and the chain that
+-- events and completions rebuild; this module writes definitions, snoozes,
+-- dismissals and completions, and reads the due list.
+local motomind = require "motomind"
+
+local M = {}
+
+-- The columns add() accepts, with the check each value must pass.
+local DATE = "^%d%d%d%d%-%d%d%-%d%d$"
+local function date(v) return type(v) == "string" and v:match(DATE) ~= nil, "expected a date YYYY-MM-DD" end
+local function count(v) return type(v) == "number" and v > 0 and v % 1 == 0, "expected a whole number above 0" end
+local function distance(v) return type(v) == "number" and v >= 0, "expected a number, 0 or more" end
+local function positive(v) return type(v) == "number" and v > 0, "expected a number above 0" end
+local function text(v) return type(v) == "string" and v:match("%S") ~= nil, "expected a non-empty string" end
+local function whole(v) return type(v) == "number" and v >= 0 and v % 1 == 0, "expected a whole number, 0 or more" end
+local function uuid(v) return type(v) == "string" and #v == 36, "expected a UUID" end
+
+M.FIELDS = {
+  { "vehicle_id", uuid }, { "garage_id", uuid }, { "title", text }, { "description", text },
+  { "due_on", date }, { "due_mileage", distance }, { "starts_on", date },
+  { "repeat_months", count }, { "repeat_distance", positive },
+  { "service_type", text }, { "expiry_of", function(v) return v == "inspection" or v == "document",
+    "expected inspection or document" end }, { "expiry_kind", text },
+  { "due_soon_days", whole }, { "due_soon_distance", distance },
+}
+local CHECK = {}
+for _, f in ipairs(M.FIELDS) do CHECK[f[1]] = f[2] end
+
+-- The value problems of fields, as "field: reason" (nil when none).
+local function problem(fields)
+  for k, v in pairs(fields) do
+    local check = CHECK[k]
+    if not check then return tostring(k) .. ": unknown field" end
+    local ok, why = check(v)
+    if not ok then return ("%s: %s"):format(k, why) end
+  end
+  if fields.title == nil then return "title: is required" end
+  if fields.vehicle_id == nil and fields.garage_id == nil then return "vehicle_id: is required (or garage_id)" end
+  if fields.due_on == nil and fields.due_mileage == nil and fields.service_type == nil and fields.expiry_of == nil then
+    return "due_on: give due_on or due_mileage, or a service_type or expiry_of whose events set it"
+  end
+end
+
+-- Mileages and distances as Lua numbers (numeric(10, 1) arrives as exact
+-- text; one decimal is exact enough in a double). Returns rows as given.
+local NUMERIC = { "due_mileage", "first_due_mileage", "current_mileage", "distance_left", "repeat_distance",
+  "due_soon_distance", "snoozed_until_mileage", "completed_mileage", "mileage" }
+local function numbers(rows, ...)
+  if type(rows) ~= "table" then return rows, ... end
+  local list = rows[1] ~= nil and rows or { rows }
+  for _, r in ipairs(list) do
+    for _, k in ipairs(NUMERIC) do
+      if type(r[k]) == "string" then r[k] = tonumber(r[k]) end
+    end
+  end
+  return rows, ...
+end
+
+--- add(db, ctx, fields) -> the reminder row | nil, message, sqlstate.
+-- fields: vehicle_id (or garage_id), title, and a first due (due_on and/or
+-- due_mileage, whichever comes first) or a tie whose events set it
+-- (service_type; expiry_of with expiry_kind); repeat_months and/or
+-- repeat_distance make it recur from each completion; due_soon_days and
+-- due_soon_distance override the tenant's thresholds; starts_on (default
+-- today, with a first due) is the first day a completion counts.
+function M.add(db, ctx, fields)
+  motomind.check_ctx(ctx, "reminders")
+  if type(fields) ~= "table" then error("reminders.add: fields must be a table", 2) end
+  local bad = problem(fields)
+  if bad then return nil, bad, "22023" end
+  local names, values, params = { "tenant_id" }, { ctx.tenant }, { "$1" }
+  for _, f in ipairs(M.FIELDS) do
+    if fields[f[1]] ~= nil then
+      names[#names + 1] = f[1]
+      values[#values + 1] = fields[f[1]]
+      params[#params + 1] = "$" .. #names
+    end
+  end
+  return numbers(db:as(ctx, function()
+    return db:row(("INSERT INTO %s (%s) VALUES (%s) RETURNING *"):format(db:qualify("reminders"),
+      table.concat(names, ", "), table.concat(params, ", ")), (table.unpack or unpack)(values, 1, #names))
+  end))
+end
+
+--- due(db, ctx, { vehicle = id, group = id, within_days = n, within_distance = n })
+-- -> rows of reminders_due, most urgent first (overdue, due soon, upcoming,
+-- snoozed; then by effective due date and distance left). With within_*,
+-- only reminders overdue, due (or projected) within that many days, or
+-- within that distance. A group includes its subgroups.
+function M.due(db, ctx, opts)
+  motomind.check_ctx(ctx, "reminders")
+  opts = opts or {}
+  local where, args = { "d.tenant_id = $1" }, { ctx.tenant }
+  local function arg(v) args[#args + 1] = v; return "$" .. #args end
+  if opts.vehicle then where[#where + 1] = "d.vehicle_id = " .. arg(opts.vehicle) end
+  if opts.group then
+    where[#where + 1] = ("d.group_id IN (WITH RECURSIVE g AS (SELECT id FROM %s WHERE tenant_id = $1 AND id = %s " ..
+      "UNION SELECT c.id FROM %s c JOIN g ON c.parent_id = g.id WHERE c.tenant_id = $1) SELECT id FROM g)")
+      :format(db:qualify("fleet_groups"), arg(opts.group), db:qualify("fleet_groups"))
+  end
+  local within = {}
+  if opts.within_days then within[#within + 1] = "d.effective_due_on <= d.today + " .. arg(opts.within_days) .. "::integer" end
+  if opts.within_distance then within[#within + 1] = "d.distance_left <= " .. arg(opts.within_distance) .. "::numeric" end
+  if #within > 0 then
+    where[#where + 1] = "(d.status = 'overdue' OR " .. table.concat(within, " OR ") .. ")"
+  end
+  return numbers(db:as(ctx, function()
+    return db:query(("SELECT d.*, v.nickname FROM %s d LEFT JOIN %s v ON v.tenant_id = d.tenant_id AND v.id = d.vehicle_id " ..
+      "WHERE %s ORDER BY d.urgency, d.effective_due_on NULLS LAST, d.distance_left NULLS LAST, d.title, d.reminder_id")
+      :format(db:qualify("reminders_due"), db:qualify("vehicles"), table.concat(where, " AND ")),
+      (table.unpack or unpack)(args, 1, #args))
+  end))
+end
+
+-- Updates one reminder the context user may write; nil, message when there
+-- is none (or it is not theirs to change).
+local function update(db, ctx, id, set, ...)
+  local args = { n = select("#", ...), ... }
+  args[args.n + 1], args[args.n + 2] = ctx.tenant, id
+  local row, err, sqlstate = db:as(ctx, function()
+    return db:row(("UPDATE %s SET %s WHERE tenant_id = $%d AND id = $%d RETURNING *"):format(
+      db:qualify("reminders"), set, args.n + 1, args.n + 2), (table.unpack or unpack)(args, 1, args.n + 2))
+  end)
+  if row == nil and err == nil then
+    return nil, ("reminder %s: no such live reminder you may change in this tenant"):format(id), "42704"
+  end
+  return numbers(row, err, sqlstate)
+end
+
+--- snooze(db, ctx, id, { until_on = date, until_mileage = n }) -> row:
+-- the reminder stays quiet (status snoozed, no notification) until that day
+-- or that mileage; snooze(db, ctx, id, {}) wakes it.
+function M.snooze(db, ctx, id, opts)
+  motomind.check_ctx(ctx, "reminders")
+  opts = opts or {}
+  if opts.until_on ~= nil and not date(opts.until_on) then return nil, "until_on: expected a date YYYY-MM-DD", "22023" end
+  if opts.until_mileage ~= nil and not distance(opts.until_mileage) then
+    return nil, "until_mileage: expected a number, 0 or more", "22023"
+  end
+  return update(db, ctx, id, "snoozed_until = $1, snoozed_until_mileage = $2",
+    opts.until_on or motomind.null, opts.until_mileage or motomind.null)
+end
+
+--- dismiss(db, ctx, id) -> row: nothing more is due from it (kept, audited).
+function M.dismiss(db, ctx, id)
+  motomind.check_ctx(ctx, "reminders")
+  return update(db, ctx, id, "status = 'dismissed', completed_at = NULL")
+end
+
+--- complete(db, ctx, id, { on = date, mileage = n, notes = s }) -> the
+-- completion row: done by hand (no event); a recurring reminder schedules its
+-- next occurrence from it. on defaults to today in the vehicle's timezone.
+function M.complete(db, ctx, id, opts)
+  motomind.check_ctx(ctx, "reminders")
+  opts = opts or {}
+  if opts.on ~= nil and not date(opts.on) then return nil, "on: expected a date YYYY-MM-DD", "22023" end
+  if opts.mileage ~= nil and not distance(opts.mileage) then return nil, "mileage: expected a number, 0 or more", "22023" end
+  local row, err, sqlstate = db:as(ctx, function()
+    return db:row(("INSERT INTO %s (tenant_id, reminder_id, completed_on, mileage, notes) " ..
+      "SELECT r.tenant_id, r.id, coalesce($3::date, (now() AT TIME ZONE coalesce(v.timezone, 'UTC'))::date), $4, $5 " ..
+      "FROM %s r LEFT JOIN %s v ON v.tenant_id = r.tenant_id AND v.id = r.vehicle_id " ..
+      "WHERE r.tenant_id = $1 AND r.id = $2 RETURNING *"):format(db:qualify("reminder_completions"),
+      db:qualify("reminders"), db:qualify("vehicles")), ctx.tenant, id, opts.on or motomind.null,
+      opts.mileage or motomind.null, opts.notes or motomind.null)
+  end)
+  if row == nil and err == nil then return nil, ("reminder %s: no such live reminder in this tenant"):format(id), "42704" end
+  return numbers(row, err, sqlstate)
+end
+
+--- history(db, ctx, id) -> the reminder's occurrences, first first: due_on,
+-- due_mileage, completed_on, completed_mileage, event_id or completion_id
+-- (the open one, if any, last, with completed_on null).
+function M.history(db, ctx, id)
+  motomind.check_ctx(ctx, "reminders")
+  return numbers(db:as(ctx, function()
+    return db:query("SELECT * FROM " .. db:qualify("reminder_occurrences") ..
+      " WHERE tenant_id = $1 AND reminder_id = $2 ORDER BY seq", ctx.tenant, id)
+  end))
+end
+
+return M

@@ -1,0 +1,419 @@
+-- Reminders (issue #13): what is due, computed by the database; the chain of
+-- occurrences rebuilt by whatever writes events; notifications once.
+local motomind = require "motomind"
+local H = require "spec.helper"
+local reminders = require "motomind.reminders"
+local timeline = require "motomind.timeline"
+local notifications = require "motomind.notifications"
+
+local null = motomind.null
+
+local function day(offset) return os.date("!%Y-%m-%d", os.time() + offset * 86400) end
+local function at(offset) return day(offset) .. "T12:00:00Z" end
+
+describe("reminders", function()
+  local db, t, car, u, ctx
+
+  before_each(function()
+    db, t, car, u = H.fresh_tenant()
+    ctx = { tenant = t, user = u }
+  end)
+  after_each(function() H.drop(db) end)
+
+  local function reading(offset, mileage)
+    return motomind.assert(timeline.append(db, ctx, { vehicle_id = car, type = "odometer", occurred_at = at(offset),
+      mileage = mileage, payload = { source = "manual" } }))
+  end
+  local function service(offset, mileage, kind, extra)
+    local payload = { service_type = kind or "oil_change" }
+    for k, v in pairs(extra or {}) do payload[k] = v end
+    return motomind.assert(timeline.append(db, ctx, { vehicle_id = car, type = "maintenance", occurred_at = at(offset),
+      mileage = mileage, payload = payload }))
+  end
+  local function add(fields)
+    fields.vehicle_id = fields.vehicle_id or car
+    fields.title = fields.title or "Oil change"
+    return motomind.assert(reminders.add(db, ctx, fields))
+  end
+  local function due_of(id)
+    for _, r in ipairs(motomind.assert(reminders.due(db, ctx))) do
+      if r.reminder_id == id then return r end
+    end
+  end
+  local function row(id)
+    local r = db:row("SELECT * FROM reminders WHERE id = $1", id)
+    for k, v in pairs(r) do if k:match("mileage") and type(v) == "string" then r[k] = tonumber(v) end end
+    return r
+  end
+
+  describe("status", function()
+    it("is overdue by distance when the vehicle is past the due mileage (1,200 due, at 1,500)", function()
+      reading(-30, 1000)
+      reading(-1, 1500)
+      local r = due_of(add({ due_mileage = 1200 }).id)
+      assert.equal("overdue", r.status)
+      assert.equal(-300, r.distance_left)
+      assert.equal(1500, r.current_mileage)
+    end)
+
+    it("by date: overdue, due soon within the tenant's 30 days, upcoming beyond; today is not overdue", function()
+      assert.equal("overdue", due_of(add({ due_on = day(-1) }).id).status)
+      assert.equal("due_soon", due_of(add({ due_on = day(0) }).id).status)
+      assert.equal("due_soon", due_of(add({ due_on = day(30) }).id).status)
+      local later = due_of(add({ due_on = day(31) }).id)
+      assert.equal("upcoming", later.status)
+      assert.equal(31, later.days_left)
+      -- a per-reminder threshold, and the tenant's default
+      assert.equal("due_soon", due_of(add({ due_on = day(31), due_soon_days = 40 }).id).status)
+      assert(db:exec("UPDATE tenants SET due_soon_days = 7 WHERE id = $1", t))
+      assert.equal("upcoming", due_of(add({ due_on = day(10) }).id).status)
+    end)
+
+    it("whichever comes first: a far date with a near mileage is due soon, and overdue past either", function()
+      reading(-1, 9700)
+      local r = add({ due_on = day(300), due_mileage = 10000 })
+      assert.equal("due_soon", due_of(r.id).status) -- 300 left, within the tenant's 500
+      reading(0, 10001)
+      assert.equal("overdue", due_of(r.id).status)
+      assert.equal("overdue", due_of(add({ due_on = day(-3), due_mileage = 50000 }).id).status)
+    end)
+
+    it("sorts the due list by urgency, and filters it by vehicle and by what falls within", function()
+      reading(-1, 100)
+      local a = add({ title = "later", due_on = day(200) }).id
+      local b = add({ title = "late", due_on = day(-5) }).id
+      local c = add({ title = "soon", due_on = day(5) }).id
+      local list = motomind.assert(reminders.due(db, ctx))
+      assert.same({ b, c, a }, { list[1].reminder_id, list[2].reminder_id, list[3].reminder_id })
+      local within = motomind.assert(reminders.due(db, ctx, { within_days = 30 }))
+      assert.equal(2, #within)
+      local _, other = H.tenant_with_vehicle(db, { nickname = "other" })
+      assert.equal(0, #motomind.assert(reminders.due(db, ctx, { vehicle = other })))
+      assert.equal(3, #motomind.assert(reminders.due(db, ctx, { vehicle = car })))
+    end)
+  end)
+
+  describe("projected due date", function()
+    it("follows a steady driving rate from the latest reading", function()
+      for i = 0, 9 do reading(-90 + i * 10, 1000 + i * 500) end -- 50 a day, latest 5,500 on day -0
+      local r = due_of(add({ due_mileage = 8000 }).id)
+      assert.equal(day(50), r.projected_on) -- 2,500 left at 50 a day
+      assert.equal("upcoming", r.status)
+      local soon = due_of(add({ due_mileage = 6400 }).id)
+      assert.equal(day(18), soon.projected_on)
+      assert.equal("due_soon", soon.status) -- 900 left (beyond 500), but due within 30 days by projection
+      assert.equal(day(18), soon.effective_due_on)
+    end)
+
+    it("uses the last 90 days of an irregular history", function()
+      reading(-400, 0)
+      reading(-200, 1000)    -- slow long ago
+      reading(-80, 2000)
+      reading(-40, 2200)
+      reading(0, 6000)       -- 4,000 over the last 80 days: 50 a day
+      local r = due_of(add({ due_mileage = 7000 }).id)
+      assert.equal(day(20), r.projected_on)
+    end)
+
+    it("has none with a single reading or none, and stays sane", function()
+      local r = add({ due_mileage = 5000 })
+      assert.equal(null, due_of(r.id).projected_on)
+      assert.equal("upcoming", due_of(r.id).status)
+      reading(-1, 100)
+      assert.equal(null, due_of(r.id).projected_on)
+      assert.equal(100, due_of(r.id).current_mileage)
+    end)
+  end)
+
+  describe("the chain of occurrences", function()
+    it("recurs by months and by distance from each matching service, whichever comes first", function()
+      reading(-400, 1000)
+      local r = add({ due_mileage = 5000, due_on = day(-100), repeat_months = 6, repeat_distance = 5000,
+                      service_type = "Oil_Change", starts_on = day(-400) })
+      service(-200, 4000)                      -- done early, case of the service type aside
+      local x = row(r.id)
+      assert.equal(9000, x.due_mileage)
+      assert.equal(os.date("!%Y-%m-%d", os.time{ year = tonumber(day(-200):sub(1, 4)), month = tonumber(day(-200):sub(6, 7)) + 6,
+        day = tonumber(day(-200):sub(9, 10)), hour = 12 }), x.due_on)
+      service(-10, 8000, "tire_rotation")      -- another service type: nothing
+      assert.equal(9000, row(r.id).due_mileage)
+      local h = motomind.assert(reminders.history(db, ctx, r.id))
+      assert.equal(2, #h)
+      assert.equal(5000, h[1].due_mileage)
+      assert.equal(day(-200), h[1].completed_on)
+      assert.equal(4000, h[1].completed_mileage)
+      assert.equal(null, h[2].completed_on)
+    end)
+
+    it("completes a one-off reminder, and un-completes it when the service is voided", function()
+      local r = add({ due_mileage = 5000, service_type = "brakes", starts_on = day(-30) })
+      local s = service(-5, 4800, "brakes")
+      assert.equal("completed", row(r.id).status)
+      assert.equal(0, #motomind.assert(reminders.due(db, ctx)))
+      motomind.assert(timeline.void(db, ctx, s, "wrong car"))
+      assert.equal("active", row(r.id).status)
+      assert.equal(5000, row(r.id).due_mileage)
+      local h = motomind.assert(reminders.history(db, ctx, r.id))
+      assert.equal(1, #h)
+      assert.equal(null, h[1].completed_on)
+    end)
+
+    it("re-evaluates a back-dated service: no double completion, no lost occurrence", function()
+      local r = add({ due_mileage = 5000, repeat_distance = 5000, service_type = "oil_change", starts_on = day(-400) })
+      service(-100, 4900)                      -- occurrence 1 done, next at 9,900
+      assert.equal(9900, row(r.id).due_mileage)
+      service(-200, 4000)                      -- back-dated before it: it did occurrence 1
+      local h = motomind.assert(reminders.history(db, ctx, r.id))
+      assert.equal(3, #h)
+      assert.same({ 5000, 9000, 9900 }, { h[1].due_mileage, h[2].due_mileage, h[3].due_mileage })
+      assert.same({ 4000, 4900 }, { h[1].completed_mileage, h[2].completed_mileage })
+      assert.equal(9900, row(r.id).due_mileage)
+    end)
+
+    it("follows an amended service's new mileage", function()
+      local r = add({ due_mileage = 5000, repeat_distance = 5000, service_type = "oil_change", starts_on = day(-400) })
+      local s = service(-100, 4900)
+      motomind.assert(timeline.correct(db, ctx, s, { mileage = 5100 }))
+      assert.equal(10100, row(r.id).due_mileage)
+      assert.equal(2, #motomind.assert(reminders.history(db, ctx, r.id)))
+    end)
+
+    it("is reset by a service written through an import and through plain SQL", function()
+      local r = add({ due_mileage = 5000, repeat_distance = 5000, service_type = "oil_change", starts_on = day(-400) })
+      local path = H.write_temp(motomind.json.encode({ vehicle_id = car, type = "maintenance", occurred_at = at(-50),
+        mileage = 5050, payload = { service_type = "oil_change" } }) .. "\n")
+      local report = motomind.assert(db:import(path, { tenant = t, user = u, format = "jsonl" }))
+      os.remove(path)
+      assert.equal(1, report.inserted)
+      assert.equal(10050, row(r.id).due_mileage)
+      assert(db:exec("INSERT INTO vehicle_events (tenant_id, vehicle_id, type, occurred_at, mileage, payload) " ..
+        "VALUES ($1, $2, 'maintenance', $3, 10000, '{\"service_type\": \"oil_change\"}')", t, car, at(-1)))
+      assert.equal(15000, row(r.id).due_mileage)
+      assert.equal(3, #motomind.assert(reminders.history(db, ctx, r.id)))
+    end)
+
+    it("is completed by hand, and a soft-deleted completion undoes it", function()
+      reading(-20, 700)
+      local r = add({ title = "Wash", due_on = day(-2), repeat_months = 3 })
+      local c = motomind.assert(reminders.complete(db, ctx, r.id, { on = day(-1) }))
+      local h = motomind.assert(reminders.history(db, ctx, r.id))
+      assert.equal(2, #h)
+      assert.equal(c.id, h[1].completion_id)
+      assert.equal(700, h[1].completed_mileage) -- the odometer that day
+      assert.equal("upcoming", due_of(r.id).status)
+      assert.is_true(motomind.assert(db:as(ctx, function()
+        return require("motomind.records").soft_delete(db, "reminder_completions", c.id) end)))
+      assert.equal("overdue", due_of(r.id).status)
+    end)
+
+    it("refuses to reschedule a reminder that has completions, and reschedules one that has none", function()
+      local r = add({ title = "Wash", due_on = day(5), repeat_months = 1 })
+      assert(db:exec("UPDATE reminders SET due_on = $2 WHERE id = $1", r.id, day(9)))
+      assert.equal(day(9), row(r.id).first_due_on)
+      motomind.assert(reminders.complete(db, ctx, r.id, { on = day(0) }))
+      local ok, err, sqlstate = db:exec("UPDATE reminders SET due_on = $2 WHERE id = $1", r.id, day(90))
+      assert.is_nil(ok)
+      assert.equal("23514", sqlstate)
+      assert.matches("due_on: this reminder has completed occurrences", err, 1, true)
+    end)
+  end)
+
+  describe("made from what users log", function()
+    it("creates a reminder from next_service and moves it with the next service", function()
+      service(-30, 1000, "oil_change", { next_service = { mileage = 6000, due_on = day(150) } })
+      local list = db:query("SELECT id, source, title, due_on, due_mileage::float8 FROM reminders WHERE tenant_id = $1", t)
+      assert.equal(1, #list)
+      assert.equal("next_service", list[1].source)
+      assert.equal("Oil Change", list[1].title)
+      assert.equal(6000, list[1].due_mileage)
+      assert.equal(day(150), list[1].due_on)
+      service(-1, 5800, "oil_change", { next_service = { mileage = 11000 } })
+      assert.equal(1, db:value("SELECT count(*) FROM reminders WHERE tenant_id = $1", t))
+      local r = row(list[1].id)
+      assert.equal(11000, r.due_mileage)
+      assert.equal(null, r.due_on)
+      local h = motomind.assert(reminders.history(db, ctx, r.id))
+      assert.equal(2, #h) -- 6,000 done at 5,800; 11,000 open
+      assert.equal(5800, h[1].completed_mileage)
+    end)
+
+    it("moves an existing reminder of that service type instead of making a second", function()
+      local r = add({ due_mileage = 5000, service_type = "oil_change", starts_on = day(-100) })
+      service(-1, 4990, "oil_change", { next_service = { mileage = 9990 } })
+      assert.equal(1, db:value("SELECT count(*) FROM reminders WHERE tenant_id = $1", t))
+      assert.equal(9990, row(r.id).due_mileage)
+      assert.equal("active", row(r.id).status)
+    end)
+
+    it("creates an expiry reminder from an inspection's expires_on, due soon 30 days before", function()
+      assert(timeline.append(db, ctx, { vehicle_id = car, type = "inspection", occurred_at = at(-300),
+        payload = { result = "pass", kind = "MOT", expires_on = day(20) } }))
+      local r = db:row("SELECT * FROM reminders WHERE tenant_id = $1", t)
+      assert.equal("expiry", r.source)
+      assert.equal("inspection", r.expiry_of)
+      assert.equal("MOT", r.expiry_kind)
+      assert.equal(day(20), r.due_on)
+      assert.equal("due_soon", due_of(r.id).status)
+      -- the next inspection renews it
+      assert(timeline.append(db, ctx, { vehicle_id = car, type = "inspection", occurred_at = at(-1),
+        payload = { result = "pass", kind = "MOT", expires_on = day(364) } }))
+      assert.equal(day(364), row(r.id).due_on)
+      assert.equal("upcoming", due_of(r.id).status)
+      assert.equal(1, db:value("SELECT count(*) FROM reminders WHERE tenant_id = $1", t))
+    end)
+  end)
+
+  describe("snooze and dismiss", function()
+    it("quiets a reminder until a date or a mileage, and dismissal ends it; both audited", function()
+      reading(-1, 2000)
+      local r = add({ due_mileage = 1500 })
+      assert.equal("overdue", due_of(r.id).status)
+      motomind.assert(reminders.snooze(db, ctx, r.id, { until_on = day(3) }))
+      assert.equal("snoozed", due_of(r.id).status)
+      motomind.assert(reminders.snooze(db, ctx, r.id, { until_mileage = 2100 }))
+      assert.equal("snoozed", due_of(r.id).status)
+      reading(0, 2101)
+      assert.equal("overdue", due_of(r.id).status)
+      motomind.assert(reminders.dismiss(db, ctx, r.id))
+      assert.is_nil(due_of(r.id))
+      local ops = db:query("SELECT actor FROM audit_log WHERE table_name = 'reminders' AND record_id = $1 " ..
+        "AND operation = 'update'", r.id)
+      assert.is_true(#ops >= 3)
+      for _, o in ipairs(ops) do assert.equal(u, o.actor) end
+      local _, err, sqlstate = reminders.dismiss(db, ctx, "00000000-0000-0000-0000-000000000000")
+      assert.equal("42704", sqlstate)
+      assert.matches("no such live reminder", err, 1, true)
+    end)
+
+    it("names the field of a bad definition", function()
+      local cases = {
+        { { title = "x" }, "due_on: give due_on or due_mileage" },
+        { { due_on = "tomorrow" }, "due_on: expected a date" },
+        { { due_on = day(1), repeat_months = 0 }, "repeat_months: expected a whole number above 0" },
+        { { due_on = day(1), expiry_of = "tyres" }, "expiry_of: expected inspection or document" },
+        { { due_on = day(1), colour = "red" }, "colour: unknown field" },
+      }
+      for _, c in ipairs(cases) do
+        c[1].vehicle_id = car
+        c[1].title = c[1].title or "t"
+        local r, err, sqlstate = reminders.add(db, ctx, c[1])
+        assert.is_nil(r)
+        assert.equal("22023", sqlstate)
+        assert.matches(c[2], err, 1, true)
+      end
+    end)
+  end)
+
+  describe("row-level security", function()
+    it("lets viewers read the due list, and only writers of the vehicle change reminders", function()
+      local app = H.app_connect(db)
+      local viewer = H.user(db, t, "viewer")
+      local group = db:value("INSERT INTO fleet_groups (tenant_id, name) VALUES ($1, 'North') RETURNING id", t)
+      assert(db:exec("UPDATE vehicles SET group_id = $2 WHERE id = $1", car, group))
+      local reader = H.user(db, t, "manager")
+      assert(db:exec("INSERT INTO group_permissions (tenant_id, group_id, user_id, level) VALUES ($1, $2, $3, 'read')",
+        t, group, reader))
+      local r = add({ due_on = day(3) })
+      local vctx, rctx = { tenant = t, user = viewer }, { tenant = t, user = reader }
+      assert.equal(1, #motomind.assert(reminders.due(app, vctx)))
+      assert.equal(1, #motomind.assert(reminders.due(app, rctx, { group = group })))
+      for _, c in ipairs { vctx, rctx } do
+        local ok, _, sqlstate = reminders.add(app, c, { vehicle_id = car, title = "x", due_on = day(1) })
+        assert.is_nil(ok)
+        assert.equal("42501", sqlstate)
+        assert.is_nil((reminders.snooze(app, c, r.id, { until_on = day(9) })))
+        assert.is_nil((reminders.complete(app, c, r.id, {})))
+      end
+      assert.equal(null, row(r.id).snoozed_until)
+      assert.equal(0, db:value("SELECT count(*) FROM reminder_completions"))
+      -- the owner, through the application role
+      motomind.assert(reminders.complete(app, ctx, r.id, {}))
+      assert.equal("completed", row(r.id).status)
+      app:close()
+    end)
+  end)
+
+  describe("notifications", function()
+    it("are written once per transition, by the change that caused it or by maintain() when a day passes", function()
+      reading(-1, 1000)
+      local r = add({ due_mileage = 1600 })                   -- upcoming: nothing
+      assert.equal(0, db:value("SELECT count(*) FROM notifications"))
+      reading(0, 1200)                                         -- 400 left: due soon
+      assert.same({ "due_soon" }, { db:value("SELECT string_agg(kind, ',') FROM notifications WHERE reminder_id = $1", r.id) })
+      reading(0, 1300)                                         -- still due soon: nothing new
+      assert.equal(1, db:value("SELECT count(*) FROM notifications"))
+      reading(0, 1700)                                         -- overdue
+      assert.equal("due_soon,overdue", db:value("SELECT string_agg(kind, ',' ORDER BY id) FROM notifications"))
+      local n = db:row("SELECT payload FROM notifications WHERE kind = 'overdue'")
+      assert.equal(r.id, n.payload.reminder_id)
+      assert.equal(-100, n.payload.distance_left)
+      -- a date-driven reminder that is already due when maintain() runs
+      local d = add({ title = "Tax", due_on = day(10) })
+      assert.equal(1, db:value("SELECT count(*) FROM notifications WHERE reminder_id = $1", d.id))
+      assert(db:exec("DELETE FROM notifications WHERE reminder_id = $1", d.id)) -- as if written before it was due
+      local report = motomind.assert(db:maintain { ahead = 1 })
+      assert.equal(1, report.notifications)
+      assert.equal(0, motomind.assert(db:maintain { ahead = 1 }).notifications)
+    end)
+
+    it("are produced once by concurrent writers and a concurrent maintain()", function()
+      reading(-1, 1000)
+      for i = 1, 20 do add({ title = "r" .. i, due_on = day(i) }) end
+      assert(db:exec("DELETE FROM notifications"))
+      -- three sessions evaluate the same transitions at once, each holding
+      -- its transaction open a while: the later ones wait, then write nothing
+      local function session(call)
+        local sql = ("SET search_path TO %s; SET motomind.maintenance = on; BEGIN; SELECT %s; SELECT pg_sleep(0.5); COMMIT;")
+          :format(db:escape_identifier(db:schema()), call)
+        return ("psql -X -q -v ON_ERROR_STOP=1 %s -c %s"):format(H.shell_quote(os.getenv("DATABASE_URL") or ""),
+          H.shell_quote(sql))
+      end
+      local out, ok = H.run(session("emit_reminder_notifications()") .. " & " .. session("emit_reminder_notifications()") ..
+        " & " .. session("maintain(1)") .. " & wait")
+      assert(ok, out)
+      assert.equal(20, db:value("SELECT count(*) FROM notifications"))
+      assert.equal(20, db:value("SELECT count(DISTINCT reminder_id) FROM notifications"))
+    end)
+
+    it("are delivered by a sink, retried after a crash or a failure, and acknowledged once", function()
+      reading(-1, 1000)
+      add({ title = "A", due_on = day(1) })
+      add({ title = "B", due_on = day(2) })
+      -- a consumer claims everything and crashes: nothing is delivered until the lease ends
+      local claimed = motomind.assert(notifications.claim(db, "crashed", { lease = 1 }))
+      assert.equal(2, #claimed)
+      assert.equal(0, #motomind.assert(notifications.claim(db, "other")))
+      os.execute("sleep 1.2")
+      local got = {}
+      local out = motomind.assert(notifications.deliver(db, function(n)
+        got[#got + 1] = n.payload.title
+        if n.payload.title == "B" then return nil, "receiver down" end
+        return true
+      end, { consumer = "second", retry_base = 0.5 }))
+      assert.same({ delivered = 1, failed = 1, lost = 0 }, out)
+      table.sort(got)
+      assert.same({ "A", "B" }, got)
+      local b = db:row("SELECT * FROM notifications WHERE payload->>'title' = 'B'")
+      assert.equal("receiver down", b.last_error)
+      assert.equal(2, b.attempts)
+      -- the crashed consumer's late acknowledgement does not count
+      assert.is_false((notifications.ack(db, claimed[1], "crashed")))
+      os.execute("sleep 1.1") -- retry_base * 2^(attempts - 1) = 1 s
+      out = motomind.assert(notifications.deliver(db, function() return true end, { consumer = "third" }))
+      assert.same({ delivered = 1, failed = 0, lost = 0 }, out)
+      assert.equal(0, db:value("SELECT count(*) FROM notifications WHERE delivered_at IS NULL"))
+      assert.same({ delivered = 0, failed = 0, lost = 0 },
+        motomind.assert(notifications.deliver(db, function() return true end)))
+    end)
+
+    it("wake a listening consumer", function()
+      reading(-1, 1000)
+      local listener = H.connect { schema = db:schema() }
+      motomind.assert(notifications.listen(listener))
+      assert.is_false((notifications.wait(listener, 0.05)))
+      add({ due_on = day(1) })
+      assert.is_true(motomind.assert(notifications.wait(listener, 5)))
+      listener:close()
+    end)
+  end)
+end)
