@@ -406,6 +406,68 @@ describe("reminders", function()
         motomind.assert(notifications.deliver(db, function() return true end)))
     end)
 
+    it("posts to a webhook with the tenant's HMAC-SHA256 signature, and records a receiver that is down", function()
+      reading(-1, 1000)
+      add({ title = "Insurance", due_on = day(3) })
+      -- a one-shot HTTP receiver on 127.0.0.1 (LuaSocket), in its own process
+      local portfile, got = os.tmpname(), os.tmpname()
+      local receiver = ([[
+        local socket = require "socket"
+        local server = assert(socket.bind("127.0.0.1", 0))
+        local _, port = server:getsockname()
+        local f = io.open(%q, "w") f:write(port) f:close()
+        server:settimeout(10)
+        local c = assert(server:accept())
+        c:settimeout(5)
+        local headers = {}
+        c:receive("*l")
+        while true do
+          local l = assert(c:receive("*l"))
+          if l == "" then break end
+          local k, v = l:match("^([^:]+):%%s*(.*)$")
+          headers[k:lower()] = v
+        end
+        local body = c:receive(tonumber(headers["content-length"]))
+        c:send("HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+        c:close()
+        local out = io.open(%q, "w")
+        out:write(headers["x-motomind-signature"], "\n", headers["x-motomind-delivery"], "\n", body)
+        out:close()
+      ]]):format(portfile, got)
+      os.remove(portfile)
+      os.execute(H.lua_command(receiver) .. " >/dev/null 2>&1 &")
+      local port
+      for _ = 1, 100 do
+        local f = io.open(portfile)
+        if f then port = f:read("*n") f:close() end
+        if port then break end
+        os.execute("sleep 0.05")
+      end
+      assert(port, "the receiver did not start")
+      local url = ("http://127.0.0.1:%d/hooks"):format(port)
+      local out = motomind.assert(notifications.deliver(db, notifications.webhook(db, url)))
+      assert.same({ delivered = 1, failed = 0, lost = 0 }, out)
+      local text = H.read(got)
+      os.remove(got)
+      os.remove(portfile)
+      local signature, delivery, body = text:match("^(.-)\n(.-)\n(.*)$")
+      local secret = db:value("SELECT webhook_secret FROM tenant_secrets WHERE tenant_id = $1", t)
+      assert.equal("sha256=" .. require("motomind.core").hmac_sha256(secret, body), signature)
+      assert.not_equal("sha256=" .. require("motomind.core").hmac_sha256(secret, body .. " "), signature)
+      local n = db:row("SELECT id, tenant_id FROM notifications")
+      assert.equal(n.tenant_id .. ":" .. n.id, delivery)
+      local sent = motomind.json.decode(body)
+      assert.equal("due_soon", sent.kind)
+      assert.equal("Insurance", sent.reminder.title)
+      -- nobody listens there any more: a failure, recorded and retried later
+      add({ title = "Tax", due_on = day(4) })
+      out = motomind.assert(notifications.deliver(db, notifications.webhook(db, url, { timeout = 2 })))
+      assert.same({ delivered = 0, failed = 1, lost = 0 }, out)
+      local failed = db:row("SELECT last_error, next_attempt_at > now() AS later FROM notifications WHERE delivered_at IS NULL")
+      assert.matches("POST " .. url, failed.last_error, 1, true)
+      assert.is_true(failed.later)
+    end)
+
     it("wake a listening consumer", function()
       reading(-1, 1000)
       local listener = H.connect { schema = db:schema() }

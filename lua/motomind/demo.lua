@@ -1,6 +1,7 @@
 --- A small generated fleet for trying motomind out: one tenant, two garages,
 -- three vehicles and two years of fill-ups, services, readings and
--- inspections. Generated from a seed, so every run loads the same rows, and
+-- inspections (whose expiry makes reminders), and a recurring oil-change
+-- reminder per vehicle. Generated from a seed, so every run loads the same rows, and
 -- loading twice adds nothing.
 local motomind = require "motomind"
 
@@ -52,7 +53,8 @@ local function history(rand, tenant, vehicle, spec, days)
     local gap = rand(5, 12)
     t = t + gap * DAY + rand(0, 600) * 60
     if t > inspection_at then -- yearly, at the mileage of the last fill-up
-      add("inspection", inspection_at, { result = "pass" })
+      add("inspection", inspection_at, { result = "pass", kind = "safety",
+                                         expires_on = os.date("!%Y-%m-%d", inspection_at + 365 * DAY) })
       inspection_at = inspection_at + 365 * DAY
     end
     local driven = math.floor(spec.per_day * gap * rand(70, 130) / 100)
@@ -111,6 +113,14 @@ function M.load(db, opts)
       "   FROM jsonb_to_recordset($1::jsonb) AS x(tenant_id uuid, id uuid, vehicle_id uuid," ..
       "        type text, occurred_at timestamptz, mileage numeric, payload jsonb)" ..
       " ON CONFLICT DO NOTHING", events))
+    -- An oil change every 12 months or 5,000 mi / 8,000 km, whichever comes
+    -- first, due from the last one logged (its chain comes from the history).
+    for i, spec in ipairs(VEHICLES) do
+      motomind.assert(db:exec("INSERT INTO " .. q("reminders") ..
+        " (tenant_id, id, vehicle_id, title, service_type, repeat_months, repeat_distance)" ..
+        " VALUES ($1, $2, $3, 'Oil change', 'oil_change', 12, $4) ON CONFLICT DO NOTHING",
+        tenant, uuid(rand), ids[i], spec.unit == "km" and 8000 or 5000))
+    end
     return { tenant_id = tenant, vehicles = ids, events = #events, added = added }
   end)
 end
