@@ -193,8 +193,10 @@ describe("tenant backups", function()
     local van = q("INSERT INTO vehicles (tenant_id, garage_id, group_id, year, make, model, vin, plate, nickname, " ..
       "timezone, odometer_unit) VALUES ($1, $2, $3, 2019, 'Ford', 'Transit', '1FTBW2CM5KKA12345', 'AB 123', 'van', " ..
       "'Europe/Oslo', 'km') RETURNING id", t, garage, team)
-    q("INSERT INTO reminders (tenant_id, vehicle_id, title, due_on, due_mileage) VALUES ($1, $2, 'EU control', " ..
-      "'2026-05-01', 120000.5) RETURNING id", t, van)
+    local control = q("INSERT INTO reminders (tenant_id, vehicle_id, title, due_on, due_mileage, repeat_months) " ..
+      "VALUES ($1, $2, 'EU control', '2026-05-01', 120000.5, 24) RETURNING id", t, van)
+    q("INSERT INTO reminder_completions (tenant_id, reminder_id, completed_on, mileage) VALUES ($1, $2, '2026-04-20', " ..
+      "119000) RETURNING id", t, control)
     local gone = q("INSERT INTO vehicles (tenant_id, nickname) VALUES ($1, 'sold') RETURNING id", t)
     local ctx = { tenant = t, user = user }
     local timeline = require "motomind.timeline"
@@ -209,7 +211,7 @@ describe("tenant backups", function()
 
     local path, again = os.tmpname(), os.tmpname()
     local n = assert(db:export(path, { tenant = t, user = user, format = "backup" }))
-    assert.equal(1 + 3 + 2 + 1 + 3, n) -- garage, groups, vehicles (car, van), reminder, events
+    assert.equal(1 + 3 + 2 + 1 + 1 + 3, n) -- garage, groups, vehicles (car, van), reminder, completion, events
     local text = read(path)
     assert.matches('^{"record":"backup","version":1}\n{"id": "[^"]+", "name": "Home", "record": "garage", ', text)
     assert.not_matches("sold", text)
@@ -218,15 +220,18 @@ describe("tenant backups", function()
     local user2 = H.user(db, t2, "owner")
     local report = assert(db:import(path, { tenant = t2, user = user2 }))
     assert.equal("backup", report.format)
-    assert.same({ garage = 1, fleet_group = 3, vehicle = 2, reminder = 1 }, report.restored)
+    assert.same({ garage = 1, fleet_group = 3, vehicle = 2, reminder = 1, reminder_completion = 1 }, report.restored)
     assert.same({ 3, 0, 0 }, { report.inserted, report.duplicates, #report.rejected })
     assert(db:export(again, { tenant = t2, user = user2, format = "backup" }))
     assert.equal(text, read(again))
+    -- the reminder's chain is rebuilt: done by hand, next due two years on
+    assert.equal("2028-04-20", q("SELECT due_on::text FROM reminders WHERE tenant_id = $1", t2))
+    assert.equal(2, q("SELECT count(*) FROM reminder_occurrences WHERE tenant_id = $1", t2))
     -- the correction still applies in the restored tenant
     assert.equal(1001, q("SELECT mileage::float8 FROM vehicle_events_effective WHERE tenant_id = $1 AND type = 'odometer'", t2))
 
     local twice = assert(db:import(path, { tenant = t2, user = user2 }))
-    assert.same({ garage = 0, fleet_group = 0, vehicle = 0, reminder = 0 }, twice.restored)
+    assert.same({ garage = 0, fleet_group = 0, vehicle = 0, reminder = 0, reminder_completion = 0 }, twice.restored)
     assert.same({ 0, 3 }, { twice.inserted, twice.duplicates })
     os.remove(path) os.remove(again)
   end)
@@ -248,7 +253,7 @@ describe("tenant backups", function()
     assert.equal("colour: unknown field", refused(report)[3])
     assert.equal('record: unknown kind "spaceship"', refused(report)[4])
     assert.matches("vehicles_vin_check", refused(report)[5])
-    assert.same({ garage = 1, fleet_group = 0, vehicle = 0, reminder = 0 }, report.restored)
+    assert.same({ garage = 1, fleet_group = 0, vehicle = 0, reminder = 0, reminder_completion = 0 }, report.restored)
     assert.equal(1, report.inserted)
     local plain = write('{"record":"garage","id":"6f1c2b1e-0000-4000-8000-000000000009","name":"X"}\n')
     local ok, msg = db:import(plain, { tenant = t, user = user, format = "backup" })

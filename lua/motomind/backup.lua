@@ -1,5 +1,6 @@
 --- Whole-tenant backups: the tenant's records besides events (garages, fleet
--- groups, vehicles, reminders) as JSON lines before its events. Written by
+-- groups, vehicles, reminders and their completions by hand) as JSON lines
+-- before its events (reminders' occurrences are rebuilt from them). Written by
 -- export.lua, restored by import.lua (which stages the file's lines).
 local motomind = require "motomind"
 
@@ -8,7 +9,7 @@ local M = {}
 -- The kinds of record a backup holds, in the order they are restored (each
 -- may reference the ones before it).
 M.KINDS = { { "garage", "garages" }, { "fleet_group", "fleet_groups" }, { "vehicle", "vehicles" },
-  { "reminder", "reminders" } }
+  { "reminder", "reminders" }, { "reminder_completion", "reminder_completions" } }
 M.VERSION = 1
 -- Columns a backup leaves out: the tenant and the audit stamps (the
 -- database stamps restored rows itself).
