@@ -330,8 +330,8 @@ $fn$;
 CREATE TRIGGER a_definition BEFORE INSERT OR UPDATE ON reminders
   FOR EACH ROW EXECUTE FUNCTION reminder_definition();
 
--- After a reminder is written: its chain when its definition changed, then
--- its notifications.
+-- After a reminder is written: its chain, when its definition changed (its
+-- notifications follow from the statement triggers).
 CREATE FUNCTION reminder_changed() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT SET motomind.maintenance = 'on' AS $fn$
 BEGIN
@@ -343,20 +343,17 @@ BEGIN
                                NEW.repeat_distance, NEW.service_type, NEW.expiry_of, NEW.expiry_kind, NEW.vehicle_id)) THEN
     PERFORM rebuild_reminder(NEW.tenant_id, NEW.id);
   END IF;
-  PERFORM emit_reminder_notifications(NEW.tenant_id, NULL, ARRAY[NEW.id]);
   RETURN NULL;
 END
 $fn$;
 
--- A completion written or undone: its reminder's chain.
+-- A completion written or undone: its reminder's chain (whose update of the
+-- reminder writes its notifications).
 CREATE FUNCTION reminder_completion_changed() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT SET motomind.maintenance = 'on' AS $fn$
 BEGIN
   IF TG_OP <> 'INSERT' THEN PERFORM rebuild_reminder(OLD.tenant_id, OLD.reminder_id); END IF;
-  IF TG_OP <> 'DELETE' THEN
-    PERFORM rebuild_reminder(NEW.tenant_id, NEW.reminder_id);
-    PERFORM emit_reminder_notifications(NEW.tenant_id, NULL, ARRAY[NEW.reminder_id]);
-  END IF;
+  IF TG_OP <> 'DELETE' THEN PERFORM rebuild_reminder(NEW.tenant_id, NEW.reminder_id); END IF;
   RETURN NULL;
 END
 $fn$;
@@ -425,35 +422,64 @@ COMMENT ON TABLE notifications IS
   'one row per reminder transition into due_soon or overdue (per occurrence), delivered once by a consumer';
 CREATE INDEX notifications_pending_idx ON notifications (id) WHERE delivered_at IS NULL AND failed_at IS NULL;
 
--- Notifications for reminders now due soon or overdue that have none for
--- that transition yet (of the tenant, the vehicles, the reminders given; all
--- when NULL). Wakes consumers (LISTEN motomind_notifications).
-CREATE FUNCTION emit_reminder_notifications(p_tenant uuid DEFAULT NULL, p_vehicles uuid[] DEFAULT NULL,
-                                            p_reminders uuid[] DEFAULT NULL) RETURNS bigint
+-- What a notification says, for each reminder now due soon or overdue.
+CREATE VIEW reminder_notices WITH (security_invoker = true) AS
+SELECT d.tenant_id, d.vehicle_id, d.reminder_id, d.status AS kind, d.due_on, d.due_mileage,
+       jsonb_build_object('kind', d.status, 'reminder_id', d.reminder_id, 'vehicle_id', d.vehicle_id,
+                          'title', d.title, 'due_on', d.due_on, 'due_mileage', d.due_mileage, 'unit', d.unit,
+                          'current_mileage', d.current_mileage, 'days_left', d.days_left,
+                          'distance_left', d.distance_left, 'projected_on', d.projected_on) AS payload
+  FROM reminders_due d
+ WHERE d.status IN ('due_soon', 'overdue');
+
+-- Wakes consumers (LISTEN motomind_notifications) when n notifications
+-- were written.
+CREATE FUNCTION wake_consumers(n bigint) RETURNS bigint
+LANGUAGE plpgsql AS $fn$
+BEGIN
+  IF n > 0 THEN PERFORM pg_notify('motomind_notifications', current_schema()); END IF;
+  RETURN n;
+END
+$fn$;
+
+-- Notifications for every reminder now due soon or overdue that has none
+-- for that transition yet (maintain(): date-driven transitions).
+CREATE FUNCTION emit_reminder_notifications() RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT SET motomind.maintenance = 'on' AS $fn$
 DECLARE
   n bigint;
 BEGIN
   INSERT INTO notifications (tenant_id, vehicle_id, reminder_id, kind, due_on, due_mileage, payload)
-  SELECT d.tenant_id, d.vehicle_id, d.reminder_id, d.status, d.due_on, d.due_mileage,
-         jsonb_build_object('kind', d.status, 'reminder_id', d.reminder_id, 'vehicle_id', d.vehicle_id,
-                            'title', d.title, 'due_on', d.due_on, 'due_mileage', d.due_mileage, 'unit', d.unit,
-                            'current_mileage', d.current_mileage, 'days_left', d.days_left,
-                            'distance_left', d.distance_left, 'projected_on', d.projected_on)
-    FROM reminders_due d
-   WHERE d.status IN ('due_soon', 'overdue')
-     AND (p_tenant IS NULL OR d.tenant_id = p_tenant)
-     AND (p_vehicles IS NULL OR d.vehicle_id = ANY (p_vehicles))
-     AND (p_reminders IS NULL OR d.reminder_id = ANY (p_reminders))
-   ORDER BY d.tenant_id, d.reminder_id
+  SELECT * FROM reminder_notices ORDER BY tenant_id, reminder_id
   ON CONFLICT ON CONSTRAINT notifications_once DO NOTHING;
   GET DIAGNOSTICS n = ROW_COUNT;
-  IF n > 0 THEN
-    PERFORM pg_notify('motomind_notifications', current_schema());
-  END IF;
-  RETURN n;
+  RETURN wake_consumers(n);
 END
 $fn$;
+
+-- The same for the reminders a statement wrote: one statement, each row
+-- looked up by its primary key (which keeps its index plan even while a bulk
+-- insert has left the table's statistics behind).
+CREATE FUNCTION reminders_written() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT SET motomind.maintenance = 'on' AS $fn$
+DECLARE
+  n bigint;
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM written) THEN RETURN NULL; END IF; -- (an UPDATE that matched nothing)
+  INSERT INTO notifications (tenant_id, vehicle_id, reminder_id, kind, due_on, due_mileage, payload)
+  SELECT x.* FROM written w CROSS JOIN LATERAL (
+    SELECT * FROM reminder_notices n WHERE n.tenant_id = w.tenant_id AND n.reminder_id = w.id) x
+   ORDER BY x.tenant_id, x.reminder_id
+  ON CONFLICT ON CONSTRAINT notifications_once DO NOTHING;
+  GET DIAGNOSTICS n = ROW_COUNT;
+  PERFORM wake_consumers(n);
+  RETURN NULL;
+END
+$fn$;
+CREATE TRIGGER reminders_notify_insert AFTER INSERT ON reminders REFERENCING NEW TABLE AS written
+  FOR EACH STATEMENT EXECUTE FUNCTION reminders_written();
+CREATE TRIGGER reminders_notify_update AFTER UPDATE ON reminders REFERENCING NEW TABLE AS written
+  FOR EACH STATEMENT EXECUTE FUNCTION reminders_written();
 
 CREATE TRIGGER reminders_chain AFTER INSERT OR UPDATE ON reminders
   FOR EACH ROW EXECUTE FUNCTION reminder_changed();
@@ -515,12 +541,13 @@ CREATE TABLE tenant_secrets (
 -- after check_new_events (trigger names fire in order): the odometer of
 -- vehicles with new readings or corrections; reminders created from
 -- next_service and expires_on; the chains of the touched vehicles' tied
--- reminders; their notifications.
+-- reminders; the notifications of the touched vehicles' reminders (a new
+-- reading can make a distance due).
 CREATE FUNCTION events_drive_reminders() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT SET motomind.maintenance = 'on' AS $fn$
 DECLARE
   r record;
-  vehicles uuid[];
+  n bigint;
 BEGIN
   UPDATE vehicle_event_heads h SET mileage = o.mileage, mileage_at = o.mileage_at, distance_per_day = o.distance_per_day
     FROM (SELECT DISTINCT tenant_id, vehicle_id FROM new_events WHERE mileage IS NOT NULL OR corrects_id IS NOT NULL) t
@@ -548,7 +575,6 @@ BEGIN
                    ELSE x.expiry_of = n.type AND coalesce(x.expiry_kind, '') = k.tie END)
    ORDER BY n.tenant_id, n.vehicle_id, n.type, k.tie, n.occurred_at;
 
-  SELECT array_agg(DISTINCT vehicle_id) INTO vehicles FROM new_events;
   FOR r IN
     SELECT x.tenant_id, x.id FROM reminders x
      WHERE (x.tenant_id, x.vehicle_id) IN (SELECT DISTINCT tenant_id, vehicle_id FROM new_events
@@ -558,9 +584,13 @@ BEGIN
   LOOP
     PERFORM rebuild_reminder(r.tenant_id, r.id);
   END LOOP;
-  IF EXISTS (SELECT 1 FROM reminders x WHERE x.vehicle_id = ANY (vehicles) AND x.deleted_at IS NULL AND x.status = 'active') THEN
-    PERFORM emit_reminder_notifications(NULL, vehicles, NULL);
-  END IF;
+  INSERT INTO notifications (tenant_id, vehicle_id, reminder_id, kind, due_on, due_mileage, payload)
+  SELECT x.* FROM (SELECT DISTINCT tenant_id, vehicle_id FROM new_events) t CROSS JOIN LATERAL (
+    SELECT * FROM reminder_notices n WHERE n.tenant_id = t.tenant_id AND n.vehicle_id = t.vehicle_id) x
+   ORDER BY x.tenant_id, x.reminder_id
+  ON CONFLICT ON CONSTRAINT notifications_once DO NOTHING;
+  GET DIAGNOSTICS n = ROW_COUNT;
+  PERFORM wake_consumers(n);
   RETURN NULL;
 END
 $fn$;
@@ -654,6 +684,6 @@ END
 $fn$;
 
 REVOKE EXECUTE ON FUNCTION apply_vehicle_write_policies(regclass), protect_tenant_table(regclass, text),
-  vehicle_odometer(uuid, uuid), rebuild_reminder(uuid, uuid), emit_reminder_notifications(uuid, uuid[], uuid[]),
+  vehicle_odometer(uuid, uuid), rebuild_reminder(uuid, uuid), emit_reminder_notifications(),
   claim_notifications(text, integer, interval), ack_notification(uuid, bigint, text),
   fail_notification(uuid, bigint, text, text, interval, integer), add_reminder_trigger(regclass) FROM PUBLIC;
