@@ -211,6 +211,7 @@ describe("timeline rules", function()
       assert.is_nil(ok)
       assert.matches("below 90000", msg)
       assert(timeline.void(db, ctx, typo, "typo: extra zero"))
+      assert.is_nil(timeline.current_mileage(db, ctx, car)) -- its only reading is void
       assert(add("2025-03-05T10:00:00Z", 30000))
       local page = assert(timeline.page(db, ctx, { vehicle = car }))
       assert.equal(1, #page.events)

@@ -11,23 +11,21 @@ local M = {}
 
 M.CHANNEL = "motomind_notifications"
 
-local function fn(db, name) return db:qualify(name) end
-
 --- claim(db, consumer, { max = 100, lease = 300 }) -> rows | nil, message, sqlstate.
 function M.claim(db, consumer, opts)
   opts = opts or {}
-  return db:query(("SELECT * FROM %s($1, $2, make_interval(secs => $3))"):format(fn(db, "claim_notifications")),
+  return db:query(("SELECT * FROM %s($1, $2, make_interval(secs => $3))"):format(db:qualify("claim_notifications")),
     consumer, opts.max or 100, opts.lease or 300)
 end
 
 --- ack(db, n, consumer) -> true | false (the claim was lost) | nil, message, sqlstate.
 function M.ack(db, n, consumer)
-  return db:value(("SELECT %s($1, $2, $3)"):format(fn(db, "ack_notification")), n.tenant_id, n.id, consumer)
+  return db:value(("SELECT %s($1, $2, $3)"):format(db:qualify("ack_notification")), n.tenant_id, n.id, consumer)
 end
 
 --- fail(db, n, consumer, message, retry_in_seconds) -> true | false | nil, message, sqlstate.
 function M.fail(db, n, consumer, message, retry_in)
-  return db:value(("SELECT %s($1, $2, $3, $4, make_interval(secs => $5))"):format(fn(db, "fail_notification")),
+  return db:value(("SELECT %s($1, $2, $3, $4, make_interval(secs => $5))"):format(db:qualify("fail_notification")),
     n.tenant_id, n.id, consumer, message, retry_in)
 end
 

@@ -32,6 +32,13 @@ DROP FUNCTION emit_reminder_notifications();
 DROP FUNCTION wake_consumers(bigint);
 DROP FUNCTION rebuild_reminder(uuid, uuid);
 DROP FUNCTION vehicle_odometer(uuid, uuid);
+CREATE OR REPLACE VIEW vehicle_current_mileage WITH (security_invoker = true) AS
+SELECT v.tenant_id, v.id AS vehicle_id, r.mileage, r.occurred_at, v.odometer_unit
+  FROM vehicles v
+  CROSS JOIN LATERAL (
+    SELECT e.mileage, e.occurred_at FROM vehicle_events_effective e
+     WHERE e.tenant_id = v.tenant_id AND e.vehicle_id = v.id AND e.mileage IS NOT NULL
+     ORDER BY e.occurred_at DESC, e.mileage DESC LIMIT 1) r;
 ALTER TABLE vehicle_event_heads DROP COLUMN mileage, DROP COLUMN mileage_at, DROP COLUMN distance_per_day;
 DROP INDEX reminders_tied_idx;
 DELETE FROM reminders WHERE source <> 'manual' OR (first_due_on IS NULL AND first_due_mileage IS NULL);

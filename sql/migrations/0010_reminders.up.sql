@@ -628,6 +628,13 @@ UPDATE vehicle_event_heads h SET mileage = o.mileage, mileage_at = o.mileage_at,
  WHERE h.tenant_id = x.tenant_id AND h.vehicle_id = x.vehicle_id;
 SELECT rebuild_reminder(tenant_id, id) FROM reminders;
 
+-- The latest effective reading has one definition, vehicle_odometer(): the
+-- view reads what it keeps on the heads (as 0003's, without a lookup per vehicle).
+CREATE OR REPLACE VIEW vehicle_current_mileage WITH (security_invoker = true) AS
+SELECT h.tenant_id, h.vehicle_id, h.mileage, h.mileage_at AS occurred_at, v.odometer_unit
+  FROM vehicle_event_heads h JOIN vehicles v ON v.tenant_id = h.tenant_id AND v.id = h.vehicle_id
+ WHERE h.mileage IS NOT NULL;
+
 -- ---- protection, upkeep --------------------------------------------------------
 
 SELECT protect_tenant_table('reminder_completions', 'mutable');
