@@ -90,6 +90,13 @@ describe("reminders", function()
       local _, other = H.tenant_with_vehicle(db, { nickname = "other" })
       assert.equal(0, #motomind.assert(reminders.due(db, ctx, { vehicle = other })))
       assert.equal(3, #motomind.assert(reminders.due(db, ctx, { vehicle = car })))
+      -- paged: the most urgent first, then the rest in the same order
+      local first = motomind.assert(reminders.due(db, ctx, { limit = 2 }))
+      assert.same({ b, c }, { first[1].reminder_id, first[2].reminder_id, #first == 2 and nil })
+      local rest = motomind.assert(reminders.due(db, ctx, { limit = 2, offset = 2 }))
+      assert.same({ a }, { rest[1].reminder_id, #rest == 1 and nil })
+      local none, err, code = reminders.due(db, ctx, { limit = -1 })
+      assert.same({ nil, "limit: expected a whole number, 0 or more", "22023" }, { none, err, code })
     end)
   end)
 

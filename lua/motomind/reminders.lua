@@ -84,14 +84,21 @@ function M.add(db, ctx, fields)
   end))
 end
 
---- due(db, ctx, { vehicle = id, group = id, within_days = n, within_distance = n })
--- -> rows of reminders_due, most urgent first (overdue, due soon, upcoming,
--- snoozed; then by effective due date and distance left). With within_*,
--- only reminders overdue, due (or projected) within that many days, or
--- within that distance. A group includes its subgroups.
+--- due(db, ctx, { vehicle = id, group = id, within_days = n, within_distance = n,
+-- limit = n, offset = n }) -> rows of reminders_due, most urgent first
+-- (overdue, due soon, upcoming, snoozed; then by effective due date and
+-- distance left). With within_*, only reminders overdue, due (or projected)
+-- within that many days, or within that distance. A group includes its
+-- subgroups. limit/offset page the list (a fleet's first screen).
 function M.due(db, ctx, opts)
   motomind.check_ctx(ctx, "reminders")
   opts = opts or {}
+  for _, name in ipairs { "limit", "offset" } do
+    local n = opts[name]
+    if n ~= nil and (type(n) ~= "number" or n % 1 ~= 0 or n < 0) then
+      return nil, name .. ": expected a whole number, 0 or more", "22023"
+    end
+  end
   local where, args = { "d.tenant_id = $1" }, { ctx.tenant }
   local function arg(v) args[#args + 1] = v; return "$" .. #args end
   if opts.vehicle then where[#where + 1] = "d.vehicle_id = " .. arg(opts.vehicle) end
@@ -108,8 +115,10 @@ function M.due(db, ctx, opts)
   end
   return numbers(db:as(ctx, function()
     return db:query(("SELECT d.*, v.nickname FROM %s d LEFT JOIN %s v ON v.tenant_id = d.tenant_id AND v.id = d.vehicle_id " ..
-      "WHERE %s ORDER BY d.urgency, d.effective_due_on NULLS LAST, d.distance_left NULLS LAST, d.title, d.reminder_id")
-      :format(db:qualify("reminders_due"), db:qualify("vehicles"), table.concat(where, " AND ")),
+      "WHERE %s ORDER BY d.urgency, d.effective_due_on NULLS LAST, d.distance_left NULLS LAST, d.title, d.reminder_id" ..
+      " LIMIT %s OFFSET %s")
+      :format(db:qualify("reminders_due"), db:qualify("vehicles"), table.concat(where, " AND "),
+        opts.limit and arg(opts.limit) .. "::bigint" or "ALL", arg(opts.offset or 0) .. "::bigint"),
       (table.unpack or unpack)(args, 1, #args))
   end))
 end

@@ -1,0 +1,62 @@
+-- motomind 0011: a faster due list, and recompute_metrics() clears its marks.
+--  * reminders_due computes "today" once per timezone (a fenced lateral the
+--    planner memoizes) and the projected date once per row, where the view
+--    copied both into every expression that used them;
+--  * recompute_metrics() leaves a vehicle's pending mark only when a writer
+--    changed its head meanwhile (it used to leave every mark, so the next
+--    advance_metrics() did all that work again).
+
+CREATE OR REPLACE VIEW reminders_due WITH (security_invoker = true) AS
+SELECT r.tenant_id, r.id AS reminder_id, r.vehicle_id, r.garage_id, v.group_id, r.title, r.service_type,
+       r.expiry_of, r.expiry_kind, r.source, r.due_on, r.due_mileage, v.odometer_unit AS unit,
+       h.mileage AS current_mileage, d.today, r.due_on - d.today AS days_left,
+       r.due_mileage - h.mileage AS distance_left, p.projected_on,
+       least(r.due_on, p.projected_on) AS effective_due_on, s.status,
+       CASE s.status WHEN 'overdue' THEN 1 WHEN 'due_soon' THEN 2 WHEN 'upcoming' THEN 3 ELSE 4 END AS urgency,
+       r.repeat_months, r.repeat_distance, r.snoozed_until, r.snoozed_until_mileage
+  FROM reminders r
+  JOIN tenants tn ON tn.id = r.tenant_id
+  LEFT JOIN vehicles v ON v.tenant_id = r.tenant_id AND v.id = r.vehicle_id
+  LEFT JOIN vehicle_event_heads h ON h.tenant_id = r.tenant_id AND h.vehicle_id = r.vehicle_id
+  -- OFFSET 0 keeps each lateral a computed column instead of an expression
+  -- copied into every use of it
+  CROSS JOIN LATERAL (SELECT (now() AT TIME ZONE coalesce(v.timezone, 'UTC'))::date AS today OFFSET 0) d
+  CROSS JOIN LATERAL (
+    SELECT CASE WHEN r.due_mileage IS NOT NULL AND h.distance_per_day > 0
+                THEN (h.mileage_at AT TIME ZONE coalesce(v.timezone, 'UTC'))::date
+                     + ceil(greatest(r.due_mileage - h.mileage, 0) / h.distance_per_day)::integer END AS projected_on
+    OFFSET 0) p
+  CROSS JOIN LATERAL (
+    SELECT CASE
+      WHEN r.snoozed_until > d.today OR r.snoozed_until_mileage > coalesce(h.mileage, 0) THEN 'snoozed'
+      WHEN r.due_on < d.today OR r.due_mileage < h.mileage THEN 'overdue'
+      WHEN r.due_on - d.today <= coalesce(r.due_soon_days, tn.due_soon_days)
+        OR r.due_mileage - h.mileage <= coalesce(r.due_soon_distance, tn.due_soon_distance)
+        OR p.projected_on - d.today <= coalesce(r.due_soon_days, tn.due_soon_days) THEN 'due_soon'
+      ELSE 'upcoming' END AS status) s
+ WHERE r.status = 'active' AND r.deleted_at IS NULL AND (r.due_on IS NOT NULL OR r.due_mileage IS NOT NULL)
+   AND (r.vehicle_id IS NULL OR v.deleted_at IS NULL);
+
+-- Every vehicle's metrics again, vehicle by vehicle (the reference the
+-- incremental path is checked against, and a repair). Takes no lock a
+-- writer waits for; a vehicle's pending mark is cleared when its head is
+-- the one read before its recomputation (a writer's later change keeps it).
+CREATE OR REPLACE FUNCTION recompute_metrics() RETURNS bigint
+LANGUAGE plpgsql SET search_path FROM CURRENT SET jit = off SET motomind.maintenance = 'on' AS $fn$
+DECLARE
+  h record;
+  n bigint := 0;
+BEGIN
+  PERFORM pg_advisory_xact_lock(hashtext(current_schema() || '.metrics'));
+  DELETE FROM vehicle_metrics_monthly m
+   WHERE NOT EXISTS (SELECT 1 FROM vehicle_event_heads hd WHERE hd.tenant_id = m.tenant_id AND hd.vehicle_id = m.vehicle_id);
+  FOR h IN SELECT hd.tenant_id, hd.vehicle_id, hd.dirty_from, hd.xmin::text AS x FROM vehicle_event_heads hd ORDER BY 1, 2 LOOP
+    n := n + recompute_vehicle_metrics(h.tenant_id, h.vehicle_id, NULL);
+    IF h.dirty_from IS NOT NULL THEN
+      UPDATE vehicle_event_heads hd SET dirty_from = NULL
+       WHERE hd.tenant_id = h.tenant_id AND hd.vehicle_id = h.vehicle_id AND hd.xmin::text = h.x;
+    END IF;
+  END LOOP;
+  RETURN n;
+END
+$fn$;
