@@ -94,13 +94,17 @@ describe("importing other apps' exports", function()
       assert.same({ source = "manual" }, e[1].payload)
       assert.same({ 11950, 13650 }, { e[1].mileage, e[2].mileage })
     end },
-    { "fuelio.csv", "fuelio", { "km", "Europe/Warsaw" }, 6, 5, { [17] = "cost" }, function(e)
+    { "fuelio.csv", "fuelio", { "km", "Europe/Warsaw" }, 7, 6, { [17] = "cost" }, function(e)
       assert.equal("2020-01-05 07:15", e[1].at) -- CET
       assert.same({ volume = 41.2, unit = "l", full = true, missed = false, total = 57.27, price_per_unit = 1.39,
         currency = "EUR", extra = { city = "Warszawa", latitude = 52.23, longitude = 21.01 } }, e[1].payload)
       assert.is_false(e[2].payload.full)
       assert.same({ "maintenance", "Oil change", 249.99 }, { e[3].type, e[3].payload.service_type, e[3].payload.total })
-      assert.is_true(e[5].payload.missed)
+      assert.is_nil(e[3].payload.next_service) -- RemindOdo 0 and RemindDate 2011-01-01: no reminder
+      -- a cost's reminder: the next one due, and its recurrence
+      assert.same({ mileage = 255000, due_on = "2024-02-01", repeat_distance = 90000, repeat_months = 48 },
+        e[5].payload.next_service)
+      assert.is_true(e[6].payload.missed)
     end },
     { "spritmonitor.csv", "spritmonitor", { "km", "Europe/Berlin" }, 6, 4, { [6] = "date" }, function(e)
       assert.same({ 48120, 48790, 49310, 50020 }, { e[1].mileage, e[2].mileage, e[3].mileage, e[4].mileage })
@@ -126,6 +130,34 @@ describe("importing other apps' exports", function()
       assert.same({ 0, report.staged }, { again.inserted, again.duplicates })
     end)
   end
+
+  it("makes reminders of Fuelio's cost reminders, recurring as Fuelio says", function()
+    local v = vehicle("km", "Europe/Warsaw")
+    assert(import("fuelio.csv", { vehicle = v }))
+    local r = assert(db:row("SELECT title, service_type, source, due_on::text, due_mileage::float8 AS mi, " ..
+      "repeat_months, repeat_distance::float8 AS every FROM reminders WHERE vehicle_id = $1", v))
+    assert.same({ title = "Timing Belt", service_type = "Timing belt", source = "next_service", due_on = "2024-02-01",
+      mi = 255000, repeat_months = 48, every = 90000 }, r)
+    assert.equal(1, db:value("SELECT count(*) FROM reminders WHERE vehicle_id = $1", v))
+  end)
+
+  it("imports LubeLogger's reminders CSV as reminders (Metric picks the due), once, refusing a bad date by line", function()
+    local v = vehicle("mi", "America/New_York")
+    local report = assert(import("lubelogger-reminders.csv", { vehicle = v }))
+    assert.equal("lubelogger-reminders", report.format)
+    assert.same({ 4, 0, 3 }, { report.records, report.inserted, report.restored.reminder })
+    assert.same({ [5] = "duedate" }, refused(report))
+    local rows = assert(db:query("SELECT title, description, due_on::text, due_mileage::float8 AS mi, source " ..
+      "FROM reminders WHERE vehicle_id = $1 ORDER BY title", v))
+    assert.same({
+      { title = "Oil Change", description = "every 5k", due_on = "2027-03-15", mi = 45000, source = "import" },
+      { title = "Registration", due_on = "2026-12-01", source = "import" }, -- Metric Date: its odometer is not a due
+      { title = "Tire Rotation", mi = 30000, source = "import" },            -- Metric Odometer: its date is not
+    }, H.without_nulls(rows))
+    local again = assert(import("lubelogger-reminders.csv", { vehicle = v }))
+    assert.equal(0, again.restored.reminder)
+    assert.equal(3, db:value("SELECT count(*) FROM reminders WHERE vehicle_id = $1", v))
+  end)
 
   it("refuses a file without a date column, and a CSV file without a vehicle, importing nothing", function()
     local path = write("odometer,gallons\n1000,10\n")

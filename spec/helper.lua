@@ -119,4 +119,16 @@ function H.write_temp(text)
 end
 
 math.randomseed(os.time() + math.floor(os.clock() * 1e6))
+-- Rows with their NULL (motomind.null) fields left out, for assert.same.
+function H.without_nulls(rows)
+  local out = {}
+  for i, r in ipairs(rows) do
+    out[i] = {}
+    for k, v in pairs(r) do
+      if v ~= motomind.null then out[i][k] = v end
+    end
+  end
+  return out
+end
+
 return H

@@ -244,6 +244,22 @@ describe("reminders", function()
       assert.equal(5800, h[1].completed_mileage)
     end)
 
+    it("makes a recurring reminder from next_service's repeat_months / repeat_distance, due from that service", function()
+      service(-10, 2000, "tire_rotation", { next_service = { repeat_months = 6, repeat_distance = 8000 } })
+      local r = db:row("SELECT id, repeat_months, repeat_distance::float8, due_on, due_mileage::float8 FROM reminders " ..
+        "WHERE tenant_id = $1", t)
+      assert.same({ 6, 8000, 10000 }, { r.repeat_months, r.repeat_distance, r.due_mileage })
+      assert.equal(db:value("SELECT ($1::date + interval '6 months')::date::text", day(-10)), r.due_on)
+      -- the next rotation completes it and schedules the one after
+      service(-1, 9000, "tire_rotation")
+      assert.equal(17000, row(r.id).due_mileage)
+      -- a next_service with neither a due nor a recurrence is refused by the payload rules
+      local ok, err = db:exec("INSERT INTO vehicle_events (tenant_id, vehicle_id, type, occurred_at, mileage, payload) " ..
+        "VALUES ($1, $2, 'maintenance', now(), 9100, '{\"service_type\": \"x\", \"next_service\": {}}')", t, car)
+      assert.is_nil(ok)
+      assert.matches("next_service", err)
+    end)
+
     it("moves an existing reminder of that service type instead of making a second", function()
       local r = add({ due_mileage = 5000, service_type = "oil_change", starts_on = day(-100) })
       service(-1, 4990, "oil_change", { next_service = { mileage = 9990 } })

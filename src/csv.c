@@ -9,10 +9,14 @@
  *     columns = { { names = {"odometer", "odo (km)"}, to = "mileage",
  *                   as = "text" | "number" | "datetime" | "date" | "map",
  *                   required = true, set = {...},          -- when present
+ *                   empty = { "0" },          -- values that mean "none"
  *                   map = { ["1"] = { ["payload.full"] = true },
  *                           ["template"] = false } } } }  -- false: skip row
  *
- * Targets are dotted paths into the event ("payload.extra.tags"). */
+ * Targets are dotted paths into the event ("payload.extra.tags"). A section
+ * with record = "reminder" (and no type) makes records of that kind, not
+ * events: each row becomes a JSON object { record = kind, ... } handed to
+ * the import as a record (import.lua restores them). */
 #include "import.h"
 #include <ctype.h>
 #include <stdlib.h>
@@ -78,8 +82,8 @@ typedef struct choice {
 } choice;
 
 typedef struct column {
-    const char **names; /* lower case */
-    int nnames, as, required, index;
+    const char **names, **empties; /* lower case */
+    int nnames, nempties, as, required, index;
     const char *to, *expected; /* expected: the names, or the map's keys */
     assigns sets;
     choice *map;
@@ -87,7 +91,7 @@ typedef struct column {
 } column;
 
 typedef struct section {
-    const char *name, *type;
+    const char *name, *type, *record; /* type: an event's; record: another kind */
     assigns sets;
     column *cols;
     int ncols;
@@ -104,6 +108,7 @@ typedef struct csv {
     size_t pos, len;
     long bytes, line;
     char *text; /* the record's fields, each NUL-terminated */
+    char *record; /* the last row made a record: its JSON text */
     size_t tlen, tcap, *starts;
     int nf, fcap;
     char err[512];
@@ -113,6 +118,7 @@ static void free_csv(void *p) {
     csv *s = (csv *)p;
     arena_free(s->arena);
     free(s->text);
+    free(s->record);
     free(s->starts);
     free(s);
 }
@@ -188,27 +194,39 @@ static const char *join(lua_State *L, csv *s, const char **texts, int n) {
     return copy_text(L, s, lua_tostring(L, -1), 0);
 }
 
-/* The column's names: a string or an array of them, lower-cased. */
-static void compile_names(lua_State *L, csv *s, int idx, column *c, const char *where) {
+/* A string or a non-empty array of them at idx, lower-cased (what: the
+ * option's name, for errors); pops it. */
+static const char **compile_strings(lua_State *L, csv *s, int idx, int *n, const char *where, const char *what) {
+    char msg[80];
+    const char **out;
     int i;
     idx = mm_absindex(L, idx);
     if (lua_type(L, idx) == LUA_TSTRING) {
-        c->nnames = 1;
-        c->names = (const char **)need(L, s, sizeof(char *));
-        c->names[0] = copy_text(L, s, lua_tostring(L, idx), 1);
+        *n = 1;
+        out = (const char **)need(L, s, sizeof(char *));
+        out[0] = copy_text(L, s, lua_tostring(L, idx), 1);
     } else {
-        if (!lua_istable(L, idx)) spec_error(L, where, "names: expected a string or an array of strings");
-        c->nnames = (int)mm_rawlen(L, idx);
-        if (c->nnames <= 0) spec_error(L, where, "names is empty");
-        c->names = (const char **)need(L, s, sizeof(char *) * (size_t)c->nnames);
-        for (i = 1; i <= c->nnames; i++) {
+        snprintf(msg, sizeof msg, "%s: expected a string or an array of strings", what);
+        if (!lua_istable(L, idx)) spec_error(L, where, msg);
+        *n = (int)mm_rawlen(L, idx);
+        snprintf(msg, sizeof msg, "%s is empty", what);
+        if (*n <= 0) spec_error(L, where, msg);
+        out = (const char **)need(L, s, sizeof(char *) * (size_t)*n);
+        snprintf(msg, sizeof msg, "%s: expected strings", what);
+        for (i = 1; i <= *n; i++) {
             lua_rawgeti(L, idx, i);
-            c->names[i - 1] = copy_text(L, s, spec_string(L, -1, where, "names: expected strings"), 1);
+            out[i - 1] = copy_text(L, s, spec_string(L, -1, where, msg), 1);
             lua_pop(L, 1);
         }
     }
-    c->expected = join(L, s, c->names, c->nnames);
     lua_pop(L, 1);
+    return out;
+}
+
+/* The column's names, and the list of them errors show. */
+static void compile_names(lua_State *L, csv *s, int idx, column *c, const char *where) {
+    c->names = compile_strings(L, s, idx, &c->nnames, where, "names");
+    c->expected = join(L, s, c->names, c->nnames);
 }
 
 static int by_key(const void *a, const void *b) {
@@ -249,6 +267,9 @@ static void compile_column(lua_State *L, csv *s, int idx, column *c, const char 
     int i;
     lua_getfield(L, idx, "names");
     compile_names(L, s, -1, c, where);
+    lua_getfield(L, idx, "empty");
+    if (lua_isnil(L, -1)) lua_pop(L, 1);
+    else c->empties = compile_strings(L, s, -1, &c->nempties, where, "empty");
     lua_getfield(L, idx, "as");
     as = lua_isnil(L, -1) ? "text" : spec_string(L, -1, where, "as: expected a string");
     for (i = 0; AS[i] && strcmp(AS[i], as); i++) {}
@@ -280,9 +301,13 @@ static void compile_section(lua_State *L, csv *s, int idx, section *sec, const c
     lua_getfield(L, idx, "name");
     snprintf(inner, sizeof inner, "%.200s%sname", where, *where ? "." : "");
     sec->name = lua_isnil(L, -1) ? NULL : copy_text(L, s, spec_string(L, -1, inner, "expected a string"), 1);
+    lua_getfield(L, idx, "record");
+    snprintf(inner, sizeof inner, "%.200s%srecord", where, *where ? "." : "");
+    sec->record = lua_isnil(L, -1) ? NULL : copy_text(L, s, spec_string(L, -1, inner, "expected a record kind"), 0);
     lua_getfield(L, idx, "type");
     snprintf(inner, sizeof inner, "%.200s%stype", where, *where ? "." : "");
-    sec->type = copy_text(L, s, spec_string(L, -1, inner, "expected an event type"), 0);
+    sec->type = sec->record && lua_isnil(L, -1) ? NULL
+              : copy_text(L, s, spec_string(L, -1, inner, "expected an event type"), 0);
     lua_getfield(L, idx, "set");
     snprintf(inner, sizeof inner, "%.200s%sset", where, *where ? "." : "");
     compile_assigns(L, s, -1, &sec->sets, inner);
@@ -298,7 +323,7 @@ static void compile_section(lua_State *L, csv *s, int idx, section *sec, const c
         compile_column(L, s, mm_absindex(L, -1), &sec->cols[i], inner);
         lua_pop(L, 1);
     }
-    lua_pop(L, 4);
+    lua_pop(L, 5);
 }
 
 /* ---- the reader -------------------------------------------------------- */
@@ -540,18 +565,28 @@ static int refuse(csv *s, mm_item *item, cJSON *ev, const column *c, const char 
     return 1;
 }
 
+/* Whether v is one of the column's values that mean "none". */
+static int means_none(const column *c, const char *v) {
+    int i;
+    for (i = 0; i < c->nempties; i++)
+        if (!strcasecmp(c->empties[i], v)) return 1;
+    return 0;
+}
+
 static int convert_row(csv *s, mm_item *item) {
     const section *sec = s->cur;
     cJSON *ev = cJSON_CreateObject();
     char when[48], what[300];
     int i, j;
-    if (!ev || !set_path(ev, "type", cJSON_CreateString(sec->type)) || !apply(ev, &sec->sets)) goto oom;
+    if (!ev || !(sec->record ? set_path(ev, "record", cJSON_CreateString(sec->record))
+                             : set_path(ev, "type", cJSON_CreateString(sec->type))) || !apply(ev, &sec->sets))
+        goto oom;
     for (i = 0; i < sec->ncols; i++) {
         const column *c = &sec->cols[i];
         const char *v;
         cJSON *val = NULL;
         double d;
-        if (c->index < 0 || c->index >= s->nf || !*(v = field(s, c->index))) continue;
+        if (c->index < 0 || c->index >= s->nf || !*(v = field(s, c->index)) || means_none(c, v)) continue;
         switch (c->as) {
         case AS_TEXT: val = cJSON_CreateString(v); break;
         case AS_NUMBER:
@@ -580,8 +615,19 @@ static int convert_row(csv *s, mm_item *item) {
         if (c->as != AS_MAP && !set_path(ev, c->to, val)) goto oom;
         if (!apply(ev, &c->sets)) goto oom;
     }
+    if (sec->record) { /* a record: its text, kept until the next row */
+        free(s->record);
+        s->record = cJSON_PrintUnformatted(ev);
+        cJSON_Delete(ev);
+        if (!s->record) goto oom_text;
+        item->record = s->record;
+        return 1;
+    }
     item->event = ev;
     return 1;
+oom_text:
+    item->reason = "out of memory";
+    return -1;
 oom:
     cJSON_Delete(ev);
     item->reason = "out of memory";

@@ -136,6 +136,25 @@ M["lubelogger-odometer"] = {
     trim_scale(e.mileage) AS "Odometer", e.notes AS "Notes", ]] .. TAGS },
 }
 
+-- LubeLogger's reminders: records, not events (Metric says which due counts:
+-- Date, Odometer or Both; Urgency is computed here, not imported).
+M["lubelogger-reminders"] = {
+  description = "LubeLogger reminders CSV",
+  detect = function(header) return header:find("dueodometer", 1, true) or header:find("duedate", 1, true) end,
+  spec = function(o)
+    return {
+      dates = o.dates or "mdy", record = "reminder",
+      columns = {
+        { names = "description", to = "title", required = true },
+        { names = "notes", to = "description" },
+        { names = "metric", to = "metric" },
+        { names = "duedate", to = "first_due_on", as = "date" },
+        { names = "dueodometer", to = "first_due_mileage", as = "number", empty = "0" },
+      },
+    }
+  end,
+}
+
 local FULL, PARTIAL, RESET = { ["payload.full"] = true }, { ["payload.full"] = false },
   { ["payload.full"] = true, ["payload.missed"] = true }
 
@@ -199,6 +218,12 @@ M.fuelio = {
             { names = "costtitle", to = "payload.service_type" },
             { names = "cost", to = "payload.total", as = "number" },
             { names = "notes", to = "notes" },
+            -- A cost's reminder: the next one due (Fuelio writes 0 and 2011-01-01
+            -- for none), and how it recurs.
+            { names = "remindodo", to = "payload.next_service.mileage", as = "number", empty = "0" },
+            { names = "reminddate", to = "payload.next_service.due_on", as = "date", empty = { "0", "2011-01-01" } },
+            { names = "repeatodo", to = "payload.next_service.repeat_distance", as = "number", empty = "0" },
+            { names = "repeatmonths", to = "payload.next_service.repeat_months", as = "number", empty = "0" },
             -- Templates are presets for new costs, not costs.
             { names = "istemplate", as = "map", map = { ["1"] = false, ["0"] = {} } },
           } },
@@ -208,8 +233,8 @@ M.fuelio = {
 }
 
 -- The order formats are tried in when none is named (most specific first).
-M.DETECT = { "fuelio", "fuelly", "fuelly-services", "lubelogger-fuel", "lubelogger-odometer",
-  "lubelogger-service", "spritmonitor" }
+M.DETECT = { "fuelio", "fuelly", "fuelly-services", "lubelogger-reminders", "lubelogger-fuel",
+  "lubelogger-odometer", "lubelogger-service", "spritmonitor" }
 
 --- The format of a file from its first line: "jsonl", "backup", a CSV
 -- format's name, or nil, message.

@@ -10,6 +10,7 @@ local event = require "motomind.event"
 local payload = require "motomind.payload"
 local formats = require "motomind.formats"
 local backup = require "motomind.backup"
+local reminders = require "motomind.reminders"
 
 local M = {}
 
@@ -223,14 +224,15 @@ function M.import(db, ctx, path, opts)
         on_reject = function(line, reason, column)
           report.rejected[#report.rejected + 1] = { file = path, line = line, column = column, reason = reason }
         end,
-        on_record = format == "backup" and function(line, text)
+        on_record = (format == "backup" or csv) and function(line, text)
           staged_records[#staged_records + 1] = { line, text }
         end or nil,
       }))
     if drawn then io.stderr:write("\n") end
     report.staged, report.records = staged, records
     if records == 0 then motomind.raise(path .. ": no records (the file is empty, or holds only a header)", "22023") end
-    if format == "backup" then backup.restore_records(db, ctx, staged_records, report, M.insert_range) end
+    if format == "backup" then backup.restore_records(db, ctx, staged_records, report, M.insert_range)
+    elseif #staged_records > 0 then reminders.import_records(db, ctx, opts.vehicle, staged_records, report, M.insert_range) end
     local refused = #report.rejected
     if staged > 0 then
       screen_vehicles(db, report)

@@ -189,4 +189,38 @@ function M.history(db, ctx, id)
   end))
 end
 
+-- Records of kind "reminder" from another app's export, staged as
+-- { line, json_text }, into reminders of one vehicle. metric ("date",
+-- "odometer", else both) says which due counts; the id comes from the
+-- content, so importing the file again adds nothing.
+local IMPORT = [[
+  CREATE TEMP TABLE motomind_import_reminders ON COMMIT DROP AS
+  SELECT line, data || jsonb_build_object('vehicle_id', $2::uuid) AS data
+    FROM jsonb_to_recordset($1::jsonb) AS r(line bigint, data jsonb)]]
+local IMPORT_INSERT = [[
+  INSERT INTO %s (tenant_id, id, vehicle_id, title, description, first_due_on, first_due_mileage, repeat_months,
+                  repeat_distance, source)
+  SELECT $1::uuid, md5(concat_ws('|', 'reminder', $1::text, r.vehicle_id, r.title, d.due_on, d.due_mileage,
+                                 r.repeat_months, r.repeat_distance))::uuid,
+         r.vehicle_id, r.title, r.description, d.due_on, d.due_mileage, r.repeat_months, r.repeat_distance, 'import'
+    FROM pg_temp.motomind_import_reminders s
+   CROSS JOIN LATERAL jsonb_populate_record(NULL::%s, s.data) r
+   CROSS JOIN LATERAL (SELECT lower(s.data->>'metric') AS metric) m
+   CROSS JOIN LATERAL (SELECT CASE WHEN m.metric IS DISTINCT FROM 'odometer' THEN r.first_due_on END AS due_on,
+                              CASE WHEN m.metric IS DISTINCT FROM 'date' THEN r.first_due_mileage END AS due_mileage) d
+   WHERE s.line BETWEEN $2 AND $3 ORDER BY s.line ON CONFLICT DO NOTHING]]
+
+--- import_records(db, ctx, vehicle, staged, report, insert_range): the
+-- reminders a CSV import read (formats with a record = "reminder" section),
+-- inserted for the vehicle; refusals reported by line (import.lua's
+-- insert_range); report.restored.reminder counts what was added.
+function M.import_records(db, ctx, vehicle, staged, report, insert_range)
+  local parts = {}
+  for i, r in ipairs(staged) do parts[i] = '{"line":' .. r[1] .. ',"data":' .. r[2] .. '}' end
+  motomind.assert(db:exec(IMPORT, "[" .. table.concat(parts, ",") .. "]", vehicle))
+  report.restored = report.restored or {}
+  report.restored.reminder = insert_range(db, IMPORT_INSERT:format(db:qualify("reminders"), db:qualify("reminders")),
+    ctx.tenant, staged[1][1], staged[#staged][1], report)
+end
+
 return M

@@ -1,4 +1,4 @@
--- Undoes 0011: reminders_due as in 0010, recompute_metrics() as in 0008.
+-- Undoes 0011: reminders_due as in 0010.
 CREATE OR REPLACE VIEW reminders_due WITH (security_invoker = true) AS
 SELECT r.tenant_id, r.id AS reminder_id, r.vehicle_id, r.garage_id, v.group_id, r.title, r.service_type,
        r.expiry_of, r.expiry_kind, r.source, r.due_on, r.due_mileage, v.odometer_unit AS unit,
@@ -26,19 +26,3 @@ SELECT r.tenant_id, r.id AS reminder_id, r.vehicle_id, r.garage_id, v.group_id, 
       ELSE 'upcoming' END AS status) s
  WHERE r.status = 'active' AND r.deleted_at IS NULL AND (r.due_on IS NOT NULL OR r.due_mileage IS NOT NULL)
    AND (r.vehicle_id IS NULL OR v.deleted_at IS NULL);
-
-CREATE OR REPLACE FUNCTION recompute_metrics() RETURNS bigint
-LANGUAGE plpgsql SET search_path FROM CURRENT SET jit = off SET motomind.maintenance = 'on' AS $fn$
-DECLARE
-  h record;
-  n bigint := 0;
-BEGIN
-  PERFORM pg_advisory_xact_lock(hashtext(current_schema() || '.metrics'));
-  DELETE FROM vehicle_metrics_monthly m
-   WHERE NOT EXISTS (SELECT 1 FROM vehicle_event_heads hd WHERE hd.tenant_id = m.tenant_id AND hd.vehicle_id = m.vehicle_id);
-  FOR h IN SELECT hd.tenant_id, hd.vehicle_id FROM vehicle_event_heads hd ORDER BY 1, 2 LOOP
-    n := n + recompute_vehicle_metrics(h.tenant_id, h.vehicle_id, NULL);
-  END LOOP;
-  RETURN n;
-END
-$fn$;

@@ -1,10 +1,7 @@
--- motomind 0011: a faster due list, and recompute_metrics() clears its marks.
+-- motomind 0011: a faster due list.
 --  * reminders_due computes "today" once per timezone (a fenced lateral the
 --    planner memoizes) and the projected date once per row, where the view
---    copied both into every expression that used them;
---  * recompute_metrics() leaves a vehicle's pending mark only when a writer
---    changed its head meanwhile (it used to leave every mark, so the next
---    advance_metrics() did all that work again).
+--    copied both into every expression that used them.
 
 CREATE OR REPLACE VIEW reminders_due WITH (security_invoker = true) AS
 SELECT r.tenant_id, r.id AS reminder_id, r.vehicle_id, r.garage_id, v.group_id, r.title, r.service_type,
@@ -36,27 +33,3 @@ SELECT r.tenant_id, r.id AS reminder_id, r.vehicle_id, r.garage_id, v.group_id, 
       ELSE 'upcoming' END AS status) s
  WHERE r.status = 'active' AND r.deleted_at IS NULL AND (r.due_on IS NOT NULL OR r.due_mileage IS NOT NULL)
    AND (r.vehicle_id IS NULL OR v.deleted_at IS NULL);
-
--- Every vehicle's metrics again, vehicle by vehicle (the reference the
--- incremental path is checked against, and a repair). Takes no lock a
--- writer waits for; a vehicle's pending mark is cleared when its head is
--- the one read before its recomputation (a writer's later change keeps it).
-CREATE OR REPLACE FUNCTION recompute_metrics() RETURNS bigint
-LANGUAGE plpgsql SET search_path FROM CURRENT SET jit = off SET motomind.maintenance = 'on' AS $fn$
-DECLARE
-  h record;
-  n bigint := 0;
-BEGIN
-  PERFORM pg_advisory_xact_lock(hashtext(current_schema() || '.metrics'));
-  DELETE FROM vehicle_metrics_monthly m
-   WHERE NOT EXISTS (SELECT 1 FROM vehicle_event_heads hd WHERE hd.tenant_id = m.tenant_id AND hd.vehicle_id = m.vehicle_id);
-  FOR h IN SELECT hd.tenant_id, hd.vehicle_id, hd.dirty_from, hd.xmin::text AS x FROM vehicle_event_heads hd ORDER BY 1, 2 LOOP
-    n := n + recompute_vehicle_metrics(h.tenant_id, h.vehicle_id, NULL);
-    IF h.dirty_from IS NOT NULL THEN
-      UPDATE vehicle_event_heads hd SET dirty_from = NULL
-       WHERE hd.tenant_id = h.tenant_id AND hd.vehicle_id = h.vehicle_id AND hd.xmin::text = h.x;
-    END IF;
-  END LOOP;
-  RETURN n;
-END
-$fn$;
