@@ -1,5 +1,6 @@
 local motomind = require "motomind"
 local json = motomind.json
+local H = require "spec.helper"
 
 describe("motomind.json", function()
   it("round-trips nested documents, keeping empty arrays as arrays", function()
@@ -8,6 +9,20 @@ describe("motomind.json", function()
     assert.equal(getmetatable(v.a), json.array_mt)
     assert.equal(motomind.null, v.c[5])
     assert.equal(text, json.encode(v))
+  end)
+
+  it("takes OpenResty's and lua-cjson's null (a NULL light userdata) and cjson's empty-array metatable", function()
+    local cjson = require "cjson"
+    local loaded = package.loaded.cjson
+    package.loaded.cjson = { null = cjson.null, empty_array_mt = {} } -- OpenResty's cjson has empty_array_mt
+    local ok, text = pcall(motomind.json.encode,
+      { a = cjson.null, b = setmetatable({}, package.loaded.cjson.empty_array_mt), c = {} })
+    package.loaded.cjson = loaded
+    assert.is_true(ok, text)
+    assert.equal('{"a":null,"b":[],"c":{}}', text)
+    local db = H.connect()
+    assert.same({ { n = true } }, db:query("SELECT $1::int IS NULL AS n", cjson.null))
+    db:close()
   end)
 
   it("writes objects with sorted keys, so output is canonical", function()

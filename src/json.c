@@ -50,13 +50,40 @@ static void path_pop(encoder *e, size_t old) {
     e->path[old] = '\0';
 }
 
+/* Pushes field of lua-cjson's module when it is loaded (OpenResty), else nil. */
+static void push_cjson_field(lua_State *L, const char *field) {
+    lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
+    lua_getfield(L, -1, "cjson");
+    if (lua_istable(L, -1)) lua_getfield(L, -1, field);
+    else lua_pushnil(L);
+    lua_replace(L, -3);
+    lua_pop(L, 1);
+}
+
+/* An empty table encodes as [] with motomind.json.array_mt or lua-cjson's
+ * empty_array_mt as its metatable. */
 static int has_array_mt(lua_State *L, int idx) {
     int is = 0;
     if (lua_getmetatable(L, idx)) {
         lua_getfield(L, LUA_REGISTRYINDEX, ARRAY_MT_KEY);
         is = lua_rawequal(L, -1, -2);
-        lua_pop(L, 2);
+        lua_pop(L, 1);
+        if (!is) {
+            push_cjson_field(L, "empty_array_mt");
+            is = lua_rawequal(L, -1, -2);
+            lua_pop(L, 1);
+        }
+        lua_pop(L, 1);
     }
+    return is;
+}
+
+/* lua-cjson's empty_array marker (a light userdata), when cjson is loaded. */
+static int is_cjson_empty_array(lua_State *L, int idx) {
+    int is;
+    push_cjson_field(L, "empty_array");
+    is = lua_rawequal(L, idx, -1);
+    lua_pop(L, 1);
     return is;
 }
 
@@ -168,9 +195,13 @@ static int encode_value(encoder *e, int idx, cJSON *parent, const char *key,
     case LUA_TUSERDATA:
         if (mm_isnull(L, idx)) { item = cJSON_CreateNull(); break; }
         return fail(e, "cannot encode a userdata");
+    case LUA_TLIGHTUSERDATA: /* ngx.null and cjson.null are NULL; cjson.empty_array */
+        if (mm_isnull(L, idx)) { item = cJSON_CreateNull(); break; }
+        if (is_cjson_empty_array(L, idx)) { item = cJSON_CreateArray(); break; }
+        return fail(e, "cannot encode a light userdata");
     case LUA_TNIL: return fail(e, "cannot encode nil");
     case LUA_TFUNCTION: return fail(e, "cannot encode a function");
-    default: return fail(e, "cannot encode a thread or light userdata");
+    default: return fail(e, "cannot encode a thread");
     }
     if (!item) return fail(e, "out of memory");
     if (!parent) {

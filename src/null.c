@@ -6,9 +6,12 @@ void mm_push_null(lua_State *L) {
     lua_getfield(L, LUA_REGISTRYINDEX, MM_NULL_KEY);
 }
 
+/* motomind.null, or a NULL light userdata (OpenResty's ngx.null, lua-cjson's
+ * cjson.null): both stand for SQL NULL and JSON null. */
 int mm_isnull(lua_State *L, int idx) {
     int is;
     idx = mm_absindex(L, idx);
+    if (lua_type(L, idx) == LUA_TLIGHTUSERDATA) return lua_touserdata(L, idx) == NULL;
     if (lua_type(L, idx) != LUA_TUSERDATA) return 0;
     mm_push_null(L);
     is = lua_rawequal(L, idx, -1);
