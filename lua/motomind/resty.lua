@@ -1,0 +1,186 @@
+--- motomind in OpenResty without blocking the nginx worker: calls run in
+-- nginx's thread pool (ngx.run_worker_thread), each thread's Lua VM keeping
+-- its own connections. The request side passes plain values (a function's
+-- name, the context, arguments) and gets plain tables back; no userdata
+-- crosses threads.
+--
+--   -- nginx.conf (main context): thread_pool motomind threads=4;
+--   local mm = require("motomind.resty").new { conninfo = "...", schema = "motomind" }
+--   local page, err, sqlstate = mm:call("timeline.page", ctx, vehicle_id, { limit = 50 })
+--
+-- Values: SQL NULL arrives as `null` (default ngx.null, so cjson.encode of a
+-- result works) and empty arrays as `empty_array` when given (e.g.
+-- cjson.empty_array); ngx.null and cjson.null in arguments bind as NULL.
+local M = {}
+
+local unpack = table.unpack or unpack
+
+-- What a handler may call: "module.function" of these motomind modules (their
+-- functions take db, ctx, ... and run inside db:as(ctx) themselves). import
+-- and export take paths: an uploaded body's temp file, a file the handler
+-- then streams back.
+M.MODULES = { timeline = true, reminders = true, vehicles = true, import = true, export = true }
+
+local DEFAULTS = { pool = "motomind", schema = nil, pool_size = 1, idle_timeout = 60, check_after = 1,
+  connect_timeout = 5, statement_timeout = 10000 }
+
+-- ---- the thread side (runs in the thread pool's Lua VMs) --------------------
+
+-- Idle connections of this VM, per conninfo and schema: { db, since }.
+local idle = {}
+
+local function now() return os.time() end
+
+-- The connection string with connect_timeout (seconds) when it has none.
+local function with_timeout(conninfo, seconds)
+  conninfo = conninfo or os.getenv("DATABASE_URL") or ""
+  if conninfo:find("connect_timeout", 1, true) then return conninfo end
+  if conninfo:find("^postgres") then
+    return conninfo .. (conninfo:find("?", 1, true) and "&" or "?") .. "connect_timeout=" .. seconds
+  end
+  return conninfo .. " connect_timeout=" .. seconds
+end
+
+-- A healthy connection for cfg: an idle one (checked with a round trip when
+-- it idled check_after seconds or more, closed when it idled past
+-- idle_timeout or fails), else a new one.
+local function checkout(cfg)
+  local motomind = require "motomind"
+  local key = table.concat({ cfg.conninfo or "", cfg.schema or "", cfg.user or "" }, "\0")
+  local list = idle[key] or {}
+  idle[key] = list
+  while #list > 0 do
+    local entry = table.remove(list)
+    local age = now() - entry.since
+    if age > cfg.idle_timeout or entry.db:status() ~= "ok" then
+      entry.db:close()
+    elseif age < cfg.check_after or entry.db:exec("SELECT 1") then
+      return entry.db, key
+    else
+      entry.db:close()
+    end
+  end
+  local db, err, sqlstate = motomind.connect(with_timeout(cfg.conninfo, cfg.connect_timeout),
+    { schema = cfg.schema, user = cfg.user })
+  if not db then return nil, err, sqlstate end
+  local ok, e2, s2 = db:exec("SELECT set_config('statement_timeout', $1, false)", tostring(cfg.statement_timeout))
+  if not ok then db:close(); return nil, e2, s2 end
+  return db, key
+end
+
+-- Back to the pool when it is clean (no transaction left open), else closed.
+local function checkin(cfg, key, db)
+  if db:status() ~= "ok" or db:transaction_status() ~= "idle" or #idle[key] >= cfg.pool_size then
+    db:close()
+    return
+  end
+  table.insert(idle[key], { db = db, since = now() })
+end
+
+-- Plain values for the request side: motomind.null -> cfg null, empty
+-- arrays -> cfg empty_array, no metatables, no userdata.
+local function plain(v, cfg, motomind, seen)
+  if v == motomind.null then return cfg.null end
+  if type(v) ~= "table" then
+    if type(v) == "userdata" then return tostring(v) end
+    return v
+  end
+  if seen[v] then return seen[v] end
+  local out = {}
+  seen[v] = out
+  if next(v) == nil and getmetatable(v) == motomind.json.array_mt and cfg.empty_array ~= nil then
+    return cfg.empty_array
+  end
+  for k, x in pairs(v) do out[k] = plain(x, cfg, motomind, seen) end
+  return out
+end
+
+-- Arguments from the request side: NULL light userdata (ngx.null,
+-- cjson.null) stays as is (the C core binds it as NULL); nothing to do but
+-- give tables that should be JSON arrays motomind's array metatable back.
+local function finish(cfg, motomind, ok, ...)
+  if not ok then
+    local e = ...
+    if getmetatable(e) == motomind.Error then return nil, e.message, e.sqlstate, e.detail end
+    return nil, tostring(e), "XX000"
+  end
+  local n = select("#", ...)
+  local out = { ... }
+  for i = 1, n do out[i] = plain(out[i], cfg, motomind, {}) end
+  return unpack(out, 1, n)
+end
+
+--- run(cfg, name, ctx, ...): the thread side of call() (nginx calls it in a
+-- thread VM): name is "module.function" of M.MODULES.
+function M.run(cfg, name, ctx, ...)
+  local motomind = require "motomind"
+  local mod, fn = tostring(name):match("^(%a+)%.([%a_]+)$")
+  if not mod or not M.MODULES[mod] then
+    return nil, ("motomind.resty: cannot call %q (module.function of: %s)"):format(tostring(name),
+      table.concat(M.module_names(), ", ")), "22023"
+  end
+  local f = require("motomind." .. mod)[fn]
+  if type(f) ~= "function" then
+    return nil, ("motomind.resty: motomind.%s has no function %s"):format(mod, fn), "22023"
+  end
+  local db, key_or_err, sqlstate = checkout(cfg)
+  if not db then return nil, key_or_err, sqlstate end
+  local results = { n = 0 }
+  local function collect(...) results = { n = select("#", ...), ... } end
+  collect(pcall(f, db, ctx, ...))
+  checkin(cfg, key_or_err, db)
+  return finish(cfg, motomind, unpack(results, 1, results.n))
+end
+
+--- The modules call() reaches, sorted.
+function M.module_names()
+  local names = {}
+  for k in pairs(M.MODULES) do names[#names + 1] = k end
+  table.sort(names)
+  return names
+end
+
+-- ---- the request side (runs in the nginx worker) -----------------------------
+
+local Client = {}
+Client.__index = Client
+
+--- new(opts) -> client. opts: conninfo (default DATABASE_URL), schema, user
+-- (overrides the conninfo's: the application role), pool (the thread_pool's name, default "motomind"), pool_size (idle
+-- connections kept per thread, default 1), idle_timeout (s, 60),
+-- check_after (s idle before a connection is checked, 1), connect_timeout
+-- (s, 5), statement_timeout (ms, 10000), null (default ngx.null),
+-- empty_array (e.g. cjson.empty_array; default: an empty table).
+function M.new(opts)
+  local cfg = {}
+  for k, v in pairs(DEFAULTS) do cfg[k] = v end
+  for k, v in pairs(opts or {}) do cfg[k] = v end
+  if cfg.null == nil and ngx then cfg.null = ngx.null end
+  return setmetatable({ cfg = cfg }, Client)
+end
+
+local function called(pool, ok, ...)
+  if ok then return ... end
+  local err = ...
+  if tostring(err):find("^thread pool .* not found") then
+    return nil, ("motomind.resty: no thread pool %q: add `thread_pool %s threads=4;` to nginx.conf's main context")
+      :format(pool, pool), "58000"
+  end
+  if tostring(err):find("not found", 1, true) then
+    return nil, "motomind.resty: the thread VM cannot load motomind (set lua_package_path and lua_package_cpath " ..
+      "in nginx.conf's http block): " .. tostring(err), "58000"
+  end
+  return nil, "motomind.resty: " .. tostring(err), "XX000"
+end
+
+--- client:call("module.function", ctx, ...) -> what the function returns,
+-- as plain values | nil, message, sqlstate, detail. The worker goes on
+-- serving other requests meanwhile.
+function Client:call(name, ctx, ...)
+  if not ngx or not ngx.run_worker_thread then
+    error("motomind.resty: call() runs in OpenResty (rewrite, access or content phase)", 2)
+  end
+  return called(self.cfg.pool, ngx.run_worker_thread(self.cfg.pool, "motomind.resty", "run", self.cfg, name, ctx, ...))
+end
+
+return M
