@@ -60,6 +60,12 @@ describe("OpenResty (nginx + lua-nginx-module, motomind.resty)", function()
         local ok, err, sqlstate = require("motomind.resty").new { pool = "nowhere" }:call("vehicles.list", {})
         ngx.say(tostring(ok), "|", err, "|", sqlstate)
       }
+    }
+    location /refused {
+      content_by_lua_block {
+        local ok, err, sqlstate = require("motomind.resty").new { modules = { "vehicle_page" } }:call("os.exit", {})
+        ngx.say(tostring(ok), "|", err, "|", sqlstate)
+      }
     }%1]], 1)
     local f = assert(io.open(prefix .. "/nginx.conf", "w"))
     f:write(conf)
@@ -139,9 +145,12 @@ describe("OpenResty (nginx + lua-nginx-module, motomind.resty)", function()
     assert.matches("\n" .. os.date("!%m/%d/%Y", os.time() + 3 * 86400) .. ",9900,11,38.5,", body)
   end)
 
-  it("says what is missing when the thread pool is not declared", function()
+  it("says what is missing when the thread pool is not declared, and runs only motomind's and the app's modules", function()
     local _, text = request(port, "GET", "/no-pool")
     assert.matches('^nil|motomind.resty: no thread pool "nowhere": add `thread_pool nowhere threads=4;`', text)
+    _, text = request(port, "GET", "/refused")
+    assert.equal('nil|motomind.resty: cannot call "os.exit" (module.function of: export, import, reminders, ' ..
+      'timeline, vehicle_page, vehicles)|22023\n', text)
   end)
 
   it("keeps one connection per thread over 1,000 requests, and recovers after the server drops them", function()

@@ -7,6 +7,7 @@ local mm = require("motomind.resty").new {
   conninfo = os.getenv("MOTOMIND_DATABASE_URL"), -- `env MOTOMIND_DATABASE_URL;` in nginx.conf
   schema = os.getenv("MOTOMIND_SCHEMA"),
   user = os.getenv("MOTOMIND_USER"), -- the application role (row-level security applies)
+  modules = { "vehicle_page" },      -- this app's own functions run in the thread pool
 }
 
 local M = {}
@@ -44,13 +45,9 @@ end
 --- GET /vehicles/ID/events[?limit=N&cursor=C]: a page of the timeline.
 function M.page(ctx, vehicle)
   local args = ngx.req.get_uri_args()
-  local page, err, sqlstate = mm:call("timeline.page", ctx,
-    { vehicle = vehicle, limit = tonumber(args.limit) or 50, cursor = args.cursor })
+  local page, err, sqlstate = mm:call("vehicle_page.page", ctx, vehicle,
+    { limit = tonumber(args.limit) or 50, cursor = args.cursor })
   if not page then return fail(err, sqlstate) end
-  if #page.events == 0 then -- an empty page, or a vehicle this caller cannot see?
-    local ok, e2, s2 = mm:call("vehicles.resolve", ctx, vehicle)
-    if not ok then return fail(e2, s2) end
-  end
   return reply(200, page)
 end
 

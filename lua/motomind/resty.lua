@@ -110,18 +110,27 @@ local function finish(cfg, motomind, ok, ...)
   return unpack(out, 1, n)
 end
 
+-- The app's own module of that name, when cfg.modules lists it.
+local function app_module(cfg, name)
+  for _, m in ipairs(cfg.modules or {}) do
+    if m == name then return name end
+  end
+end
+
 --- run(cfg, name, ctx, ...): the thread side of call() (nginx calls it in a
--- thread VM): name is "module.function" of M.MODULES.
+-- thread VM): name is "module.function" of M.MODULES or of cfg.modules.
 function M.run(cfg, name, ctx, ...)
   local motomind = require "motomind"
-  local mod, fn = tostring(name):match("^(%a+)%.([%a_]+)$")
-  if not mod or not M.MODULES[mod] then
+  local mod, fn = tostring(name):match("^([%w_.]+)%.([%a_][%w_]*)$")
+  local path = mod and (M.MODULES[mod] and "motomind." .. mod or app_module(cfg, mod))
+  if not path then
     return nil, ("motomind.resty: cannot call %q (module.function of: %s)"):format(tostring(name),
-      table.concat(M.module_names(), ", ")), "22023"
+      table.concat(M.module_names(cfg), ", ")), "22023"
   end
-  local f = require("motomind." .. mod)[fn]
+  local loaded, f = pcall(require, path)
+  f = loaded and type(f) == "table" and f[fn]
   if type(f) ~= "function" then
-    return nil, ("motomind.resty: motomind.%s has no function %s"):format(mod, fn), "22023"
+    return nil, ("motomind.resty: %s has no function %s"):format(path, fn), "22023"
   end
   local db, key_or_err, sqlstate = checkout(cfg)
   if not db then return nil, key_or_err, sqlstate end
@@ -132,10 +141,11 @@ function M.run(cfg, name, ctx, ...)
   return finish(cfg, motomind, unpack(results, 1, results.n))
 end
 
---- The modules call() reaches, sorted.
-function M.module_names()
+--- The modules call() reaches (motomind's and cfg.modules), sorted.
+function M.module_names(cfg)
   local names = {}
   for k in pairs(M.MODULES) do names[#names + 1] = k end
+  for _, k in ipairs(cfg and cfg.modules or {}) do names[#names + 1] = k end
   table.sort(names)
   return names
 end
@@ -146,7 +156,9 @@ local Client = {}
 Client.__index = Client
 
 --- new(opts) -> client. opts: conninfo (default DATABASE_URL), schema, user
--- (overrides the conninfo's: the application role), pool (the thread_pool's name, default "motomind"), pool_size (idle
+-- (overrides the conninfo's: the application role), modules (names of the
+-- app's own modules whose functions(db, ctx, ...) call() may run: several
+-- steps in one trip to the thread), pool (the thread_pool's name, default "motomind"), pool_size (idle
 -- connections kept per thread, default 1), idle_timeout (s, 60),
 -- check_after (s idle before a connection is checked, 1), connect_timeout
 -- (s, 5), statement_timeout (ms, 10000), null (default ngx.null),
