@@ -77,27 +77,25 @@ local function checkin(cfg, key, db)
   table.insert(idle[key], { db = db, since = now() })
 end
 
--- Plain values for the request side: motomind.null -> cfg null, empty
--- arrays -> cfg empty_array, no metatables, no userdata.
-local function plain(v, cfg, motomind, seen)
+-- Plain values for the request side, in place (results are fresh tables
+-- of this call): motomind.null -> cfg null, empty arrays -> cfg empty_array
+-- when given; nginx copies tables across without their metatables.
+local function plain(v, cfg, motomind)
   if v == motomind.null then return cfg.null end
-  if type(v) ~= "table" then
-    if type(v) == "userdata" then return tostring(v) end
-    return v
-  end
-  if seen[v] then return seen[v] end
-  local out = {}
-  seen[v] = out
-  if next(v) == nil and getmetatable(v) == motomind.json.array_mt and cfg.empty_array ~= nil then
+  if type(v) == "userdata" then return tostring(v) end
+  if type(v) ~= "table" then return v end
+  if next(v) == nil and cfg.empty_array ~= nil and getmetatable(v) == motomind.json.array_mt then
     return cfg.empty_array
   end
-  for k, x in pairs(v) do out[k] = plain(x, cfg, motomind, seen) end
-  return out
+  for k, x in pairs(v) do
+    if type(x) == "table" or type(x) == "userdata" then v[k] = plain(x, cfg, motomind) end
+  end
+  return v
 end
 
--- Arguments from the request side: NULL light userdata (ngx.null,
--- cjson.null) stays as is (the C core binds it as NULL); nothing to do but
--- give tables that should be JSON arrays motomind's array metatable back.
+-- The call's outcome for the request side: a raised error as nil, message,
+-- sqlstate, detail; values made plain. (Arguments need nothing: ngx.null and
+-- cjson.null arrive as NULL light userdata, which the C core binds as NULL.)
 local function finish(cfg, motomind, ok, ...)
   if not ok then
     local e = ...
@@ -106,7 +104,7 @@ local function finish(cfg, motomind, ok, ...)
   end
   local n = select("#", ...)
   local out = { ... }
-  for i = 1, n do out[i] = plain(out[i], cfg, motomind, {}) end
+  for i = 1, n do out[i] = plain(out[i], cfg, motomind) end
   return unpack(out, 1, n)
 end
 
