@@ -53,6 +53,7 @@ env BENCH_PG_HOST; env BENCH_PG_PORT; env BENCH_PG_DATABASE;
 events { worker_connections 1024; }
 http {
   access_log off;
+  lua_worker_thread_vm_pool_size 16; # one VM (and connection) per thread, kept
   lua_package_path "%s/lua/?.lua;%s/lua/?/init.lua;%s/bench/?.lua;%s/pgmoon/?.lua;%s/pgmoon/?/init.lua;;";
   lua_package_cpath "%s/build/luajit/?.so;;";
   server {

@@ -72,7 +72,7 @@ function M.pgmoon(slow)
   local rows = res[slow and 4 or 3]
   if #rows > 50 then rows[#rows] = nil end
   for _, r in ipairs(rows) do r.payload = cjson.decode(r.payload) end
-  pg:keepalive(60000, 64)
+  pg:keepalive(60000, 32) -- (as many as the most concurrent requests)
   reply(cjson.encode({ events = rows }))
 end
 

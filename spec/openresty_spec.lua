@@ -49,7 +49,7 @@ describe("OpenResty (nginx + lua-nginx-module, motomind.resty)", function()
     s:close()
     local conf = H.read(H.root .. "/examples/openresty/nginx.conf")
       :gsub("listen 127%.0%.0%.1:8080;", "listen 127.0.0.1:" .. port .. ";")
-      :gsub('lua_package_path "[^"]*"', ('lua_package_path "%s/lua/?.lua;%s/lua/?/init.lua;$prefix/examples/openresty/?.lua;;"')
+      :gsub('lua_package_path "[^"]*"', ('lua_package_path "%s/lua/?.lua;%s/lua/?/init.lua;$prefix/examples/openresty/?.lua;$prefix/?.lua;;"')
         :format(root, root))
       :gsub('lua_package_cpath "[^"]*"', ('lua_package_cpath "%s/build/luajit/?.so;;"'):format(root))
       -- a location calling through a thread pool nginx.conf does not declare
@@ -61,12 +61,30 @@ describe("OpenResty (nginx + lua-nginx-module, motomind.resty)", function()
         ngx.say(tostring(ok), "|", err, "|", sqlstate)
       }
     }
+    location /raises {
+      content_by_lua_block {
+        require("motomind.resty").protect(function()
+          require("motomind").assert(nil, "boom: a bad thing", "22023", { hint = "look here" })
+        end)()
+      }
+    }
+    location /notice {
+      content_by_lua_block {
+        local ok, err = require("motomind.resty").new { modules = { "spec_notices" },
+          conninfo = os.getenv("MOTOMIND_DATABASE_URL"), user = os.getenv("MOTOMIND_USER") }:call("spec_notices.warn", {})
+        ngx.say(tostring(ok), "|", tostring(err))
+      }
+    }
     location /refused {
       content_by_lua_block {
         local ok, err, sqlstate = require("motomind.resty").new { modules = { "vehicle_page" } }:call("os.exit", {})
         ngx.say(tostring(ok), "|", err, "|", sqlstate)
       }
     }%1]], 1)
+    -- a module of the spec's own that makes the server warn
+    local m = assert(io.open(prefix .. "/spec_notices.lua", "w"))
+    m:write([[return { warn = function(db) return db:exec("DO $$ BEGIN RAISE WARNING 'spec notice %', 42; END $$") end }]])
+    m:close()
     local f = assert(io.open(prefix .. "/nginx.conf", "w"))
     f:write(conf)
     f:close()
@@ -151,6 +169,19 @@ describe("OpenResty (nginx + lua-nginx-module, motomind.resty)", function()
     _, text = request(port, "GET", "/refused")
     assert.equal('nil|motomind.resty: cannot call "os.exit" (module.function of: export, import, reminders, ' ..
       'timeline, vehicle_page, vehicles)|22023\n', text)
+  end)
+
+  it("logs a raised motomind error with its message, SQLSTATE and detail (resty.protect), and answers 500", function()
+    local status = request(port, "GET", "/raises")
+    assert.equal(500, status)
+    local log = H.read(prefix .. "/logs/error.log")
+    assert.matches('boom: a bad thing %(SQLSTATE 22023%); detail: {"hint":"look here"}', log)
+  end)
+
+  it("sends the server's notices to nginx's log", function()
+    local _, text = request(port, "GET", "/notice")
+    assert.equal("0|nil\n", text)
+    assert.matches("motomind: WARNING:  spec notice 42", H.read(prefix .. "/logs/error.log"))
   end)
 
   it("keeps one connection per thread over 1,000 requests, and recovers after the server drops them", function()

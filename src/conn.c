@@ -8,7 +8,31 @@
 
 static void free_result(void *res) { PQclear((PGresult *)res); }
 static void free_pq(void *p) { PQfreemem(p); }
-static void ignore_notice(void *arg, const char *msg) { (void)arg; (void)msg; }
+#define NOTICES_MAX 65536
+
+/* Keeps the server's notices (up to 64 KiB) for db:notices(); libpq calls
+ * it, so it only copies bytes (no Lua). */
+static void keep_notice(void *arg, const char *msg) {
+    mm_conn *c = (mm_conn *)arg;
+    size_t n = strlen(msg);
+    char *p;
+    while (n > 0 && msg[n - 1] == '\n') n--;
+    if (c->notices_len + n + 1 > NOTICES_MAX || !(p = (char *)realloc(c->notices, c->notices_len + n + 1))) {
+        c->notices_dropped++;
+        return;
+    }
+    memcpy(p + c->notices_len, msg, n);
+    p[c->notices_len + n] = '\0';
+    c->notices = p;
+    c->notices_len += n + 1;
+}
+
+static void clear_notices(mm_conn *c) {
+    free(c->notices);
+    c->notices = NULL;
+    c->notices_len = 0;
+    c->notices_dropped = 0;
+}
 
 static mm_conn *check_conn(lua_State *L) {
     return (mm_conn *)luaL_checkudata(L, 1, MM_CONN_MT);
@@ -34,6 +58,7 @@ static const char *check_text(lua_State *L, int idx, const char *what) {
 static void conn_close(mm_conn *c) {
     if (c->pg) PQfinish(c->pg);
     c->pg = NULL;
+    clear_notices(c);
 }
 
 /* connect([conninfo_or_url [, user]]) -> connection | nil, message, "08006".
@@ -48,6 +73,9 @@ static int l_connect(lua_State *L) {
     PGresult *res;
     c->pg = NULL;
     c->busy = 0;
+    c->notices = NULL;
+    c->notices_len = 0;
+    c->notices_dropped = 0;
     luaL_setmetatable(L, MM_CONN_MT);
     if (!user) keys[1] = NULL; /* keep the conninfo's (or PGUSER's) user */
     c->pg = PQconnectdbParams(keys, values, 1);
@@ -58,7 +86,7 @@ static int l_connect(lua_State *L) {
         conn_close(c);
         return 3;
     }
-    PQsetNoticeProcessor(c->pg, ignore_notice, NULL);
+    PQsetNoticeProcessor(c->pg, keep_notice, c);
     PQsetClientEncoding(c->pg, "UTF8");
     res = PQexec(c->pg, "SET DateStyle = 'ISO, YMD'");
     PQclear(res);
@@ -228,6 +256,27 @@ static int l_transaction_status(lua_State *L) {
     return 1;
 }
 
+/* db:notices() -> { "NOTICE:  ...", ... }: the server's notices (RAISE
+ * NOTICE, warnings) since the last call, oldest first; then forgotten. */
+static int l_notices(lua_State *L) {
+    mm_conn *c = check_conn(L);
+    size_t at = 0;
+    int i = 0;
+    lua_newtable(L);
+    while (at < c->notices_len) {
+        size_t n = strlen(c->notices + at);
+        lua_pushlstring(L, c->notices + at, n);
+        lua_rawseti(L, -2, ++i);
+        at += n + 1;
+    }
+    if (c->notices_dropped) {
+        lua_pushfstring(L, "(%d more notices not kept)", (int)c->notices_dropped);
+        lua_rawseti(L, -2, ++i);
+    }
+    clear_notices(c);
+    return 1;
+}
+
 /* db:status() -> "ok" | "bad" | "closed" | "busy" (inside its own COPY) */
 static int l_status(lua_State *L) {
     mm_conn *c = check_conn(L);
@@ -262,6 +311,7 @@ static const luaL_Reg methods[] = {
     {"escape_identifier", l_escape_identifier},
     {"transaction_status", l_transaction_status},
     {"status", l_status},
+    {"notices", l_notices},
     {"server_version", l_server_version},
     {"backend_pid", l_backend_pid},
     {"close", l_close},

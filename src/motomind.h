@@ -52,6 +52,9 @@ LUALIB_API int luaopen_motomind_core(lua_State *L);
 typedef struct mm_conn {
     PGconn *pg;
     int busy;
+    char *notices;       /* the server's notices since db:notices(), NUL-separated */
+    size_t notices_len;
+    long notices_dropped; /* past the buffer's limit */
 } mm_conn;
 int mm_open_conn(lua_State *L);
 /* The open, idle connection at idx (raises when closed or busy). */

@@ -115,28 +115,31 @@ local function app_module(cfg, name)
   end
 end
 
---- run(cfg, name, ctx, ...): the thread side of call() (nginx calls it in a
--- thread VM): name is "module.function" of M.MODULES or of cfg.modules.
+--- run(cfg, name, ctx, ...) -> notices | false, results...: the thread side
+-- of call() (nginx calls it in a thread VM): name is "module.function" of
+-- M.MODULES or of cfg.modules; notices are the server's (ngx.log is not
+-- available in a thread; call() logs them).
 function M.run(cfg, name, ctx, ...)
   local motomind = require "motomind"
   local mod, fn = tostring(name):match("^([%w_.]+)%.([%a_][%w_]*)$")
   local path = mod and (M.MODULES[mod] and "motomind." .. mod or app_module(cfg, mod))
   if not path then
-    return nil, ("motomind.resty: cannot call %q (module.function of: %s)"):format(tostring(name),
+    return false, nil, ("motomind.resty: cannot call %q (module.function of: %s)"):format(tostring(name),
       table.concat(M.module_names(cfg), ", ")), "22023"
   end
   local loaded, f = pcall(require, path)
   f = loaded and type(f) == "table" and f[fn]
   if type(f) ~= "function" then
-    return nil, ("motomind.resty: %s has no function %s"):format(path, fn), "22023"
+    return false, nil, ("motomind.resty: %s has no function %s"):format(path, fn), "22023"
   end
   local db, key_or_err, sqlstate = checkout(cfg)
-  if not db then return nil, key_or_err, sqlstate end
+  if not db then return false, nil, key_or_err, sqlstate end
   local results = { n = 0 }
   local function collect(...) results = { n = select("#", ...), ... } end
   collect(pcall(f, db, ctx, ...))
+  local notices = db:notices()
   checkin(cfg, key_or_err, db)
-  return finish(cfg, motomind, unpack(results, 1, results.n))
+  return #notices > 0 and notices, finish(cfg, motomind, unpack(results, 1, results.n))
 end
 
 --- The modules call() reaches (motomind's and cfg.modules), sorted.
@@ -169,8 +172,16 @@ function M.new(opts)
   return setmetatable({ cfg = cfg }, Client)
 end
 
+-- Logs the server's notices of a call through ngx.log.
+local function log_notices(notices, ...)
+  for _, n in ipairs(notices or {}) do
+    ngx.log(n:find("^WARNING") and ngx.WARN or ngx.NOTICE, "motomind: ", n)
+  end
+  return ...
+end
+
 local function called(pool, ok, ...)
-  if ok then return ... end
+  if ok then return log_notices(...) end
   local err = ...
   if tostring(err):find("^thread pool .* not found") then
     return nil, ("motomind.resty: no thread pool %q: add `thread_pool %s threads=4;` to nginx.conf's main context")
@@ -191,6 +202,26 @@ function Client:call(name, ctx, ...)
     error("motomind.resty: call() runs in OpenResty (rewrite, access or content phase)", 2)
   end
   return called(self.cfg.pool, ngx.run_worker_thread(self.cfg.pool, "motomind.resty", "run", self.cfg, name, ctx, ...))
+end
+
+--- protect(handler) -> a function running handler(...) that, when it
+-- raises, logs the error with ngx.log(ngx.ERR, ...) — a motomind.Error
+-- with its message, SQLSTATE and detail (nginx itself logs an error that is
+-- not a string as "unknown reason") — and answers 500.
+function M.protect(handler)
+  return function(...)
+    local ok, err = xpcall(handler, function(e)
+      local text = tostring(e)
+      if type(e) == "table" and e.detail ~= nil then
+        local encoded, detail = pcall(require("motomind").json.encode, e.detail)
+        text = text .. "; detail: " .. (encoded and detail or tostring(e.detail))
+      end
+      return debug.traceback(text, 2)
+    end, ...)
+    if ok then return end
+    ngx.log(ngx.ERR, err)
+    return ngx.exit(ngx.HTTP_INTERNAL_SERVER_ERROR)
+  end
 end
 
 return M
