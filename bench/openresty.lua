@@ -113,7 +113,7 @@ for _, workers in ipairs { 1, 2 } do
   end
   stop()
 end
-sh("rm -rf " .. prefix)
+if not os.getenv("BENCH_KEEP") then sh("rm -rf " .. prefix) end
 for _, s in ipairs { "", "_private" } do db:exec("DROP SCHEMA IF EXISTS bench_openresty" .. s .. " CASCADE") end
 db:close()
 

@@ -42,7 +42,7 @@ end
 local client
 function M.thread(slow)
   client = client or require("motomind.resty").new { schema = schema, user = os.getenv("BENCH_ROLE"),
-    modules = { "openresty_handlers" } }
+    modules = { "openresty_handlers" }, vms = 16 }
   local page, err = client:call("openresty_handlers.page", ctx, slow)
   if not page then error(err) end
   reply(cjson.encode(page))

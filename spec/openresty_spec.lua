@@ -71,7 +71,8 @@ describe("OpenResty (nginx + lua-nginx-module, motomind.resty)", function()
     location /notice {
       content_by_lua_block {
         local ok, err = require("motomind.resty").new { modules = { "spec_notices" },
-          conninfo = os.getenv("MOTOMIND_DATABASE_URL"), user = os.getenv("MOTOMIND_USER") }:call("spec_notices.warn", {})
+          conninfo = os.getenv("MOTOMIND_DATABASE_URL"), schema = os.getenv("MOTOMIND_SCHEMA"),
+          user = os.getenv("MOTOMIND_USER") }:call("spec_notices.warn", {})
         ngx.say(tostring(ok), "|", tostring(err))
       }
     }
@@ -176,6 +177,13 @@ describe("OpenResty (nginx + lua-nginx-module, motomind.resty)", function()
     assert.equal(500, status)
     local log = H.read(prefix .. "/logs/error.log")
     assert.matches('boom: a bad thing %(SQLSTATE 22023%); detail: {"hint":"look here"}', log)
+  end)
+
+  it("serves more concurrent calls than thread VMs: the extra ones wait for a VM", function()
+    local url = ("http://127.0.0.1:%d/vehicles/%s/events?limit=5"):format(port, car)
+    local out = H.run(("for i in $(seq 16); do curl -s -o /dev/null -w '%%{http_code}\\n' -H 'X-Tenant: %s' " ..
+      "-H 'X-User: %s' '%s' & done; wait"):format(tenant, user, url))
+    assert.equal(("200\n"):rep(16), out)
   end)
 
   it("sends the server's notices to nginx's log", function()

@@ -8,6 +8,7 @@ local mm = require("motomind.resty").new {
   schema = os.getenv("MOTOMIND_SCHEMA"),
   user = os.getenv("MOTOMIND_USER"), -- the application role (row-level security applies)
   modules = { "vehicle_page" },      -- this app's own functions run in the thread pool
+  vms = 4,                           -- nginx.conf's lua_worker_thread_vm_pool_size
 }
 
 local M = {}

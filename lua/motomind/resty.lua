@@ -22,7 +22,7 @@ local unpack = table.unpack or unpack
 M.MODULES = { timeline = true, reminders = true, vehicles = true, import = true, export = true }
 
 local DEFAULTS = { pool = "motomind", schema = nil, pool_size = 1, idle_timeout = 60, check_after = 1,
-  connect_timeout = 5, statement_timeout = 10000 }
+  connect_timeout = 5, statement_timeout = 10000, vms = 10, wait_timeout = 10 }
 
 -- ---- the thread side (runs in the thread pool's Lua VMs) --------------------
 
@@ -162,7 +162,9 @@ Client.__index = Client
 -- steps in one trip to the thread), pool (the thread_pool's name, default "motomind"), pool_size (idle
 -- connections kept per thread, default 1), idle_timeout (s, 60),
 -- check_after (s idle before a connection is checked, 1), connect_timeout
--- (s, 5), statement_timeout (ms, 10000), null (default ngx.null),
+-- (s, 5), statement_timeout (ms, 10000), vms (calls in flight per worker:
+-- nginx.conf's lua_worker_thread_vm_pool_size, default 10), wait_timeout
+-- (s a call waits for one of them, 10), null (default ngx.null),
 -- empty_array (e.g. cjson.empty_array; default: an empty table).
 function M.new(opts)
   local cfg = {}
@@ -194,14 +196,36 @@ local function called(pool, ok, ...)
   return nil, "motomind.resty: " .. tostring(err), "XX000"
 end
 
+-- Per worker and thread pool: a semaphore of cfg.vms permits. nginx refuses
+-- a call outright ("no available Lua vm") when every cached thread VM is in
+-- use, so calls beyond that wait here for one to come back.
+local permits = {}
+
+local function released(sema, pool, ran, ...)
+  sema:post(1)
+  if not ran then return nil, "motomind.resty: " .. tostring(...), "22023" end -- (e.g. an argument nginx cannot pass)
+  return called(pool, ...)
+end
+
 --- client:call("module.function", ctx, ...) -> what the function returns,
 -- as plain values | nil, message, sqlstate, detail. The worker goes on
--- serving other requests meanwhile.
+-- serving other requests meanwhile; at most cfg.vms calls of this worker
+-- run at once, the others wait up to cfg.wait_timeout seconds.
 function Client:call(name, ctx, ...)
   if not ngx or not ngx.run_worker_thread then
     error("motomind.resty: call() runs in OpenResty (rewrite, access or content phase)", 2)
   end
-  return called(self.cfg.pool, ngx.run_worker_thread(self.cfg.pool, "motomind.resty", "run", self.cfg, name, ctx, ...))
+  local cfg = self.cfg
+  local sema = permits[cfg.pool]
+  if not sema then
+    sema = assert(require("ngx.semaphore").new(cfg.vms))
+    permits[cfg.pool] = sema
+  end
+  if not sema:wait(cfg.wait_timeout) then
+    return nil, ("motomind.resty: %d calls of this worker have been running for %s s; none ended (raise " ..
+      "lua_worker_thread_vm_pool_size and vms, or find the slow call)"):format(cfg.vms, cfg.wait_timeout), "53300"
+  end
+  return released(sema, cfg.pool, pcall(ngx.run_worker_thread, cfg.pool, "motomind.resty", "run", cfg, name, ctx, ...))
 end
 
 --- protect(handler) -> a function running handler(...) that, when it
