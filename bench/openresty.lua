@@ -40,6 +40,7 @@ local prefix = os.tmpname()
 os.remove(prefix)
 assert(select(2, sh("mkdir -p " .. prefix .. "/logs")))
 local port = 18000 + math.random(0, 999)
+local HANDLERS = { "blocking", "thread", "thread_json", "pgmoon" }
 local function start(workers)
   local conf = ([=[
 load_module /usr/lib/nginx/modules/ndk_http_module.so;
@@ -58,7 +59,7 @@ http {
   lua_package_cpath "%s/build/luajit/?.so;;";
   server {
     listen 127.0.0.1:%d;
-    location ~ ^/(blocking|thread|pgmoon)$ {
+    location ~ ^/(blocking|thread|thread_json|pgmoon)$ {
       content_by_lua_block { require("openresty_handlers")[ngx.var[1]](ngx.var.arg_slow ~= nil) }
     }
   }
@@ -73,9 +74,10 @@ http {
       where.db, prefix, prefix))
   assert(ok, out)
   sh("sleep 0.5")
-  for _, h in ipairs { "blocking", "thread", "pgmoon" } do -- each answers, and warms up
+  for _, h in ipairs(HANDLERS) do -- each answers, and warms up (every thread VM connected)
     local body = sh(("curl -s -o /dev/null -w '%%{http_code}' http://127.0.0.1:%d/%s"):format(port, h))
     assert(body == "200", h .. " answered " .. body .. ": see " .. prefix .. "/logs/error.log")
+    sh(("wrk -t2 -c32 -d2s 'http://127.0.0.1:%d/%s?slow=1'"):format(port, h))
   end
 end
 local function stop() sh(("nginx -p %s -c %s/nginx.conf -s stop; sleep 0.5"):format(prefix, prefix)) end
@@ -93,13 +95,13 @@ local function point(handler, slow, connections)
 end
 
 local rows = {}
-local LABEL = { blocking = "motomind, in the request (blocking)", thread = "motomind.resty (thread pool)",
-  pgmoon = "pgmoon (cosockets), the peer" }
+local LABEL = { blocking = "motomind, in the request (blocking)", thread = "motomind.resty call + cjson.encode",
+  thread_json = "motomind.resty call_json (encoded in the thread)", pgmoon = "pgmoon (cosockets) + cjson, the peer" }
 local figures = {}
 for _, workers in ipairs { 1, 2 } do
   start(workers)
   for _, slow in ipairs { false, true } do
-    for _, h in ipairs { "blocking", "thread", "pgmoon" } do
+    for _, h in ipairs(HANDLERS) do
       local cells = {}
       for _, c in ipairs { 1, 8, 32 } do
         local rps, p50, errors = point(h, slow, c)
@@ -118,12 +120,12 @@ for _, s in ipairs { "", "_private" } do db:exec("DROP SCHEMA IF EXISTS bench_op
 db:close()
 
 local function f(workers, slow, h, c, i) return figures[table.concat({ workers, tostring(slow), h, c }, "/")][i] end
-local goals = {
-  ("- 20 ms query at c=32, one worker: thread pool / pgmoon throughput = %.2f (goal >= 1.0)")
-    :format(f(1, true, "thread", 32, 1) / f(1, true, "pgmoon", 32, 1)),
-  ("- plain page at c=1, one worker: thread pool p50 / blocking p50 = %.2f (goal <= 1.15)")
-    :format(f(1, false, "thread", 1, 2) / f(1, false, "blocking", 1, 2)),
-}
+local goals = {}
+for _, h in ipairs { "thread", "thread_json" } do
+  goals[#goals + 1] = ("- %s: 20 ms query at c=32, one worker: throughput / pgmoon's = %.2f (goal >= 1.0); " ..
+    "plain page at c=1, one worker: p50 / blocking p50 = %.2f (goal <= 1.15)"):format(LABEL[h],
+    f(1, true, h, 32, 1) / f(1, true, "pgmoon", 32, 1), f(1, false, h, 1, 2) / f(1, false, "blocking", 1, 2))
+end
 local machine = sh("echo \"$(nproc) cores\"; nginx -v 2>&1 | sed 's/.*: //'; luajit -v | cut -d' ' -f1-2"):gsub("\n", "; ")
 local text = table.concat({ "<!-- openresty -->",
   ("OpenResty bench (make bench-openresty), %s, %s%d s per point, wrk; requests/s (p50):"):format(os.date("!%Y-%m-%d"),

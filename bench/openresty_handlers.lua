@@ -40,12 +40,24 @@ function M.blocking(slow)
 end
 
 local client
-function M.thread(slow)
+local function resty()
   client = client or require("motomind.resty").new { schema = schema, user = os.getenv("BENCH_ROLE"),
     modules = { "openresty_handlers" }, vms = 16 }
-  local page, err = client:call("openresty_handlers.page", ctx, slow)
+  return client
+end
+
+-- the page as tables across the thread boundary, encoded by cjson here
+function M.thread(slow)
+  local page, err = resty():call("openresty_handlers.page", ctx, slow)
   if not page then error(err) end
   reply(cjson.encode(page))
+end
+
+-- the page encoded in the thread: only its text crosses
+function M.thread_json(slow)
+  local text, err = resty():call_json("openresty_handlers.page", ctx, slow)
+  if not text then error(err) end
+  reply(text)
 end
 
 -- pgmoon: the same page query (literals in place of parameters), in one

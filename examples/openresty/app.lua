@@ -13,10 +13,11 @@ local mm = require("motomind.resty").new {
 
 local M = {}
 
+-- Answers status with a JSON body: a table, or JSON text as it is.
 local function reply(status, body)
   ngx.status = status
   ngx.header["Content-Type"] = "application/json"
-  ngx.say(cjson.encode(body))
+  ngx.say(type(body) == "string" and body or cjson.encode(body))
   return ngx.exit(status)
 end
 
@@ -46,7 +47,8 @@ end
 --- GET /vehicles/ID/events[?limit=N&cursor=C]: a page of the timeline.
 function M.page(ctx, vehicle)
   local args = ngx.req.get_uri_args()
-  local page, err, sqlstate = mm:call("vehicle_page.page", ctx, vehicle,
+  -- call_json: the page is encoded in the thread; only its text comes back
+  local page, err, sqlstate = mm:call_json("vehicle_page.page", ctx, vehicle,
     { limit = tonumber(args.limit) or 50, cursor = args.cursor })
   if not page then return fail(err, sqlstate) end
   return reply(200, page)

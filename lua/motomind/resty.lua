@@ -94,18 +94,16 @@ local function plain(v, cfg, motomind)
 end
 
 -- The call's outcome for the request side: a raised error as nil, message,
--- sqlstate, detail; values made plain. (Arguments need nothing: ngx.null and
--- cjson.null arrive as NULL light userdata, which the C core binds as NULL.)
-local function finish(cfg, motomind, ok, ...)
+-- sqlstate, detail; then shape(...) of the values it returned. (Arguments
+-- need nothing: ngx.null and cjson.null arrive as NULL light userdata, which
+-- the C core binds as NULL.)
+local function finish(motomind, shape, ok, ...)
   if not ok then
     local e = ...
     if getmetatable(e) == motomind.Error then return nil, e.message, e.sqlstate, e.detail end
     return nil, tostring(e), "XX000"
   end
-  local n = select("#", ...)
-  local out = { ... }
-  for i = 1, n do out[i] = plain(out[i], cfg, motomind) end
-  return unpack(out, 1, n)
+  return shape(...)
 end
 
 -- The app's own module of that name, when cfg.modules lists it.
@@ -115,11 +113,9 @@ local function app_module(cfg, name)
   end
 end
 
---- run(cfg, name, ctx, ...) -> notices | false, results...: the thread side
--- of call() (nginx calls it in a thread VM): name is "module.function" of
--- M.MODULES or of cfg.modules; notices are the server's (ngx.log is not
--- available in a thread; call() logs them).
-function M.run(cfg, name, ctx, ...)
+-- Calls name(db, ctx, ...) on a pooled connection: notices | false, then
+-- shape(results) or nil, message, sqlstate, detail.
+local function invoke(cfg, shape, name, ctx, ...)
   local motomind = require "motomind"
   local mod, fn = tostring(name):match("^([%w_.]+)%.([%a_][%w_]*)$")
   local path = mod and (M.MODULES[mod] and "motomind." .. mod or app_module(cfg, mod))
@@ -139,7 +135,33 @@ function M.run(cfg, name, ctx, ...)
   collect(pcall(f, db, ctx, ...))
   local notices = db:notices()
   checkin(cfg, key_or_err, db)
-  return #notices > 0 and notices, finish(cfg, motomind, unpack(results, 1, results.n))
+  return #notices > 0 and notices, finish(motomind, shape, unpack(results, 1, results.n))
+end
+
+--- run(cfg, name, ctx, ...) -> notices | false, results...: the thread side
+-- of call() (nginx calls it in a thread VM): name is "module.function" of
+-- M.MODULES or of cfg.modules; notices are the server's (ngx.log is not
+-- available in a thread; call() logs them).
+function M.run(cfg, name, ctx, ...)
+  local motomind = require "motomind"
+  return invoke(cfg, function(...)
+    local n = select("#", ...)
+    local out = { ... }
+    for i = 1, n do out[i] = plain(out[i], cfg, motomind) end
+    return unpack(out, 1, n)
+  end, name, ctx, ...)
+end
+
+--- run_json(cfg, name, ctx, ...) -> notices | false, JSON text of the first
+-- result | nil, message, sqlstate, detail: the thread side of call_json().
+function M.run_json(cfg, name, ctx, ...)
+  local motomind = require "motomind"
+  return invoke(cfg, function(first, ...)
+    if first == nil then return nil, ... end
+    local text, err = motomind.json.encode(first)
+    if not text then return nil, "motomind.resty: the result is not JSON: " .. err, "22023" end
+    return text
+  end, name, ctx, ...)
 end
 
 --- The modules call() reaches (motomind's and cfg.modules), sorted.
@@ -207,15 +229,13 @@ local function released(sema, pool, ran, ...)
   return called(pool, ...)
 end
 
---- client:call("module.function", ctx, ...) -> what the function returns,
--- as plain values | nil, message, sqlstate, detail. The worker goes on
--- serving other requests meanwhile; at most cfg.vms calls of this worker
--- run at once, the others wait up to cfg.wait_timeout seconds.
-function Client:call(name, ctx, ...)
+-- Runs entry (run or run_json) of this module in the thread pool, holding
+-- one of the worker's permits meanwhile.
+local function dispatch(client, entry, name, ctx, ...)
   if not ngx or not ngx.run_worker_thread then
-    error("motomind.resty: call() runs in OpenResty (rewrite, access or content phase)", 2)
+    error("motomind.resty: call() runs in OpenResty (rewrite, access or content phase)", 3)
   end
-  local cfg = self.cfg
+  local cfg = client.cfg
   local sema = permits[cfg.pool]
   if not sema then
     sema = assert(require("ngx.semaphore").new(cfg.vms))
@@ -225,7 +245,24 @@ function Client:call(name, ctx, ...)
     return nil, ("motomind.resty: %d calls of this worker have been running for %s s; none ended (raise " ..
       "lua_worker_thread_vm_pool_size and vms, or find the slow call)"):format(cfg.vms, cfg.wait_timeout), "53300"
   end
-  return released(sema, cfg.pool, pcall(ngx.run_worker_thread, cfg.pool, "motomind.resty", "run", cfg, name, ctx, ...))
+  return released(sema, cfg.pool, pcall(ngx.run_worker_thread, cfg.pool, "motomind.resty", entry, cfg, name, ctx, ...))
+end
+
+--- client:call("module.function", ctx, ...) -> what the function returns,
+-- as plain values | nil, message, sqlstate, detail. The worker goes on
+-- serving other requests meanwhile; at most cfg.vms calls of this worker
+-- run at once, the others wait up to cfg.wait_timeout seconds.
+function Client:call(name, ctx, ...)
+  return dispatch(self, "run", name, ctx, ...)
+end
+
+--- client:call_json("module.function", ctx, ...) -> the JSON text of what
+-- the function returns (motomind.json: NULL as null, empty arrays as []) |
+-- nil, message, sqlstate, detail. The encoding runs in the thread, and only
+-- a string comes back: the nginx worker neither copies the tables nor
+-- encodes them.
+function Client:call_json(name, ctx, ...)
+  return dispatch(self, "run_json", name, ctx, ...)
 end
 
 --- protect(handler) -> a function running handler(...) that, when it
