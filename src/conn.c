@@ -218,6 +218,45 @@ static int l_exec(lua_State *L) {
     return 1;
 }
 
+/* db:begin_with(sql, ...) -> true | nil, message, sqlstate, detail.
+ * BEGIN and one statement with bound parameters in one round trip (libpq's
+ * pipeline mode): how db:as opens its transaction and sets the context. On
+ * failure nothing stays open (the transaction is rolled back). */
+static int l_begin_with(lua_State *L) {
+    mm_conn *c = check_open(L);
+    const char *sql = check_text(L, 2, "SQL text");
+    int top = lua_gettop(L), synced = 0;
+    const char **values;
+    mm_box *box;
+    PGresult *res, *failed = NULL;
+    if (PQtransactionStatus(c->pg) != PQTRANS_IDLE) return luaL_error(L, "begin_with: a transaction is already open");
+    values = mm_params(L, 3, top);
+    box = mm_box_new(L);
+    if (!PQenterPipelineMode(c->pg)) return mm_conn_error(L, c->pg, NULL);
+    if (!PQsendQueryParams(c->pg, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) ||
+        !PQsendQueryParams(c->pg, sql, top - 2, NULL, values, NULL, NULL, 0) || !PQpipelineSync(c->pg)) {
+        synced = -1; /* nothing more will come: the connection failed */
+    }
+    while (synced == 0 && PQstatus(c->pg) == CONNECTION_OK) {
+        if (!(res = PQgetResult(c->pg))) continue; /* the end of one statement's results */
+        if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) synced = 1;
+        if (PQresultStatus(res) == PGRES_FATAL_ERROR && !failed) {
+            failed = res;
+            mm_box_hold(box, failed, free_result);
+        } else {
+            PQclear(res);
+        }
+    }
+    PQexitPipelineMode(c->pg);
+    if (synced != 1 || failed) {
+        if (PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+            PQclear(PQexec(c->pg, "ROLLBACK"));
+        return mm_conn_error(L, c->pg, failed);
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 /* db:script(sql) runs several statements without parameters (migrations).
  * -> true | nil, message, sqlstate, detail */
 static int l_script(lua_State *L) {
@@ -311,6 +350,7 @@ static const luaL_Reg methods[] = {
     {"escape_identifier", l_escape_identifier},
     {"transaction_status", l_transaction_status},
     {"status", l_status},
+    {"begin_with", l_begin_with},
     {"notices", l_notices},
     {"server_version", l_server_version},
     {"backend_pid", l_backend_pid},

@@ -79,20 +79,6 @@ function M.connect(conninfo, opts)
   return db
 end
 
---- db:as({ tenant = <uuid>, user = <uuid>, request_id = <text> }, fn, ...)
--- runs fn(db, ...) in a transaction whose session context is that user acting
--- in that tenant (set_config(..., true): it ends with the transaction). The
--- database checks the user is a member; row-level security does the rest.
-function Connection:as(ctx, fn, ...)
-  if type(ctx) ~= "table" then error("bad argument #1 to 'as' (table expected, got " .. type(ctx) .. ")", 2) end
-  return self:transaction(function(db, ...)
-    M.assert(db:query("SELECT set_config('motomind.tenant_id', $1, true), " ..
-      "set_config('motomind.user_id', $2, true), set_config('motomind.request_id', $3, true)",
-      ctx.tenant or "", ctx.user or "", ctx.request_id or ""))
-    return fn(db, ...)
-  end, ...)
-end
-
 --- The schema motomind's objects live in, for this connection.
 function Connection:schema()
   return settings[self] and settings[self].schema or M.DEFAULT_SCHEMA
@@ -167,6 +153,26 @@ function Connection:transaction(fn, ...)
   local nested = state == "intrans"
   M.assert(self:exec(nested and "SAVEPOINT motomind_tx" or "BEGIN"))
   return finish(self, nested, pcall(fn, self, ...))
+end
+
+--- db:as({ tenant = <uuid>, user = <uuid>, request_id = <text> }, fn, ...)
+-- runs fn(db, ...) in a transaction whose session context is that user acting
+-- in that tenant (set_config(..., true): it ends with the transaction). The
+-- database checks the user is a member; row-level security does the rest.
+-- Outside a transaction, BEGIN and the context go in one round trip.
+local CONTEXT = "SELECT set_config('motomind.tenant_id', $1, true), " ..
+  "set_config('motomind.user_id', $2, true), set_config('motomind.request_id', $3, true)"
+function Connection:as(ctx, fn, ...)
+  if type(ctx) ~= "table" then error("bad argument #1 to 'as' (table expected, got " .. type(ctx) .. ")", 2) end
+  if type(fn) ~= "function" then error("bad argument #2 to 'as' (function expected, got " .. type(fn) .. ")", 2) end
+  if self:transaction_status() == "idle" then
+    M.assert(self:begin_with(CONTEXT, ctx.tenant or "", ctx.user or "", ctx.request_id or ""))
+    return finish(self, false, pcall(fn, self, ...))
+  end
+  return self:transaction(function(db, ...)
+    M.assert(db:query(CONTEXT, ctx.tenant or "", ctx.user or "", ctx.request_id or ""))
+    return fn(db, ...)
+  end, ...)
 end
 
 --- ensure_partitions{ ahead = 2 } creates the event partitions of the current
