@@ -33,6 +33,11 @@ if not jit then
 
     it("installs the module, its SQL and the command, usable from the tree alone", function()
       install("5.1", "LUA_INCDIR=/usr/include/luajit-2.1")
+      -- the 5.1 tree's command (LuaRocks runs it with lua5.1): the module
+      -- built for LuaJIT loads there too (no LuaJIT-only C API)
+      local cmd, cmd_ok = H.run("cd / && unset LUA_PATH LUA_CPATH MOTOMIND_MIGRATIONS && " .. tree .. "/bin/motomind version")
+      assert.is_true(cmd_ok, cmd)
+      assert.equal("motomind scm\n", cmd)
       install("5.4")
       local out, ok = load_from_tree("luajit", "5.1")
       assert.is_true(ok, out)

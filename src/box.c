@@ -6,7 +6,7 @@ mm_box *mm_box_new(lua_State *L) {
     mm_box *box = (mm_box *)lua_newuserdata(L, sizeof *box);
     box->ptr = NULL;
     box->free = NULL;
-    luaL_setmetatable(L, MM_BOX_MT);
+    mm_setmetatable(L, MM_BOX_MT);
     return box;
 }
 

@@ -29,7 +29,7 @@ static int l_new(lua_State *L) {
     mm_codec *c = (mm_codec *)lua_newuserdata(L, sizeof *c);
     char err[ERR_MAX];
     c->schemas = NULL;
-    luaL_setmetatable(L, MM_CODEC_MT);
+    mm_setmetatable(L, MM_CODEC_MT);
     c->schemas = mm_schemas_parse(json, len, err, sizeof err);
     if (!c->schemas) {
         lua_pushnil(L);
@@ -174,8 +174,8 @@ static const luaL_Reg metamethods[] = {
 
 int mm_open_codec(lua_State *L) {
     if (luaL_newmetatable(L, MM_CODEC_MT)) {
-        luaL_setfuncs(L, metamethods, 0);
-        luaL_newlib(L, methods);
+        mm_setfuncs(L, metamethods, 0);
+        mm_newlib(L, methods);
         lua_setfield(L, -2, "__index");
     }
     lua_pop(L, 1);

@@ -76,7 +76,7 @@ static int l_connect(lua_State *L) {
     c->notices = NULL;
     c->notices_len = 0;
     c->notices_dropped = 0;
-    luaL_setmetatable(L, MM_CONN_MT);
+    mm_setmetatable(L, MM_CONN_MT);
     if (!user) keys[1] = NULL; /* keep the conninfo's (or PGUSER's) user */
     c->pg = PQconnectdbParams(keys, values, 1);
     if (!c->pg) return luaL_error(L, "out of memory");
@@ -375,8 +375,8 @@ void mm_push_conn_methods(lua_State *L) {
  * methods and to copy.c and import.c) to the module table. */
 int mm_open_conn(lua_State *L) {
     if (luaL_newmetatable(L, MM_CONN_MT)) {
-        luaL_setfuncs(L, metamethods, 0);
-        luaL_newlib(L, methods);
+        mm_setfuncs(L, metamethods, 0);
+        mm_newlib(L, methods);
         lua_setfield(L, -2, "__index");
     }
     lua_getfield(L, -1, "__index");

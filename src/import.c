@@ -253,7 +253,7 @@ static const luaL_Reg methods[] = {
 /* Adds copy_events to the connection's method table. */
 int mm_open_import(lua_State *L) {
     mm_push_conn_methods(L);
-    luaL_setfuncs(L, methods, 0);
+    mm_setfuncs(L, methods, 0);
     lua_pop(L, 1);
     return 0;
 }
