@@ -61,6 +61,7 @@ describe("OpenResty (nginx + lua-nginx-module, motomind.resty)", function()
       :gsub("/usr/local/share/lua/5%.1/", tree .. "/share/lua/5.1/")
       :gsub("/usr/local/lib/lua/5%.1/", tree .. "/lib/lua/5.1/")
       :gsub('(lua_package_path "[^"]*)(;;")', "%1;$prefix/?.lua%2")
+      :gsub("env MOTOMIND_USER;", "env MOTOMIND_USER;\nenv MOTOMIND_OWNER;")
       -- a location calling through a thread pool nginx.conf does not declare
       :gsub('(\n    location ~ "%^/vehicles)', [[
 
@@ -79,9 +80,10 @@ describe("OpenResty (nginx + lua-nginx-module, motomind.resty)", function()
     }
     location /notice {
       content_by_lua_block {
-        local ok, err = require("motomind.resty").new { modules = { "spec_notices" },
+        local ok, err = require("motomind.resty").new { modules = { "spec_notices" }, vms = 500,
+          -- (its own connection, as the owner: the application role's count stays the app's)
           conninfo = os.getenv("MOTOMIND_DATABASE_URL"), schema = os.getenv("MOTOMIND_SCHEMA"),
-          user = os.getenv("MOTOMIND_USER") }:call("spec_notices.warn", {})
+          user = os.getenv("MOTOMIND_OWNER") }:call("spec_notices.warn", {})
         ngx.say(tostring(ok), "|", tostring(err))
       }
     }
@@ -100,9 +102,9 @@ describe("OpenResty (nginx + lua-nginx-module, motomind.resty)", function()
     f:close()
     local where = db:row("SELECT inet_server_port() AS port, current_database() AS db")
     local out, ok = H.run(("env -u LUA_PATH -u LUA_CPATH MOTOMIND_DATABASE_URL=%s MOTOMIND_SCHEMA=%s MOTOMIND_USER=%s " ..
-      "nginx -p %s -c %s/nginx.conf")
+      "MOTOMIND_OWNER=%s nginx -p %s -c %s/nginx.conf")
       :format(H.shell_quote(("host=127.0.0.1 port=%s dbname=%s"):format(where.port, where.db)), db:schema(), app_role,
-        prefix, prefix))
+        H.shell_quote(db:value("SELECT current_user")), prefix, prefix))
     assert(ok, out)
     for _ = 1, 50 do -- until it listens
       if request(port, "GET", "/no-pool") then break end
@@ -196,10 +198,14 @@ describe("OpenResty (nginx + lua-nginx-module, motomind.resty)", function()
     assert.equal(("200\n"):rep(16), out)
   end)
 
-  it("sends the server's notices to nginx's log", function()
+  it("sends the server's notices to nginx's log, and warns of a connection budget past max_connections", function()
     local _, text = request(port, "GET", "/notice")
     assert.equal("0|nil\n", text)
-    assert.matches("motomind: WARNING:  spec notice 42", H.read(prefix .. "/logs/error.log"))
+    local log = H.read(prefix .. "/logs/error.log")
+    assert.matches("motomind: WARNING:  spec notice 42", log)
+    -- and that a client's connection budget exceeds the server's max_connections
+    assert.matches("motomind: WARNING:  motomind.resty may hold 500 connections %(vms 500 x pool_size 1 x 1 workers%), " ..
+      "more than the server's max_connections", log)
   end)
 
   it("keeps one connection per thread over 1,000 requests, and recovers after the server drops them", function()

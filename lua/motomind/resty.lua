@@ -28,6 +28,8 @@ local DEFAULTS = { pool = "motomind", schema = nil, pool_size = 1, idle_timeout 
 
 -- Idle connections of this VM, per conninfo and schema: { db, since }.
 local idle = {}
+-- What this VM has to say besides the server's notices (logged by call()).
+local warnings = {}
 
 local function now() return os.time() end
 
@@ -63,8 +65,15 @@ local function checkout(cfg)
   local db, err, sqlstate = motomind.connect(with_timeout(cfg.conninfo, cfg.connect_timeout),
     { schema = cfg.schema, user = cfg.user })
   if not db then return nil, err, sqlstate end
-  local ok, e2, s2 = db:exec("SELECT set_config('statement_timeout', $1, false)", tostring(cfg.statement_timeout))
-  if not ok then db:close(); return nil, e2, s2 end
+  local row, e2, s2 = db:row("SELECT set_config('statement_timeout', $1, false), " ..
+    "current_setting('max_connections')::int AS max", tostring(cfg.statement_timeout))
+  if not row then db:close(); return nil, e2, s2 end
+  local budget = cfg.vms * cfg.pool_size * (cfg.workers or 1)
+  if budget > row.max then
+    warnings[#warnings + 1] = ("WARNING:  motomind.resty may hold %d connections (vms %d x pool_size %d x %d " ..
+      "workers), more than the server's max_connections (%d)"):format(budget, cfg.vms, cfg.pool_size,
+      cfg.workers or 1, row.max)
+  end
   return db, key
 end
 
@@ -134,6 +143,8 @@ local function invoke(cfg, shape, name, ctx, ...)
   local function collect(...) results = { n = select("#", ...), ... } end
   collect(pcall(f, db, ctx, ...))
   local notices = db:notices()
+  for i, w in ipairs(warnings) do table.insert(notices, i, w) end
+  warnings = {}
   checkin(cfg, key_or_err, db)
   return #notices > 0 and notices, finish(motomind, shape, unpack(results, 1, results.n))
 end
@@ -236,6 +247,7 @@ local function dispatch(client, entry, name, ctx, ...)
     error("motomind.resty: call() runs in OpenResty (rewrite, access or content phase)", 3)
   end
   local cfg = client.cfg
+  cfg.workers = cfg.workers or ngx.worker.count() -- (for the connection budget the threads check)
   local sema = permits[cfg.pool]
   if not sema then
     sema = assert(require("ngx.semaphore").new(cfg.vms))
