@@ -6,6 +6,16 @@ describe("connection", function()
   before_each(function() db = H.connect() end)
   after_each(function() db:close() end)
 
+  it("gives up on a server that never answers after connect_timeout", function()
+    local silent = assert(require("socket").bind("127.0.0.1", 0)) -- listens, never speaks
+    local _, port = silent:getsockname()
+    local db, err, sqlstate = motomind.connect(("host=127.0.0.1 port=%d dbname=x"):format(port), { connect_timeout = 2 })
+    silent:close()
+    assert.is_nil(db)
+    assert.matches("timeout expired", err)
+    assert.equal("08006", sqlstate)
+  end)
+
   it("begins a transaction with a statement in one round trip (begin_with); a failure leaves nothing open", function()
     local db = H.connect()
     assert.is_true(db:begin_with("SELECT set_config('motomind.spec', $1, true)", "on"))

@@ -61,15 +61,21 @@ static void conn_close(mm_conn *c) {
     clear_notices(c);
 }
 
-/* connect([conninfo_or_url [, user]]) -> connection | nil, message, "08006".
- * An empty or absent conninfo takes libpq's PG* environment defaults; user,
- * when given, overrides the one the conninfo names. */
+/* connect([conninfo_or_url [, user [, connect_timeout]]]) -> connection |
+ * nil, message, "08006". An empty or absent conninfo takes libpq's PG*
+ * environment defaults; user and connect_timeout (seconds), when given,
+ * override the conninfo's (libpq: later keywords win). */
 static int l_connect(lua_State *L) {
     const char *info = lua_isnoneornil(L, 1) ? "" : check_text(L, 1, "conninfo");
     const char *user = lua_isnoneornil(L, 2) ? NULL : check_text(L, 2, "user");
-    const char *keys[] = {"dbname", "user", NULL};
-    const char *values[] = {info, user, NULL};
-    mm_conn *c = (mm_conn *)lua_newuserdata(L, sizeof *c);
+    const char *timeout = lua_isnoneornil(L, 3) ? NULL : luaL_checkstring(L, 3);
+    const char *keys[4] = {"dbname", NULL, NULL, NULL};
+    const char *values[4] = {info, NULL, NULL, NULL};
+    int n = 1;
+    mm_conn *c;
+    if (user) keys[n] = "user", values[n++] = user;
+    if (timeout) keys[n] = "connect_timeout", values[n++] = timeout;
+    c = (mm_conn *)lua_newuserdata(L, sizeof *c);
     PGresult *res;
     c->pg = NULL;
     c->busy = 0;
@@ -77,7 +83,6 @@ static int l_connect(lua_State *L) {
     c->notices_len = 0;
     c->notices_dropped = 0;
     mm_setmetatable(L, MM_CONN_MT);
-    if (!user) keys[1] = NULL; /* keep the conninfo's (or PGUSER's) user */
     c->pg = PQconnectdbParams(keys, values, 1);
     if (!c->pg) return luaL_error(L, "out of memory");
     if (PQstatus(c->pg) != CONNECTION_OK) {

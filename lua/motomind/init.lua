@@ -58,16 +58,18 @@ function M.configured()
   return false
 end
 
---- connect([conninfo_or_url], [{ schema = "motomind", user = nil, maintenance = false }])
+--- connect([conninfo_or_url], [{ schema = "motomind", user = nil, connect_timeout = nil, maintenance = false }])
 -- -> db | nil, message, sqlstate. Without a conninfo: DATABASE_URL, else
--- libpq's PG* variables; user overrides the conninfo's user. maintenance = true is for the owner role (migrations,
+-- libpq's PG* variables; user and connect_timeout (seconds; libpq's, at
+-- least 2) override the conninfo's. maintenance = true is for the owner role (migrations,
 -- administration): it sees every tenant's rows; the application role never does.
 function M.connect(conninfo, opts)
   if conninfo ~= nil and type(conninfo) ~= "string" then
     error("bad argument #1 to 'connect' (string expected, got " .. type(conninfo) .. ")", 2)
   end
   opts = opts or {}
-  local db, err, sqlstate = core.connect(conninfo or os.getenv("DATABASE_URL") or "", opts.user)
+  local db, err, sqlstate = core.connect(conninfo or os.getenv("DATABASE_URL") or "", opts.user,
+    opts.connect_timeout and tostring(opts.connect_timeout))
   if not db then return nil, err, sqlstate end
   local schema = opts.schema or M.DEFAULT_SCHEMA
   settings[db] = { schema = schema }

@@ -33,16 +33,6 @@ local warnings = {}
 
 local function now() return os.time() end
 
--- The connection string with connect_timeout (seconds) when it has none.
-local function with_timeout(conninfo, seconds)
-  conninfo = conninfo or os.getenv("DATABASE_URL") or ""
-  if conninfo:find("connect_timeout", 1, true) then return conninfo end
-  if conninfo:find("^postgres") then
-    return conninfo .. (conninfo:find("?", 1, true) and "&" or "?") .. "connect_timeout=" .. seconds
-  end
-  return conninfo .. " connect_timeout=" .. seconds
-end
-
 -- A healthy connection for cfg: an idle one (checked with a round trip when
 -- it idled check_after seconds or more, closed when it idled past
 -- idle_timeout or fails), else a new one.
@@ -62,8 +52,8 @@ local function checkout(cfg)
       entry.db:close()
     end
   end
-  local db, err, sqlstate = motomind.connect(with_timeout(cfg.conninfo, cfg.connect_timeout),
-    { schema = cfg.schema, user = cfg.user })
+  local db, err, sqlstate = motomind.connect(cfg.conninfo,
+    { schema = cfg.schema, user = cfg.user, connect_timeout = cfg.connect_timeout })
   if not db then return nil, err, sqlstate end
   local row, e2, s2 = db:row("SELECT set_config('statement_timeout', $1, false), " ..
     "current_setting('max_connections')::int AS max", tostring(cfg.statement_timeout))
