@@ -157,6 +157,7 @@ describe("OpenResty (nginx + lua-nginx-module, motomind.resty)", function()
       local mine = i % 2 == 0
       local _, _, _, page = request(port, "GET", "/vehicles/" .. (mine and car or other_car) .. "/events",
         mine and as(tenant, user) or as(other_tenant, other_user))
+      assert.is_true(#page.events > 0)
       for _, e in ipairs(page.events) do assert.equal(mine and car or other_car, e.vehicle_id) end
     end
   end)
