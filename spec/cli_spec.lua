@@ -43,7 +43,7 @@ describe("motomind command", function()
     for d in out:gmatch("\n  (%d%d%d%d%-%d%d%-%d%d %d%d:%d%d)  ") do dates[#dates + 1] = d end
     assert.equal(15, #dates)
     for i = 2, #dates do assert.is_true(dates[i - 1] >= dates[i], out) end
-    assert.matches("last months of Taco %(full%-to%-full economy%):\n  %d%d%d%d%-%d%d +[%d.]+ mi +[%d.]+ spent", out)
+    assert.matches("last months of Taco %(full%-to%-full economy%):\n  %d%d%d%d%-%d%d +[%d.]+ mi +[%d.]+ USD spent", out)
     -- it ends with the fleet's due list, most urgent first
     local due = out:match("what is due in the fleet, most urgent first:\n(.*)$")
     assert.is_truthy(due, out)

@@ -29,12 +29,18 @@ describe("derived data", function()
     return assert(timeline.append(db, ctx, { vehicle_id = v, type = "fuel", occurred_at = at, mileage = mileage, payload = p }))
   end
 
-  -- (metrics table) EXCEPT (full recomputation), both ways: 0 and 0 when equal.
+  -- (a EXCEPT b, b EXCEPT a) row counts: 0 and 0 when the two queries agree.
+  local function apart(a, b, ...)
+    return q(db, ("SELECT count(*) FROM (%s EXCEPT %s) a"):format(a, b), ...),
+      q(db, ("SELECT count(*) FROM (%s EXCEPT %s) b"):format(b, a), ...)
+  end
+
+  -- The stored metrics and costs against a full recomputation: 0, 0, 0, 0 when equal.
   local function differences()
-    local fresh = "SELECT * FROM compute_vehicle_metrics(NULL, NULL, NULL, NULL)"
-    local stored = "SELECT * FROM vehicle_metrics_monthly"
-    return q(db, ("SELECT count(*) FROM (%s EXCEPT %s) a"):format(stored, fresh)),
-      q(db, ("SELECT count(*) FROM (%s EXCEPT %s) b"):format(fresh, stored))
+    local m1, m2 = apart("SELECT * FROM vehicle_metrics_monthly",
+      "SELECT * FROM compute_vehicle_metrics(NULL, NULL, NULL, NULL)")
+    local c1, c2 = apart("SELECT * FROM vehicle_costs_monthly", "SELECT * FROM compute_vehicle_costs(NULL, NULL, NULL)")
+    return m1, m2, c1, c2
   end
 
   it("computes economy full-to-full, carrying partial fills and dropping intervals with a missed fill", function()
@@ -46,25 +52,27 @@ describe("derived data", function()
     fill(v, "2020-02-20T08:00:00Z", 165800, 40)
     assert.equal(1, maintenance.advance_metrics(db))
     local jan = assert(db:row("SELECT distance::float8, fuel_litres::float8, economy_distance::float8, " ..
-      "economy_litres::float8, km_per_l::float8, l_per_100km::float8, fills, fuel_cost::float8 FROM vehicle_metrics " ..
+      "economy_litres::float8, km_per_l::float8, l_per_100km::float8, fills FROM vehicle_metrics " ..
       "WHERE vehicle_id = $1 AND month = '2020-01-01'", v))
     assert.same({ distance = 626, fuel_litres = 75.841, economy_distance = 626, economy_litres = 34.641,
-      km_per_l = 18.07, l_per_100km = 5.53, fills = 3, fuel_cost = 113.7615 }, jan)
+      km_per_l = 18.07, l_per_100km = 5.53, fills = 3 }, jan)
+    -- each fill's cost is rounded to the cent before the sum: 61.80 + 36.45 (36.4485) + 15.51 (15.513)
+    assert.equal("113.76", q(db, "SELECT fuel_cost::text FROM vehicle_costs WHERE vehicle_id = $1 AND month = '2020-01-01' " ..
+      "AND currency = 'EUR'", v))
     local feb = assert(db:row("SELECT distance::float8, economy_distance::float8, economy_litres::float8 " ..
       "FROM vehicle_metrics WHERE vehicle_id = $1 AND month = '2020-02-01'", v))
     -- only 165210 -> 165800 counts: the interval ending at the missed fill has no figure
     assert.same({ distance = 1209, economy_distance = 590, economy_litres = 40 }, feb)
     local us = q(db, "SELECT mpg_us::float8 FROM vehicle_metrics WHERE vehicle_id = $1 AND month = '2020-02-01'", v)
     assert.equal(34.69, us) -- 590 km / 40 l = 14.75 km/l = 34.69 US mpg
-    assert.same({ 0, 0 }, { differences() })
+    assert.same({ 0, 0, 0, 0 }, { differences() })
     -- per day on demand: the interval closes on the day of the full fill, and the days add up to the month
     assert.same({ day = "2020-01-26", economy_distance = 626 }, db:row("SELECT day::text, economy_distance::float8 " ..
       "FROM vehicle_metrics_daily($1, '2020-01-01', '2020-01-31') WHERE economy_distance > 0", v))
     local days = assert(db:row("SELECT sum(distance)::float8 AS distance, sum(fuel_litres)::float8 AS fuel_litres, " ..
       "sum(economy_distance)::float8 AS economy_distance, sum(economy_litres)::float8 AS economy_litres, " ..
-      "sum(fills)::int AS fills, sum(fuel_cost)::float8 AS fuel_cost FROM vehicle_metrics_daily($1, '2020-01-01', '2020-01-31')", v))
-    assert.same({ distance = 626, fuel_litres = 75.841, economy_distance = 626, economy_litres = 34.641, fills = 3,
-      fuel_cost = 113.7615 }, days)
+      "sum(fills)::int AS fills FROM vehicle_metrics_daily($1, '2020-01-01', '2020-01-31')", v))
+    assert.same({ distance = 626, fuel_litres = 75.841, economy_distance = 626, economy_litres = 34.641, fills = 3 }, days)
   end)
 
   it("advances incrementally to exactly what a full recomputation gives, on randomized histories", function()
@@ -81,9 +89,13 @@ describe("derived data", function()
         local e = { vehicle_id = v, occurred_at = os.date("!%Y-%m-%dT%H:%M:%SZ", t), mileage = m }
         if r < 0.6 then
           e.type, e.payload = "fuel", { volume = math.random(100, 600) / 10, unit = ({ "l", "us_gal", "uk_gal" })[math.random(3)],
-            price_per_unit = 1.5, currency = "EUR", full = math.random() < 0.7, missed = math.random() < 0.1 }
+            price_per_unit = math.random(1000, 2500) / 1000, currency = ({ "EUR", "USD", "JPY" })[math.random(3)],
+            full = math.random() < 0.7, missed = math.random() < 0.1 }
+        elseif r < 0.75 then
+          e.type, e.payload = "maintenance", { service_type = "service", total = math.random(1000, 90000) / 100,
+            currency = ({ "EUR", "USD" })[math.random(2)], category = ({ "service", "repair", "tax", "tires" })[math.random(4)] }
         elseif r < 0.8 then
-          e.type, e.payload = "maintenance", { service_type = "service", total = math.random(1000, 90000) / 100, currency = "EUR" }
+          e.type, e.payload = "damage", { severity = "minor", estimate = 500, repair_cost = math.random(100, 900), currency = "EUR" }
         else
           e.type, e.payload = "odometer", { source = "manual" }
         end
@@ -114,26 +126,37 @@ describe("derived data", function()
         end
       end
       maintenance.advance_metrics(db)
-      local extra, missing = differences()
-      assert.same({ 0, 0 }, { extra, missing }, "round " .. round)
+      assert.same({ 0, 0, 0, 0 }, { differences() }, "round " .. round)
     end
     assert.is_true(round > 5)
     -- the days computed on demand add up to the stored months
     local by_day = [[SELECT v.id, date_trunc('month', d.day)::date, sum(d.distance), sum(d.fuel_litres),
-        sum(d.energy_kwh), sum(d.fuel_cost), sum(d.maintenance_cost), sum(d.economy_distance), sum(d.economy_litres),
-        sum(d.fills), sum(d.events)
+        sum(d.energy_kwh), sum(d.economy_distance), sum(d.economy_litres), sum(d.fills), sum(d.events)
       FROM vehicles v, vehicle_metrics_daily(v.id, '2023-12-01', '2026-12-31') d WHERE v.tenant_id = $1 GROUP BY 1, 2]]
-    local by_month = [[SELECT vehicle_id, month, distance, fuel_litres, energy_kwh, fuel_cost, maintenance_cost,
-        economy_distance, economy_litres, fills, events FROM vehicle_metrics_monthly WHERE tenant_id = $1]]
-    assert.same({ 0, 0 }, { q(db, ("SELECT count(*) FROM (%s EXCEPT %s) a"):format(by_day, by_month), tenant),
-      q(db, ("SELECT count(*) FROM (%s EXCEPT %s) b"):format(by_month, by_day), tenant) })
+    local by_month = [[SELECT vehicle_id, month, distance, fuel_litres, energy_kwh, economy_distance, economy_litres,
+        fills, events FROM vehicle_metrics_monthly WHERE tenant_id = $1]]
+    assert.same({ 0, 0 }, { apart(by_day, by_month, tenant) })
+    -- the fills, one row each, add up to the months (economy, volume, count); implausible intervals left out
+    local by_fill = [[SELECT vehicle_id, month, sum(CASE WHEN closes_interval AND NOT implausible THEN interval_distance ELSE 0 END),
+        sum(CASE WHEN closes_interval AND NOT implausible THEN interval_volume ELSE 0 END), count(*)
+      FROM vehicle_fills WHERE tenant_id = $1 AND unit <> 'kwh' GROUP BY 1, 2]]
+    local fills_by_month = [[SELECT vehicle_id, month, economy_distance, economy_litres, fills
+      FROM vehicle_metrics_monthly WHERE tenant_id = $1 AND fills > 0]]
+    assert.same({ 0, 0 }, { apart(by_fill, fills_by_month, tenant) })
+    assert.is_true(q(db, "SELECT count(*) FROM vehicle_fills WHERE tenant_id = $1 AND closes_interval", tenant) > 20)
+    -- and the costs of the events, one by one, add up to the stored costs
+    local by_event = [[SELECT e.vehicle_id, date_trunc('month', e.occurred_at AT TIME ZONE v.timezone)::date,
+        e.payload->>'currency', c.category, sum(c.amount) FROM vehicle_events_effective e JOIN vehicles v ON v.id = e.vehicle_id,
+        cost_of(e.type, e.payload) c WHERE e.tenant_id = $1 GROUP BY 1, 2, 3, 4]]
+    assert.same({ 0, 0 }, { apart(by_event, "SELECT vehicle_id, month, currency, category, amount FROM vehicle_costs_monthly " ..
+      "WHERE tenant_id = $1", tenant) })
     assert.equal(0, q(db, "SELECT count(*) FROM vehicle_event_heads WHERE dirty_from IS NOT NULL"))
     -- and the full recomputation agrees with itself through the public entry point
     assert.is_true(maintenance.recompute_metrics(db) > 0)
-    assert.same({ 0, 0 }, { differences() })
+    assert.same({ 0, 0, 0, 0 }, { differences() })
   end)
 
-  it("rolls metrics up per fleet group (the whole subtree) and per tenant", function()
+  it("rolls metrics up per fleet group (the whole subtree) and per tenant, never adding two currencies", function()
     local region = q(db, "INSERT INTO fleet_groups (tenant_id, name) VALUES ($1, 'North') RETURNING id", tenant)
     local team = q(db, "INSERT INTO fleet_groups (tenant_id, parent_id, name) VALUES ($1, $2, 'Vans') RETURNING id", tenant, region)
     local a, b = vehicle("km"), vehicle("mi")
@@ -141,14 +164,29 @@ describe("derived data", function()
     db:exec("UPDATE vehicles SET group_id = $1 WHERE id = $2", region, b)
     fill(a, "2024-03-01T00:00:00Z", 1000, 40)
     fill(a, "2024-03-10T00:00:00Z", 1500, 40)
-    fill(b, "2024-03-02T00:00:00Z", 100, 40)
+    fill(b, "2024-03-02T00:00:00Z", 100, 40, { currency = "USD" })
     fill(b, "2024-03-11T00:00:00Z", 200, 40)
+    assert(timeline.append(db, ctx, { vehicle_id = b, type = "maintenance", occurred_at = "2024-03-12T00:00:00Z",
+      payload = { service_type = "toll", category = "parking_tolls", total = 1234.5, currency = "JPY" } }))
     maintenance.advance_metrics(db)
-    local north = assert(db:row("SELECT vehicles, distance_km::float8, total_cost::float8 FROM group_metrics " ..
+    local north = assert(db:row("SELECT vehicles, distance_km::float8 FROM group_metrics " ..
       "WHERE group_id = $1 AND month = '2024-03-01'", region))
-    assert.same({ vehicles = 2, distance_km = 500 + 160.9344, total_cost = 240 }, north)
+    assert.same({ vehicles = 2, distance_km = 500 + 160.9344 }, north)
     assert.equal(1, q(db, "SELECT vehicles FROM group_metrics WHERE group_id = $1", team))
-    assert.equal(240, q(db, "SELECT total_cost::float8 FROM tenant_metrics WHERE tenant_id = $1", tenant))
+    local costs = "SELECT currency, category, vehicles, amount::text FROM %s WHERE %s = $1 ORDER BY 1, 2"
+    local want = { { currency = "EUR", category = "fuel", vehicles = 2, amount = "180.00" },
+      { currency = "JPY", category = "parking_tolls", vehicles = 1, amount = "1235" }, -- yen have no minor unit
+      { currency = "USD", category = "fuel", vehicles = 1, amount = "60.00" } }
+    assert.same(want, motomind.assert(db:query(costs:format("group_costs", "group_id"), region)))
+    assert.same(want, motomind.assert(db:query(costs:format("tenant_costs", "tenant_id"), tenant)))
+    assert.same({ { currency = "EUR", category = "fuel", vehicles = 1, amount = "120.00" } },
+      motomind.assert(db:query(costs:format("group_costs", "group_id"), team)))
+    -- per vehicle: one row per currency, each with its own total and cost per distance
+    assert.same({ { currency = "EUR", total_cost = "60.00", cost_per_distance = "0.6000" },
+      { currency = "JPY", total_cost = "1235", cost_per_distance = "12.3500" },
+      { currency = "USD", total_cost = "60.00", cost_per_distance = "0.6000" } },
+      motomind.assert(db:query("SELECT currency, total_cost::text, cost_per_distance::text FROM vehicle_costs " ..
+        "WHERE vehicle_id = $1 ORDER BY currency", b)))
   end)
 
   it("records the feed's freshness in the refresh, refreshes only what is stale, and filters by tenant", function()

@@ -24,7 +24,7 @@ if not jit then
     end
 
     local function load_from_tree(lua, version)
-      return H.run(("cd / && unset LUA_PATH LUA_CPATH MOTOMIND_MIGRATIONS && eval \"$(luarocks --lua-version %s path --tree %s)\" && " ..
+      return H.run(("cd / && unset LUA_PATH LUA_CPATH MOTOMIND_MIGRATIONS MOTOMIND_SQL && eval \"$(luarocks --lua-version %s path --tree %s)\" && " ..
         "LUA_PATH=\"$LUA_PATH\" %s -e 'local m = require \"motomind\"; " ..
         "local mig = require \"motomind.migrate\"; " ..
         "print(m.version, #mig.load() > 0, (package.path .. mig.directory()):find(%q, 1, true) == nil)'")

@@ -23,7 +23,7 @@ local EXPECT = {
   fleet_groups = { select = MEMBERS, insert = { owner = 1 }, update = { owner = 1 }, delete = {} },
   -- grants are revoked by DELETE (owners, and managers with an admin grant above)
   group_permissions = { select = MEMBERS, insert = { owner = 1 }, update = { owner = 1 }, delete = { owner = 1 } },
-  vehicle_metrics_monthly = DERIVED,
+  vehicle_metrics_monthly = DERIVED, vehicle_costs_monthly = DERIVED,
   reminder_completions = MUTABLE, reminder_occurrences = DERIVED, notifications = DERIVED,
   -- signing secrets are the owner role's (consumers), never the application's
   tenant_secrets = { select = {}, insert = {}, update = {}, delete = {} },
@@ -57,7 +57,9 @@ describe("tenant isolation", function()
       "corrects_id, corrects_occurred_at) VALUES ($1, $2, 'odometer', $4, '{}', 'void', $3, $4)", t, out.vehicle,
       first.id, first.occurred_at)) -- a supersession
     out.event = first.id
-    assert.equal(1, owner:value("SELECT advance_metrics()")) -- a metrics row
+    assert(owner:exec("INSERT INTO vehicle_events (tenant_id, vehicle_id, type, occurred_at, payload) VALUES ($1, $2, " ..
+      "'maintenance', '2025-01-03T00:00:00Z', '{\"service_type\": \"wash\", \"total\": 9, \"currency\": \"EUR\"}')", t, out.vehicle))
+    assert.equal(1, owner:value("SELECT advance_metrics()")) -- a metrics row and a costs row
     out.group = owner:value("INSERT INTO fleet_groups (tenant_id, name) VALUES ($1, 'North') RETURNING id", t)
     local anyone = out.users.viewer or out.users.owner
     assert(owner:exec("INSERT INTO group_permissions (tenant_id, group_id, user_id, level) VALUES ($1, $2, $3, 'read')",
@@ -115,6 +117,7 @@ describe("tenant isolation", function()
                      vehicle_events = "notes = 'x'", vehicle_event_heads = "changed_at = now()",
                      vehicle_event_flags = "detail = detail", vehicle_event_supersessions = "superseded_at = now()",
                      audit_log = "request_id = 'x'", vehicle_metrics_monthly = "events = events",
+                     vehicle_costs_monthly = "entries = entries",
                      reminder_occurrences = "seq = seq", notifications = "attempts = attempts",
                      tenant_secrets = "webhook_secret = webhook_secret" })[tbl] or "updated_at = now()"
       return ("UPDATE %s SET %s WHERE %s"):format(tbl, set, key), { arg }
@@ -137,7 +140,9 @@ describe("tenant isolation", function()
         "VALUES ($1, gen_random_uuid(), now(), gen_random_uuid())", x.tenant },
       audit_log = { "INSERT INTO audit_log (tenant_id, table_name, record_id, operation) VALUES ($1, 'x', gen_random_uuid(), 'insert')", x.tenant },
       fleet_groups = { "INSERT INTO fleet_groups (tenant_id, parent_id, name) VALUES ($1, $2, 'Hub')", x.tenant, x.group },
-      vehicle_metrics_monthly = { "INSERT INTO vehicle_metrics_monthly VALUES ($1, $2, '1999-01-01', 0, 0, 0, 0, 0, 0, 0, 0, 0)",
+      vehicle_metrics_monthly = { "INSERT INTO vehicle_metrics_monthly VALUES ($1, $2, '1999-01-01', 0, 0, 0, 0, 0, 0, 0)",
+        x.tenant, v },
+      vehicle_costs_monthly = { "INSERT INTO vehicle_costs_monthly VALUES ($1, $2, '1999-01-01', 'EUR', 'fuel', 1, 1)",
         x.tenant, v },
       reminder_completions = { "INSERT INTO reminder_completions (tenant_id, reminder_id, completed_on) VALUES ($1, $2, '2025-02-01')",
         x.tenant, x.reminder },
