@@ -37,7 +37,7 @@ deps:
 
 demo: deps
 	@$(MAKE) --no-print-directory build
-	@tools/with-db $(LUA) bin/motomind demo
+	@tools/with-db $(LUA) bin/motomind demo --out build/demo-report.html
 
 test: deps
 	@$(MAKE) --no-print-directory build LUA=lua5.4

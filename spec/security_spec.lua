@@ -142,7 +142,7 @@ describe("tenant isolation", function()
       fleet_groups = { "INSERT INTO fleet_groups (tenant_id, parent_id, name) VALUES ($1, $2, 'Hub')", x.tenant, x.group },
       vehicle_metrics_monthly = { "INSERT INTO vehicle_metrics_monthly VALUES ($1, $2, '1999-01-01', 0, 0, 0, 0, 0, 0, 0)",
         x.tenant, v },
-      vehicle_costs_monthly = { "INSERT INTO vehicle_costs_monthly VALUES ($1, $2, '1999-01-01', 'EUR', 'fuel', 1, 1)",
+      vehicle_costs_monthly = { "INSERT INTO vehicle_costs_monthly VALUES ($1, $2, '1999-01-01', 'EUR', 'fuel', 1, 1, 0, 0)",
         x.tenant, v },
       reminder_completions = { "INSERT INTO reminder_completions (tenant_id, reminder_id, completed_on) VALUES ($1, $2, '2025-02-01')",
         x.tenant, x.reminder },

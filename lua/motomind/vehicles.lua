@@ -7,7 +7,8 @@ local M = {}
 
 -- The columns add() and edit() accept.
 M.FIELDS = { "nickname", "make", "model", "year", "trim", "color", "vin", "plate", "timezone", "odometer_unit",
-  "garage_id", "group_id" }
+  "garage_id", "group_id", "currency", "purchased_on", "purchase_price", "purchase_mileage", "sold_on", "sale_price",
+  "sale_mileage" }
 
 local KNOWN = {}
 for _, f in ipairs(M.FIELDS) do KNOWN[f] = true end
@@ -41,7 +42,7 @@ end
 function M.list(db, ctx)
   motomind.check_ctx(ctx, "vehicles")
   return db:as(ctx, function()
-    return db:query("SELECT id, nickname, make, model, year, plate, vin, odometer_unit, timezone FROM " ..
+    return db:query("SELECT id, nickname, make, model, year, plate, vin, odometer_unit, timezone, currency FROM " ..
       db:qualify("vehicles") .. " WHERE tenant_id = $1 AND deleted_at IS NULL ORDER BY nickname NULLS LAST, id",
       ctx.tenant)
   end)

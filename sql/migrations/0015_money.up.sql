@@ -208,12 +208,15 @@ CREATE TABLE vehicle_costs_monthly (
   category    text NOT NULL,
   amount      numeric NOT NULL,
   entries     bigint NOT NULL,
+  litres      numeric NOT NULL,
+  energy_kwh  numeric NOT NULL,
   PRIMARY KEY (tenant_id, vehicle_id, month, currency, category),
   FOREIGN KEY (tenant_id, vehicle_id) REFERENCES vehicles (tenant_id, id)
 );
 COMMENT ON TABLE vehicle_costs_monthly IS
   'what a vehicle spent per calendar month (its timezone), currency and category (cost_of): '
-  'exact sums of amounts rounded to the currency''s minor unit';
+  'exact sums of amounts rounded to the currency''s minor unit; litres and energy_kwh: the fuel '
+  'those fills bought (the price per unit in that currency)';
 SELECT protect_tenant_table('vehicle_costs_monthly', 'derived');
 
 -- The costs per period, currency and category of the events at or after
@@ -221,10 +224,12 @@ SELECT protect_tenant_table('vehicle_costs_monthly', 'derived');
 CREATE FUNCTION compute_vehicle_costs(p_tenant uuid, p_vehicle uuid, read_from timestamptz,
   read_to timestamptz DEFAULT NULL, grain text DEFAULT 'month')
 RETURNS TABLE (tenant_id uuid, vehicle_id uuid, period date, currency text, category text, amount numeric,
-  entries bigint)
+  entries bigint, litres numeric, energy_kwh numeric)
 LANGUAGE sql STABLE AS $$
   SELECT e.tenant_id, e.vehicle_id, date_trunc(grain, e.occurred_at AT TIME ZONE v.timezone)::date,
-         e.payload->>'currency', c.category, sum(c.amount), count(*)
+         e.payload->>'currency', c.category, sum(c.amount), count(*),
+         coalesce(sum(volume_litres((e.payload->>'volume')::numeric, e.payload->>'unit')) FILTER (WHERE e.type = 'fuel'), 0),
+         coalesce(sum((e.payload->>'volume')::numeric) FILTER (WHERE e.type = 'fuel' AND e.payload->>'unit' = 'kwh'), 0)
     FROM vehicle_events_effective e
     JOIN vehicles v ON v.tenant_id = e.tenant_id AND v.id = e.vehicle_id
    CROSS JOIN LATERAL cost_of(e.type, e.payload) c

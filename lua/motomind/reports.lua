@@ -1,0 +1,249 @@
+--- Reports of a vehicle, a fleet group (its whole subtree) or a tenant over a
+-- period, as the context user (inside db:as(ctx)), read from the SQL views:
+-- costs by category and month (per currency: never added across), annual
+-- totals, cost per distance and per day, total cost of ownership, distance
+-- and economy per month, each fill's economy, the fuel price. A report is
+-- plain tables of rows (render them with motomind.report_render).
+local motomind = require "motomind"
+
+local M = {}
+
+local KM_PER_MI, L_PER_US_GAL, L_PER_UK_GAL = 1.609344, 3.785411784, 4.54609
+
+-- Economy units: how to turn a distance in km and litres into the figure.
+M.ECONOMY = {
+  mpg_us = { label = "US mpg", f = function(km, l) return km / KM_PER_MI / (l / L_PER_US_GAL) end, higher = true },
+  mpg_uk = { label = "UK mpg", f = function(km, l) return km / KM_PER_MI / (l / L_PER_UK_GAL) end, higher = true },
+  l_per_100km = { label = "L/100 km", f = function(km, l) return l * 100 / km end, higher = false },
+  km_per_l = { label = "km/L", f = function(km, l) return km / l end, higher = true },
+}
+
+local function round(x, digits)
+  if x == nil then return nil end
+  local m = 10 ^ (digits or 2)
+  return math.floor(x * m + 0.5) / m
+end
+
+-- The economy of km and litres in unit (nil without both).
+local function economy(unit, km, litres)
+  if not km or not litres or km <= 0 or litres <= 0 then return nil end
+  return round(M.ECONOMY[unit].f(km, litres), 2)
+end
+
+-- The vehicles of the report (params $1 tenant, $2 vehicle, $3 group), the
+-- first CTE of every query; {name} is a table of the schema.
+local SCOPE = [[WITH RECURSIVE tree AS (
+    SELECT g.id FROM {fleet_groups} g WHERE g.tenant_id = $1 AND g.id = $3::uuid AND g.deleted_at IS NULL
+    UNION ALL
+    SELECT c.id FROM {fleet_groups} c JOIN tree t ON c.parent_id = t.id WHERE c.tenant_id = $1 AND c.deleted_at IS NULL),
+  scope AS (
+    SELECT v.id, CASE v.odometer_unit WHEN 'mi' THEN 1.609344 ELSE 1 END AS km FROM {vehicles} v
+     WHERE v.tenant_id = $1 AND v.deleted_at IS NULL AND ($2::uuid IS NULL OR v.id = $2::uuid)
+       AND ($3::uuid IS NULL OR v.group_id IN (SELECT id FROM tree)))
+]]
+
+-- Params: $4 first day, $5 last day, $6 km per report distance unit.
+local QUERIES = {
+  -- money per month, currency and category (exact amounts as text)
+  costs = [[SELECT to_char(c.month, 'YYYY-MM') AS month, c.currency, c.category, sum(c.amount)::text AS amount,
+      sum(c.entries)::integer AS entries
+    FROM {vehicle_costs_monthly} c JOIN scope s ON s.id = c.vehicle_id
+   WHERE c.tenant_id = $1 AND c.month BETWEEN date_trunc('month', $4::date) AND $5::date
+   GROUP BY 1, 2, 3 ORDER BY 1, 2, 3]],
+  -- distance and economy intervals per month (distance in the report's unit)
+  months = [[SELECT to_char(m.month, 'YYYY-MM') AS month, round(sum(m.distance * s.km / $6), 1)::float8 AS distance,
+      sum(m.economy_distance * s.km)::float8 AS economy_km, sum(m.economy_litres)::float8 AS economy_litres,
+      sum(m.fills)::integer AS fills, sum(m.events)::integer AS events
+    FROM {vehicle_metrics_monthly} m JOIN scope s ON s.id = m.vehicle_id
+   WHERE m.tenant_id = $1 AND m.month BETWEEN date_trunc('month', $4::date) AND $5::date
+   GROUP BY 1 ORDER BY 1]],
+  -- per year and currency: totals, per distance driven that year, per day of the period's part of it
+  annual = [[, costs AS (
+      SELECT extract(year FROM c.month)::integer AS year, c.currency, sum(c.amount) AS total,
+             coalesce(sum(c.amount) FILTER (WHERE c.category = 'fuel'), 0) AS fuel
+        FROM {vehicle_costs_monthly} c JOIN scope s ON s.id = c.vehicle_id
+       WHERE c.tenant_id = $1 AND c.month BETWEEN date_trunc('month', $4::date) AND $5::date GROUP BY 1, 2),
+    dist AS (
+      SELECT extract(year FROM m.month)::integer AS year, sum(m.distance * s.km / $6) AS distance
+        FROM {vehicle_metrics_monthly} m JOIN scope s ON s.id = m.vehicle_id
+       WHERE m.tenant_id = $1 AND m.month BETWEEN date_trunc('month', $4::date) AND $5::date GROUP BY 1)
+    SELECT c.year, c.currency, c.total::text AS total, c.fuel::text AS fuel, (c.total - c.fuel)::text AS other,
+           round(coalesce(d.distance, 0), 1)::float8 AS distance,
+           round(c.total / nullif(d.distance, 0), 4)::text AS cost_per_distance,
+           round(c.total / (least($5::date, make_date(c.year, 12, 31)) - greatest($4::date, make_date(c.year, 1, 1)) + 1), 2)::text
+             AS cost_per_day
+      FROM costs c LEFT JOIN dist d ON d.year = c.year ORDER BY 1, 2]],
+  -- the price of fuel per month and currency, per litre
+  prices = [[SELECT to_char(c.month, 'YYYY-MM') AS month, c.currency,
+      (sum(c.amount) / nullif(sum(c.litres), 0))::float8 AS per_litre
+    FROM {vehicle_costs_monthly} c JOIN scope s ON s.id = c.vehicle_id
+   WHERE c.tenant_id = $1 AND c.category = 'fuel' AND c.litres > 0
+     AND c.month BETWEEN date_trunc('month', $4::date) AND $5::date
+   GROUP BY 1, 2 ORDER BY 1, 2]],
+  -- every fill of the vehicle (the economy figures need the whole history)
+  fills = [[SELECT to_char(f.occurred_at AT TIME ZONE v.timezone, 'YYYY-MM-DD') AS day, f.mileage::float8 AS mileage,
+      f.distance::float8 AS distance, f.volume::float8 AS volume, f.unit, f.cost::text AS cost, f.currency, f.full,
+      f.missed, f.closes_interval, f.implausible, (f.interval_distance * s.km)::float8 AS interval_km,
+      (f.interval_volume)::float8 AS interval_volume, f.price_per_unit::float8 AS price_per_unit
+    FROM {vehicle_fills} f JOIN scope s ON s.id = f.vehicle_id JOIN {vehicles} v ON v.id = f.vehicle_id AND v.tenant_id = $1
+   WHERE f.tenant_id = $1 AND f.vehicle_id = $2::uuid AND f.unit IS DISTINCT FROM 'kwh'
+   ORDER BY f.occurred_at, f.mileage, f.event_id]],
+  -- the vehicle's whole ownership in its currency
+  ownership = [[, run AS (
+      SELECT sum(c.amount) AS running FROM {vehicle_costs_monthly} c JOIN {vehicles} v ON v.id = c.vehicle_id
+       WHERE c.tenant_id = $1 AND c.vehicle_id = $2::uuid AND c.currency = v.currency AND v.tenant_id = $1
+         AND c.month >= coalesce(date_trunc('month', v.purchased_on), '-infinity')
+         AND c.month <= coalesce(v.sold_on, 'infinity'))
+    SELECT v.currency, v.purchased_on::text AS purchased_on, v.purchase_price::text AS purchase_price,
+           v.sold_on::text AS sold_on, v.sale_price::text AS sale_price, coalesce(r.running, 0)::text AS running_costs,
+           (coalesce(v.purchase_price, 0) + coalesce(r.running, 0) - coalesce(v.sale_price, 0))::text AS total,
+           coalesce(v.sold_on, current_date) - v.purchased_on AS days,
+           round((coalesce(v.purchase_price, 0) + coalesce(r.running, 0) - coalesce(v.sale_price, 0))
+                 / nullif(coalesce(v.sold_on, current_date) - v.purchased_on, 0), 2)::text AS per_day,
+           (coalesce(v.sale_mileage, h.mileage) - v.purchase_mileage)::float8 AS distance,
+           round((coalesce(v.purchase_price, 0) + coalesce(r.running, 0) - coalesce(v.sale_price, 0))
+                 / nullif(coalesce(v.sale_mileage, h.mileage) - v.purchase_mileage, 0), 4)::text AS per_distance
+      FROM {vehicles} v CROSS JOIN run r
+      LEFT JOIN {vehicle_event_heads} h ON h.tenant_id = v.tenant_id AND h.vehicle_id = v.id
+     WHERE v.tenant_id = $1 AND v.id = $2::uuid]],
+}
+
+-- The rows of a query: as many params as its text uses (the server
+-- refuses more).
+local function run(db, name, params)
+  local sql = (SCOPE .. QUERIES[name]):gsub("{([%w_]+)}", function(t) return db:qualify(t) end)
+  local n = 0
+  for i in sql:gmatch("%$(%d+)") do n = math.max(n, tonumber(i)) end
+  return motomind.assert(db:query(sql, table.unpack(params, 1, n)))
+end
+
+-- The economy summary (lifetime, last 12 months, each year; best and worst
+-- fill when fills are given) from the monthly rows up to the period's end.
+local function summary(months, fills, unit, last_month)
+  local rows, by_year = {}, {}
+  local function add(key, km, l)
+    local r = by_year[key]
+    if not r then r = { period = key, km = 0, litres = 0 }; by_year[key] = r end
+    r.km, r.litres = r.km + km, r.litres + l
+  end
+  local y, m = last_month:match("^(%d+)-(%d+)")
+  local cut = ("%04d-%02d"):format(tonumber(y) - (tonumber(m) == 12 and 0 or 1), tonumber(m) % 12 + 1)
+  for _, r in ipairs(months) do
+    add("lifetime", r.economy_km, r.economy_litres)
+    if r.month >= cut then add("last 12 months", r.economy_km, r.economy_litres) end
+    add(r.month:sub(1, 4), r.economy_km, r.economy_litres)
+  end
+  local keys = { "lifetime", "last 12 months" }
+  local years = {}
+  for k in pairs(by_year) do if k:match("^%d+$") then years[#years + 1] = k end end
+  table.sort(years)
+  for _, k in ipairs(years) do keys[#keys + 1] = k end
+  for _, k in ipairs(keys) do
+    local r = by_year[k]
+    if r then rows[#rows + 1] = { period = k, economy = economy(unit, r.km, r.litres) or motomind.null } end
+  end
+  if fills then
+    local best, worst
+    local higher = M.ECONOMY[unit].higher
+    for _, f in ipairs(fills) do
+      if f.economy ~= motomind.null then
+        if not best or (higher and f.economy > best.economy) or (not higher and f.economy < best.economy) then best = f end
+        if not worst or (higher and f.economy < worst.economy) or (not higher and f.economy > worst.economy) then worst = f end
+      end
+    end
+    if best then
+      rows[#rows + 1] = { period = "best fill " .. best.day, economy = best.economy }
+      rows[#rows + 1] = { period = "worst fill " .. worst.day, economy = worst.economy }
+    end
+  end
+  return rows
+end
+
+-- Today as YYYY-MM-DD in the database's clock.
+local function today(db) return motomind.assert(db:value("SELECT current_date::text")) end
+
+local DAY = "^%d%d%d%d%-%d%d%-%d%d$"
+
+--- build(db, ctx, opts) -> report | nil, message, sqlstate.
+-- opts: vehicle (id) or group (id) or neither (the tenant); from, to
+-- (YYYY-MM-DD, inclusive; default the 12 months up to today); economy (a
+-- key of M.ECONOMY; default US mpg for miles, L/100 km for km).
+-- The report: { title, scope, from, to, distance_unit, economy_unit,
+-- volume_unit, tables = { name = { title, columns, rows } }, order = {...} }.
+function M.build(db, ctx, opts)
+  motomind.check_ctx(ctx, "reports")
+  opts = opts or {}
+  for _, k in ipairs { "from", "to" } do
+    if opts[k] ~= nil and (type(opts[k]) ~= "string" or not opts[k]:match(DAY)) then
+      return nil, k .. ": expected a date YYYY-MM-DD", "22007"
+    end
+  end
+  if opts.vehicle and opts.group then return nil, "vehicle, group: give one of them", "22023" end
+  if opts.economy and not M.ECONOMY[opts.economy] then
+    local names = {}
+    for k in pairs(M.ECONOMY) do names[#names + 1] = k end
+    table.sort(names)
+    return nil, "economy: expected one of " .. table.concat(names, ", "), "22023"
+  end
+  return db:as(ctx, function()
+    local to = opts.to or today(db)
+    local from = opts.from or motomind.assert(db:value(
+      "SELECT to_char(date_trunc('month', $1::date) - interval '11 months', 'YYYY-MM-DD')", to))
+    if from > to then return nil, "from: is after to", "22023" end
+    -- the scope: its title and its vehicles' units
+    local sql = (SCOPE .. [[SELECT count(*)::integer AS vehicles, count(DISTINCT v.odometer_unit)::integer AS units,
+        min(v.odometer_unit) AS unit, min(coalesce(v.nickname, v.make || ' ' || v.model, v.id::text)) AS name,
+        (SELECT name FROM {fleet_groups} WHERE tenant_id = $1 AND id = $3::uuid) AS group_name,
+        (SELECT name FROM {tenants} WHERE id = $1) AS tenant_name
+      FROM scope s JOIN {vehicles} v ON v.tenant_id = $1 AND v.id = s.id]]):gsub("{([%w_]+)}", function(t) return db:qualify(t) end)
+    local head = motomind.assert(db:row(sql, ctx.tenant, opts.vehicle, opts.group))
+    if opts.vehicle and head.vehicles == 0 then return nil, "vehicle: no such vehicle in this tenant", "23503" end
+    if opts.group and head.group_name == motomind.null then return nil, "group: no such group in this tenant", "23503" end
+    local unit = (head.units == 1 and head.unit) or "km"
+    local econ = opts.economy or (unit == "mi" and "mpg_us" or "l_per_100km")
+    local params = { ctx.tenant, opts.vehicle, opts.group, from, to, unit == "mi" and KM_PER_MI or 1 }
+    local report = {
+      scope = opts.vehicle and "vehicle" or opts.group and "group" or "tenant",
+      title = opts.vehicle and head.name or opts.group and "Group " .. head.group_name or "Fleet of " .. head.tenant_name,
+      from = from, to = to, vehicles = head.vehicles, distance_unit = unit, economy_unit = econ,
+      economy_label = M.ECONOMY[econ].label, volume_unit = unit == "mi" and "us_gal" or "l", tables = {}, order = {},
+    }
+    local function add(name, title, columns, rows)
+      report.tables[name] = { title = title, columns = columns, rows = rows }
+      report.order[#report.order + 1] = name
+    end
+    local months = run(db, "months", params)
+    for _, r in ipairs(months) do r.economy = economy(econ, r.economy_km, r.economy_litres) or motomind.null end
+    add("costs_by_month", "Cost by category and month", { "month", "currency", "category", "amount", "entries" },
+      run(db, "costs", params))
+    add("annual", "Annual totals", { "year", "currency", "total", "fuel", "other", "distance", "cost_per_distance",
+      "cost_per_day" }, run(db, "annual", params))
+    add("months", "Distance and economy per month", { "month", "distance", "economy", "fills", "events" }, months)
+    local per_volume = report.volume_unit == "us_gal" and L_PER_US_GAL or 1
+    local prices = run(db, "prices", params)
+    for _, r in ipairs(prices) do r.price = round(r.per_litre * per_volume, 3); r.per_litre = nil end
+    add("fuel_prices", "Fuel price per " .. (per_volume == 1 and "litre" or "US gallon"), { "month", "currency", "price" },
+      prices)
+    local fills
+    if opts.vehicle then
+      fills = {}
+      for _, f in ipairs(run(db, "fills", params)) do
+        f.economy = (f.closes_interval and not f.implausible and economy(econ, f.interval_km, f.interval_volume and
+          f.interval_volume)) or motomind.null
+        if f.day >= from and f.day <= to then fills[#fills + 1] = f end
+      end
+      add("fills", "Each fill", { "day", "mileage", "distance", "volume", "unit", "cost", "currency", "full", "missed",
+        "implausible", "economy" }, fills)
+      add("ownership", "Total cost of ownership (in the vehicle's currency)", { "currency", "purchased_on",
+        "purchase_price", "sold_on", "sale_price", "running_costs", "total", "days", "per_day", "distance",
+        "per_distance" }, run(db, "ownership", params))
+    end
+    -- lifetime figures need every month up to the period's end
+    local history = run(db, "months", { ctx.tenant, opts.vehicle, opts.group, "-infinity", to, params[6] })
+    add("economy", "Economy (" .. report.economy_label .. ")", { "period", "economy" },
+      summary(history, fills, econ, to:sub(1, 7)))
+    return report
+  end)
+end
+
+return M
