@@ -200,8 +200,73 @@ describe("importing other apps' exports", function()
       if kind == "fuel" then
         assert.matches("^Date,Odometer,FuelConsumed,Cost,FuelEconomy,IsFillToFull,MissedFuelUp,Notes,Tags\n", read(first))
         assert.matches('\n01/12/2024,12300,6.25,21.88,,False,False,"top up, partial",commute\n', read(first))
+        -- each full fill's economy: 650 mi on 6.25 + 9.75 gallons
+        assert.matches('\n01/20/2024,12650,9.75,1034.1,40.63,True,False,,\n', read(first))
       end
       os.remove(first) os.remove(second)
+    end
+  end)
+end)
+
+describe("exports for other apps", function()
+  local db, tenant, user
+
+  before_each(function()
+    db = H.fresh()
+    tenant = H.tenant_with_vehicle(db)
+    user = H.user(db, tenant, "owner")
+  end)
+  after_each(function() H.drop(db) end)
+
+  local function vehicle(unit, tz)
+    return motomind.assert(db:value("INSERT INTO vehicles (tenant_id, odometer_unit, timezone) VALUES ($1, $2, $3) " ..
+      "RETURNING id", tenant, unit, tz))
+  end
+
+  local function export(v, format)
+    local path = os.tmpname()
+    assert(db:export(path, { tenant = tenant, user = user, format = format, vehicle = v }))
+    local text = read(path)
+    os.remove(path)
+    return text, path
+  end
+
+  it("exports Fuelly fuel-ups with each fill's economy that import back to the same file", function()
+    for _, case in ipairs { { "mi", "fuelly-fuelups.csv" }, { "km", nil } } do
+      local v = vehicle(case[1], "America/Chicago")
+      if case[2] then
+        assert(db:import(FIXTURES .. case[2], { tenant = tenant, user = user, vehicle = v }))
+      else -- a metric car logged in litres, one fill in gallons
+        local timeline = require "motomind.timeline"
+        local ctx = { tenant = tenant, user = user }
+        -- (1650 logged before 1640 at the same minute: the file has them by odometer)
+        for _, f in ipairs { { "2024-05-01T10:00:00Z", 1000, 40, "l" }, { "2024-05-09T10:00:00Z", 1650, 10, "us_gal" },
+                             { "2024-05-09T10:00:00Z", 1640, 2, "l", false }, { "2024-05-09T18:00:00Z", 1700, 3, "l" } } do
+          assert(timeline.append(db, ctx, { vehicle_id = v, type = "fuel", occurred_at = f[1], mileage = f[2],
+            payload = { volume = f[3], unit = f[4], price_per_unit = 1.899, currency = "EUR", station = "Aral",
+              full = f[5] } }))
+        end
+      end
+      local first = export(v, "fuelly")
+      local copy = vehicle(case[1], "America/Chicago")
+      local path = H.write_temp(first)
+      local report = assert(db:import(path, { tenant = tenant, user = user, vehicle = copy,
+        currency = case[1] == "km" and "EUR" or nil }))
+      os.remove(path)
+      assert.same({}, report.rejected)
+      assert.equal(first, (export(copy, "fuelly")))
+      if case[1] == "mi" then
+        assert.matches("^car_name,model,mpg,odometer,miles,gallons,price,city_percentage,fuelup_date,tags,notes," ..
+          "missed_fuelup,partial_fuelup,latitude,longitude,brand\n", first)
+        -- Fuelly's own file says 17.267 (331 mi since the fill after the missed one)
+        assert.matches('\n,,17.27,51191,331,19.17,3.88,35,2013%-04%-01 00:00,road trip,,0,0,,,Shell\n$', first)
+        assert.matches('\n,,,50536,284,8.5,3.86,25,2013%-03%-15 08:32,,"half tank, ""cheap"" station",0,1,41.88,%-87.63,\n',
+          first)
+      else
+        -- 650 km on 2 l (partial) + 10 US gallons (37.854 l): 6.13 L/100 km; gallons in litres
+        assert.matches("\n,,,1640,640,2,1.899,,2024%-05%-09 05:00,,,0,1,,,Aral\n" ..
+          ",,6.13,1650,10,37.854,0.502,,2024%-05%-09 05:00,,,0,0,,,Aral\n", first)
+      end
     end
   end)
 end)

@@ -48,20 +48,29 @@ local function export_backup(db, sink)
   return n + copy_json_lines(db, events_query(db, true), sink)
 end
 
--- The vehicle of an export, checked visible in the tenant, set for COPY.
+-- The vehicle of an export, checked visible in the tenant, set for COPY;
+-- returns its odometer unit.
 local function export_vehicle(db, ctx, vehicle)
-  local found = db:value("SELECT 1 FROM " .. db:qualify("vehicles") ..
+  local unit = db:value("SELECT odometer_unit FROM " .. db:qualify("vehicles") ..
     " WHERE tenant_id = $1 AND id = $2::uuid", ctx.tenant, vehicle)
-  if not found then motomind.raise("vehicle " .. vehicle .. ": no such vehicle in this tenant", "23503") end
+  if not unit then motomind.raise("vehicle " .. vehicle .. ": no such vehicle in this tenant", "23503") end
   motomind.assert(db:exec("SELECT set_config('motomind.export_vehicle', $1::uuid::text, true)", vehicle))
+  return unit
 end
 
-local function export_csv(db, spec, sink)
-  return motomind.assert(db:copy_out("COPY (SELECT " .. spec.columns .. " FROM " ..
+-- One vehicle's events of the spec's type as CSV (the spec's columns over
+-- the events e, their vehicle v and their fill f), in the vehicle's local
+-- days, same-day rows by odometer (apps without times read them in order).
+local function export_csv(db, spec, unit, sink)
+  local columns = type(spec.columns) == "function" and spec.columns(unit) or spec.columns
+  return motomind.assert(db:copy_out("COPY (SELECT " .. columns .. " FROM " ..
     db:qualify("vehicle_events_effective") .. " e JOIN " .. db:qualify("vehicles") ..
-    " v ON v.tenant_id = e.tenant_id AND v.id = e.vehicle_id WHERE e.tenant_id = " .. TENANT ..
-    " AND e.vehicle_id = " .. VEHICLE .. " AND e.type = '" .. spec.type ..
-    "' ORDER BY e.occurred_at, e.id) TO STDOUT WITH (FORMAT csv, HEADER)", sink))
+    " v ON v.tenant_id = e.tenant_id AND v.id = e.vehicle_id LEFT JOIN " .. db:qualify("vehicle_fills") ..
+    " f ON e.type = 'fuel' AND f.tenant_id = e.tenant_id AND f.vehicle_id = e.vehicle_id AND f.event_id = e.id" ..
+    " WHERE e.tenant_id = " .. TENANT .. " AND e.vehicle_id = " .. VEHICLE .. " AND e.type = '" .. spec.type .. "'" ..
+    (spec.where and " AND " .. spec.where or "") ..
+    " ORDER BY (e.occurred_at AT TIME ZONE v.timezone)::date, e.mileage, e.occurred_at, e.id)" ..
+    " TO STDOUT WITH (FORMAT csv, HEADER)", sink))
 end
 
 --- export(db, ctx, sink, opts) -> records | nil, message, sqlstate.
@@ -69,7 +78,7 @@ end
 -- events of the tenant, or of opts.vehicle, corrections and voids included,
 -- by vehicle and time), "backup" (the tenant's live garages, fleet groups,
 -- vehicles, reminders and their vehicles' events, read in one snapshot), or
--- "lubelogger-fuel" / "lubelogger-service" / "lubelogger-odometer" (one
+-- a CSV format of formats.lua with an export (fuelly, lubelogger-fuel, ...; one
 -- vehicle, opts.vehicle).
 function M.export(db, ctx, sink, opts)
   opts = opts or {}
@@ -90,12 +99,12 @@ function M.export(db, ctx, sink, opts)
   if outer then motomind.assert(db:exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")) end
   local file
   local ok, n = pcall(db.as, db, ctx, function()
-    if opts.vehicle then export_vehicle(db, ctx, opts.vehicle) end
+    local unit = opts.vehicle and export_vehicle(db, ctx, opts.vehicle)
     local write
     write, file = open_sink(sink)
     if format == "backup" then return export_backup(db, write) end
     if format == "jsonl" then return copy_json_lines(db, events_query(db, false, opts.vehicle ~= nil), write) end
-    return export_csv(db, csv, write)
+    return export_csv(db, csv, unit, write)
   end)
   if outer then db:exec(ok and "COMMIT" or "ROLLBACK") end
   if file then file:close() end

@@ -50,6 +50,35 @@ M.fuelly = {
   end,
 }
 
+-- Fuelly's fuel-up columns for export, in the vehicle's units (miles, US
+-- gallons, mpg; or km, litres, L/100 km), from the events e, their vehicle v
+-- and their fill f (fill_economy); electric charges are left out.
+local function fuelly_columns(unit)
+  local mi = unit == "mi"
+  local volume = mi and [[CASE e.payload->>'unit' WHEN 'us_gal' THEN (e.payload->>'volume')::numeric
+      ELSE round(volume_litres((e.payload->>'volume')::numeric, e.payload->>'unit') / 3.785411784, 3) END]]
+    or [[CASE e.payload->>'unit' WHEN 'l' THEN (e.payload->>'volume')::numeric
+      ELSE round(volume_litres((e.payload->>'volume')::numeric, e.payload->>'unit'), 3) END]]
+  local native = mi and "us_gal" or "l"
+  local extra = function(k) return ("e.payload->'extra'->>'%s' AS %s"):format(k, k) end
+  return table.concat({
+    [[v.nickname AS car_name, v.model AS model]],
+    ("CASE WHEN f.closes_interval AND NOT f.implausible THEN f.%s END AS %q"):format(mi and "mpg_us" or "l_per_100km",
+      mi and "mpg" or "l/100km"),
+    [[trim_scale(e.mileage) AS odometer]], ("trim_scale(f.distance) AS %s"):format(mi and "miles" or "km"),
+    ("trim_scale(%s) AS %s"):format(volume, mi and "gallons" or "litres"),
+    ("CASE WHEN e.payload->>'unit' = '%s' AND e.payload ? 'price_per_unit' THEN (e.payload->>'price_per_unit')::numeric "
+      .. "ELSE round(f.cost / nullif(%s, 0), 3) END AS price"):format(native, volume),
+    extra "city_percentage",
+    [[to_char(e.occurred_at AT TIME ZONE v.timezone, 'YYYY-MM-DD HH24:MI') AS fuelup_date]], extra "tags",
+    [[e.notes AS notes]],
+    [[CASE WHEN coalesce((e.payload->>'missed')::boolean, false) THEN 1 ELSE 0 END AS missed_fuelup]],
+    [[CASE WHEN coalesce((e.payload->>'full')::boolean, true) THEN 0 ELSE 1 END AS partial_fuelup]],
+    extra "latitude", extra "longitude", [[e.payload->>'station' AS brand]],
+  }, ", ")
+end
+M.fuelly.export = { type = "fuel", columns = fuelly_columns, where = "coalesce(e.payload->>'unit', '') <> 'kwh'" }
+
 M["fuelly-services"] = {
   description = "Fuelly services CSV",
   detect = function(header) return header:find("service_date", 1, true) end,
@@ -103,7 +132,8 @@ M["lubelogger-fuel"] = {
     e.payload->'volume' AS "FuelConsumed",
     coalesce((e.payload->>'total')::numeric,
              round((e.payload->>'volume')::numeric * (e.payload->>'price_per_unit')::numeric, 2)) AS "Cost",
-    NULL AS "FuelEconomy",
+    CASE WHEN f.closes_interval AND NOT f.implausible THEN CASE WHEN v.odometer_unit = 'km' THEN f.l_per_100km
+      WHEN e.payload->>'unit' = 'uk_gal' THEN f.mpg_uk ELSE f.mpg_us END END AS "FuelEconomy",
     CASE WHEN coalesce((e.payload->>'full')::boolean, true) THEN 'True' ELSE 'False' END AS "IsFillToFull",
     CASE WHEN coalesce((e.payload->>'missed')::boolean, false) THEN 'True' ELSE 'False' END AS "MissedFuelUp",
     e.notes AS "Notes", ]] .. TAGS },
