@@ -231,6 +231,23 @@ describe("exports for other apps", function()
     return text, path
   end
 
+  it("keeps the source app's cost category (a LubeLogger repair file), and refuses an unknown one", function()
+    local v = vehicle("mi", "UTC")
+    local report = assert(db:import(FIXTURES .. "lubelogger-service.csv", { tenant = tenant, user = user, vehicle = v,
+      category = "repair" }))
+    assert.equal(2, report.inserted)
+    assert.same({ { category = "repair", n = 2 } }, motomind.assert(db:query("SELECT payload->>'category' AS category, " ..
+      "count(*)::integer AS n FROM vehicle_events WHERE vehicle_id = $1 GROUP BY 1", v)))
+    local none, err = db:import(FIXTURES .. "lubelogger-service.csv", { tenant = tenant, user = user, vehicle = v,
+      category = "bribes" })
+    assert.is_nil(none)
+    assert.matches("^category: expected one of service, repair, upgrade", err)
+    none, err = db:import(FIXTURES .. "fuelly-fuelups.csv", { tenant = tenant, user = user, vehicle = v,
+      category = "repair" })
+    assert.is_nil(none)
+    assert.matches("category: this format holds no maintenance records", err)
+  end)
+
   it("exports Fuelly fuel-ups with each fill's economy that import back to the same file", function()
     for _, case in ipairs { { "mi", "fuelly-fuelups.csv" }, { "km", nil } } do
       local v = vehicle(case[1], "America/Chicago")

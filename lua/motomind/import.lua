@@ -171,12 +171,28 @@ local function csv_vehicle(db, ctx, id)
   return v
 end
 
+-- Sets payload.category on the maintenance records a CSV spec makes (the
+-- source app's category, e.g. a LubeLogger repair or upgrade file); refuses
+-- a spec that makes none.
+local function with_category(spec, category)
+  local found = false
+  for _, s in ipairs(spec.sections or { spec }) do
+    if s.type == "maintenance" then
+      s.set = s.set or {}
+      s.set["payload.category"] = category
+      found = true
+    end
+  end
+  if not found then motomind.raise("category: this format holds no maintenance records", "22023") end
+end
+
 --- import(db, ctx, path, opts) -> report | nil, message, sqlstate, report.
 -- opts: format (jsonl, backup, a CSV format of formats.lua, or a CSV spec
 -- table of one's own as src/csv.c describes; by default recognised from the
 -- first line), vehicle (every event's vehicle; required
--- for CSV formats), unit / currency / dates (CSV: the volume unit, the
--- currency, "mdy" or "dmy"), atomic, errors (a path: refused records as JSON
+-- for CSV formats), unit / currency / dates / category (CSV: the volume
+-- unit, the currency, "mdy" or "dmy", the maintenance records' cost
+-- category), atomic, errors (a path: refused records as JSON
 -- lines), progress (a function(records, bytes_read), or true for a line on
 -- stderr; by default shown only when stderr is a terminal).
 -- report = { file, format, records, staged, inserted, duplicates,
@@ -197,6 +213,10 @@ function M.import(db, ctx, path, opts)
   if format ~= "jsonl" and format ~= "backup" and not formats.get(format) and not custom then
     return nil, ("unknown format %q (one of %s)"):format(format, table.concat(formats.names(), ", ")), "22023"
   end
+  if opts.category ~= nil then -- checked by the payload rules themselves
+    local ok, why = payload.check("maintenance", { service_type = "-", category = opts.category })
+    if not ok then return nil, "category: " .. why:gsub("^payload%.category: ", ""), "22023" end
+  end
   if opts.errors then -- a path we cannot write is said before anything lands
     local f, ferr = io.open(opts.errors, "a")
     if not f then return nil, "errors: " .. ferr, "58030" end
@@ -216,6 +236,7 @@ function M.import(db, ctx, path, opts)
       motomind.assert(db:exec("SELECT set_config('TimeZone', $1, true)", vehicle.timezone))
       csv = custom or formats.get(format).spec { unit = opts.unit, currency = opts.currency, dates = opts.dates,
         vehicle = vehicle }
+      if opts.category ~= nil then with_category(csv, opts.category) end
     end
     motomind.assert(db:exec(STAGE))
     local staged, records = motomind.assert(db:copy_events("COPY pg_temp.motomind_import FROM STDIN", path,
