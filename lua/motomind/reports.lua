@@ -114,7 +114,7 @@ local function run(db, name, params)
   local sql = (SCOPE .. QUERIES[name]):gsub("{([%w_]+)}", function(t) return db:qualify(t) end)
   local n = 0
   for i in sql:gmatch("%$(%d+)") do n = math.max(n, tonumber(i)) end
-  return motomind.assert(db:query(sql, table.unpack(params, 1, n)))
+  return motomind.assert(db:query(sql, (table.unpack or unpack)(params, 1, n)))
 end
 
 -- The economy summary (lifetime, last 12 months, each year; best and worst
