@@ -387,14 +387,21 @@ local lines = { ("motomind bench, %d events, %s, %s%s"):format(N, os.date("!%Y-%
 for _, r in ipairs(results) do lines[#lines + 1] = ("| %s | %s | %s |"):format(r[1], r[2], r[3]) end
 local text = table.concat(lines, "\n") .. "\n"
 io.write(text)
--- (make bench-openresty's section, between its markers, is kept)
+-- (the sections of make bench-openresty and bench-report, between their markers, are kept)
 local old = io.open(ROOT .. "/bench/RESULTS.md", "rb")
-local kept = old and old:read("*a"):match("\n(<!%-%- openresty %-%->.-<!%-%- /openresty %-%->\n?)") or ""
-if old then old:close() end
+local kept = ""
+if old then
+  local previous = old:read("*a")
+  old:close()
+  for _, name in ipairs { "openresty", "report" } do
+    local part = previous:match("\n(<!%-%- " .. name .. " %-%->.-<!%-%- /" .. name .. " %-%->\n?)")
+    if part then kept = kept .. "\n" .. part end
+  end
+end
 local f = assert(io.open(ROOT .. "/bench/RESULTS.md", "w"))
 f:write("# Benchmark results\n\nWritten by `make bench` (`make bench N=1000000` for a million events); ",
   "ratios are measured in one run, on one machine, so they carry over better than times.\n\n", text,
-  kept ~= "" and "\n" .. kept or "")
+  kept)
 f:close()
 for _, db in ipairs { rules, raw, lua_db, small } do
   drop(db)

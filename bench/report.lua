@@ -1,0 +1,117 @@
+-- make bench-report [REPORT_EVENTS=1000000]: the yearly report of a
+-- 1,000-vehicle tenant (REPORT_EVENTS events over five years, with their
+-- metrics and costs), read by the application role through
+-- motomind.reports, against its limit: reading the same monthly metric and
+-- cost rows of the tenant's year, decoded in Lua, with no aggregation. A
+-- benchmark: it never fails on a number. Writes its section of
+-- bench/RESULTS.md (between the report markers).
+local motomind = require "motomind"
+local reports = require "motomind.reports"
+local render = require "motomind.report_render"
+
+local EVENTS = tonumber(os.getenv("REPORT_EVENTS") or 1000000)
+local VEHICLES = 1000
+local ROOT = arg[0]:match("^(.*)/bench/[^/]*$") or "."
+
+local function now()
+  local f = io.popen("date +%s.%N")
+  local t = tonumber(f:read("*a"))
+  f:close()
+  return t
+end
+
+local function timed(fn)
+  local t0 = now()
+  local a = fn()
+  return now() - t0, a
+end
+
+-- p50 of 11 runs, in ms
+local function p50(fn)
+  local lat = {}
+  for i = 1, 11 do lat[i] = timed(fn) * 1000 end
+  table.sort(lat)
+  return lat[6]
+end
+
+local SCHEMA = "bench_report"
+local db = assert(motomind.connect(nil, { schema = SCHEMA, maintenance = true }))
+for _, s in ipairs { "", "_private" } do db:exec("DROP SCHEMA IF EXISTS " .. db:escape_identifier(SCHEMA .. s) .. " CASCADE") end
+db:migrate()
+for y = 2020, 2026 do
+  motomind.assert(db:query("SELECT create_event_partition($1, $2)", y .. "-01-01T00:00:00Z", (y + 1) .. "-01-01T00:00:00Z"))
+end
+local tenant = motomind.assert(db:value("INSERT INTO tenants (name, currency) VALUES ('bench', 'EUR') RETURNING id"))
+local user = motomind.assert(db:value("INSERT INTO users (email) VALUES ('report@bench.example') RETURNING id"))
+motomind.assert(db:exec("INSERT INTO memberships (tenant_id, user_id, role) VALUES ($1, $2, 'owner')", tenant, user))
+motomind.assert(db:exec("INSERT INTO vehicles (tenant_id, nickname, odometer_unit) " ..
+  "SELECT $1, 'v' || i, CASE WHEN i % 4 = 0 THEN 'mi' ELSE 'km' END FROM generate_series(1, $2) i", tenant, VEHICLES))
+
+-- Each vehicle's history, 2021-2025: fills (a tenth partial; a twentieth in
+-- another currency), services in four categories, readings.
+local per = EVENTS // VEHICLES
+local t_load = timed(function()
+  return motomind.assert(db:exec([[
+    INSERT INTO vehicle_events (tenant_id, vehicle_id, type, occurred_at, mileage, payload)
+    SELECT $1, v.id, CASE WHEN k % 10 = 0 THEN 'maintenance' WHEN k % 3 = 0 THEN 'odometer' ELSE 'fuel' END,
+           timestamptz '2021-01-01' + (k * 1826.0 / $2) * interval '1 day', 1000 + k * 150,
+           CASE WHEN k % 10 = 0 THEN jsonb_build_object('service_type', 'service', 'total', 40 + k % 200,
+                  'currency', 'EUR', 'category', (ARRAY['service', 'tires', 'repair', 'insurance'])[1 + k % 4])
+                WHEN k % 3 = 0 THEN '{"source": "manual"}'
+                ELSE jsonb_build_object('volume', 30 + k % 20, 'unit', 'l', 'price_per_unit', 1.5 + (k % 37) / 100.0,
+                  'currency', CASE WHEN k % 20 = 1 THEN 'CHF' ELSE 'EUR' END, 'full', k % 10 <> 7) END
+      FROM vehicles v, generate_series(1, $2) k WHERE v.tenant_id = $1]], tenant, per))
+end)
+local t_metrics = timed(function() return motomind.assert(db:value("SELECT recompute_metrics()")) end)
+motomind.assert(db:exec("ANALYZE"))
+
+local app_role = motomind.assert(db:value("SELECT value FROM settings WHERE key = 'app_role'"))
+local app = assert(motomind.connect(nil, { schema = SCHEMA, user = app_role }))
+local ctx = { tenant = tenant, user = user }
+local YEAR = { from = "2025-01-01", to = "2025-12-31" }
+local report
+local report_ms = p50(function() report = motomind.assert(reports.build(app, ctx, YEAR)) end)
+local html_ms = p50(function() return render.html(report) end)
+local rows = 0
+local limit_ms = p50(function()
+  return app:as(ctx, function()
+    rows = #motomind.assert(app:query("SELECT * FROM vehicle_costs_monthly WHERE tenant_id = $1 " ..
+      "AND month BETWEEN '2025-01-01' AND '2025-12-31'", tenant))
+    -- (the report reads the months twice: the year, and every month up to it for the lifetime figures)
+    for _, from in ipairs { "2025-01-01", "-infinity" } do
+      rows = rows + #motomind.assert(app:query("SELECT * FROM vehicle_metrics_monthly WHERE tenant_id = $1 " ..
+        "AND month BETWEEN $2 AND '2025-12-31'", tenant, from))
+    end
+  end)
+end)
+local vehicle = motomind.assert(db:value("SELECT id FROM vehicles WHERE tenant_id = $1 ORDER BY nickname LIMIT 1", tenant))
+local vehicle_ms = p50(function() return motomind.assert(reports.build(app, ctx, { vehicle = vehicle, from = YEAR.from,
+  to = YEAR.to })) end)
+app:close()
+
+local machine = io.popen("echo \"$(nproc) cores\"; psql --version | head -1"):read("*a"):gsub("\n", "; ")
+local text = table.concat({ "<!-- report -->",
+  ("Report bench (make bench-report), %s, %s%s:"):format(os.date("!%Y-%m-%d"), machine, jit and jit.version or _VERSION), "",
+  "| figure | value | notes |", "|---|---|---|",
+  ("| yearly report of the tenant (1,000 vehicles, %d events), p50 | %.1f ms | goal < 200 ms; application role, " ..
+    "every table of the report |"):format(EVENTS, report_ms),
+  ("| ... vs reading the same monthly rows (no aggregation) | %.2fx | %.1f ms for %d rows decoded in Lua |"):format(
+    report_ms / limit_ms, limit_ms, rows),
+  ("| the report as HTML (charts included) | %.1f ms | |"):format(html_ms),
+  ("| yearly report of one vehicle (its fills included), p50 | %.1f ms | |"):format(vehicle_ms),
+  ("| loading: %d events with their rules / recompute_metrics | %.0f s / %.0f s | |"):format(EVENTS, t_load, t_metrics),
+  "<!-- /report -->" }, "\n")
+print(text)
+
+local path = ROOT .. "/bench/RESULTS.md"
+local fh = io.open(path, "rb")
+local old = fh and fh:read("*a") or ""
+if fh then fh:close() end
+local new = old:find("<!-- report -->", 1, true)
+  and old:gsub("<!%-%- report %-%->.-<!%-%- /report %-%->", function() return text end)
+  or old .. "\n" .. text .. "\n"
+fh = assert(io.open(path, "wb"))
+fh:write(new)
+fh:close()
+for _, s in ipairs { "", "_private" } do db:exec("DROP SCHEMA IF EXISTS " .. db:escape_identifier(SCHEMA .. s) .. " CASCADE") end
+db:close()
