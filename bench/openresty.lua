@@ -133,14 +133,4 @@ local text = table.concat({ "<!-- openresty -->",
   "| workers | query | handler | c=1 | c=8 | c=32 |", "|---|---|---|---|---|---|",
   table.concat(rows, "\n"), "", table.concat(goals, "\n"), "<!-- /openresty -->" }, "\n")
 print(text)
-
-local path = ROOT .. "/bench/RESULTS.md"
-local fh = io.open(path, "rb")
-local old = fh and fh:read("*a") or ""
-if fh then fh:close() end
-local new = old:find("<!-- openresty -->", 1, true)
-  and old:gsub("<!%-%- openresty %-%->.-<!%-%- /openresty %-%->", function() return text end)
-  or old .. "\n" .. text .. "\n"
-fh = assert(io.open(path, "wb"))
-fh:write(new)
-fh:close()
+require("bench.common").write_section(ROOT, "openresty", text)

@@ -13,18 +13,8 @@ local EVENTS = tonumber(os.getenv("REPORT_EVENTS") or 1000000)
 local VEHICLES = 1000
 local ROOT = arg[0]:match("^(.*)/bench/[^/]*$") or "."
 
-local function now()
-  local f = io.popen("date +%s.%N")
-  local t = tonumber(f:read("*a"))
-  f:close()
-  return t
-end
-
-local function timed(fn)
-  local t0 = now()
-  local a = fn()
-  return now() - t0, a
-end
+local common = require "bench.common"
+local timed = common.timed
 
 -- p50 of 11 runs, in ms
 local function p50(fn)
@@ -102,16 +92,6 @@ local text = table.concat({ "<!-- report -->",
   ("| loading: %d events with their rules / recompute_metrics | %.0f s / %.0f s | |"):format(EVENTS, t_load, t_metrics),
   "<!-- /report -->" }, "\n")
 print(text)
-
-local path = ROOT .. "/bench/RESULTS.md"
-local fh = io.open(path, "rb")
-local old = fh and fh:read("*a") or ""
-if fh then fh:close() end
-local new = old:find("<!-- report -->", 1, true)
-  and old:gsub("<!%-%- report %-%->.-<!%-%- /report %-%->", function() return text end)
-  or old .. "\n" .. text .. "\n"
-fh = assert(io.open(path, "wb"))
-fh:write(new)
-fh:close()
+common.write_section(ROOT, "report", text)
 for _, s in ipairs { "", "_private" } do db:exec("DROP SCHEMA IF EXISTS " .. db:escape_identifier(SCHEMA .. s) .. " CASCADE") end
 db:close()

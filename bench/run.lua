@@ -11,18 +11,7 @@ local N = tonumber(arg[1] or os.getenv("N") or 200000)
 local PER_ROW = math.min(N, 2000) -- rows for the one-INSERT-per-row path
 local ROOT = arg[0]:match("^(.*)/bench/[^/]*$") or "."
 
-local function now()
-  local f = io.popen("date +%s.%N")
-  local t = tonumber(f:read("*a"))
-  f:close()
-  return t
-end
-
-local function timed(fn)
-  local t0 = now()
-  local a, b, c, d = fn()
-  return now() - t0, a, b, c, d
-end
+local timed = require("bench.common").timed
 
 local function rss_peak_kb()
   local f = io.open("/proc/self/status")
