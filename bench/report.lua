@@ -4,7 +4,8 @@
 -- motomind.reports, against its limit: reading the same monthly metric and
 -- cost rows of the tenant's year, decoded in Lua, with no aggregation. A
 -- benchmark: it never fails on a number. Writes its section of
--- bench/RESULTS.md (between the report markers).
+-- bench/RESULTS.md (between the report markers). BENCH_KEEP=1 keeps the
+-- schema bench_report.
 local motomind = require "motomind"
 local reports = require "motomind.reports"
 local render = require "motomind.report_render"
@@ -93,5 +94,6 @@ local text = table.concat({ "<!-- report -->",
   "<!-- /report -->" }, "\n")
 print(text)
 common.write_section(ROOT, "report", text)
+if os.getenv("BENCH_KEEP") then return end -- the data, to look into
 for _, s in ipairs { "", "_private" } do db:exec("DROP SCHEMA IF EXISTS " .. db:escape_identifier(SCHEMA .. s) .. " CASCADE") end
 db:close()

@@ -42,31 +42,32 @@ local SCOPE = [[WITH RECURSIVE tree AS (
        AND ($3::uuid IS NULL OR v.group_id IN (SELECT id FROM tree)))
 ]]
 
--- Params: $4 first day, $5 last day, $6 km per report distance unit.
+-- Params: $4 the first day of the period's first month, $5 its last day,
+-- $6 km per report distance unit.
 local QUERIES = {
   -- money per month, currency and category (exact amounts as text)
   costs = [[SELECT to_char(c.month, 'YYYY-MM') AS month, c.currency, c.category, sum(c.amount)::text AS amount,
       sum(c.entries)::integer AS entries
     FROM {vehicle_costs_monthly} c JOIN scope s ON s.id = c.vehicle_id
-   WHERE c.tenant_id = $1 AND c.month BETWEEN date_trunc('month', $4::date) AND $5::date
-   GROUP BY 1, 2, 3 ORDER BY 1, 2, 3]],
+   WHERE c.tenant_id = $1 AND c.month BETWEEN $4::date AND $5::date
+   GROUP BY c.month, 2, 3 ORDER BY c.month, 2, 3]],
   -- distance and economy intervals per month (distance in the report's unit)
   months = [[SELECT to_char(m.month, 'YYYY-MM') AS month, round(sum(m.distance * s.km / $6), 1)::float8 AS distance,
       sum(m.economy_distance * s.km)::float8 AS economy_km, sum(m.economy_litres)::float8 AS economy_litres,
       sum(m.fills)::integer AS fills, sum(m.events)::integer AS events
     FROM {vehicle_metrics_monthly} m JOIN scope s ON s.id = m.vehicle_id
-   WHERE m.tenant_id = $1 AND m.month BETWEEN date_trunc('month', $4::date) AND $5::date
-   GROUP BY 1 ORDER BY 1]],
+   WHERE m.tenant_id = $1 AND m.month BETWEEN $4::date AND $5::date
+   GROUP BY m.month ORDER BY m.month]],
   -- per year and currency: totals, per distance driven that year, per day of the period's part of it
   annual = [[, costs AS (
       SELECT extract(year FROM c.month)::integer AS year, c.currency, sum(c.amount) AS total,
              coalesce(sum(c.amount) FILTER (WHERE c.category = 'fuel'), 0) AS fuel
         FROM {vehicle_costs_monthly} c JOIN scope s ON s.id = c.vehicle_id
-       WHERE c.tenant_id = $1 AND c.month BETWEEN date_trunc('month', $4::date) AND $5::date GROUP BY 1, 2),
+       WHERE c.tenant_id = $1 AND c.month BETWEEN $4::date AND $5::date GROUP BY 1, 2),
     dist AS (
       SELECT extract(year FROM m.month)::integer AS year, sum(m.distance * s.km / $6) AS distance
         FROM {vehicle_metrics_monthly} m JOIN scope s ON s.id = m.vehicle_id
-       WHERE m.tenant_id = $1 AND m.month BETWEEN date_trunc('month', $4::date) AND $5::date GROUP BY 1)
+       WHERE m.tenant_id = $1 AND m.month BETWEEN $4::date AND $5::date GROUP BY 1)
     SELECT c.year, c.currency, c.total::text AS total, c.fuel::text AS fuel, (c.total - c.fuel)::text AS other,
            round(coalesce(d.distance, 0), 1)::float8 AS distance,
            round(c.total / nullif(d.distance, 0), 4)::text AS cost_per_distance,
@@ -78,8 +79,8 @@ local QUERIES = {
       (sum(c.amount) / nullif(sum(c.litres), 0))::float8 AS per_litre
     FROM {vehicle_costs_monthly} c JOIN scope s ON s.id = c.vehicle_id
    WHERE c.tenant_id = $1 AND c.category = 'fuel' AND c.litres > 0
-     AND c.month BETWEEN date_trunc('month', $4::date) AND $5::date
-   GROUP BY 1, 2 ORDER BY 1, 2]],
+     AND c.month BETWEEN $4::date AND $5::date
+   GROUP BY c.month, 2 ORDER BY c.month, 2]],
   -- every fill of the vehicle (the economy figures need the whole history)
   fills = [[SELECT to_char(f.occurred_at AT TIME ZONE v.timezone, 'YYYY-MM-DD') AS day, f.mileage::float8 AS mileage,
       f.distance::float8 AS distance, f.volume::float8 AS volume, f.unit, f.cost::text AS cost, f.currency, f.full,
@@ -92,7 +93,7 @@ local QUERIES = {
   ownership = [[, run AS (
       SELECT sum(c.amount) AS running FROM {vehicle_costs_monthly} c JOIN {vehicles} v ON v.id = c.vehicle_id
        WHERE c.tenant_id = $1 AND c.vehicle_id = $2::uuid AND c.currency = v.currency AND v.tenant_id = $1
-         AND c.month >= coalesce(date_trunc('month', v.purchased_on), '-infinity')
+         AND c.month >= coalesce(date_trunc('month', v.purchased_on)::date, '-infinity')
          AND c.month <= coalesce(v.sold_on, 'infinity'))
     SELECT v.currency, v.purchased_on::text AS purchased_on, v.purchase_price::text AS purchase_price,
            v.sold_on::text AS sold_on, v.sale_price::text AS sale_price, coalesce(r.running, 0)::text AS running_costs,
@@ -201,7 +202,7 @@ function M.build(db, ctx, opts)
     if opts.group and head.group_name == motomind.null then return nil, "group: no such group in this tenant", "23503" end
     local unit = (head.units == 1 and head.unit) or "km"
     local econ = opts.economy or (unit == "mi" and "mpg_us" or "l_per_100km")
-    local params = { ctx.tenant, opts.vehicle, opts.group, from, to, unit == "mi" and KM_PER_MI or 1 }
+    local params = { ctx.tenant, opts.vehicle, opts.group, from:sub(1, 8) .. "01", to, unit == "mi" and KM_PER_MI or 1 }
     local report = {
       scope = opts.vehicle and "vehicle" or opts.group and "group" or "tenant",
       title = opts.vehicle and head.name or opts.group and "Group " .. head.group_name or "Fleet of " .. head.tenant_name,

@@ -182,6 +182,9 @@ LANGUAGE sql STABLE AS $$
    GROUP BY p.tenant_id, p.vehicle_id, p.month
 $$;
 
+-- Reports read a tenant's months of a period.
+CREATE INDEX vehicle_metrics_monthly_month_idx ON vehicle_metrics_monthly (tenant_id, month);
+
 -- A vehicle's metrics per day from from_day to to_day, computed on demand
 -- (one vehicle's events in the range, and back to its last reading and full
 -- fill): read with the caller's rights.
@@ -217,6 +220,7 @@ COMMENT ON TABLE vehicle_costs_monthly IS
   'what a vehicle spent per calendar month (its timezone), currency and category (cost_of): '
   'exact sums of amounts rounded to the currency''s minor unit; litres and energy_kwh: the fuel '
   'those fills bought (the price per unit in that currency)';
+CREATE INDEX vehicle_costs_monthly_month_idx ON vehicle_costs_monthly (tenant_id, month);
 SELECT protect_tenant_table('vehicle_costs_monthly', 'derived');
 
 -- The costs per period, currency and category of the events at or after
@@ -247,15 +251,16 @@ DECLARE
   tz text := (SELECT v.timezone FROM vehicles v WHERE v.tenant_id = p_tenant AND v.id = p_vehicle);
   first_month date := date_trunc('month', coalesce(since, '-infinity') AT TIME ZONE tz)::date;
   month_start timestamptz;
+  read_from timestamptz;
   n bigint;
 BEGIN
   first_month := greatest(first_month, first_live_month(tz));
   month_start := first_month::timestamp AT TIME ZONE tz;
+  -- (once: the metrics read the events twice, the readings and the fills)
+  read_from := CASE WHEN first_month IS NOT NULL THEN metrics_read_from(p_tenant, p_vehicle, month_start) END;
   DELETE FROM vehicle_metrics_monthly m
    WHERE m.tenant_id = p_tenant AND m.vehicle_id = p_vehicle AND m.month >= coalesce(first_month, '-infinity');
-  INSERT INTO vehicle_metrics_monthly
-  SELECT * FROM compute_vehicle_metrics(p_tenant, p_vehicle,
-    CASE WHEN first_month IS NOT NULL THEN metrics_read_from(p_tenant, p_vehicle, month_start) END, first_month);
+  INSERT INTO vehicle_metrics_monthly SELECT * FROM compute_vehicle_metrics(p_tenant, p_vehicle, read_from, first_month);
   GET DIAGNOSTICS n = ROW_COUNT;
   DELETE FROM vehicle_costs_monthly m
    WHERE m.tenant_id = p_tenant AND m.vehicle_id = p_vehicle AND m.month >= coalesce(first_month, '-infinity');
