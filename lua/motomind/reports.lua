@@ -31,7 +31,8 @@ local function economy(unit, km, litres)
 end
 
 -- The vehicles of the report (params $1 tenant, $2 vehicle, $3 group), the
--- first CTE of every query; {name} is a table of the schema.
+-- first CTE of every query; {name} is a table of the schema. (Queries name
+-- $2 again on their own table, so one vehicle's rows are read by its key.)
 local SCOPE = [[WITH RECURSIVE tree AS (
     SELECT g.id FROM {fleet_groups} g WHERE g.tenant_id = $1 AND g.id = $3::uuid AND g.deleted_at IS NULL
     UNION ALL
@@ -49,25 +50,25 @@ local QUERIES = {
   costs = [[SELECT to_char(c.month, 'YYYY-MM') AS month, c.currency, c.category, sum(c.amount)::text AS amount,
       sum(c.entries)::integer AS entries
     FROM {vehicle_costs_monthly} c JOIN scope s ON s.id = c.vehicle_id
-   WHERE c.tenant_id = $1 AND c.month BETWEEN $4::date AND $5::date
+   WHERE c.tenant_id = $1 AND ($2::uuid IS NULL OR c.vehicle_id = $2::uuid) AND c.month BETWEEN $4::date AND $5::date
    GROUP BY c.month, 2, 3 ORDER BY c.month, 2, 3]],
   -- distance and economy intervals per month (distance in the report's unit)
   months = [[SELECT to_char(m.month, 'YYYY-MM') AS month, round(sum(m.distance * s.km / $6), 1)::float8 AS distance,
       sum(m.economy_distance * s.km)::float8 AS economy_km, sum(m.economy_litres)::float8 AS economy_litres,
       sum(m.fills)::integer AS fills, sum(m.events)::integer AS events
     FROM {vehicle_metrics_monthly} m JOIN scope s ON s.id = m.vehicle_id
-   WHERE m.tenant_id = $1 AND m.month BETWEEN $4::date AND $5::date
+   WHERE m.tenant_id = $1 AND ($2::uuid IS NULL OR m.vehicle_id = $2::uuid) AND m.month BETWEEN $4::date AND $5::date
    GROUP BY m.month ORDER BY m.month]],
   -- per year and currency: totals, per distance driven that year, per day of the period's part of it
   annual = [[, costs AS (
       SELECT extract(year FROM c.month)::integer AS year, c.currency, sum(c.amount) AS total,
              coalesce(sum(c.amount) FILTER (WHERE c.category = 'fuel'), 0) AS fuel
         FROM {vehicle_costs_monthly} c JOIN scope s ON s.id = c.vehicle_id
-       WHERE c.tenant_id = $1 AND c.month BETWEEN $4::date AND $5::date GROUP BY 1, 2),
+       WHERE c.tenant_id = $1 AND ($2::uuid IS NULL OR c.vehicle_id = $2::uuid) AND c.month BETWEEN $4::date AND $5::date GROUP BY 1, 2),
     dist AS (
       SELECT extract(year FROM m.month)::integer AS year, sum(m.distance * s.km / $6) AS distance
         FROM {vehicle_metrics_monthly} m JOIN scope s ON s.id = m.vehicle_id
-       WHERE m.tenant_id = $1 AND m.month BETWEEN $4::date AND $5::date GROUP BY 1)
+       WHERE m.tenant_id = $1 AND ($2::uuid IS NULL OR m.vehicle_id = $2::uuid) AND m.month BETWEEN $4::date AND $5::date GROUP BY 1)
     SELECT c.year, c.currency, c.total::text AS total, c.fuel::text AS fuel, (c.total - c.fuel)::text AS other,
            round(coalesce(d.distance, 0), 1)::float8 AS distance,
            round(c.total / nullif(d.distance, 0), 4)::text AS cost_per_distance,
@@ -78,7 +79,7 @@ local QUERIES = {
   prices = [[SELECT to_char(c.month, 'YYYY-MM') AS month, c.currency,
       (sum(c.amount) / nullif(sum(c.litres), 0))::float8 AS per_litre
     FROM {vehicle_costs_monthly} c JOIN scope s ON s.id = c.vehicle_id
-   WHERE c.tenant_id = $1 AND c.category = 'fuel' AND c.litres > 0
+   WHERE c.tenant_id = $1 AND ($2::uuid IS NULL OR c.vehicle_id = $2::uuid) AND c.category = 'fuel' AND c.litres > 0
      AND c.month BETWEEN $4::date AND $5::date
    GROUP BY c.month, 2 ORDER BY c.month, 2]],
   -- every fill of the vehicle (the economy figures need the whole history)
