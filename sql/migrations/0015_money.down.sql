@@ -1,7 +1,8 @@
 -- Undoes 0015: money back in the metrics as 0007/0008 had it (the table
 -- made again in 0007's column order and refilled), no costs, no per-fill
 -- economy, no currencies, purchase or sale.
-DROP VIEW tenant_costs, tenant_metrics, group_costs, group_metrics, vehicle_costs, vehicle_fills, vehicle_metrics;
+DROP VIEW tenant_costs, tenant_metrics, group_costs, group_metrics, group_subtree, vehicle_costs, vehicle_fills,
+  vehicle_metrics;
 DROP FUNCTION vehicle_metrics_daily(uuid, date, date);
 DROP FUNCTION compute_vehicle_metrics(uuid, uuid, timestamptz, date, timestamptz, text);
 DROP FUNCTION compute_vehicle_costs(uuid, uuid, timestamptz, timestamptz, text);

@@ -73,13 +73,15 @@ CREATE TRIGGER currency_default BEFORE INSERT ON vehicles FOR EACH ROW EXECUTE F
 
 -- ---- each fill -------------------------------------------------------------
 
--- The fills (fuel events) of the events at or after read_from and before
--- read_to (NULL: every tenant, vehicle, time), in order, each with the
+-- The fills (fuel events) of one vehicle at or after read_from and before
+-- read_to (NULL: any time), in order, each with the
 -- distance since the previous fill and, for a full fill, the full-to-full
 -- interval it closes: partial fills carried forward, an interval with a
 -- missed fill or an unknown volume dropped, liquid and electric apart. An
 -- interval whose economy is out of bounds (0.5-100 km/l, 0.5-20 km/kWh) is
--- flagged implausible. Volumes of the interval in litres, or kWh.
+-- flagged implausible. Volumes of the interval in litres, or kWh. (The
+-- vehicle is an equality, never "NULL: all": called laterally for each
+-- vehicle, the events are read by the vehicle's index.)
 CREATE FUNCTION fill_economy(p_tenant uuid, p_vehicle uuid, read_from timestamptz,
   read_to timestamptz DEFAULT NULL, grain text DEFAULT 'month')
 RETURNS TABLE (tenant_id uuid, vehicle_id uuid, event_id uuid, occurred_at timestamptz, period date, mileage numeric,
@@ -99,7 +101,7 @@ LANGUAGE sql STABLE AS $$
            (SELECT c.amount FROM cost_of(e.type, e.payload) c) AS cost, e.payload->>'currency' AS currency
       FROM vehicle_events_effective e
       JOIN vehicles v ON v.tenant_id = e.tenant_id AND v.id = e.vehicle_id
-     WHERE e.type = 'fuel' AND (p_tenant IS NULL OR e.tenant_id = p_tenant) AND (p_vehicle IS NULL OR e.vehicle_id = p_vehicle)
+     WHERE e.type = 'fuel' AND e.tenant_id = p_tenant AND e.vehicle_id = p_vehicle
        AND e.occurred_at >= coalesce(read_from, '-infinity') AND e.occurred_at < coalesce(read_to, 'infinity')),
   -- numbered by the full fills before each: group k runs from after the
   -- k-th full fill to the (k+1)-th, which closes it
@@ -173,7 +175,8 @@ LANGUAGE sql STABLE AS $$
            CASE WHEN f.electric THEN coalesce(f.volume, 0) ELSE 0 END,
            CASE WHEN f.closes_interval AND NOT f.implausible AND NOT f.electric THEN f.interval_distance ELSE 0 END,
            CASE WHEN f.closes_interval AND NOT f.implausible AND NOT f.electric THEN f.interval_volume ELSE 0 END, 1, 0
-      FROM fill_economy(p_tenant, p_vehicle, read_from, read_to, grain) f
+      FROM vehicles fv CROSS JOIN LATERAL fill_economy(fv.tenant_id, fv.id, read_from, read_to, grain) f
+     WHERE (p_tenant IS NULL OR fv.tenant_id = p_tenant) AND (p_vehicle IS NULL OR fv.id = p_vehicle)
     UNION ALL
     SELECT a.tenant_id, a.vehicle_id, a.month, 0, 0, 0, 0, 0, 0, 1 FROM e a)
   SELECT p.tenant_id, p.vehicle_id, p.month, sum(p.distance), sum(p.fuel_litres), sum(p.energy_kwh),
@@ -340,30 +343,30 @@ SELECT c.tenant_id, c.vehicle_id, c.month, c.currency,
   LEFT JOIN vehicle_metrics_monthly m ON m.tenant_id = c.tenant_id AND m.vehicle_id = c.vehicle_id AND m.month = c.month
  GROUP BY c.tenant_id, c.vehicle_id, c.month, c.currency;
 
--- Roll-ups: a group counts the vehicles of its whole subtree; distances in km.
-CREATE VIEW group_metrics WITH (security_invoker = true) AS
+-- Each live fleet group with every live group of its subtree, itself
+-- included: what a group's roll-ups and reports count.
+CREATE VIEW group_subtree WITH (security_invoker = true) AS
 WITH RECURSIVE tree AS (
   SELECT g.tenant_id, g.id AS group_id, g.id AS member_id FROM fleet_groups g WHERE g.deleted_at IS NULL
   UNION ALL
   SELECT t.tenant_id, t.group_id, c.id FROM tree t
     JOIN fleet_groups c ON c.tenant_id = t.tenant_id AND c.parent_id = t.member_id AND c.deleted_at IS NULL)
+SELECT tenant_id, group_id, member_id FROM tree;
+
+-- Roll-ups: a group counts the vehicles of its whole subtree; distances in km.
+CREATE VIEW group_metrics WITH (security_invoker = true) AS
 SELECT t.tenant_id, t.group_id, m.month, count(DISTINCT m.vehicle_id) AS vehicles,
        sum(m.distance * CASE m.odometer_unit WHEN 'mi' THEN 1.609344 ELSE 1 END) AS distance_km,
        sum(m.fuel_litres) AS fuel_litres, sum(m.energy_kwh) AS energy_kwh
-  FROM tree t
+  FROM group_subtree t
   JOIN vehicles v ON v.tenant_id = t.tenant_id AND v.group_id = t.member_id AND v.deleted_at IS NULL
   JOIN vehicle_metrics m ON m.tenant_id = v.tenant_id AND m.vehicle_id = v.id
  GROUP BY t.tenant_id, t.group_id, m.month;
 
 CREATE VIEW group_costs WITH (security_invoker = true) AS
-WITH RECURSIVE tree AS (
-  SELECT g.tenant_id, g.id AS group_id, g.id AS member_id FROM fleet_groups g WHERE g.deleted_at IS NULL
-  UNION ALL
-  SELECT t.tenant_id, t.group_id, c.id FROM tree t
-    JOIN fleet_groups c ON c.tenant_id = t.tenant_id AND c.parent_id = t.member_id AND c.deleted_at IS NULL)
 SELECT t.tenant_id, t.group_id, c.month, c.currency, c.category, count(DISTINCT c.vehicle_id) AS vehicles,
        sum(c.amount) AS amount, sum(c.entries) AS entries
-  FROM tree t
+  FROM group_subtree t
   JOIN vehicles v ON v.tenant_id = t.tenant_id AND v.group_id = t.member_id AND v.deleted_at IS NULL
   JOIN vehicle_costs_monthly c ON c.tenant_id = v.tenant_id AND c.vehicle_id = v.id
  GROUP BY t.tenant_id, t.group_id, c.month, c.currency, c.category;
@@ -383,7 +386,7 @@ SELECT c.tenant_id, c.month, c.currency, c.category, count(DISTINCT c.vehicle_id
 
 DO $do$
 BEGIN
-  EXECUTE format('GRANT SELECT ON vehicle_metrics, vehicle_fills, vehicle_costs, group_metrics, group_costs, '
+  EXECUTE format('GRANT SELECT ON vehicle_metrics, vehicle_fills, vehicle_costs, group_subtree, group_metrics, group_costs, '
                  'tenant_metrics, tenant_costs TO %I', (SELECT value FROM settings WHERE key = 'app_role'));
 END
 $do$;
