@@ -157,7 +157,7 @@ function M.charts(r)
       description = ("What %s spent in %s each month from %s to %s, stacked by category"):format(r.title, cur, r.from, r.to),
       x_label = "month", y_label = cur, labels = months, series = series } }
     local distance = {}
-    for _, m in ipairs(r.tables.months.rows) do distance[index[m.month] or 0] = m.distance end
+    for _, m in ipairs(r.tables.months.rows) do distance[index[m.month]] = m.distance end
     local vals = {}
     for i = 1, #months do
       vals[i] = total[i] and distance[i] and distance[i] > 0 and total[i] / distance[i] or false
@@ -215,11 +215,18 @@ function M.html(r)
   return table.concat(out, "\n") .. "\n"
 end
 
+--- check(format) -> true | nil, message: whether format is one of FORMATS.
+function M.check(format)
+  for _, f in ipairs(M.FORMATS) do
+    if f == format then return true end
+  end
+  return nil, ("format: expected one of %s, got %s"):format(table.concat(M.FORMATS, ", "), tostring(format))
+end
+
 --- render(report, format) -> text | nil, message.
 function M.render(r, format)
-  if not M[format] or type(M[format]) ~= "function" or format == "render" or format == "charts" then
-    return nil, "format: expected one of " .. table.concat(M.FORMATS, ", ")
-  end
+  local ok, err = M.check(format)
+  if not ok then return nil, err end
   return M[format](r)
 end
 

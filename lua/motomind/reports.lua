@@ -30,22 +30,26 @@ local function economy(unit, km, litres)
   return round(M.ECONOMY[unit].f(km, litres), 2)
 end
 
--- The vehicles of the report (params $1 tenant, $2 vehicle, $3 group), the
--- first CTE of every query; {name} is a table of the schema. (Queries name
--- $2 again on their own table, so one vehicle's rows are read by its key.)
-local SCOPE = [[WITH RECURSIVE tree AS (
-    SELECT g.id FROM {fleet_groups} g WHERE g.tenant_id = $1 AND g.id = $3::uuid AND g.deleted_at IS NULL
-    UNION ALL
-    SELECT c.id FROM {fleet_groups} c JOIN tree t ON c.parent_id = t.id WHERE c.tenant_id = $1 AND c.deleted_at IS NULL),
-  scope AS (
-    SELECT v.id, CASE v.odometer_unit WHEN 'mi' THEN 1.609344 ELSE 1 END AS km FROM {vehicles} v
+-- The vehicles of the report (params $1 tenant, $2 vehicle, $3 group and
+-- its subgroups), the first CTE of every query; {name} is a table of the
+-- schema. (Queries name $2 again on their own table, so one vehicle's rows
+-- are read by its key.)
+local SCOPE = [[WITH scope AS (
+    SELECT v.id, v.timezone, CASE v.odometer_unit WHEN 'mi' THEN 1.609344 ELSE 1 END AS km FROM {vehicles} v
      WHERE v.tenant_id = $1 AND v.deleted_at IS NULL AND ($2::uuid IS NULL OR v.id = $2::uuid)
-       AND ($3::uuid IS NULL OR v.group_id IN (SELECT id FROM tree)))
+       AND ($3::uuid IS NULL OR v.group_id IN (SELECT t.member_id FROM {group_subtree} t
+                                                WHERE t.tenant_id = $1 AND t.group_id = $3::uuid)))
 ]]
 
 -- Params: $4 the first day of the period's first month, $5 its last day,
 -- $6 km per report distance unit.
 local QUERIES = {
+  -- the scope itself: its title and its vehicles' units
+  head = [[SELECT count(*)::integer AS vehicles, count(DISTINCT v.odometer_unit)::integer AS units,
+      min(v.odometer_unit) AS unit, min(coalesce(v.nickname, v.make || ' ' || v.model, v.id::text)) AS name,
+      (SELECT name FROM {fleet_groups} WHERE tenant_id = $1 AND id = $3::uuid) AS group_name,
+      (SELECT name FROM {tenants} WHERE id = $1) AS tenant_name
+    FROM scope s JOIN {vehicles} v ON v.tenant_id = $1 AND v.id = s.id]],
   -- money per month, currency and category (exact amounts as text)
   costs = [[SELECT to_char(c.month, 'YYYY-MM') AS month, c.currency, c.category, sum(c.amount)::text AS amount,
       sum(c.entries)::integer AS entries
@@ -83,11 +87,11 @@ local QUERIES = {
      AND c.month BETWEEN $4::date AND $5::date
    GROUP BY c.month, 2 ORDER BY c.month, 2]],
   -- every fill of the vehicle (the economy figures need the whole history)
-  fills = [[SELECT to_char(f.occurred_at AT TIME ZONE v.timezone, 'YYYY-MM-DD') AS day, f.mileage::float8 AS mileage,
+  fills = [[SELECT to_char(f.occurred_at AT TIME ZONE s.timezone, 'YYYY-MM-DD') AS day, f.mileage::float8 AS mileage,
       f.distance::float8 AS distance, f.volume::float8 AS volume, f.unit, f.cost::text AS cost, f.currency, f.full,
       f.missed, f.closes_interval, f.implausible, (f.interval_distance * s.km)::float8 AS interval_km,
       (f.interval_volume)::float8 AS interval_volume, f.price_per_unit::float8 AS price_per_unit
-    FROM {vehicle_fills} f JOIN scope s ON s.id = f.vehicle_id JOIN {vehicles} v ON v.id = f.vehicle_id AND v.tenant_id = $1
+    FROM {vehicle_fills} f JOIN scope s ON s.id = f.vehicle_id
    WHERE f.tenant_id = $1 AND f.vehicle_id = $2::uuid AND f.unit IS DISTINCT FROM 'kwh'
    ORDER BY f.occurred_at, f.mileage, f.event_id]],
   -- the vehicle's whole ownership in its currency
@@ -119,6 +123,13 @@ local function run(db, name, params)
   return motomind.assert(db:query(sql, (table.unpack or unpack)(params, 1, n)))
 end
 
+-- The first day of the month n months before the month of day (YYYY-MM-DD).
+local function months_before(day, n)
+  local y, m = day:match("^(%d+)-(%d+)")
+  local k = tonumber(y) * 12 + tonumber(m) - 1 - n
+  return ("%04d-%02d-01"):format(math.floor(k / 12), k % 12 + 1)
+end
+
 -- The economy summary (lifetime, last 12 months, each year; best and worst
 -- fill when fills are given) from the monthly rows up to the period's end.
 local function summary(months, fills, unit, last_month)
@@ -128,8 +139,7 @@ local function summary(months, fills, unit, last_month)
     if not r then r = { period = key, km = 0, litres = 0 }; by_year[key] = r end
     r.km, r.litres = r.km + km, r.litres + l
   end
-  local y, m = last_month:match("^(%d+)-(%d+)")
-  local cut = ("%04d-%02d"):format(tonumber(y) - (tonumber(m) == 12 and 0 or 1), tonumber(m) % 12 + 1)
+  local cut = months_before(last_month .. "-01", 11):sub(1, 7)
   for _, r in ipairs(months) do
     add("lifetime", r.economy_km, r.economy_litres)
     if r.month >= cut then add("last 12 months", r.economy_km, r.economy_litres) end
@@ -161,8 +171,6 @@ local function summary(months, fills, unit, last_month)
   return rows
 end
 
--- Today as YYYY-MM-DD in the database's clock.
-local function today(db) return motomind.assert(db:value("SELECT current_date::text")) end
 
 local DAY = "^%d%d%d%d%-%d%d%-%d%d$"
 
@@ -188,17 +196,10 @@ function M.build(db, ctx, opts)
     return nil, "economy: expected one of " .. table.concat(names, ", "), "22023"
   end
   return db:as(ctx, function()
-    local to = opts.to or today(db)
-    local from = opts.from or motomind.assert(db:value(
-      "SELECT to_char(date_trunc('month', $1::date) - interval '11 months', 'YYYY-MM-DD')", to))
+    local to = opts.to or motomind.assert(db:value("SELECT current_date::text"))
+    local from = opts.from or months_before(to, 11)
     if from > to then return nil, "from: is after to", "22023" end
-    -- the scope: its title and its vehicles' units
-    local sql = (SCOPE .. [[SELECT count(*)::integer AS vehicles, count(DISTINCT v.odometer_unit)::integer AS units,
-        min(v.odometer_unit) AS unit, min(coalesce(v.nickname, v.make || ' ' || v.model, v.id::text)) AS name,
-        (SELECT name FROM {fleet_groups} WHERE tenant_id = $1 AND id = $3::uuid) AS group_name,
-        (SELECT name FROM {tenants} WHERE id = $1) AS tenant_name
-      FROM scope s JOIN {vehicles} v ON v.tenant_id = $1 AND v.id = s.id]]):gsub("{([%w_]+)}", function(t) return db:qualify(t) end)
-    local head = motomind.assert(db:row(sql, ctx.tenant, opts.vehicle, opts.group))
+    local head = run(db, "head", { ctx.tenant, opts.vehicle, opts.group })[1]
     if opts.vehicle and head.vehicles == 0 then return nil, "vehicle: no such vehicle in this tenant", "23503" end
     if opts.group and head.group_name == motomind.null then return nil, "group: no such group in this tenant", "23503" end
     local unit = (head.units == 1 and head.unit) or "km"
