@@ -59,14 +59,16 @@ local function export_vehicle(db, ctx, vehicle)
 end
 
 -- One vehicle's events of the spec's type as CSV (the spec's columns over
--- the events e, their vehicle v and their fill f), in the vehicle's local
+-- the events e, their vehicle v and, when spec.fills, each fill's economy
+-- f from vehicle_fills), in the vehicle's local
 -- days, same-day rows by odometer (apps without times read them in order).
 local function export_csv(db, spec, unit, sink)
   local columns = type(spec.columns) == "function" and spec.columns(unit) or spec.columns
   return motomind.assert(db:copy_out("COPY (SELECT " .. columns .. " FROM " ..
     db:qualify("vehicle_events_effective") .. " e JOIN " .. db:qualify("vehicles") ..
-    " v ON v.tenant_id = e.tenant_id AND v.id = e.vehicle_id LEFT JOIN " .. db:qualify("vehicle_fills") ..
-    " f ON e.type = 'fuel' AND f.tenant_id = e.tenant_id AND f.vehicle_id = e.vehicle_id AND f.event_id = e.id" ..
+    " v ON v.tenant_id = e.tenant_id AND v.id = e.vehicle_id" ..
+    (spec.fills and " LEFT JOIN " .. db:qualify("vehicle_fills") ..
+      " f ON f.tenant_id = e.tenant_id AND f.vehicle_id = e.vehicle_id AND f.event_id = e.id" or "") ..
     " WHERE e.tenant_id = " .. TENANT .. " AND e.vehicle_id = " .. VEHICLE .. " AND e.type = '" .. spec.type .. "'" ..
     (spec.where and " AND " .. spec.where or "") ..
     " ORDER BY (e.occurred_at AT TIME ZONE v.timezone)::date, e.mileage, e.occurred_at, e.id)" ..

@@ -60,7 +60,7 @@ local function fuelly_columns(unit)
     or [[CASE e.payload->>'unit' WHEN 'l' THEN (e.payload->>'volume')::numeric
       ELSE round(volume_litres((e.payload->>'volume')::numeric, e.payload->>'unit'), 3) END]]
   local native = mi and "us_gal" or "l"
-  local extra = function(k) return ("e.payload->'extra'->>'%s' AS %s"):format(k, k) end
+  local function extra_column(k) return ("e.payload->'extra'->>'%s' AS %s"):format(k, k) end
   return table.concat({
     [[v.nickname AS car_name, v.model AS model]],
     ("CASE WHEN f.closes_interval AND NOT f.implausible THEN f.%s END AS %q"):format(mi and "mpg_us" or "l_per_100km",
@@ -69,15 +69,16 @@ local function fuelly_columns(unit)
     ("trim_scale(%s) AS %s"):format(volume, mi and "gallons" or "litres"),
     ("CASE WHEN e.payload->>'unit' = '%s' AND e.payload ? 'price_per_unit' THEN (e.payload->>'price_per_unit')::numeric "
       .. "ELSE round(f.cost / nullif(%s, 0), 3) END AS price"):format(native, volume),
-    extra "city_percentage",
-    [[to_char(e.occurred_at AT TIME ZONE v.timezone, 'YYYY-MM-DD HH24:MI') AS fuelup_date]], extra "tags",
+    extra_column "city_percentage",
+    [[to_char(e.occurred_at AT TIME ZONE v.timezone, 'YYYY-MM-DD HH24:MI') AS fuelup_date]], extra_column "tags",
     [[e.notes AS notes]],
     [[CASE WHEN coalesce((e.payload->>'missed')::boolean, false) THEN 1 ELSE 0 END AS missed_fuelup]],
     [[CASE WHEN coalesce((e.payload->>'full')::boolean, true) THEN 0 ELSE 1 END AS partial_fuelup]],
-    extra "latitude", extra "longitude", [[e.payload->>'station' AS brand]],
+    extra_column "latitude", extra_column "longitude", [[e.payload->>'station' AS brand]],
   }, ", ")
 end
-M.fuelly.export = { type = "fuel", columns = fuelly_columns, where = "coalesce(e.payload->>'unit', '') <> 'kwh'" }
+M.fuelly.export = { type = "fuel", fills = true, columns = fuelly_columns,
+  where = "coalesce(e.payload->>'unit', '') <> 'kwh'" }
 
 M["fuelly-services"] = {
   description = "Fuelly services CSV",
@@ -128,7 +129,7 @@ M["lubelogger-fuel"] = {
       { names = { "missedfuelup", "missed_fuelup" }, as = "map", map = flag("payload.missed") },
     }, { ["payload.full"] = true })
   end,
-  export = { type = "fuel", columns = DATE .. [[, trim_scale(e.mileage) AS "Odometer",
+  export = { type = "fuel", fills = true, columns = DATE .. [[, trim_scale(e.mileage) AS "Odometer",
     e.payload->'volume' AS "FuelConsumed",
     coalesce((e.payload->>'total')::numeric,
              round((e.payload->>'volume')::numeric * (e.payload->>'price_per_unit')::numeric, 2)) AS "Cost",
