@@ -256,10 +256,11 @@ describe("exports for other apps", function()
       else -- a metric car logged in litres, one fill in gallons
         local timeline = require "motomind.timeline"
         local ctx = { tenant = tenant, user = user }
-        -- (1650 logged before 1640 at the same minute: the file has them by odometer)
-        for _, f in ipairs { { "2024-05-01T10:00:00Z", 1000, 40, "l" }, { "2024-05-09T10:00:00Z", 1650, 10, "us_gal" },
-                             { "2024-05-09T10:00:00Z", 1640, 2, "l", false }, { "2024-05-09T18:00:00Z", 1700, 3, "l" } } do
+        -- (1650 and 1640 at the same minute, 1650's id first: the file has them by odometer)
+        for _, f in ipairs { { "2024-05-01T10:00:00Z", 1000, 40, "l" }, { "2024-05-09T10:00:00Z", 1650, 10, "us_gal", nil, 1 },
+                             { "2024-05-09T10:00:00Z", 1640, 2, "l", false, 2 }, { "2024-05-09T18:00:00Z", 1700, 3, "l" } } do
           assert(timeline.append(db, ctx, { vehicle_id = v, type = "fuel", occurred_at = f[1], mileage = f[2],
+            id = f[6] and ("00000000-0000-4000-8000-%012d"):format(f[6]) or nil,
             payload = { volume = f[3], unit = f[4], price_per_unit = 1.899, currency = "EUR", station = "Aral",
               full = f[5] } }))
         end
