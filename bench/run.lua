@@ -376,16 +376,12 @@ local lines = { ("motomind bench, %d events, %s, %s%s"):format(N, os.date("!%Y-%
 for _, r in ipairs(results) do lines[#lines + 1] = ("| %s | %s | %s |"):format(r[1], r[2], r[3]) end
 local text = table.concat(lines, "\n") .. "\n"
 io.write(text)
--- (the sections of make bench-openresty and bench-report, between their markers, are kept)
+-- (the other benches' sections, each between its <!-- name --> markers, are kept)
 local old = io.open(ROOT .. "/bench/RESULTS.md", "rb")
 local kept = ""
 if old then
-  local previous = old:read("*a")
+  for part in old:read("*a"):gmatch("\n(<!%-%- ([%w-]+) %-%->.-<!%-%- /%2 %-%->\n?)") do kept = kept .. "\n" .. part end
   old:close()
-  for _, name in ipairs { "openresty", "report" } do
-    local part = previous:match("\n(<!%-%- " .. name .. " %-%->.-<!%-%- /" .. name .. " %-%->\n?)")
-    if part then kept = kept .. "\n" .. part end
-  end
 end
 local f = assert(io.open(ROOT .. "/bench/RESULTS.md", "w"))
 f:write("# Benchmark results\n\nWritten by `make bench` (`make bench N=1000000` for a million events); ",
