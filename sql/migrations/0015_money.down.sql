@@ -8,6 +8,7 @@ DROP FUNCTION compute_vehicle_metrics(uuid, uuid, timestamptz, date, timestamptz
 DROP FUNCTION compute_vehicle_costs(uuid, uuid, timestamptz, timestamptz, text);
 DROP TABLE vehicle_costs_monthly, vehicle_metrics_monthly;
 DROP FUNCTION fill_economy(uuid, uuid, timestamptz, timestamptz, text);
+DROP FUNCTION economy_figures(numeric, numeric, boolean);
 DROP TRIGGER currency_default ON vehicles;
 DROP FUNCTION vehicle_currency_default();
 ALTER TABLE vehicles DROP COLUMN currency, DROP COLUMN purchased_on, DROP COLUMN purchase_price,

@@ -297,18 +297,28 @@ INSERT INTO vehicle_costs_monthly SELECT * FROM compute_vehicle_costs(NULL, NULL
 
 -- ---- the figures people read -----------------------------------------------
 
+-- The economy of a distance in km on a volume (litres, or kWh when
+-- electric) in every unit, two decimals; NULL where it does not apply.
+CREATE FUNCTION economy_figures(km numeric, volume numeric, electric boolean DEFAULT false)
+RETURNS TABLE (l_per_100km numeric, km_per_l numeric, mpg_us numeric, mpg_uk numeric, kwh_per_100km numeric,
+  mi_per_kwh numeric)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+  SELECT CASE WHEN NOT electric THEN round(volume * 100 / nullif(km, 0), 2) END,
+         CASE WHEN NOT electric THEN round(km / nullif(volume, 0), 2) END,
+         CASE WHEN NOT electric THEN round(km / 1.609344 / nullif(volume / 3.785411784, 0), 2) END,
+         CASE WHEN NOT electric THEN round(km / 1.609344 / nullif(volume / 4.54609, 0), 2) END,
+         CASE WHEN electric THEN round(volume * 100 / nullif(km, 0), 2) END,
+         CASE WHEN electric THEN round(km / 1.609344 / nullif(volume, 0), 2) END
+$$;
+
 -- Per vehicle and month: distance and economy in every unit.
 CREATE VIEW vehicle_metrics WITH (security_invoker = true) AS
 SELECT m.tenant_id, m.vehicle_id, m.month, v.odometer_unit, m.distance, m.fuel_litres, m.energy_kwh,
-       m.economy_distance, m.economy_litres,
-       round(m.economy_litres * 100 / nullif(m.economy_distance * k.km, 0), 2) AS l_per_100km,
-       round(m.economy_distance * k.km / nullif(m.economy_litres, 0), 2) AS km_per_l,
-       round(m.economy_distance * k.km / 1.609344 / nullif(m.economy_litres / 3.785411784, 0), 2) AS mpg_us,
-       round(m.economy_distance * k.km / 1.609344 / nullif(m.economy_litres / 4.54609, 0), 2) AS mpg_uk,
-       m.fills, m.events
+       m.economy_distance, m.economy_litres, x.l_per_100km, x.km_per_l, x.mpg_us, x.mpg_uk, m.fills, m.events
   FROM vehicle_metrics_monthly m
   JOIN vehicles v ON v.tenant_id = m.tenant_id AND v.id = m.vehicle_id
-  CROSS JOIN LATERAL (SELECT CASE v.odometer_unit WHEN 'mi' THEN 1.609344 ELSE 1 END AS km) k;
+  CROSS JOIN LATERAL economy_figures(m.economy_distance * CASE v.odometer_unit WHEN 'mi' THEN 1.609344 ELSE 1 END,
+                                     m.economy_litres) x;
 
 -- Each fill of each vehicle with its interval's economy in every unit
 -- (filter by vehicle_id: the fills are computed for the vehicles selected).
@@ -318,18 +328,11 @@ SELECT v.tenant_id, v.id AS vehicle_id, f.event_id, f.occurred_at, f.period AS m
        f.interval_distance, f.interval_volume,
        round(f.cost / nullif(f.volume, 0), 3) AS price_per_unit,
        round(f.cost / nullif(f.distance, 0), 4) AS cost_per_distance,
-       CASE WHEN NOT f.electric THEN round(f.interval_volume * 100 / nullif(f.interval_distance * k.km, 0), 2) END
-         AS l_per_100km,
-       CASE WHEN NOT f.electric THEN round(f.interval_distance * k.km / nullif(f.interval_volume, 0), 2) END AS km_per_l,
-       CASE WHEN NOT f.electric THEN round(f.interval_distance * k.km / 1.609344 / nullif(f.interval_volume / 3.785411784, 0), 2)
-         END AS mpg_us,
-       CASE WHEN NOT f.electric THEN round(f.interval_distance * k.km / 1.609344 / nullif(f.interval_volume / 4.54609, 0), 2)
-         END AS mpg_uk,
-       CASE WHEN f.electric THEN round(f.interval_volume * 100 / nullif(f.interval_distance * k.km, 0), 2) END AS kwh_per_100km,
-       CASE WHEN f.electric THEN round(f.interval_distance * k.km / 1.609344 / nullif(f.interval_volume, 0), 2) END AS mi_per_kwh
+       x.l_per_100km, x.km_per_l, x.mpg_us, x.mpg_uk, x.kwh_per_100km, x.mi_per_kwh
   FROM vehicles v
   CROSS JOIN LATERAL fill_economy(v.tenant_id, v.id, NULL) f
-  CROSS JOIN LATERAL (SELECT CASE v.odometer_unit WHEN 'mi' THEN 1.609344 ELSE 1 END AS km) k;
+  CROSS JOIN LATERAL economy_figures(f.interval_distance * CASE v.odometer_unit WHEN 'mi' THEN 1.609344 ELSE 1 END,
+                                     f.interval_volume, f.electric) x;
 
 -- Per vehicle, month and currency: what was spent, by the big two, and per
 -- distance driven that month (in the vehicle's unit).
