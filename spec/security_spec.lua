@@ -4,34 +4,34 @@ local H = require "spec.helper"
 local null = motomind.null
 local ACTORS = { "owner", "manager", "viewer", "other", "nonmember", "none" }
 
--- Who may do what to tenant A's rows, from tenant A's context. Every table of
--- the schema must be listed here: a new table fails the matrix until its
--- policies and its row here exist. Nobody may touch tenant B's rows.
+-- Who may do what to tenant A's rows, from tenant A's context: by the
+-- table's kind, which the database records (tenant_table_kinds), so a new
+-- table is in the matrix without being listed here. The tables whose
+-- policies are their own (no kind) are listed. Nobody may touch tenant B's rows.
 local MEMBERS, WRITERS = { owner = 1, manager = 1, viewer = 1 }, { owner = 1, manager = 1 }
-local MUTABLE = { select = MEMBERS, insert = WRITERS, update = WRITERS, delete = {} }
-local DERIVED = { select = MEMBERS, insert = {}, update = {}, delete = {} }
-local EXPECT = {
+local APPEND = { select = MEMBERS, insert = WRITERS, update = {}, delete = {} }
+local BY_KIND = {
+  mutable = { select = MEMBERS, insert = WRITERS, update = WRITERS, delete = {} },
+  derived = { select = MEMBERS, insert = {}, update = {}, delete = {} },
+  events = APPEND, append_only = APPEND,
+  audit = { select = WRITERS, insert = {}, update = {}, delete = {} },
+}
+local OWN = {
   tenants = { select = MEMBERS, insert = {}, update = { owner = 1 }, delete = {} },
   users = { select = MEMBERS, insert = {}, update = { owner = 1 }, delete = {},
             -- a user always sees and edits themselves (B's seed user is "other")
             b_select = { other = 1 }, b_update = { other = 1 } },
   memberships = { select = MEMBERS, insert = { owner = 1 }, update = { owner = 1 }, delete = {} },
-  garages = MUTABLE, vehicles = MUTABLE, vehicle_images = MUTABLE, reminders = MUTABLE,
-  vehicle_events = { select = MEMBERS, insert = WRITERS, update = {}, delete = {} },
-  vehicle_event_heads = DERIVED, vehicle_event_flags = DERIVED, vehicle_event_supersessions = DERIVED,
-  audit_log = { select = WRITERS, insert = {}, update = {}, delete = {} },
   fleet_groups = { select = MEMBERS, insert = { owner = 1 }, update = { owner = 1 }, delete = {} },
   -- grants are revoked by DELETE (owners, and managers with an admin grant above)
   group_permissions = { select = MEMBERS, insert = { owner = 1 }, update = { owner = 1 }, delete = { owner = 1 } },
-  vehicle_metrics_monthly = DERIVED, vehicle_costs_monthly = DERIVED,
-  reminder_completions = MUTABLE, reminder_occurrences = DERIVED, notifications = DERIVED,
   -- signing secrets are the owner role's (consumers), never the application's
   tenant_secrets = { select = {}, insert = {}, update = {}, delete = {} },
 }
 local NOT_TENANT_DATA = { schema_migrations = true, settings = true, mv_refreshes = true, maintenance_failures = true }
 
 describe("tenant isolation", function()
-  local owner, app, ids
+  local owner, app, ids, kinds, seed_generic
 
   local function seed_tenant(name, users)
     local t = owner:value("INSERT INTO tenants (name, kind) VALUES ($1, 'org') RETURNING id", name)
@@ -69,6 +69,19 @@ describe("tenant isolation", function()
 
   setup(function()
     owner = H.fresh()
+    -- A table added after this spec was written: the matrix, audit and
+    -- purge must pick it up from the catalog alone.
+    assert(owner:exec([[CREATE TABLE probe_notes (
+      tenant_id uuid NOT NULL REFERENCES tenants, id uuid NOT NULL DEFAULT gen_random_uuid(),
+      vehicle_id uuid NOT NULL, body text NOT NULL,
+      created_at timestamptz NOT NULL DEFAULT now(), created_by uuid, updated_at timestamptz NOT NULL DEFAULT now(),
+      updated_by uuid, deleted_at timestamptz, deleted_by uuid,
+      PRIMARY KEY (tenant_id, id), FOREIGN KEY (tenant_id, vehicle_id) REFERENCES vehicles (tenant_id, id))]]))
+    assert(owner:exec("SELECT protect_tenant_table('probe_notes', 'mutable')"))
+    kinds = {}
+    for _, r in ipairs(assert(owner:query("SELECT table_name, kind FROM tenant_table_kinds WHERE kind IS NOT NULL"))) do
+      kinds[r.table_name] = r.kind
+    end
     local stamp = tostring(os.time()) .. math.random(1e6)
     ids = {
       A = seed_tenant("A", { owner = "a-owner" .. stamp .. "@x.example", manager = "a-manager" .. stamp .. "@x.example",
@@ -76,6 +89,8 @@ describe("tenant isolation", function()
       B = seed_tenant("B", { owner = "b-owner" .. stamp .. "@x.example" }),
     }
     ids.nonmember = owner:value("INSERT INTO users (email) VALUES ($1) RETURNING id", "none" .. stamp .. "@x.example")
+    seed_generic("A")
+    seed_generic("B")
     app = H.app_connect(owner)
     assert.is_false(app:value("SELECT rolsuper OR rolbypassrls FROM pg_roles WHERE rolname = current_user"))
   end)
@@ -103,8 +118,85 @@ describe("tenant isolation", function()
     return a, b
   end
 
+  -- A table's columns and its foreign keys, from the catalog.
+  local function catalog(tbl)
+    local cols = assert(owner:query([[
+      SELECT a.attname AS name, regexp_replace(format_type(a.atttypid, a.atttypmod), '\(.*\)', '') AS type,
+             a.attnotnull AND NOT a.atthasdef AND a.attgenerated = '' AS needed, a.attgenerated <> '' AS generated,
+             EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conrelid = a.attrelid AND k.contype = 'p'
+                                                     AND a.attnum = ANY (k.conkey)) AS key
+        FROM pg_attribute a WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped
+       ORDER BY a.attnum]], tbl))
+    local fks = assert(owner:query([[
+      SELECT c.relname AS parent, string_agg(a.attname, ',' ORDER BY u.i) AS cols,
+             string_agg(b.attname, ',' ORDER BY u.i) AS refs,
+             EXISTS (SELECT 1 FROM pg_attribute t WHERE t.attrelid = k.confrelid AND t.attname = 'tenant_id') AS scoped
+        FROM pg_constraint k
+        JOIN pg_class c ON c.oid = k.confrelid
+        CROSS JOIN LATERAL unnest(k.conkey, k.confkey) WITH ORDINALITY u (col, ref, i)
+        JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.col
+        JOIN pg_attribute b ON b.attrelid = k.confrelid AND b.attnum = u.ref
+       WHERE k.conrelid = $1::regclass AND k.contype = 'f' AND k.confrelid <> k.conrelid
+       GROUP BY k.oid, c.relname, k.confrelid]], tbl))
+    return cols, fks
+  end
+
+  local function split(list)
+    local out = {}
+    for name in list:gmatch("[^,]+") do out[#out + 1] = name end
+    return out
+  end
+
+  -- A value of each type for a required column nobody references.
+  local SAMPLE = { text = "'probe'", integer = "1", smallint = "1", bigint = "1", numeric = "1", boolean = "false",
+    date = "'2025-01-01'", ["timestamp with time zone"] = "now()", uuid = "gen_random_uuid()", jsonb = "'{}'" }
+
+  -- An INSERT of a new row of tbl for tenant X, made from the catalog: the
+  -- tenant, each required foreign key pointing at a row of tenant X's (its
+  -- users: X's owner), each other required column a sample of its type.
+  local function generic_insert(tbl, X)
+    local x = ids[X]
+    local cols, fks = catalog(tbl)
+    local given, required = { tenant_id = x.tenant }, {}
+    for _, c in ipairs(cols) do required[c.name] = c.needed end
+    for _, fk in ipairs(fks) do
+      local from, to = split(fk.cols), split(fk.refs)
+      local row
+      if fk.parent == "users" then row = { id = x.users.owner }
+      elseif fk.scoped then
+        row = owner:row(("SELECT %s FROM %s WHERE tenant_id = $1 LIMIT 1"):format(fk.refs, fk.parent), x.tenant)
+      end
+      for i, c in ipairs(from) do
+        if row and given[c] == nil and required[c] then given[c] = row[to[i]] end
+      end
+    end
+    local names, values, args = {}, {}, {}
+    for _, c in ipairs(cols) do
+      if given[c.name] ~= nil then
+        args[#args + 1] = given[c.name]
+        names[#names + 1], values[#values + 1] = c.name, ("$%d::%s"):format(#args, c.type)
+      elseif c.needed then
+        names[#names + 1] = c.name
+        values[#values + 1] = c.type:match("%[%]$") and "'{}'" or assert(SAMPLE[c.type], tbl .. "." .. c.name .. ": no sample of type " .. c.type)
+      end
+    end
+    return ("INSERT INTO %s (%s) VALUES (%s)"):format(tbl, table.concat(names, ", "), table.concat(values, ", ")), args
+  end
+
+  -- The rows a fixture below could not make as the owner: those of tables
+  -- added later, seeded from the catalog (parents first).
+  function seed_generic(X)
+    for _, r in ipairs(assert(owner:query("SELECT table_name FROM tenant_tables ORDER BY depth, table_name"))) do
+      if owner:value(("SELECT count(*) FROM %s WHERE tenant_id = $1"):format(r.table_name), ids[X].tenant) == 0 then
+        local sql, args = generic_insert(r.table_name, X)
+        assert(owner:exec(sql, (table.unpack or unpack)(args)))
+      end
+    end
+  end
+
   -- The statement of each operation on a table, aimed at tenant X's rows:
-  -- the SQL and its parameters.
+  -- the SQL and its parameters. Rows are made from the catalog unless a
+  -- table's rules need more than that (an INSERTS entry).
   local function statement(tbl, op, X)
     local x = ids[X]
     local key, arg = "tenant_id = $1", x.tenant
@@ -112,47 +204,37 @@ describe("tenant isolation", function()
     if tbl == "users" then key, arg = "id = $1", x.users.owner end
     if op == "select" then return ("SELECT count(*) AS n FROM %s WHERE %s"):format(tbl, key), { arg } end
     if op == "delete" then return ("DELETE FROM %s WHERE %s"):format(tbl, key), { arg } end
-    if op == "update" then
-      local set = ({ tenants = "name = name", users = "display_name = 'x'", memberships = "role = role",
-                     vehicle_events = "notes = 'x'", vehicle_event_heads = "changed_at = now()",
-                     vehicle_event_flags = "detail = detail", vehicle_event_supersessions = "superseded_at = now()",
-                     audit_log = "request_id = 'x'", vehicle_metrics_monthly = "events = events",
-                     vehicle_costs_monthly = "entries = entries",
-                     reminder_occurrences = "seq = seq", notifications = "attempts = attempts",
-                     tenant_secrets = "webhook_secret = webhook_secret" })[tbl] or "updated_at = now()"
-      return ("UPDATE %s SET %s WHERE %s"):format(tbl, set, key), { arg }
+    if op == "update" then -- a column set to itself
+      local column
+      for _, c in ipairs((catalog(tbl))) do
+        if not (c.key or c.generated or c.name == "tenant_id") then column = column or c.name end
+      end
+      return ("UPDATE %s SET %s = %s WHERE %s"):format(tbl, column, column, key), { arg }
     end
     local v = x.vehicle
     local inserts = {
       tenants = { "INSERT INTO tenants (name) VALUES ('new')" },
       users = { "INSERT INTO users (email) VALUES ('new-' || gen_random_uuid() || '@x.example')" },
       memberships = { "INSERT INTO memberships (tenant_id, user_id, role) VALUES ($1, $2, 'viewer')", x.tenant, ids.nonmember },
-      garages = { "INSERT INTO garages (tenant_id, name) VALUES ($1, 'new')", x.tenant },
-      vehicles = { "INSERT INTO vehicles (tenant_id, nickname) VALUES ($1, 'new')", x.tenant },
-      vehicle_images = { "INSERT INTO vehicle_images (tenant_id, vehicle_id, storage_url) VALUES ($1, $2, 's3://b/2')", x.tenant, v },
+      vehicles = { "INSERT INTO vehicles (tenant_id, nickname) VALUES ($1, 'new')", x.tenant }, -- currency: the tenant's
       reminders = { "INSERT INTO reminders (tenant_id, vehicle_id, title, due_mileage) VALUES ($1, $2, 'tyres', 9000)", x.tenant, v },
       vehicle_events = { "INSERT INTO vehicle_events (tenant_id, vehicle_id, type, occurred_at, mileage, payload) " ..
         "VALUES ($1, $2, 'odometer', '2030-01-01T00:00:00Z', 95000, '{\"source\": \"manual\"}')", x.tenant, v },
-      vehicle_event_heads = { "INSERT INTO vehicle_event_heads (tenant_id, vehicle_id, last_occurred_at) VALUES ($1, $2, now())", x.tenant, v },
       vehicle_event_flags = { "INSERT INTO vehicle_event_flags (tenant_id, event_id, occurred_at, vehicle_id, flag, detail) " ..
         "VALUES ($1, gen_random_uuid(), now(), $2, 'implausible_jump', '{}')", x.tenant, v },
-      vehicle_event_supersessions = { "INSERT INTO vehicle_event_supersessions (tenant_id, event_id, occurred_at, superseded_by) " ..
-        "VALUES ($1, gen_random_uuid(), now(), gen_random_uuid())", x.tenant },
       audit_log = { "INSERT INTO audit_log (tenant_id, table_name, record_id, operation) VALUES ($1, 'x', gen_random_uuid(), 'insert')", x.tenant },
       fleet_groups = { "INSERT INTO fleet_groups (tenant_id, parent_id, name) VALUES ($1, $2, 'Hub')", x.tenant, x.group },
       vehicle_metrics_monthly = { "INSERT INTO vehicle_metrics_monthly VALUES ($1, $2, '1999-01-01', 0, 0, 0, 0, 0, 0, 0)",
         x.tenant, v },
       vehicle_costs_monthly = { "INSERT INTO vehicle_costs_monthly VALUES ($1, $2, '1999-01-01', 'EUR', 'fuel', 1, 1, 0, 0)",
         x.tenant, v },
-      reminder_completions = { "INSERT INTO reminder_completions (tenant_id, reminder_id, completed_on) VALUES ($1, $2, '2025-02-01')",
-        x.tenant, x.reminder },
       reminder_occurrences = { "INSERT INTO reminder_occurrences (tenant_id, reminder_id, seq) VALUES ($1, $2, 99)", x.tenant, x.reminder },
       notifications = { "INSERT INTO notifications (tenant_id, kind, payload) VALUES ($1, 'overdue', '{}')", x.tenant },
-      tenant_secrets = { "INSERT INTO tenant_secrets (tenant_id) VALUES ($1)", x.tenant },
       group_permissions = { "INSERT INTO group_permissions (tenant_id, group_id, user_id, level) VALUES ($1, $2, $3, 'write')",
         x.tenant, x.group, x.users.owner },
     }
-    local i = assert(inserts[tbl], "no insert fixture for " .. tbl)
+    local i = inserts[tbl]
+    if not i then return generic_insert(tbl, X) end
     return i[1], { select(2, (table.unpack or unpack)(i)) }
   end
 
@@ -181,7 +263,31 @@ describe("tenant isolation", function()
   end
 
   it("knows every table of the schema", function()
-    for _, t in ipairs(tables()) do assert.is_table(EXPECT[t], "no isolation matrix row for table " .. t) end
+    for _, t in ipairs(tables()) do
+      local kind = kinds[t]
+      assert.is_true((OWN[t] == nil) ~= (kind == nil), t .. ": a kind recorded by protect_tenant_table, or an OWN row")
+      if kind then assert.is_table(BY_KIND[kind], t .. ": unknown kind " .. kind) end
+    end
+  end)
+
+  it("picks up a table added later from the catalog: matrix, audit and purge", function()
+    assert.equal("mutable", kinds.probe_notes)
+    local listed = false
+    for _, t in ipairs(tables()) do listed = listed or t == "probe_notes" end
+    assert.is_true(listed)
+    local t = owner:value("INSERT INTO tenants (name) VALUES ('Probe') RETURNING id")
+    local boss = H.user(owner, t, "owner")
+    local v = owner:value("INSERT INTO vehicles (tenant_id) VALUES ($1) RETURNING id", t)
+    local note = app:as({ tenant = t, user = boss }, function(db)
+      return motomind.assert(db:value("INSERT INTO probe_notes (tenant_id, vehicle_id, body, created_by) " ..
+        "VALUES ($1, $2, 'hello', gen_random_uuid()) RETURNING id", t, v))
+    end)
+    assert.equal(boss, owner:value("SELECT created_by FROM probe_notes WHERE id = $1", note))
+    assert.equal(1, owner:value("SELECT count(*) FROM audit_log WHERE table_name = 'probe_notes' AND record_id = $1 " ..
+      "AND operation = 'insert' AND actor = $2", note, boss))
+    assert.is_true(app:as({ tenant = t, user = boss }, function(db) return db:value("SELECT delete_tenant()") end))
+    motomind.assert(owner:value("SELECT purge_tenant($1)", t))
+    assert.equal(0, owner:value("SELECT count(*) FROM probe_notes WHERE tenant_id = $1", t))
   end)
 
   it("forces row-level security on every table and partition", function()
@@ -195,7 +301,7 @@ describe("tenant isolation", function()
   it("gives exactly the allowed outcome in every cell (tables x operations x actors)", function()
     local wrong, cells = {}, 0
     for _, tbl in ipairs(tables()) do
-      local e = EXPECT[tbl]
+      local e = OWN[tbl] or BY_KIND[kinds[tbl]]
       for _, op in ipairs { "select", "insert", "update", "delete" } do
         for _, actor in ipairs(ACTORS) do
           for _, X in ipairs { "A", "B" } do
