@@ -3,6 +3,7 @@
 -- forged authors, retention and old dates, maintain() isolation, purge.
 local motomind = require "motomind"
 local H = require "spec.helper"
+local samples = require "spec.samples"
 
 local null = motomind.null
 
@@ -10,14 +11,13 @@ describe("soft delete, restore and purge obey the write rules (matrix from the c
   local owner, app, A, B
 
   -- Who may soft-delete (and restore) the seeded row of each table; purge is
-  -- the owner's alone. A table with soft delete and no row here fails.
+  -- the owner's alone. A mutable table's rule follows from its columns
+  -- (rows of a vehicle: those who may write the vehicle; else every
+  -- manager); tables with policies of their own are listed.
   local WRITE_VEHICLE = { owner = 1, manager_write = 1, manager_admin = 1 }
-  local EXPECT = {
-    vehicles = WRITE_VEHICLE, vehicle_images = WRITE_VEHICLE, reminders = WRITE_VEHICLE, reminder_completions = WRITE_VEHICLE,
-    garages = { owner = 1, manager_read = 1, manager_write = 1, manager_admin = 1 },
-    fleet_groups = { owner = 1, manager_admin = 1 },
-    memberships = { owner = 1 },
-  }
+  local MANAGERS = { owner = 1, manager_read = 1, manager_write = 1, manager_admin = 1 }
+  local OWN = { fleet_groups = { owner = 1, manager_admin = 1 }, memberships = { owner = 1 }, vehicles = WRITE_VEHICLE }
+  local EXPECT = {}
   local ACTORS = { "owner", "manager_read", "manager_write", "manager_admin", "viewer", "other", "nonmember" }
 
   setup(function()
@@ -45,6 +45,20 @@ describe("soft delete, restore and purge obey the write rules (matrix from the c
       return x
     end
     A, B = seed(), seed()
+    for _, x in ipairs { A, B } do
+      assert(owner:exec("INSERT INTO vehicle_events (tenant_id, vehicle_id, type, occurred_at, mileage, payload) " ..
+        "VALUES ($1, $2, 'odometer', '2025-01-01', 10, '{\"source\": \"manual\"}')", x.tenant, x.vehicles))
+      samples.seed(owner, x.tenant, x.users.owner, "soft_delete_tables")
+      for _, r in ipairs(owner:query("SELECT table_name, key_column FROM soft_delete_tables")) do
+        x[r.table_name] = x[r.table_name] or owner:value(("SELECT %s FROM %s WHERE tenant_id = $1 LIMIT 1")
+          :format(r.key_column, r.table_name), x.tenant)
+      end
+    end
+    for _, r in ipairs(owner:query("SELECT s.table_name, k.kind, EXISTS (SELECT 1 FROM pg_attribute a " ..
+        "WHERE a.attrelid = s.rel AND a.attname = 'vehicle_id' AND NOT a.attisdropped) AS per_vehicle " ..
+        "FROM soft_delete_tables s JOIN tenant_table_kinds k ON k.rel = s.rel")) do
+      EXPECT[r.table_name] = OWN[r.table_name] or r.kind == "mutable" and (r.per_vehicle and WRITE_VEHICLE or MANAGERS) or nil
+    end
     A.nonmember = H.user(owner)
     app = H.app_connect(owner)
   end)

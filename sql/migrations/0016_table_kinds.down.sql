@@ -32,6 +32,21 @@ END
 $fn$;
 DROP FUNCTION stamp_created();
 
+CREATE OR REPLACE FUNCTION apply_vehicle_write_policies(rel regclass) RETURNS void
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $fn$
+DECLARE
+  app text := (SELECT value FROM settings WHERE key = 'app_role');
+  rule text := '(tenant_id = (SELECT current_tenant_id()) AND ((SELECT current_tenant_role()) = ''owner'' '
+               'OR vehicle_id = ANY ((SELECT writable_vehicle_ids())::uuid[])))';
+BEGIN
+  EXECUTE format('DROP POLICY IF EXISTS writer_insert ON %s', rel);
+  EXECUTE format('DROP POLICY IF EXISTS writer_update ON %s', rel);
+  EXECUTE format('CREATE POLICY writer_insert ON %s FOR INSERT TO %I WITH CHECK %s', rel, app, rule);
+  EXECUTE format('CREATE POLICY writer_update ON %s FOR UPDATE TO %I USING (deleted_at IS NULL AND %s) WITH CHECK %s',
+                 rel, app, rule, rule);
+END
+$fn$;
+
 CREATE OR REPLACE FUNCTION apply_tenant_policies(rel regclass, kind text) RETURNS void
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $fn$
 DECLARE

@@ -49,6 +49,27 @@ BEGIN
 END
 $fn$;
 
+-- The writer policies of a table whose rows belong to a vehicle: owners, or
+-- a manager who may write the vehicle (0010's rule); an UPDATE policy only
+-- for a table that had one (append-only tables have none).
+CREATE OR REPLACE FUNCTION apply_vehicle_write_policies(rel regclass) RETURNS void
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $fn$
+DECLARE
+  app text := (SELECT value FROM settings WHERE key = 'app_role');
+  rule text := '(tenant_id = (SELECT current_tenant_id()) AND ((SELECT current_tenant_role()) = ''owner'' '
+               'OR vehicle_id = ANY ((SELECT writable_vehicle_ids())::uuid[])))';
+  updates boolean := EXISTS (SELECT 1 FROM pg_policy WHERE polrelid = rel AND polname = 'writer_update');
+BEGIN
+  EXECUTE format('DROP POLICY IF EXISTS writer_insert ON %s', rel);
+  EXECUTE format('CREATE POLICY writer_insert ON %s FOR INSERT TO %I WITH CHECK %s', rel, app, rule);
+  IF updates THEN
+    EXECUTE format('DROP POLICY writer_update ON %s', rel);
+    EXECUTE format('CREATE POLICY writer_update ON %s FOR UPDATE TO %I USING (deleted_at IS NULL AND %s) WITH CHECK %s',
+                   rel, app, rule, rule);
+  END IF;
+END
+$fn$;
+
 -- Everything a new tenant table needs, by kind ('mutable', 'append_only' or
 -- 'derived', as apply_tenant_policies): its policies; writes per vehicle
 -- when rows carry a vehicle_id; for mutable tables the stamp and audit
@@ -70,7 +91,6 @@ BEGIN
     EXECUTE format('CREATE TRIGGER audit AFTER INSERT OR UPDATE OR DELETE ON %s FOR EACH ROW EXECUTE FUNCTION audit_row()', rel);
     EXECUTE format('GRANT SELECT, INSERT, UPDATE ON %s TO %I', rel, app);
   ELSIF kind = 'append_only' THEN
-    IF per_vehicle THEN EXECUTE format('DROP POLICY writer_update ON %s', rel); END IF;
     EXECUTE format('CREATE TRIGGER stamp BEFORE INSERT ON %s FOR EACH ROW EXECUTE FUNCTION stamp_created()', rel);
     EXECUTE format('CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON %s '
                    'FOR EACH ROW EXECUTE FUNCTION refuse_event_change()', rel);
