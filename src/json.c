@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ARRAY_MT_KEY "motomind.json.array"
+#define ARRAY_MT_KEY MM_ARRAY_MT
 #define MAX_DEPTH 512
 #define PATH_MAX_LEN 480
 

@@ -8,6 +8,7 @@
 #define MM_CONN_MT "motomind.Connection"
 #define MM_BOX_MT "motomind.Box"
 #define MM_NULL_KEY "motomind.null"
+#define MM_ARRAY_MT "motomind.json.array" /* registry: the metatable of JSON arrays */
 
 /* box.c: a userdata that owns one C allocation, so a Lua error raised while
  * that allocation is alive (out of memory, bad input) cannot leak it. */

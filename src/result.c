@@ -8,8 +8,45 @@
 enum {
     OID_BOOL = 16, OID_INT8 = 20, OID_INT2 = 21, OID_INT4 = 23, OID_OID = 26,
     OID_JSON = 114, OID_FLOAT4 = 700, OID_FLOAT8 = 701,
-    OID_TIMESTAMP = 1114, OID_TIMESTAMPTZ = 1184, OID_JSONB = 3802
+    OID_TIMESTAMP = 1114, OID_TIMESTAMPTZ = 1184, OID_JSONB = 3802,
+    OID_TEXT_ARRAY = 1009, OID_VARCHAR_ARRAY = 1015, OID_UUID_ARRAY = 2951
 };
+
+/* A one-dimensional array of text-like elements, "{a,"b c",NULL}" -> a Lua
+ * array of strings (motomind.null for NULL). Anything else (nested, with
+ * explicit bounds) stays text. */
+static void push_text_array(lua_State *L, const char *s, int len) {
+    int i = 1, n = 0, t;
+    if (len < 2 || s[0] != '{' || s[len - 1] != '}' || memchr(s + 1, '{', (size_t)(len - 2))) {
+        lua_pushlstring(L, s, len);
+        return;
+    }
+    lua_newtable(L);
+    t = lua_gettop(L);
+    if (len == 2) goto done;
+    while (i < len) {
+        luaL_Buffer b;
+        if (s[i] == '"') {
+            luaL_buffinit(L, &b);
+            for (i++; i < len - 1 && s[i] != '"'; i++) {
+                if (s[i] == '\\' && i + 1 < len - 1) i++;
+                luaL_addchar(&b, s[i]);
+            }
+            luaL_pushresult(&b);
+            i++; /* the closing quote */
+        } else {
+            int start = i;
+            while (i < len - 1 && s[i] != ',') i++;
+            if (i - start == 4 && memcmp(s + start, "NULL", 4) == 0) mm_push_null(L);
+            else lua_pushlstring(L, s + start, (size_t)(i - start));
+        }
+        lua_rawseti(L, t, ++n);
+        i++; /* the comma, or the closing brace */
+    }
+done:
+    lua_getfield(L, LUA_REGISTRYINDEX, MM_ARRAY_MT);
+    lua_setmetatable(L, t);
+}
 
 static void push_int8(lua_State *L, const char *s) {
 #if MM_HAS_INTEGERS
@@ -49,6 +86,7 @@ static void push_value(lua_State *L, const PGresult *res, int row, int col, Oid 
     case OID_BOOL: lua_pushboolean(L, s[0] == 't'); break;
     case OID_TIMESTAMP: push_timestamp(L, s, len, 0); break;
     case OID_TIMESTAMPTZ: push_timestamp(L, s, len, 1); break;
+    case OID_TEXT_ARRAY: case OID_VARCHAR_ARRAY: case OID_UUID_ARRAY: push_text_array(L, s, len); break;
     case OID_JSON: case OID_JSONB:
         if (mm_json_decode(L, s, (size_t)len)) break;
         lua_pop(L, 1); /* cannot happen with server JSON; keep the text */

@@ -42,6 +42,20 @@ function M.raise(message, sqlstate, detail)
                        detail = detail }, Error), 0)
 end
 
+local function caught(ok, ...)
+  if ok then return ... end
+  local e = ...
+  if getmetatable(e) == Error then return nil, e.message, e.sqlstate, e.detail end
+  error(e, 0)
+end
+
+--- try(fn, ...) -> fn's results | nil, message, sqlstate, detail: the
+-- returning flavour of code that raises motomind errors (motomind.assert);
+-- any other error (a bug, misuse) is re-raised.
+function M.try(fn, ...)
+  return caught(pcall(fn, ...))
+end
+
 --- check_ctx(ctx, who) raises (misuse) unless ctx is { tenant = <uuid>, ... }.
 function M.check_ctx(ctx, who)
   if type(ctx) ~= "table" or type(ctx.tenant) ~= "string" then

@@ -22,6 +22,15 @@ function M.cursor_parts(cursor)
   return at, id
 end
 
+--- The photos of the event whose id is ids_expr (SQL of a uuid, or of a
+-- set of them), in order, as a JSON array (NULL when none): an amended
+-- event shows the photos of the event it corrects too.
+function M.photos_sql(db, tenant_expr, ids_expr)
+  return "(SELECT jsonb_agg(to_jsonb(p) - 'tenant_id' ORDER BY p.position, p.image_id) FROM " ..
+    db:qualify("event_photo_details") .. " p WHERE p.tenant_id = " .. tenant_expr .. " AND p.event_id IN (" ..
+    ids_expr .. "))"
+end
+
 --- The timeline page query.
 function M.page_sql(db)
   return [[
@@ -30,7 +39,8 @@ function M.page_sql(db)
            to_char(e.occurred_at AT TIME ZONE v.timezone, 'YYYY-MM-DD HH24:MI') AS local_time,
            (SELECT jsonb_agg(jsonb_build_object('flag', f.flag, 'detail', f.detail))
               FROM ]] .. db:qualify("vehicle_event_flags") .. [[ f
-             WHERE f.tenant_id = e.tenant_id AND f.event_id = e.id AND f.occurred_at = e.occurred_at) AS flags
+             WHERE f.tenant_id = e.tenant_id AND f.event_id = e.id AND f.occurred_at = e.occurred_at) AS flags,
+           ]] .. M.photos_sql(db, "e.tenant_id", "e.id, e.corrects_id") .. [[ AS photos
       FROM ]] .. db:qualify("vehicle_events_effective") .. [[ e
       JOIN ]] .. db:qualify("vehicles") .. [[ v ON v.tenant_id = e.tenant_id AND v.id = e.vehicle_id
      WHERE e.tenant_id = $1

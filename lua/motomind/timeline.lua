@@ -188,9 +188,29 @@ function M.page(db, ctx, opts)
     for _, r in ipairs(rows) do
       r.payload = motomind.assert(payload.decode(r.type, r.payload))
       if r.flags == null then r.flags = setmetatable({}, motomind.json.array_mt) end
+      if r.photos == null then r.photos = setmetatable({}, motomind.json.array_mt) end
     end
     return page
   end)
+end
+
+-- The feed's events get their photos (live: the feed itself is a
+-- materialized view) in one query for the page.
+local function with_photos(db, ctx, page)
+  local ids = {}
+  for i, r in ipairs(page.events) do ids[i] = r.id end
+  local by_event = {}
+  if #ids > 0 then
+    local photos, err, sqlstate, detail = db:query("SELECT e.id, " .. internal.photos_sql(db, "$1", "e.id") ..
+      " AS photos FROM (SELECT jsonb_array_elements_text($2::jsonb)::uuid AS id) e", ctx.tenant, ids)
+    if not photos then return nil, err, sqlstate, detail end
+    for _, r in ipairs(photos) do by_event[r.id] = r.photos end
+  end
+  for _, r in ipairs(page.events) do
+    local p = by_event[r.id]
+    r.photos = p ~= nil and p ~= null and p or setmetatable({}, motomind.json.array_mt)
+  end
+  return page
 end
 
 --- feed(db, ctx, { vehicle =, limit = 50, cursor = }) -> { events, cursor }
@@ -211,7 +231,7 @@ function M.feed(db, ctx, opts)
       rows[#rows] = nil
       page.cursor = rows[#rows].occurred_at .. "|" .. rows[#rows].id
     end
-    return page
+    return with_photos(db, ctx, page)
   end)
 end
 

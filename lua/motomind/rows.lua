@@ -1,0 +1,152 @@
+--- Rows of a tenant table written and read through the catalog: the
+-- columns a caller may write are the table's own (not the tenant, not the
+-- audit stamps, not generated ones), so the capture nouns (photos,
+-- captures, vision, locations, conversations, profiles) define no field
+-- lists of their own. Call inside db:as(ctx): row-level security decides.
+local motomind = require "motomind"
+
+local unpack = table.unpack or unpack
+local M = {}
+
+-- Never written by a caller: the database stamps them.
+local STAMPED = { tenant_id = true, created_at = true, created_by = true, updated_at = true, updated_by = true,
+                  deleted_at = true, deleted_by = true }
+
+-- Per connection: each table's writable columns { name = type } and its
+-- CHECK constraints' columns { constraint = column }.
+local cache = setmetatable({}, { __mode = "k" })
+
+local function catalog(db, tbl)
+  cache[db] = cache[db] or {}
+  local known = cache[db][tbl]
+  if known then return known end
+  local rel = db:qualify(tbl)
+  local columns = {}
+  for _, r in ipairs(motomind.assert(db:query("SELECT attname, format_type(atttypid, atttypmod) AS type FROM " ..
+      "pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = ''", rel))) do
+    if not STAMPED[r.attname] then columns[r.attname] = r.type end
+  end
+  local checks = {}
+  for _, r in ipairs(motomind.assert(db:query("SELECT k.conname, a.attname FROM pg_constraint k JOIN pg_attribute a " ..
+      "ON a.attrelid = k.conrelid AND a.attnum = k.conkey[1] WHERE k.conrelid = $1::regclass AND k.contype = 'c' " ..
+      "AND cardinality(k.conkey) = 1", rel))) do
+    checks[r.conname] = r.attname
+  end
+  known = { columns = columns, checks = checks }
+  cache[db][tbl] = known
+  return known
+end
+
+-- The SQL of one bound value for a column: arrays come as Lua arrays (JSON).
+local function placeholder(n, ctype)
+  if ctype:match("%[%]$") then
+    return ("coalesce((SELECT array_agg(x) FROM jsonb_array_elements_text($%d::jsonb) x), '{}')::%s"):format(n, ctype)
+  end
+  return ("$%d::%s"):format(n, ctype)
+end
+
+-- A failed write's message, naming the field: a value that is not of its
+-- column's type (found by casting each value alone) or a CHECK of one column.
+local function explain(db, tbl, fields, message, sqlstate, detail)
+  local info = catalog(db, tbl)
+  if sqlstate == "23514" then
+    local column = info.checks[message:match('constraint "([^"]+)"') or ""]
+    if column then return nil, column .. ": " .. message, sqlstate, detail end
+  elseif sqlstate and sqlstate:match("^22") then
+    for name, value in pairs(fields) do
+      local ctype = info.columns[name]
+      if ctype and value ~= motomind.null then
+        local ok, why = db:value("SELECT " .. placeholder(1, ctype) .. " IS NOT NULL", value)
+        if not ok then return nil, name .. ": " .. why, sqlstate, detail end
+      end
+    end
+  end
+  return nil, message, sqlstate, detail
+end
+
+local function check_fields(db, tbl, fields)
+  if type(fields) ~= "table" then error(tbl .. ": fields must be a table", 3) end
+  local columns = catalog(db, tbl).columns
+  for k in pairs(fields) do
+    if not columns[k] then return nil, tostring(k) .. ": unknown field of " .. tbl, "22023" end
+  end
+  return columns
+end
+
+-- Runs a write as the context user; a failure is explained afterwards
+-- (the write's transaction, or savepoint, is rolled back by then).
+local function write(db, ctx, tbl, fields, sql, args)
+  local row, err, sqlstate, detail = db:as(ctx, function() return db:row(sql, unpack(args, 1, args.n)) end)
+  if row then return row end
+  if not err then return nil, "no such row in " .. tbl .. " (or not yours to change)", "P0002" end
+  return explain(db, tbl, fields, err, sqlstate, detail)
+end
+
+--- insert(db, ctx, tbl, fields) -> the new row | nil, message, sqlstate, detail.
+function M.insert(db, ctx, tbl, fields)
+  local columns, err, sqlstate = check_fields(db, tbl, fields)
+  if not columns then return nil, err, sqlstate end
+  local names, values, args = { "tenant_id" }, { "$1::uuid" }, { ctx.tenant }
+  for name, value in pairs(fields) do
+    args[#args + 1] = value
+    names[#names + 1], values[#values + 1] = db:escape_identifier(name), placeholder(#args, columns[name])
+  end
+  args.n = #args
+  return write(db, ctx, tbl, fields, ("INSERT INTO %s (%s) VALUES (%s) RETURNING *"):format(db:qualify(tbl),
+    table.concat(names, ", "), table.concat(values, ", ")), args)
+end
+
+--- update(db, ctx, tbl, id, fields) -> the changed row | nil, message, sqlstate, detail
+-- (P0002 when no live row of the tenant has that id, or it is not yours to change).
+function M.update(db, ctx, tbl, id, fields)
+  local columns, err, sqlstate = check_fields(db, tbl, fields)
+  if not columns then return nil, err, sqlstate end
+  local sets, args = {}, { ctx.tenant, id }
+  for name, value in pairs(fields) do
+    args[#args + 1] = value
+    sets[#sets + 1] = db:escape_identifier(name) .. " = " .. placeholder(#args, columns[name])
+  end
+  if #sets == 0 then return M.get(db, ctx, tbl, id) end
+  args.n = #args
+  return write(db, ctx, tbl, fields, ("UPDATE %s SET %s WHERE tenant_id = $1 AND id = $2::uuid RETURNING *")
+    :format(db:qualify(tbl), table.concat(sets, ", ")), args)
+end
+
+--- get(db, ctx, tbl, id) -> the row | nil (none visible) | nil, message, sqlstate.
+function M.get(db, ctx, tbl, id)
+  return db:as(ctx, function()
+    return db:row(("SELECT * FROM %s WHERE tenant_id = $1 AND id = $2::uuid"):format(db:qualify(tbl)), ctx.tenant, id)
+  end)
+end
+
+--- list(db, ctx, tbl, where, order) -> the rows whose columns equal where's
+-- values ({ vehicle_id = v }), in order (SQL of the table's columns).
+function M.list(db, ctx, tbl, where, order)
+  local conds, args = { "tenant_id = $1" }, { ctx.tenant }
+  local columns = catalog(db, tbl).columns
+  for name, value in pairs(where or {}) do
+    if not columns[name] then error(tbl .. ": no column " .. tostring(name), 2) end
+    args[#args + 1] = value
+    conds[#conds + 1] = db:escape_identifier(name) .. " = " .. placeholder(#args, columns[name])
+  end
+  return db:as(ctx, function()
+    return db:query(("SELECT * FROM %s WHERE %s ORDER BY %s"):format(db:qualify(tbl), table.concat(conds, " AND "),
+      order or "created_at, id"), unpack(args, 1, #args))
+  end)
+end
+
+--- view(db, ctx, name, where, order) -> the rows of one of the tenant's
+-- analytics views (read with the user's rights), filtered by equality.
+function M.view(db, ctx, name, where, order)
+  local conds, args = { "tenant_id = $1" }, { ctx.tenant }
+  for k, value in pairs(where or {}) do
+    args[#args + 1] = value
+    conds[#conds + 1] = ("%s = $%d"):format(db:escape_identifier(k), #args)
+  end
+  return db:as(ctx, function()
+    return db:query(("SELECT * FROM %s WHERE %s ORDER BY %s"):format(db:qualify(name), table.concat(conds, " AND "),
+      order or "1"), unpack(args, 1, #args))
+  end)
+end
+
+return M
