@@ -9,6 +9,13 @@ local unpack = table.unpack or unpack
 local read, write = H.read, H.write_temp
 
 -- line -> column of each refused record
+-- A backup restore's counts: every kind, 0 unless given.
+local function restored(counts)
+  local out = {}
+  for _, k in ipairs(require("motomind.backup").KINDS) do out[k[1]] = counts[k[1]] or 0 end
+  return out
+end
+
 local function refused(report)
   local by_line = {}
   for _, r in ipairs(report.rejected) do by_line[r.line] = r.column or r.reason end
@@ -323,10 +330,35 @@ describe("tenant backups", function()
     assert(timeline.append(db, ctx, { vehicle_id = gone, type = "odometer", mileage = 5, occurred_at = "2025-01-01T00:00:00Z",
       payload = { source = "manual" } }))
     assert(db:as(ctx, require("motomind.records").soft_delete, "vehicles", gone))
+    -- a capture: a session, a photo with its metadata, a vision call and its
+    -- confirmation, the event they made; a location fix, specs,
+    -- preferences and a conversation
+    local captures, photos, vision = require "motomind.captures", require "motomind.photos", require "motomind.vision"
+    local session = motomind.assert(captures.start(db, ctx, { vehicle_id = van, flow = "odometer",
+      started_at = "2025-02-01T08:00:00Z" }))
+    local photo = motomind.assert(photos.add(db, ctx, { vehicle_id = van, storage_url = "s3://b/odo.jpg",
+      capture_session_id = session.id, checksum = ("%064x"):format(7), metadata = { device_make = "Pixel", exif = { f = 1.8 } } }))
+    local call = motomind.assert(vision.record(db, ctx, { image_id = photo.id, model = "m1", task = "odometer",
+      latency_ms = 300, fields = { mileage = { value = 2000, confidence = 0.9 } } }))
+    motomind.assert(captures.step(db, ctx, session.id, "photo", 1))
+    local done = motomind.assert(captures.complete(db, ctx, session.id, { event = { type = "odometer", mileage = 2000,
+      occurred_at = "2025-02-01T08:00:00Z", payload = { source = "photo_ocr", ocr_confidence = 90 } },
+      photos = { { id = photo.id, role = "odometer" } }, confirmations = { { call = call.id, fields = { mileage = 2000 } } } }))
+    motomind.assert(require("motomind.locations").correct(db, ctx, { vehicle_id = van, event_id = done.event.id,
+      event_occurred_at = done.event.occurred_at, recorded_latitude = 59.9, recorded_longitude = 10.7, latitude = 59.91,
+      longitude = 10.7 }))
+    local profiles, conversations = require "motomind.profiles", require "motomind.conversations"
+    motomind.assert(profiles.set_spec(db, ctx, { vehicle_id = van, source = "vin_decoder", fuel_types = { "diesel" } }))
+    motomind.assert(profiles.set_preferences(db, ctx, { vehicle_id = van, due_soon_days = 14 }))
+    local thread = motomind.assert(conversations.start(db, ctx, { vehicle_id = van, title = "Odometer" }))
+    motomind.assert(conversations.say(db, ctx, thread.id, { role = "user", content = "Is 2000 right?" }))
+    motomind.assert(conversations.say(db, ctx, thread.id, { role = "assistant", content = "Yes.", model = "m2",
+      event_ids = { done.event.id } }))
 
     local path, again = os.tmpname(), os.tmpname()
     local n = assert(db:export(path, { tenant = t, user = user, format = "backup" }))
-    assert.equal(1 + 3 + 2 + 1 + 1 + 3, n) -- garage, groups, vehicles (car, van), reminder, completion, events
+    -- garage, groups, vehicles (car, van), reminder, completion, 4 events, 12 capture records
+    assert.equal(1 + 3 + 2 + 1 + 1 + 4 + 12, n)
     local text = read(path)
     assert.matches('^{"record":"backup","version":1}\n{"id": "[^"]+", "name": "Home", "record": "garage", ', text)
     assert.not_matches("sold", text)
@@ -335,8 +367,11 @@ describe("tenant backups", function()
     local user2 = H.user(db, t2, "owner")
     local report = assert(db:import(path, { tenant = t2, user = user2 }))
     assert.equal("backup", report.format)
-    assert.same({ garage = 1, fleet_group = 3, vehicle = 2, reminder = 1, reminder_completion = 1 }, report.restored)
-    assert.same({ 3, 0, 0 }, { report.inserted, report.duplicates, #report.rejected })
+    assert.same(restored { garage = 1, fleet_group = 3, vehicle = 2, reminder = 1, reminder_completion = 1,
+      vehicle_spec = 1, maintenance_preference = 1, conversation_thread = 1, capture_session = 1, photo = 1,
+      photo_metadata = 1, event_photo = 1, vision_call = 1, vision_result = 1, location_correction = 1,
+      conversation_message = 2 }, report.restored)
+    assert.same({ 4, 0, 0 }, { report.inserted, report.duplicates, #report.rejected })
     assert(db:export(again, { tenant = t2, user = user2, format = "backup" }))
     assert.equal(text, read(again))
     -- the reminder's chain is rebuilt: done by hand, next due two years on
@@ -346,8 +381,8 @@ describe("tenant backups", function()
     assert.equal(1001, q("SELECT mileage::float8 FROM vehicle_events_effective WHERE tenant_id = $1 AND type = 'odometer'", t2))
 
     local twice = assert(db:import(path, { tenant = t2, user = user2 }))
-    assert.same({ garage = 0, fleet_group = 0, vehicle = 0, reminder = 0, reminder_completion = 0 }, twice.restored)
-    assert.same({ 0, 3 }, { twice.inserted, twice.duplicates })
+    assert.same(restored {}, twice.restored)
+    assert.same({ 0, 4 }, { twice.inserted, twice.duplicates })
     os.remove(path) os.remove(again)
   end)
 
@@ -368,7 +403,7 @@ describe("tenant backups", function()
     assert.equal("colour: unknown field", refused(report)[3])
     assert.equal('record: unknown kind "spaceship"', refused(report)[4])
     assert.matches("vehicles_vin_check", refused(report)[5])
-    assert.same({ garage = 1, fleet_group = 0, vehicle = 0, reminder = 0, reminder_completion = 0 }, report.restored)
+    assert.same(restored { garage = 1 }, report.restored)
     assert.equal(1, report.inserted)
     local plain = write('{"record":"garage","id":"6f1c2b1e-0000-4000-8000-000000000009","name":"X"}\n')
     local ok, msg = db:import(plain, { tenant = t, user = user, format = "backup" })

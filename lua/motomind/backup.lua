@@ -1,39 +1,54 @@
 --- Whole-tenant backups: the tenant's records besides events (garages, fleet
--- groups, vehicles, reminders and their completions by hand) as JSON lines
--- before its events (reminders' occurrences are rebuilt from them). Written by
--- export.lua, restored by import.lua (which stages the file's lines).
+-- groups, vehicles, reminders and their completions by hand, vehicle
+-- profiles, photos, captures, vision results, location corrections and
+-- AI conversations) as JSON lines around its events (reminders'
+-- occurrences are rebuilt from them). Written by export.lua, restored by
+-- import.lua (which stages the file's lines).
 local motomind = require "motomind"
 
 local M = {}
 
 -- The kinds of record a backup holds, in the order they are restored (each
--- may reference the ones before it).
+-- may reference the ones before it); after_events: restored once the
+-- events are, as they may reference them.
 M.KINDS = { { "garage", "garages" }, { "fleet_group", "fleet_groups" }, { "vehicle", "vehicles" },
-  { "reminder", "reminders" }, { "reminder_completion", "reminder_completions" } }
+  { "reminder", "reminders" }, { "reminder_completion", "reminder_completions" },
+  { "vehicle_spec", "vehicle_spec_enhancements" }, { "maintenance_preference", "user_maintenance_preferences" },
+  { "conversation_thread", "conversation_threads" },
+  { "capture_session", "capture_sessions", after_events = true }, { "photo", "vehicle_images", after_events = true },
+  { "photo_metadata", "photo_metadata", after_events = true }, { "event_photo", "event_photos", after_events = true },
+  { "vision_call", "vision_metrics", after_events = true }, { "vision_result", "vision_accuracy", after_events = true },
+  { "location_correction", "location_corrections", after_events = true },
+  { "conversation_message", "conversation_messages", after_events = true } }
 M.VERSION = 1
 -- Columns a backup leaves out: the tenant and the audit stamps (the
--- database stamps restored rows itself).
-M.AUDIT = "{tenant_id,created_at,created_by,updated_at,updated_by,deleted_at,deleted_by}"
+-- database stamps restored rows itself), and generated columns (the
+-- database computes them again). Messages are numbered again in file order.
+local STAMPS = { "tenant_id", "created_at", "created_by", "updated_at", "updated_by", "deleted_at", "deleted_by", "seq" }
 
--- The columns a backup carries for a table, from the catalog.
+-- A table's columns: those a backup carries, and those it leaves out (as a
+-- text[] literal); whether it has soft delete.
 local function columns(db, tbl)
   local rows = motomind.assert(db:query([[
-    SELECT attname FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped
-       AND attname <> ALL ($2::text[]) ORDER BY attnum]], db:qualify(tbl), M.AUDIT))
-  local names = {}
-  for i, r in ipairs(rows) do names[i] = r.attname end
-  return names
+    SELECT attname, attname = ANY ($2::text[]) OR attgenerated <> '' AS left_out FROM pg_attribute
+     WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum]], db:qualify(tbl),
+    "{" .. table.concat(STAMPS, ",") .. "}"))
+  local carried, out, soft = {}, {}, false
+  for _, r in ipairs(rows) do
+    if r.left_out then out[#out + 1] = r.attname else carried[#carried + 1] = r.attname end
+    soft = soft or r.attname == "deleted_at"
+  end
+  return carried, "{" .. table.concat(out, ",") .. "}", soft
 end
 
 local RECORDS = [[
   CREATE TEMP TABLE motomind_import_records ON COMMIT DROP AS
   SELECT line, data->>'record' AS kind, data FROM jsonb_to_recordset($1::jsonb) AS r(line bigint, data jsonb)]]
 
---- restore_records(db, ctx, staged, report, insert_range) restores a
--- backup's records ({ line, json_text } each) before its events: unknown
--- kinds and fields are refused by line, the rest inserted kind by kind
--- through insert_range (import.lua), which reports what the database refuses.
-function M.restore_records(db, ctx, staged, report, insert_range)
+--- stage_records(db, staged, report) stages a backup's records ({ line,
+-- json_text } each): a file that is not a backup of this version is
+-- refused; unknown kinds are refused by line.
+function M.stage_records(db, staged, report)
   local parts = {}
   for i, r in ipairs(staged) do parts[i] = '{"line":' .. r[1] .. ',"data":' .. r[2] .. '}' end
   motomind.assert(db:exec(RECORDS, "[" .. table.concat(parts, ",") .. "]"))
@@ -49,24 +64,33 @@ function M.restore_records(db, ctx, staged, report, insert_range)
       reason = ("record: unknown kind %s"):format(motomind.json.encode(r.kind)) }
   end
   report.restored = {}
+end
+
+--- restore_records(db, ctx, staged, report, insert_range, after_events)
+-- inserts the staged records of the kinds restored before the events (or
+-- after them), kind by kind through insert_range (import.lua), which
+-- reports what the database refuses; a record with a field the table lacks
+-- is refused, naming the field.
+function M.restore_records(db, ctx, staged, report, insert_range, after_events)
   for _, k in ipairs(M.KINDS) do
-    local kind, tbl = k[1], k[2]
-    local cols = columns(db, tbl)
-    local list = table.concat(cols, ", ")
-    -- records with a field the table lacks: refused, with the first such field
-    local rows = motomind.assert(db:query([[
-      DELETE FROM pg_temp.motomind_import_records s
-       WHERE s.kind = $1 AND EXISTS (SELECT 1 FROM jsonb_object_keys(s.data) k WHERE k <> 'record' AND k <> ALL ($2::text[]))
-      RETURNING s.line, (SELECT min(k) FROM jsonb_object_keys(s.data) k WHERE k <> 'record' AND k <> ALL ($2::text[])) AS k]],
-      kind, "{" .. list .. "}"))
-    for _, r in ipairs(rows) do
-      report.rejected[#report.rejected + 1] = { file = report.file, line = r.line, reason = r.k .. ": unknown field" }
+    if (k.after_events or false) == (after_events or false) then
+      local kind, tbl = k[1], k[2]
+      local cols = columns(db, tbl)
+      local list = table.concat(cols, ", ")
+      local rows = motomind.assert(db:query([[
+        DELETE FROM pg_temp.motomind_import_records s
+         WHERE s.kind = $1 AND EXISTS (SELECT 1 FROM jsonb_object_keys(s.data) k WHERE k <> 'record' AND k <> ALL ($2::text[]))
+        RETURNING s.line, (SELECT min(k) FROM jsonb_object_keys(s.data) k WHERE k <> 'record' AND k <> ALL ($2::text[])) AS k]],
+        kind, "{" .. list .. "}"))
+      for _, r in ipairs(rows) do
+        report.rejected[#report.rejected + 1] = { file = report.file, line = r.line, reason = r.k .. ": unknown field" }
+      end
+      local sql = ("INSERT INTO %s (tenant_id, %s) SELECT $1::uuid, %s FROM pg_temp.motomind_import_records s, " ..
+        "jsonb_populate_record(NULL::%s, s.data) r WHERE s.kind = '%s' AND s.line BETWEEN $2 AND $3 " ..
+        "ORDER BY s.line ON CONFLICT DO NOTHING"):format(db:qualify(tbl), list, "r." .. table.concat(cols, ", r."),
+        db:qualify(tbl), kind)
+      report.restored[kind] = #staged > 0 and insert_range(db, sql, ctx.tenant, 1, staged[#staged][1], report) or 0
     end
-    local sql = ("INSERT INTO %s (tenant_id, %s) SELECT $1::uuid, %s FROM pg_temp.motomind_import_records s, " ..
-      "jsonb_populate_record(NULL::%s, s.data) r WHERE s.kind = '%s' AND s.line BETWEEN $2 AND $3 " ..
-      "ORDER BY s.line ON CONFLICT DO NOTHING"):format(db:qualify(tbl), list, "r." .. table.concat(cols, ", r."),
-      db:qualify(tbl), kind)
-    report.restored[kind] = #staged > 0 and insert_range(db, sql, ctx.tenant, 1, staged[#staged][1], report) or 0
   end
 end
 
@@ -76,20 +100,26 @@ local ORDER = {
       SELECT g.id, 0 AS depth FROM %s g WHERE g.tenant_id = t.tenant_id AND g.parent_id IS NULL
       UNION ALL SELECT g.id, d.depth + 1 FROM %s g JOIN d ON g.parent_id = d.id AND g.tenant_id = t.tenant_id)
     SELECT max(depth) FROM d WHERE d.id = t.id), t.id]],
+  conversation_message = "t.thread_id, t.seq",
 }
 
 --- record_queries(db, tenant_expr) -> the header line and, per kind, the
--- query of its live records as JSON texts (in restore order).
+-- query of its live records as JSON texts (in restore order), the ones
+-- restored before the events first; and the number of those.
 function M.record_queries(db, tenant_expr)
-  local queries = {}
-  for i, k in ipairs(M.KINDS) do
+  local before, after = {}, {}
+  for _, k in ipairs(M.KINDS) do
     local kind, tbl = k[1], k[2]
+    local _, left_out, soft = columns(db, tbl)
     local order = ORDER[kind] and ORDER[kind]:format(db:qualify(tbl), db:qualify(tbl)) or "t.id"
-    queries[i] = ("SELECT jsonb_strip_nulls(jsonb_build_object('record', '%s') || " ..
-      "(to_jsonb(t) - '%s'::text[]))::text FROM %s t WHERE t.tenant_id = %s AND t.deleted_at IS NULL " ..
-      "ORDER BY %s"):format(kind, M.AUDIT, db:qualify(tbl), tenant_expr, order)
+    local list = k.after_events and after or before
+    list[#list + 1] = ("SELECT jsonb_strip_nulls(jsonb_build_object('record', '%s') || " ..
+      "(to_jsonb(t) - '%s'::text[]))::text FROM %s t WHERE t.tenant_id = %s%s ORDER BY %s"):format(kind, left_out,
+      db:qualify(tbl), tenant_expr, soft and " AND t.deleted_at IS NULL" or "", order)
   end
-  return motomind.json.encode { record = "backup", version = M.VERSION } .. "\n", queries
+  local n = #before
+  for _, q in ipairs(after) do before[#before + 1] = q end
+  return motomind.json.encode { record = "backup", version = M.VERSION } .. "\n", before, n
 end
 
 return M

@@ -41,11 +41,14 @@ local function events_query(db, live_vehicles_only, one_vehicle)
 end
 
 local function export_backup(db, sink)
-  local header, queries = backup.record_queries(db, TENANT)
+  local header, queries, before_events = backup.record_queries(db, TENANT)
   sink(header)
   local n = 0
-  for _, q in ipairs(queries) do n = n + copy_json_lines(db, q, sink) end
-  return n + copy_json_lines(db, events_query(db, true), sink)
+  for i, q in ipairs(queries) do
+    if i == before_events + 1 then n = n + copy_json_lines(db, events_query(db, true), sink) end
+    n = n + copy_json_lines(db, q, sink)
+  end
+  return n
 end
 
 -- The vehicle of an export, checked visible in the tenant, set for COPY;

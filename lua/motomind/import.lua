@@ -252,7 +252,9 @@ function M.import(db, ctx, path, opts)
     if drawn then io.stderr:write("\n") end
     report.staged, report.records = staged, records
     if records == 0 then motomind.raise(path .. ": no records (the file is empty, or holds only a header)", "22023") end
-    if format == "backup" then backup.restore_records(db, ctx, staged_records, report, M.insert_range)
+    if format == "backup" then
+      backup.stage_records(db, staged_records, report)
+      backup.restore_records(db, ctx, staged_records, report, M.insert_range)
     elseif #staged_records > 0 then reminders.import_records(db, ctx, opts.vehicle, staged_records, report, M.insert_range) end
     local refused = #report.rejected
     if staged > 0 then
@@ -264,6 +266,11 @@ function M.import(db, ctx, path, opts)
         motomind.assert(db:exec("CREATE INDEX ON pg_temp.motomind_import (line)"))
         report.inserted = M.insert_range(db, events_sql(db), ctx.tenant, 1, last, report)
       end
+    end
+    if format == "backup" then -- records that may reference the events
+      local before = #report.rejected
+      backup.restore_records(db, ctx, staged_records, report, M.insert_range, true)
+      refused = refused + (#report.rejected - before)
     end
     report.duplicates = staged - report.inserted - (#report.rejected - refused)
     table.sort(report.rejected, function(a, b) return a.line < b.line end)
