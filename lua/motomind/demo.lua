@@ -1,7 +1,9 @@
 --- A small generated fleet for trying motomind out: one tenant, two garages,
 -- three vehicles and two years of fill-ups, services, readings and
--- inspections (whose expiry makes reminders), and a recurring oil-change
--- reminder per vehicle. Generated from a seed, so every run loads the same rows, and
+-- inspections (whose expiry makes reminders), a recurring oil-change
+-- reminder per vehicle, and a capture: two photos of the first vehicle's
+-- dashboard, its odometer read by a vision model and confirmed, which made
+-- an odometer event. Generated from a seed, so every run loads the same rows, and
 -- loading twice adds nothing.
 local motomind = require "motomind"
 
@@ -44,9 +46,11 @@ local function iso(t) return os.date("!%Y-%m-%dT%H:%M:%SZ", t) end
 
 local function history(rand, tenant, vehicle, spec, days)
   local events, mileage, since_service, t = {}, spec.start, 0, START
+  local last = { at = 0 }
   local function add(type, at, payload)
     events[#events + 1] = { tenant_id = tenant, id = uuid(rand), vehicle_id = vehicle, type = type,
                             occurred_at = iso(at), mileage = mileage, payload = payload }
+    if at > last.at then last = { at = at, mileage = mileage } end
   end
   local inspection_at = START + 120 * DAY
   while t < START + days * DAY do
@@ -73,10 +77,44 @@ local function history(rand, tenant, vehicle, spec, days)
     end
     if rand(1, 8) == 1 then add("odometer", t + DAY, { source = "manual" }) end
   end
-  return events
+  return events, last
 end
 
---- demo.load(db, { seed = 1, days = 730 }) -> { tenant_id, vehicles = {ids}, events = n }
+-- The capture flow on the first vehicle, a day after its last event, as
+-- the demo's owner: photo -> vision -> confirm -> event (once: a session
+-- already there is left as it is).
+local function capture(db, rand, ctx, vehicle, last)
+  local ids = { session = uuid(rand), dash = uuid(rand), odo = uuid(rand), call = uuid(rand), event = uuid(rand) }
+  if db:value("SELECT 1 FROM " .. db:qualify("capture_sessions") .. " WHERE tenant_id = $1 AND id = $2",
+      ctx.tenant, ids.session) then
+    return ids
+  end
+  local captures, photos, vision = require "motomind.captures", require "motomind.photos", require "motomind.vision"
+  local at, reading = iso(last.at + DAY), last.mileage + 41
+  motomind.assert(captures.start(db, ctx, { id = ids.session, vehicle_id = vehicle, flow = "odometer",
+    started_at = at, client = { platform = "android", app_version = "1.0.0" } }))
+  for i, p in ipairs { { ids.dash, "vehicle", "dashboard.jpg" }, { ids.odo, "odometer", "odometer.jpg" } } do
+    motomind.assert(photos.add(db, ctx, { id = p[1], vehicle_id = vehicle, storage_url = "s3://motomind-demo/" .. p[3],
+      content_type = "image/jpeg", width = 4032, height = 3024, byte_size = 2100000 + i * 1000, taken_at = at,
+      detected_kind = p[2], capture_session_id = ids.session,
+      metadata = { device_make = "Google", device_model = "Pixel 8", latitude = 39.7392, longitude = -104.9903,
+                   gps_accuracy_m = 6 } }))
+  end
+  motomind.assert(captures.step(db, ctx, ids.session, "photo", 2))
+  motomind.assert(vision.record(db, ctx, { id = ids.call, image_id = ids.odo, model = "demo-vision-1", task = "odometer",
+    latency_ms = 820, confidence = 0.94, tokens_in = 1150, tokens_out = 12, cost = 0.0031, currency = "USD",
+    capture_session_id = ids.session, fields = { mileage = { value = reading, confidence = 0.94 } } }))
+  motomind.assert(captures.step(db, ctx, ids.session, "review"))
+  motomind.assert(captures.complete(db, ctx, ids.session, {
+    event = { id = ids.event, type = "odometer", occurred_at = at, mileage = reading,
+              payload = { source = "photo_ocr", ocr_confidence = 94 } },
+    photos = { { id = ids.odo, role = "odometer" }, { id = ids.dash, role = "vehicle" } },
+    confirmations = { { call = ids.call, fields = { mileage = reading } } } }))
+  return ids
+end
+
+--- demo.load(db, { seed = 1, days = 730 }) -> { tenant_id, vehicles = {ids},
+-- events = n, added = n, capture = { session =, event =, ... ids } }
 function M.load(db, opts)
   opts = opts or {}
   local rand = generator(opts.seed or 1)
@@ -96,7 +134,7 @@ function M.load(db, opts)
       motomind.assert(db:exec("INSERT INTO " .. q("garages") ..
         " (tenant_id, id, name) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING", tenant, garages[i], name))
     end
-    local ids, events = {}, {}
+    local ids, events, latest = {}, {}, nil
     for i, spec in ipairs(VEHICLES) do
       ids[i] = uuid(rand)
       motomind.assert(db:exec("INSERT INTO " .. q("vehicles") ..
@@ -104,7 +142,9 @@ function M.load(db, opts)
         " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING",
         tenant, ids[i], garages[(i - 1) % 2 + 1], spec.year, spec.make, spec.model,
         spec.nickname, spec.timezone, spec.unit))
-      for _, e in ipairs(history(rand, tenant, ids[i], spec, days)) do events[#events + 1] = e end
+      local made, last = history(rand, tenant, ids[i], spec, days)
+      for _, e in ipairs(made) do events[#events + 1] = e end
+      latest = latest or last
     end
     -- All events in one statement: the batch is a single bound JSON parameter.
     local added = motomind.assert(db:exec("INSERT INTO " .. q("vehicle_events") ..
@@ -121,7 +161,8 @@ function M.load(db, opts)
         " VALUES ($1, $2, $3, 'Oil change', 'oil_change', 12, $4) ON CONFLICT DO NOTHING",
         tenant, uuid(rand), ids[i], spec.unit == "km" and 8000 or 5000))
     end
-    return { tenant_id = tenant, vehicles = ids, events = #events, added = added }
+    local shot = capture(db, rand, { tenant = tenant, user = user }, ids[1], latest)
+    return { tenant_id = tenant, vehicles = ids, events = #events, added = added, capture = shot }
   end)
 end
 
