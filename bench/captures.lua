@@ -17,14 +17,7 @@ local N = tonumber(os.getenv("CAPTURES") or 100000)
 local VEHICLES = 1000
 local ROOT = arg[0]:match("^(.*)/bench/[^/]*$") or "."
 local common = require "bench.common"
-local timed = common.timed
-
-local function p50(fn)
-  local lat = {}
-  for i = 1, 11 do lat[i] = timed(fn) * 1000 end
-  table.sort(lat)
-  return lat[6]
-end
+local timed, p50 = common.timed, common.p50
 
 local SCHEMA = "bench_captures"
 local db = assert(motomind.connect(nil, { schema = SCHEMA, maintenance = true }))

@@ -16,6 +16,14 @@ function M.timed(fn)
   return M.now() - t0, a, b, c, d
 end
 
+--- p50(fn) -> the median of 11 runs of fn, in ms.
+function M.p50(fn)
+  local lat = {}
+  for i = 1, 11 do lat[i] = M.timed(fn) * 1000 end
+  table.sort(lat)
+  return lat[6]
+end
+
 --- Puts text (which starts and ends with the <!-- name --> markers) in
 -- bench/RESULTS.md under root, in place of the previous one or at the end.
 function M.write_section(root, name, text)
