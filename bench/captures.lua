@@ -95,7 +95,7 @@ local VIEWS = {
   { "vision_accuracy_stats", function() return motomind.assert(vision.accuracy(app, ctx)) end },
   { "location_correction_stats", function() return motomind.assert(locations.stats(app, ctx)) end },
   { "ai_usage_monthly", function() return motomind.assert(conversations.usage(app, ctx)) end },
-  { "active_garages", function() return motomind.assert(rows.view(app, ctx, "active_garages")) end },
+  { "active_garages", function() return motomind.assert(rows.list(app, ctx, "active_garages")) end },
 }
 local lines = { "<!-- captures -->", "## Capture analytics views (make bench-captures)", "",
   ("%d vehicles; %d capture sessions (as many photos and vision calls), %d confirmed results, %d location " ..

@@ -80,14 +80,14 @@ end
 -- abandoned, in_progress, completion_rate, median_duration_s, avg_photos.
 function M.analytics(db, ctx, where)
   motomind.check_ctx(ctx, "captures")
-  return rows.view(db, ctx, "capture_session_analytics", where, "month, flow")
+  return rows.list(db, ctx, "capture_session_analytics", where, "month, flow")
 end
 
 --- abandonment(db, ctx, [where]) -> per flow and last step reached: abandoned,
 -- share_of_flow, median_duration_s, common_reason.
 function M.abandonment(db, ctx, where)
   motomind.check_ctx(ctx, "captures")
-  return rows.view(db, ctx, "capture_abandonment_analysis", where, "flow, abandoned DESC, last_step")
+  return rows.list(db, ctx, "capture_abandonment_analysis", where, "flow, abandoned DESC, last_step")
 end
 
 return M

@@ -44,7 +44,7 @@ end
 -- vision), model and currency: calls, tokens_in, tokens_out, cost.
 function M.usage(db, ctx, where)
   motomind.check_ctx(ctx, "conversations")
-  return rows.view(db, ctx, "ai_usage_monthly", where, "month, source, model, currency")
+  return rows.list(db, ctx, "ai_usage_monthly", where, "month, source, model, currency")
 end
 
 return M

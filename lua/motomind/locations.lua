@@ -19,7 +19,7 @@ end
 --- stats(db, ctx) -> per reason: corrections, avg/median/p90/max distance_m, over_100_m.
 function M.stats(db, ctx)
   motomind.check_ctx(ctx, "locations")
-  return rows.view(db, ctx, "location_correction_stats", nil, "reason")
+  return rows.list(db, ctx, "location_correction_stats", nil, "reason")
 end
 
 return M

@@ -70,7 +70,7 @@ end
 -- (event_photo_details: position, role, image_id, storage_url, ...).
 function M.of_event(db, ctx, event_id)
   motomind.check_ctx(ctx, "photos")
-  return rows.view(db, ctx, "event_photo_details", { event_id = event_id }, "position, image_id")
+  return rows.list(db, ctx, "event_photo_details", { event_id = event_id }, "position, image_id")
 end
 
 --- list(db, ctx, vehicle_id) -> the vehicle's live photos, latest taken first.

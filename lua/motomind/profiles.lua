@@ -7,22 +7,18 @@ local rows = require "motomind.rows"
 
 local M = {}
 
--- Sets the live row of tbl matching key (column = value, nil for NULL):
--- updates it, or inserts one.
+-- Sets the live row of tbl matching key (its columns' values in fields;
+-- absent: NULL): updates it, or inserts one.
 local function upsert(db, ctx, tbl, key, fields)
   return motomind.try(db.as, db, ctx, function()
-    local conds, args = { "tenant_id = $1", "deleted_at IS NULL" }, { ctx.tenant }
-    local all = {}
-    for k, v in pairs(fields) do all[k] = v end
+    local match, changes = {}, {}
+    for k, v in pairs(fields) do changes[k] = v end
     for _, k in ipairs(key) do
-      local v = fields[k]
-      if v == nil or v == motomind.null then conds[#conds + 1] = k .. " IS NULL"
-      else args[#args + 1] = v; conds[#conds + 1] = ("%s = $%d"):format(k, #args) end
-      all[k] = nil
+      match[k] = fields[k] == nil and motomind.null or fields[k]
+      changes[k] = nil
     end
-    local id = db:value(("SELECT id FROM %s WHERE %s"):format(db:qualify(tbl), table.concat(conds, " AND ")),
-      (table.unpack or unpack)(args))
-    if id then return motomind.assert(rows.update(db, ctx, tbl, id, all)) end
+    local found = motomind.assert(rows.list(db, ctx, tbl, match))[1]
+    if found then return motomind.assert(rows.update(db, ctx, tbl, found.id, changes)) end
     return motomind.assert(rows.insert(db, ctx, tbl, fields))
   end)
 end

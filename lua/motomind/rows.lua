@@ -12,8 +12,9 @@ local M = {}
 local STAMPED = { tenant_id = true, created_at = true, created_by = true, updated_at = true, updated_by = true,
                   deleted_at = true, deleted_by = true }
 
--- Per connection: each table's writable columns { name = type } and its
--- CHECK constraints' columns { constraint = column }.
+-- Per connection: each table's (or view's) writable columns { name = type },
+-- its CHECK constraints' columns { constraint = column }, and whether it
+-- has soft delete.
 local cache = setmetatable({}, { __mode = "k" })
 
 local function catalog(db, tbl)
@@ -21,10 +22,11 @@ local function catalog(db, tbl)
   local known = cache[db][tbl]
   if known then return known end
   local rel = db:qualify(tbl)
-  local columns = {}
+  local columns, soft = {}, false
   for _, r in ipairs(motomind.assert(db:query("SELECT attname, format_type(atttypid, atttypmod) AS type FROM " ..
       "pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = ''", rel))) do
     if not STAMPED[r.attname] then columns[r.attname] = r.type end
+    soft = soft or r.attname == "deleted_at"
   end
   local checks = {}
   for _, r in ipairs(motomind.assert(db:query("SELECT k.conname, a.attname FROM pg_constraint k JOIN pg_attribute a " ..
@@ -32,7 +34,7 @@ local function catalog(db, tbl)
       "AND cardinality(k.conkey) = 1", rel))) do
     checks[r.conname] = r.attname
   end
-  known = { columns = columns, checks = checks }
+  known = { columns = columns, checks = checks, soft = soft }
   cache[db][tbl] = known
   return known
 end
@@ -119,32 +121,25 @@ function M.get(db, ctx, tbl, id)
   end)
 end
 
---- list(db, ctx, tbl, where, order) -> the rows whose columns equal where's
--- values ({ vehicle_id = v }), in order (SQL of the table's columns).
-function M.list(db, ctx, tbl, where, order)
+--- list(db, ctx, rel, where, order) -> the tenant's live rows of a table
+-- or view (read with the user's rights) whose columns equal where's values
+-- ({ vehicle_id = v }; motomind.null: IS NULL), in order (SQL of its
+-- columns; default its first).
+function M.list(db, ctx, rel, where, order)
   local conds, args = { "tenant_id = $1" }, { ctx.tenant }
-  local columns = catalog(db, tbl).columns
+  local info = catalog(db, rel)
+  if info.soft then conds[2] = "deleted_at IS NULL" end
   for name, value in pairs(where or {}) do
-    if not columns[name] then error(tbl .. ": no column " .. tostring(name), 2) end
-    args[#args + 1] = value
-    conds[#conds + 1] = db:escape_identifier(name) .. " = " .. placeholder(#args, columns[name])
+    if not info.columns[name] then error(rel .. ": no column " .. tostring(name), 2) end
+    if value == motomind.null then
+      conds[#conds + 1] = db:escape_identifier(name) .. " IS NULL"
+    else
+      args[#args + 1] = value
+      conds[#conds + 1] = db:escape_identifier(name) .. " = " .. placeholder(#args, info.columns[name])
+    end
   end
   return db:as(ctx, function()
-    return db:query(("SELECT * FROM %s WHERE %s ORDER BY %s"):format(db:qualify(tbl), table.concat(conds, " AND "),
-      order or "created_at, id"), unpack(args, 1, #args))
-  end)
-end
-
---- view(db, ctx, name, where, order) -> the rows of one of the tenant's
--- analytics views (read with the user's rights), filtered by equality.
-function M.view(db, ctx, name, where, order)
-  local conds, args = { "tenant_id = $1" }, { ctx.tenant }
-  for k, value in pairs(where or {}) do
-    args[#args + 1] = value
-    conds[#conds + 1] = ("%s = $%d"):format(db:escape_identifier(k), #args)
-  end
-  return db:as(ctx, function()
-    return db:query(("SELECT * FROM %s WHERE %s ORDER BY %s"):format(db:qualify(name), table.concat(conds, " AND "),
+    return db:query(("SELECT * FROM %s WHERE %s ORDER BY %s"):format(db:qualify(rel), table.concat(conds, " AND "),
       order or "1"), unpack(args, 1, #args))
   end)
 end

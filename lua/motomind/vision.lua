@@ -60,7 +60,7 @@ end
 -- correct, accuracy, avg_confidence, avg_latency_ms (where: e.g. { task = "odometer" }).
 function M.accuracy(db, ctx, where)
   motomind.check_ctx(ctx, "vision")
-  return rows.view(db, ctx, "vision_accuracy_stats", where, "model, task, field")
+  return rows.list(db, ctx, "vision_accuracy_stats", where, "model, task, field")
 end
 
 return M
