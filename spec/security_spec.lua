@@ -340,10 +340,17 @@ describe("tenant isolation", function()
       local history = app:as(manager, function(db) return motomind.assert(records.history(db, "reminders", r)) end)
       assert.equal(3, #history)
       assert.equal("restore", history[3].operation)
+      -- a capture session (a table added after vehicle_history) is in it too
+      local session = motomind.assert(require("motomind.captures").start(app, manager,
+        { vehicle_id = A.vehicle, flow = "fuel" }))
       local all = app:as(manager, function(db) return motomind.assert(records.vehicle_history(db, A.vehicle)) end)
-      local mine = 0
-      for _, h in ipairs(all) do if h.record_id == r then mine = mine + 1 end end
+      local mine, captured = 0, 0
+      for _, h in ipairs(all) do
+        if h.record_id == r then mine = mine + 1 end
+        if h.record_id == session.id then captured = captured + 1 end
+      end
       assert.equal(3, mine)
+      assert.equal(1, captured)
       local ok, err = pcall(app.as, app, { tenant = A.tenant, user = A.users.viewer }, function(db)
         return motomind.assert(records.soft_delete(db, "reminders", r)) end)
       assert.is_false(ok)

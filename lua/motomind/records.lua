@@ -29,12 +29,13 @@ function M.history(db, tbl, id)
 end
 
 --- vehicle_history(db, vehicle_id) -> the audit entries of a vehicle and of
--- its images and reminders, oldest first (events are their own history: see
--- motomind.timeline.history).
+-- every audited record of it (any table whose rows carry its vehicle_id:
+-- photos, reminders, capture sessions, ...), oldest first (events are their
+-- own history: see motomind.timeline.history).
 function M.vehicle_history(db, vehicle_id)
   return db:query("SELECT table_name, record_id, operation, old_values, new_values, actor, request_id, at FROM " ..
     db:qualify("audit_log") .. " WHERE (table_name = 'vehicles' AND record_id = $1) " ..
-    "OR (table_name IN ('vehicle_images', 'reminders') AND (new_values ->> 'vehicle_id')::uuid = $1) ORDER BY id",
+    "OR (new_values ->> 'vehicle_id')::uuid = $1 OR (old_values ->> 'vehicle_id')::uuid = $1 ORDER BY id",
     vehicle_id)
 end
 
