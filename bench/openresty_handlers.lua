@@ -72,10 +72,12 @@ function M.pgmoon(slow)
   assert(pg:connect())
   if not page_sql then
     local internal = require "motomind.internal"
-    local q = { qualify = function(_, name) return ('"%s"."%s"'):format(schema, name) end }
-    local literals = { pg:escape_literal(ctx.tenant) .. "::uuid", pg:escape_literal(vehicle) .. "::uuid",
-      "NULL", "NULL", "NULL", "NULL", "NULL", "NULL", "51" }
-    page_sql = internal.page_sql(q):gsub("%$(%d+)", function(n) return literals[tonumber(n)] end)
+    local q = { qualify = function(_, name) return ('"%s"."%s"'):format(schema, name) end,
+                schema = function() return schema end }
+    local page = internal.page_query(q, ctx, { vehicle = vehicle })
+    local literals = {}
+    for i = 1, page.params.n do literals[i] = pg:escape_literal(tostring(page.params[i])) end
+    page_sql = page.sql:gsub("%$(%d+)", function(n) return literals[tonumber(n)] end)
   end
   local sql = ("BEGIN; SELECT set_config('motomind.tenant_id', %s, true), set_config('motomind.user_id', %s, true); " ..
     "%s %s; COMMIT"):format(pg:escape_literal(ctx.tenant), pg:escape_literal(ctx.user),
@@ -83,7 +85,6 @@ function M.pgmoon(slow)
   local res = assert(pg:query(sql))
   local rows = res[slow and 4 or 3]
   if #rows > 50 then rows[#rows] = nil end
-  for _, r in ipairs(rows) do r.payload = cjson.decode(r.payload) end
   pg:keepalive(60000, 32) -- (as many as the most concurrent requests)
   reply(cjson.encode({ events = rows }))
 end

@@ -128,7 +128,43 @@ local t_raw = timed(function()
     "payload, notes) FROM STDIN", file_reader(csv)))
 end)
 result("validated import (JSON lines, C path, rules) vs raw COPY", ("%.2fx"):format(t_import / t_raw),
-  ("%.1f s vs %.1f s for %d events (goal <= 1.3x)"):format(t_import, t_raw, N))
+  ("%.1f s vs %.1f s for %d events (raw: rules' triggers dropped, foreign key and checks kept)"):format(
+    t_import, t_raw, N))
+
+-- 1a. the physical limit: COPY of the same rows into a plain table of the
+-- same columns, partitions and indexes (read from the catalog of the real
+-- table), and nothing else: no trigger, constraint, default or policy.
+local function plain_table(src, schema)
+  local db = assert(motomind.connect(nil, { schema = schema, maintenance = true }))
+  drop(db)
+  motomind.assert(db:exec("CREATE SCHEMA " .. db:escape_identifier(schema)))
+  local from, to = src:qualify("vehicle_events"), db:qualify("vehicle_events")
+  local cols = motomind.assert(src:value("SELECT string_agg(quote_ident(attname) || ' ' || " ..
+    "format_type(atttypid, atttypmod), ', ' ORDER BY attnum) FROM pg_attribute " ..
+    "WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped", from))
+  motomind.assert(db:exec(("CREATE TABLE %s (%s) PARTITION BY RANGE (occurred_at)"):format(to, cols)))
+  for _, p in ipairs(motomind.assert(src:query("SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) AS bound " ..
+      "FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = $1::regclass", from))) do
+    motomind.assert(db:exec(("CREATE TABLE %s PARTITION OF %s %s"):format(db:qualify(p.relname), to, p.bound)))
+  end
+  for _, ix in ipairs(motomind.assert(src:query("SELECT pg_get_indexdef(indexrelid) AS def FROM pg_index " ..
+      "WHERE indrelid = $1::regclass", from))) do
+    local def = ix.def:gsub(" ON ONLY ", " ON "):gsub(src:escape_identifier(src:schema()) .. "%.", "")
+      :gsub(src:schema() .. "%.", "")
+    motomind.assert(db:exec(def:gsub(" ON vehicle_events ", " ON " .. to .. " ", 1)))
+  end
+  return db
+end
+local plain = plain_table(rules, "bench_plain")
+local t_plain = timed(function()
+  return motomind.assert(plain:copy_in("COPY vehicle_events (tenant_id, id, vehicle_id, type, occurred_at, mileage, " ..
+    "payload, notes) FROM STDIN", file_reader(csv)))
+end)
+drop(plain)
+plain:close()
+result("validated import (JSON lines, C path, rules) vs plain partitioned COPY (the limit)",
+  ("%.2fx"):format(t_import / t_plain),
+  ("%.1f s vs %.1f s (goal <= 1.5x); raw COPY above: %.2fx the limit"):format(t_import, t_plain, t_raw / t_plain))
 
 -- 1b. the same rows in one statement straight into the table with its rules
 local copy_rules = setup("bench_copy_rules", vehicles, tenant, user)
@@ -136,8 +172,10 @@ local t_copy_rules = timed(function()
   return motomind.assert(copy_rules:copy_in("COPY vehicle_events (tenant_id, id, vehicle_id, type, occurred_at, " ..
     "mileage, payload, notes) FROM STDIN", file_reader(csv)))
 end)
-result("COPY into the table with its rules vs raw COPY", ("%.2fx"):format(t_copy_rules / t_raw),
-  ("%.1f s vs %.1f s, one statement (goal <= 1.3x)"):format(t_copy_rules, t_raw))
+result("COPY into the table with its rules vs plain partitioned COPY (the limit)",
+  ("%.2fx"):format(t_copy_rules / t_plain),
+  ("%.1f s vs %.1f s, one statement (goal <= 1.3x); %.2fx raw COPY"):format(t_copy_rules, t_plain,
+    t_copy_rules / t_raw))
 drop(copy_rules)
 copy_rules:close()
 

@@ -451,11 +451,12 @@ describe("reminders", function()
           headers[k:lower()] = v
         end
         local body = c:receive(tonumber(headers["content-length"]))
-        c:send("HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
-        c:close()
+        -- written before the answer: the spec reads it as soon as deliver returns
         local out = io.open(%q, "w")
         out:write(headers["x-motomind-signature"], "\n", headers["x-motomind-delivery"], "\n", body)
         out:close()
+        c:send("HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+        c:close()
       ]]):format(portfile, got)
       os.remove(portfile)
       os.execute(H.lua_command(receiver) .. " >/dev/null 2>&1 &")

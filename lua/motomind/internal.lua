@@ -1,5 +1,5 @@
 --- Internals that specs and benchmarks reach (not API: may change at any
--- release): the timeline page query and its parameters, for EXPLAIN.
+-- release): the timeline page statements and their parameters, for EXPLAIN.
 local motomind = require "motomind"
 
 local null = motomind.null
@@ -31,10 +31,46 @@ function M.photos_sql(db, tenant_expr, ids_expr)
     ids_expr .. "))"
 end
 
---- The timeline page query.
-function M.page_sql(db)
-  return [[
-    SELECT e.id, e.vehicle_id, e.type, e.occurred_at, e.mileage, e.payload::text AS payload, e.notes,
+-- The filters a page may have, in a fixed order: each adds its condition
+-- (its parameters numbered from n) only when present, so each shape of
+-- filters gets its own statement and plan (a catch-all "$2 IS NULL OR ..."
+-- gave the planner one generic plan for every shape).
+local FILTERS = {
+  { key = "vehicle", sql = "e.vehicle_id = $%d::uuid" },
+  { key = "garage", sql = "v.garage_id = $%d::uuid" },
+  { key = "types", sql = "e.type IN (SELECT jsonb_array_elements_text($%d::jsonb))" },
+  { key = "from", sql = "e.occurred_at >= $%d::timestamptz" },
+  { key = "to", sql = "e.occurred_at < $%d::timestamptz" },
+  { key = "cursor", sql = "(e.occurred_at, e.id) < ($%d::timestamptz, $%d::uuid)" },
+}
+
+--- page_query(db, ctx, opts) -> { name =, sql =, params = { n = } }: the
+-- timeline page statement of the shape of opts' filters (its name is the
+-- same for every page of that shape and schema) and its parameters.
+-- Payloads come back as jsonb, decoded without re-validation: the database
+-- checked them when they were written, and a later rule change must not
+-- make old history unreadable.
+function M.page_query(db, ctx, opts)
+  local limit = M.page_limit(opts)
+  local params, where, shape = { ctx.tenant, limit + 1 }, {}, {}
+  for _, f in ipairs(FILTERS) do
+    local value = opts[f.key]
+    if value ~= nil and value ~= null then
+      local n = #params + 1
+      if f.key == "cursor" then
+        params[n], params[n + 1] = M.cursor_parts(value)
+      elseif f.key == "types" then
+        params[n] = setmetatable(value, motomind.json.array_mt)
+      else
+        params[n] = value
+      end
+      where[#where + 1] = f.sql:format(n, n + 1)
+      shape[#shape + 1] = f.key
+    end
+  end
+  params.n = #params
+  local sql = [[
+    SELECT e.id, e.vehicle_id, e.type, e.occurred_at, e.mileage, e.payload, e.notes,
            e.correction, e.corrects_id, v.nickname, v.odometer_unit,
            to_char(e.occurred_at AT TIME ZONE v.timezone, 'YYYY-MM-DD HH24:MI') AS local_time,
            (SELECT jsonb_agg(jsonb_build_object('flag', f.flag, 'detail', f.detail))
@@ -43,24 +79,12 @@ function M.page_sql(db)
            ]] .. M.photos_sql(db, "e.tenant_id", "e.id, e.corrects_id") .. [[ AS photos
       FROM ]] .. db:qualify("vehicle_events_effective") .. [[ e
       JOIN ]] .. db:qualify("vehicles") .. [[ v ON v.tenant_id = e.tenant_id AND v.id = e.vehicle_id
-     WHERE e.tenant_id = $1
-       AND ($2::uuid IS NULL OR e.vehicle_id = $2)
-       AND ($3::uuid IS NULL OR v.garage_id = $3)
-       AND ($4::jsonb IS NULL OR e.type IN (SELECT jsonb_array_elements_text($4)))
-       AND ($5::timestamptz IS NULL OR e.occurred_at >= $5)
-       AND ($6::timestamptz IS NULL OR e.occurred_at < $6)
-       AND ($7::timestamptz IS NULL OR (e.occurred_at, e.id) < ($7, $8::uuid))
-     ORDER BY e.occurred_at DESC, e.id DESC
-     LIMIT $9]]
-end
+     WHERE e.tenant_id = $1]] .. (#where > 0 and " AND " .. table.concat(where, " AND ") or "") .. [[
 
---- The parameters of a page query, in page_sql's order.
-function M.page_params(ctx, opts)
-  local limit = M.page_limit(opts)
-  local at, id = M.cursor_parts(opts.cursor)
-  return { ctx.tenant, opts.vehicle or null, opts.garage or null,
-           opts.types and setmetatable(opts.types, motomind.json.array_mt) or null,
-           opts.from or null, opts.to or null, at, id, limit + 1, n = 9 }
+     ORDER BY e.occurred_at DESC, e.id DESC
+     LIMIT $2]]
+  return { name = "motomind_page_" .. db:schema() .. "_" .. (#shape > 0 and table.concat(shape, "_") or "all"),
+           sql = sql, params = params }
 end
 
 return M

@@ -157,36 +157,34 @@ function M.history(db, ctx, ref)
   end)
 end
 
--- Connections that have the page statement prepared (weak: closed ones go).
+-- Per connection (weak: closed ones go), the page statements it has prepared.
 local prepared = setmetatable({}, { __mode = "k" })
 
 --- page(db, ctx, { vehicle =, garage =, types = {...}, from =, to =, limit = 50, cursor = })
 -- -> { events = {...}, cursor = next page's cursor | nil }. Newest first,
--- corrections applied; each payload decoded by its type's codec; each event
--- carries local_time (in its vehicle's timezone) and flags.
+-- corrections applied; payloads as stored (checked when written); each
+-- event carries local_time (in its vehicle's timezone), flags and photos.
 function M.page(db, ctx, opts)
   motomind.check_ctx(ctx, "timeline")
-  opts = opts or {}
-  local params = internal.page_params(ctx, opts)
+  local q = internal.page_query(db, ctx, opts or {})
   return db:as(ctx, function()
-    -- Prepared once per connection and schema: parsing and rewriting the
-    -- query (it reads views) cost more than running it.
-    local name = "motomind_page_" .. db:schema()
-    if prepared[db] ~= name then
-      local ok, e1, s1, d1 = db:prepare(name, internal.page_sql(db))
+    -- Prepared once per connection, schema and shape of filters: parsing
+    -- and rewriting the query (it reads views) cost more than running it.
+    local mine = prepared[db] or {}
+    prepared[db] = mine
+    if not mine[q.name] then
+      local ok, e1, s1, d1 = db:prepare(q.name, q.sql)
       if not ok then return nil, e1, s1, d1 end
-      prepared[db] = name
+      mine[q.name] = true
     end
-    local rows, e2, sqlstate, detail = db:query_prepared(name, unpack(params, 1, params.n))
+    local rows, e2, sqlstate, detail = db:query_prepared(q.name, unpack(q.params, 1, q.params.n))
     if not rows then return nil, e2, sqlstate, detail end
-    local limit = params[9] - 1
     local page = { events = rows }
-    if #rows > limit then
+    if #rows >= q.params[2] then
       rows[#rows] = nil
       page.cursor = rows[#rows].occurred_at .. "|" .. rows[#rows].id
     end
     for _, r in ipairs(rows) do
-      r.payload = motomind.assert(payload.decode(r.type, r.payload))
       if r.flags == null then r.flags = setmetatable({}, motomind.json.array_mt) end
       if r.photos == null then r.photos = setmetatable({}, motomind.json.array_mt) end
     end
