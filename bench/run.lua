@@ -151,7 +151,7 @@ local function plain_table(src, schema)
       "WHERE indrelid = $1::regclass", from))) do
     local def = ix.def:gsub(" ON ONLY ", " ON "):gsub(src:escape_identifier(src:schema()) .. "%.", "")
       :gsub(src:schema() .. "%.", "")
-    motomind.assert(db:exec(def:gsub(" ON vehicle_events ", " ON " .. to .. " ", 1)))
+    motomind.assert(db:exec((def:gsub(" ON vehicle_events ", " ON " .. to .. " ", 1))))
   end
   return db
 end

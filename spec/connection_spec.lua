@@ -208,6 +208,48 @@ describe("connection", function()
     local ok, _, sqlstate = db:script("INSERT INTO s VALUES (3); SELECT 1/0;")
     assert.is_nil(ok)
     assert.equal("22012", sqlstate)
+    assert.same({ { n = 2 } }, db:script("INSERT INTO s VALUES (4); SELECT count(*)::int AS n FROM s WHERE x > 1"))
+  end)
+
+  it("owns the reader it is given: closing it (or collecting it) closes the reader", function()
+    assert.is_nil(db:get_reader())
+    local r = H.connect()
+    db:set_reader(r)
+    assert.equal(r, db:get_reader())
+    local spare = H.connect()
+    assert.has_error(function() r:set_reader(spare) end, "set_reader: this connection is another one's reader")
+    assert.has_error(function() spare:set_reader(r) end,
+      "bad argument #1 to 'set_reader' (already another connection's reader)")
+    assert.has_error(function() db:set_reader(db) end, "bad argument #1 to 'set_reader' (a connection cannot be its own reader)")
+    local spares = H.connect()
+    spare:set_reader(spares)
+    assert.has_error(function() db:set_reader(spare) end, "bad argument #1 to 'set_reader' (a reader cannot have a reader)")
+    spare:close()
+    assert.equal("closed", spares:status())
+    local second = H.connect()
+    db:set_reader(second) -- the first one is closed
+    assert.equal("closed", r:status())
+    db:close()
+    assert.equal("closed", second:status())
+    assert.is_nil(db:get_reader())
+    -- a connection collected with its reader open: the reader ends too
+    local pid
+    do
+      local c = H.connect()
+      local reader = H.connect()
+      pid = reader:backend_pid()
+      c:set_reader(reader)
+    end
+    collectgarbage() collectgarbage()
+    local probe = H.connect()
+    local alive
+    for _ = 1, 50 do
+      alive = probe:value("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid)
+      if alive == 0 then break end
+      os.execute("sleep 0.05")
+    end
+    probe:close()
+    assert.equal(0, alive)
   end)
 end)
 

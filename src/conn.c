@@ -61,6 +61,19 @@ static void conn_close(mm_conn *c) {
     clear_notices(c);
 }
 
+/* Closes and lets go of the read connection c owns (db:set_reader). */
+static void drop_reader(lua_State *L, mm_conn *c) {
+    mm_conn *r;
+    if (c->reader == LUA_NOREF) return;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, c->reader);
+    r = (mm_conn *)lua_touserdata(L, -1);
+    r->owned = 0;
+    if (!r->busy) conn_close(r);
+    lua_pop(L, 1);
+    luaL_unref(L, LUA_REGISTRYINDEX, c->reader);
+    c->reader = LUA_NOREF;
+}
+
 /* connect([conninfo_or_url [, user [, connect_timeout]]]) -> connection |
  * nil, message, "08006". An empty or absent conninfo takes libpq's PG*
  * environment defaults; user and connect_timeout (seconds), when given,
@@ -82,6 +95,8 @@ static int l_connect(lua_State *L) {
     c->notices = NULL;
     c->notices_len = 0;
     c->notices_dropped = 0;
+    c->reader = LUA_NOREF;
+    c->owned = 0;
     mm_setmetatable(L, MM_CONN_MT);
     c->pg = PQconnectdbParams(keys, values, 1);
     if (!c->pg) return luaL_error(L, "out of memory");
@@ -102,6 +117,7 @@ static int l_connect(lua_State *L) {
 static int l_close(lua_State *L) {
     mm_conn *c = check_conn(L);
     if (c->busy) return luaL_error(L, "cannot close a connection inside its own COPY (from a COPY callback)");
+    drop_reader(L, c);
     conn_close(c);
     lua_pushboolean(L, 1);
     return 1;
@@ -111,7 +127,7 @@ static int l_close(lua_State *L) {
  * never leaves its scope while busy). */
 static int l_close_scope(lua_State *L) {
     mm_conn *c = check_conn(L);
-    if (!c->busy) conn_close(c);
+    if (!c->busy) drop_reader(L, c), conn_close(c);
     return 0;
 }
 
@@ -119,12 +135,41 @@ static int l_close_scope(lua_State *L) {
  * so on stderr (the fix is close() or a <close> variable), then close it. */
 static int l_gc(lua_State *L) {
     mm_conn *c = check_conn(L);
-    if (c->pg && !c->busy) {
+    if (c->pg && !c->busy && !c->owned) { /* (a reader is its owner's to close) */
         fputs("motomind: warning: a connection was garbage-collected while open; "
               "close it with db:close() or a <close> variable\n", stderr);
     }
-    if (!c->busy) conn_close(c);
+    if (!c->busy) drop_reader(L, c), conn_close(c);
     return 0;
+}
+
+/* db:set_reader(other | nil): db owns other from now on (closing db closes
+ * it; a reader set before is closed); db:reader() in Lua sends the reads
+ * that tolerate lag there. A reader has no reader of its own. */
+static int l_set_reader(lua_State *L) {
+    mm_conn *c = check_open(L), *r = NULL;
+    if (c->owned) return luaL_error(L, "set_reader: this connection is another one's reader");
+    if (!lua_isnoneornil(L, 2)) {
+        r = mm_check_conn(L, 2);
+        if (r == c) return luaL_argerror(L, 2, "a connection cannot be its own reader");
+        if (r->reader != LUA_NOREF) return luaL_argerror(L, 2, "a reader cannot have a reader");
+        if (r->owned) return luaL_argerror(L, 2, "already another connection's reader");
+    }
+    drop_reader(L, c);
+    if (r) {
+        lua_pushvalue(L, 2);
+        c->reader = luaL_ref(L, LUA_REGISTRYINDEX);
+        r->owned = 1;
+    }
+    return 0;
+}
+
+/* db:get_reader() -> the connection set by set_reader, or nil */
+static int l_get_reader(lua_State *L) {
+    mm_conn *c = check_conn(L);
+    if (c->reader == LUA_NOREF) lua_pushnil(L);
+    else lua_rawgeti(L, LUA_REGISTRYINDEX, c->reader);
+    return 1;
 }
 
 /* Ends a COPY that a plain query started, so the connection stays usable. */
@@ -262,8 +307,9 @@ static int l_begin_with(lua_State *L) {
     return 1;
 }
 
-/* db:script(sql) runs several statements without parameters (migrations).
- * -> true | nil, message, sqlstate, detail */
+/* db:script(sql) runs several statements without parameters (migrations),
+ * in one round trip. -> the rows of the last statement when it returns
+ * rows, else true | nil, message, sqlstate, detail */
 static int l_script(lua_State *L) {
     mm_conn *c = check_open(L);
     const char *sql = check_text(L, 2, "SQL text");
@@ -275,7 +321,8 @@ static int l_script(lua_State *L) {
         return copy_refused(L, "script");
     }
     if (!ok_status(res)) return mm_conn_error(L, c->pg, res);
-    lua_pushboolean(L, 1);
+    if (PQresultStatus(res) == PGRES_TUPLES_OK) mm_push_rows(L, res);
+    else lua_pushboolean(L, 1);
     return 1;
 }
 
@@ -356,6 +403,8 @@ static const luaL_Reg methods[] = {
     {"transaction_status", l_transaction_status},
     {"status", l_status},
     {"begin_with", l_begin_with},
+    {"set_reader", l_set_reader},
+    {"get_reader", l_get_reader},
     {"notices", l_notices},
     {"server_version", l_server_version},
     {"backend_pid", l_backend_pid},

@@ -56,6 +56,8 @@ typedef struct mm_conn {
     char *notices;       /* the server's notices since db:notices(), NUL-separated */
     size_t notices_len;
     long notices_dropped; /* past the buffer's limit */
+    int reader;           /* registry ref of the read connection it owns, or LUA_NOREF */
+    int owned;            /* it is another connection's reader */
 } mm_conn;
 int mm_open_conn(lua_State *L);
 /* The open, idle connection at idx (raises when closed or busy). */

@@ -72,11 +72,15 @@ function M.configured()
   return false
 end
 
---- connect([conninfo_or_url], [{ schema = "motomind", user = nil, connect_timeout = nil, maintenance = false }])
+--- connect([conninfo_or_url], [{ schema = "motomind", user = nil, connect_timeout = nil,
+--   maintenance = false, read = nil }])
 -- -> db | nil, message, sqlstate. Without a conninfo: DATABASE_URL, else
--- libpq's PG* variables; user and connect_timeout (seconds; libpq's, at
+-- libpq's PG* variables (libpq's multi-host URLs work: "host1:5432,host2:5432"
+-- with target_session_attrs). user and connect_timeout (seconds; libpq's, at
 -- least 2) override the conninfo's. maintenance = true is for the owner role (migrations,
 -- administration): it sees every tenant's rows; the application role never does.
+-- read: the conninfo of a hot standby for reads that tolerate lag (see
+-- db:reader()); connected when first needed.
 function M.connect(conninfo, opts)
   if conninfo ~= nil and type(conninfo) ~= "string" then
     error("bad argument #1 to 'connect' (string expected, got " .. type(conninfo) .. ")", 2)
@@ -86,7 +90,8 @@ function M.connect(conninfo, opts)
     opts.connect_timeout and tostring(opts.connect_timeout))
   if not db then return nil, err, sqlstate end
   local schema = opts.schema or M.DEFAULT_SCHEMA
-  settings[db] = { schema = schema }
+  settings[db] = { schema = schema, read = opts.read and { conninfo = opts.read, user = opts.user,
+    connect_timeout = opts.connect_timeout } }
   -- Unqualified names in ad-hoc queries resolve to motomind's schema first.
   local ok, e2, s2 = db:query("SELECT set_config('search_path', $1, false), " ..
     "set_config('motomind.maintenance', $2, false)",
@@ -123,6 +128,55 @@ function Connection:value(sql, ...)
   return v
 end
 
+--- db:reader() -> the connection for reads that tolerate replication lag
+-- (timeline pages, the feed, reports, due lists): the standby of connect's
+-- opts.read once it has replayed this connection's last committed write
+-- (read-your-writes), else db itself; db too while the standby is down
+-- (retried after READ_RETRY seconds). Without opts.read: db.
+local READ_RETRY = 5
+local CAUGHT_UP = "SELECT NOT pg_is_in_recovery() OR pg_last_wal_replay_lsn() >= $1::pg_lsn AS ok"
+function Connection:reader()
+  local s = settings[self]
+  local read = s and s.read
+  if not read then return self end
+  local r = self:get_reader()
+  if not r or r:status() ~= "ok" then
+    if read.retry_at and os.time() < read.retry_at then return self end
+    r = M.connect(read.conninfo, { schema = s.schema, user = read.user, connect_timeout = read.connect_timeout })
+    self:set_reader(r) -- (nil: the one that failed is closed)
+    if not r then
+      read.retry_at = os.time() + READ_RETRY
+      return self
+    end
+    read.retry_at = nil
+  end
+  if read.lsn then
+    local row = r:row(CAUGHT_UP, read.lsn)
+    if not (row and row.ok) then return self end
+    read.lsn = nil
+  end
+  return r
+end
+
+--- db:read_as(ctx, fn, ...) is db:as on db:reader(): fn(reader, ...) must
+-- read through the connection it is given.
+function Connection:read_as(ctx, fn, ...)
+  return self:reader():as(ctx, fn, ...)
+end
+
+-- COMMIT; on a connection with a standby for reads, in the same round trip,
+-- the primary's WAL position when the transaction wrote (its last write: the
+-- standby must replay it before reads go there).
+local COMMIT_NOTING_WRITES = "SELECT set_config('motomind.wrote', (txid_current_if_assigned() IS NOT NULL)::text, " ..
+  "false); COMMIT; SELECT CASE WHEN current_setting('motomind.wrote') = 'true' AND NOT pg_is_in_recovery() " ..
+  "THEN pg_current_wal_lsn()::text END AS lsn"
+local function commit(db)
+  local read = settings[db] and settings[db].read
+  if not read then return M.assert(db:exec("COMMIT")) end
+  local rows = M.assert(db:script(COMMIT_NOTING_WRITES))
+  if rows[1].lsn ~= M.null then read.lsn = rows[1].lsn end
+end
+
 local function rollback(db, nested)
   if db:status() ~= "ok" then return end
   if nested then
@@ -146,7 +200,7 @@ local function finish(db, nested, ok, ...)
     return finish(db, nested, false, setmetatable({ message = err, sqlstate = "25P02" }, Error))
   end
   if ok then
-    M.assert(db:exec(nested and "RELEASE SAVEPOINT motomind_tx" or "COMMIT"))
+    if nested then M.assert(db:exec("RELEASE SAVEPOINT motomind_tx")) else commit(db) end
     return ...
   end
   rollback(db, nested)
@@ -182,11 +236,13 @@ function Connection:as(ctx, fn, ...)
   if type(ctx) ~= "table" then error("bad argument #1 to 'as' (table expected, got " .. type(ctx) .. ")", 2) end
   if type(fn) ~= "function" then error("bad argument #2 to 'as' (function expected, got " .. type(fn) .. ")", 2) end
   if self:transaction_status() == "idle" then
-    M.assert(self:begin_with(CONTEXT, ctx.tenant or "", ctx.user or "", ctx.request_id or ""))
+    local ok, err, sqlstate, detail = self:begin_with(CONTEXT, ctx.tenant or "", ctx.user or "", ctx.request_id or "")
+    if not ok then return nil, err, sqlstate, detail end -- (the server is gone, say)
     return finish(self, false, pcall(fn, self, ...))
   end
   return self:transaction(function(db, ...)
-    M.assert(db:query(CONTEXT, ctx.tenant or "", ctx.user or "", ctx.request_id or ""))
+    local ok, err, sqlstate, detail = db:query(CONTEXT, ctx.tenant or "", ctx.user or "", ctx.request_id or "")
+    if not ok then return nil, err, sqlstate, detail end
     return fn(db, ...)
   end, ...)
 end

@@ -113,7 +113,7 @@ function M.due(db, ctx, opts)
   if #within > 0 then
     where[#where + 1] = "(d.status = 'overdue' OR " .. table.concat(within, " OR ") .. ")"
   end
-  return numbers(db:as(ctx, function()
+  return numbers(db:read_as(ctx, function(db) -- db: the reader
     return db:query(("SELECT d.*, v.nickname FROM %s d LEFT JOIN %s v ON v.tenant_id = d.tenant_id AND v.id = d.vehicle_id " ..
       "WHERE %s ORDER BY d.urgency, d.effective_due_on NULLS LAST, d.distance_left NULLS LAST, d.title, d.reminder_id" ..
       " LIMIT %s OFFSET %s")

@@ -195,7 +195,7 @@ function M.build(db, ctx, opts)
     table.sort(names)
     return nil, "economy: expected one of " .. table.concat(names, ", "), "22023"
   end
-  return db:as(ctx, function()
+  return db:read_as(ctx, function(db) -- db: the reader
     local to = opts.to or motomind.assert(db:value("SELECT current_date::text"))
     local from = opts.from or months_before(to, 11)
     if from > to then return nil, "from: is after to", "22023" end

@@ -161,13 +161,14 @@ end
 local prepared = setmetatable({}, { __mode = "k" })
 
 --- page(db, ctx, { vehicle =, garage =, types = {...}, from =, to =, limit = 50, cursor = })
--- -> { events = {...}, cursor = next page's cursor | nil }. Newest first,
+-- -> { events = {...}, cursor = next page's cursor | nil }, read from
+-- db:reader() (a standby when configured). Newest first,
 -- corrections applied; payloads as stored (checked when written); each
 -- event carries local_time (in its vehicle's timezone), flags and photos.
 function M.page(db, ctx, opts)
   motomind.check_ctx(ctx, "timeline")
   local q = internal.page_query(db, ctx, opts or {})
-  return db:as(ctx, function()
+  return db:read_as(ctx, function(db) -- db: the reader
     -- Prepared once per connection, schema and shape of filters: parsing
     -- and rewriting the query (it reads views) cost more than running it.
     local mine = prepared[db] or {}
@@ -220,7 +221,7 @@ function M.feed(db, ctx, opts)
   opts = opts or {}
   local limit = internal.page_limit(opts)
   local at, id = internal.cursor_parts(opts.cursor)
-  return db:as(ctx, function()
+  return db:read_as(ctx, function(db) -- db: the reader
     local rows, e2, sqlstate, detail = db:query("SELECT * FROM " .. db:qualify("timeline_feed_page") ..
       "($1, $2, $3, $4)", limit + 1, at, id, opts.vehicle or null)
     if not rows then return nil, e2, sqlstate, detail end
