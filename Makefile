@@ -23,7 +23,7 @@ PREFIX ?= /usr/local
 LUADIR ?= $(PREFIX)/share/lua/5.4
 LIBDIR ?= $(PREFIX)/lib/lua/5.4
 
-.PHONY: all build deps demo test bench bench-report bench-captures bench-openresty check-memory fuzz payload-migration install clean pg-start pg-stop
+.PHONY: all build deps demo test bench bench-report bench-captures bench-openresty check-memory fuzz payload-migration distribution-plan install clean pg-start pg-stop
 
 all build: $(CORE)
 
@@ -98,6 +98,11 @@ fuzz: $(FUZZER) $(CSV_FUZZER)
 # Writes a new migration when sql/payloads.json changed (see README).
 payload-migration: build
 	@tools/gen-payload-migration
+
+# Rewrites docs/design.md's distribution plan from a migrated schema's catalog.
+distribution-plan: build
+	@tools/with-db env LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/lua5.4/?.so;;" \
+	  MOTOMIND_SQL=$(CURDIR)/sql lua5.4 tools/distribution_plan.lua docs/design.md
 
 pg-start:
 	@tools/pg-local start

@@ -17,6 +17,13 @@ describe("core schema", function()
     if constraint then assert.equal(constraint, detail.constraint, msg) end
   end
 
+  it("matches the distribution plan in docs/design.md (make distribution-plan rewrites it)", function()
+    local plan = dofile(H.root .. "/tools/distribution_plan.lua")
+    local doc = H.read(H.root .. "/docs/design.md")
+    local want = plan.splice(doc, plan.plan(db))
+    assert.equal(want, doc)
+  end)
+
   it("leads every key of a tenant table with tenant_id", function()
     local rows = motomind.assert(db:query([[
       SELECT c.conrelid::regclass::text AS tbl, c.conname, c.contype,
