@@ -44,6 +44,9 @@ local FILTERS = {
   { key = "cursor", sql = "(e.occurred_at, e.id) < ($%d::timestamptz, $%d::uuid)" },
 }
 
+-- The page statements' SQL by name (schema and shape): written once.
+local page_sql = {}
+
 --- page_query(db, ctx, opts) -> { name =, sql =, params = { n = } }: the
 -- timeline page statement of the shape of opts' filters (its name is the
 -- same for every page of that shape and schema) and its parameters.
@@ -69,7 +72,8 @@ function M.page_query(db, ctx, opts)
     end
   end
   params.n = #params
-  local sql = [[
+  local name = "motomind_page_" .. db:schema() .. "_" .. (#shape > 0 and table.concat(shape, "_") or "all")
+  local sql = page_sql[name] or [[
     SELECT e.id, e.vehicle_id, e.type, e.occurred_at, e.mileage, e.payload, e.notes,
            e.correction, e.corrects_id, v.nickname, v.odometer_unit,
            to_char(e.occurred_at AT TIME ZONE v.timezone, 'YYYY-MM-DD HH24:MI') AS local_time,
@@ -83,8 +87,8 @@ function M.page_query(db, ctx, opts)
 
      ORDER BY e.occurred_at DESC, e.id DESC
      LIMIT $2]]
-  return { name = "motomind_page_" .. db:schema() .. "_" .. (#shape > 0 and table.concat(shape, "_") or "all"),
-           sql = sql, params = params }
+  page_sql[name] = sql
+  return { name = name, sql = sql, params = params }
 end
 
 return M
