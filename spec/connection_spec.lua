@@ -306,6 +306,23 @@ describe("transactions", function()
     assert.equal(0, count())
   end)
 
+  it("returns the failure, without calling fn, when the server has gone away", function()
+    for _, call in ipairs {
+      function(d, fn) return d:transaction(fn) end,
+      function(d, fn) return d:as({ tenant = "00000000-0000-4000-8000-000000000000" }, fn) end,
+    } do
+      local victim = H.connect()
+      assert(db:exec("SELECT pg_terminate_backend($1, 5000)", victim:backend_pid())) -- (waits until it ended)
+      local called = false
+      local ok, msg, sqlstate = call(victim, function() called = true end)
+      assert.is_nil(ok)
+      assert.is_false(called)
+      assert.is_string(msg)
+      assert.is_truthy(sqlstate == "57P01" or sqlstate:match("^08"), sqlstate)
+      victim:close()
+    end
+  end)
+
   it("raises motomind.Error objects through motomind.assert", function()
     local ok, err = pcall(function() motomind.assert(db:exec("SELECT 1/0")) end)
     assert.is_false(ok)

@@ -212,6 +212,8 @@ end
 -- When fn returns nil, message, ... after a statement failed, the
 -- transaction is rolled back and those values are returned as they are.
 -- Nested calls use savepoints, so an inner failure undoes only the inner work.
+-- When the transaction cannot even begin (the server went away), fn is not
+-- called and the failure is returned: nil, message, sqlstate, detail.
 function Connection:transaction(fn, ...)
   if type(fn) ~= "function" then
     error("bad argument #1 to 'transaction' (function expected, got " .. type(fn) .. ")", 2)
@@ -221,7 +223,8 @@ function Connection:transaction(fn, ...)
     error("transaction(): the current transaction is aborted; roll it back first", 2)
   end
   local nested = state == "intrans"
-  M.assert(self:exec(nested and "SAVEPOINT motomind_tx" or "BEGIN"))
+  local ok, err, sqlstate, detail = self:exec(nested and "SAVEPOINT motomind_tx" or "BEGIN")
+  if not ok then return nil, err, sqlstate, detail end -- (the server is gone, say)
   return finish(self, nested, pcall(fn, self, ...))
 end
 
