@@ -28,17 +28,12 @@ function M.catalog(db, tbl)
                                                    AND a.attnum = ANY (k.conkey)) AS key
       FROM pg_attribute a WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped
      ORDER BY a.attnum]], tbl))
+  -- (foreign_keys: the constraints and the references triggers enforce)
   local fks = motomind.assert(db:query([[
-    SELECT c.relname AS parent, string_agg(a.attname, ',' ORDER BY u.i) AS cols,
-           string_agg(b.attname, ',' ORDER BY u.i) AS refs,
-           EXISTS (SELECT 1 FROM pg_attribute t WHERE t.attrelid = k.confrelid AND t.attname = 'tenant_id') AS scoped
-      FROM pg_constraint k
-      JOIN pg_class c ON c.oid = k.confrelid
-      CROSS JOIN LATERAL unnest(k.conkey, k.confkey) WITH ORDINALITY u (col, ref, i)
-      JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = u.col
-      JOIN pg_attribute b ON b.attrelid = k.confrelid AND b.attnum = u.ref
-     WHERE k.conrelid = $1::regclass AND k.contype = 'f' AND k.confrelid <> k.conrelid
-     GROUP BY k.oid, c.relname, k.confrelid]], tbl))
+    SELECT c.relname AS parent, array_to_string(k.columns, ',') AS cols, array_to_string(k.target_columns, ',') AS refs,
+           EXISTS (SELECT 1 FROM pg_attribute t WHERE t.attrelid = k.target AND t.attname = 'tenant_id') AS scoped
+      FROM foreign_keys k JOIN pg_class c ON c.oid = k.target
+     WHERE k.rel = $1::regclass AND k.target <> k.rel]], tbl))
   catalogued[db][tbl] = { cols, fks }
   return cols, fks
 end

@@ -89,6 +89,39 @@ describe("core schema", function()
       "INSERT INTO vehicles (tenant_id, garage_id) VALUES ($1, $2)", t2, g)
   end)
 
+  -- The reference events -> vehicles is checked per vehicle and statement
+  -- (migration 0018), not per row: as strong as the foreign key it replaced.
+  it("keeps every event's vehicle, checked once per vehicle and statement", function()
+    local t1, v1 = H.tenant_with_vehicle(db)
+    local t2, v2 = H.tenant_with_vehicle(db)
+    local insert = "INSERT INTO %s (tenant_id, vehicle_id, type, occurred_at, mileage, payload) " ..
+      "SELECT $1, v::uuid, 'odometer', '2025-01-01T00:00:00Z'::timestamptz + n * interval '1 day', n, " ..
+      "'{\"source\": \"manual\"}' " ..
+      "FROM jsonb_array_elements_text($2) v, generate_series(1, 3) n"
+    local function events(vs) return setmetatable(vs, motomind.json.array_mt) end
+    -- another tenant's vehicle, an unknown one, among good rows; into the
+    -- table or straight into a partition
+    for _, rel in ipairs { "vehicle_events", "vehicle_events_default" } do
+      local ok, msg, state, detail = db:exec(insert:format(rel), t1, events { v1, v2 })
+      assert.is_nil(ok)
+      assert.same({ "23503", "vehicle_id: no vehicle " .. v2 .. " in this tenant",
+                    "vehicle_events_tenant_id_vehicle_id_fkey", "vehicle_id" },
+                  { state, msg, detail.constraint, detail.column })
+    end
+    assert.equal(0, db:value("SELECT count(*) FROM vehicle_events WHERE tenant_id IN ($1, $2)", t1, t2))
+    assert.equal(3, motomind.assert(db:exec(insert:format("vehicle_events"), t1, events { v1 })))
+    assert.equal(3, motomind.assert(db:exec(insert:format("vehicle_events"), t2, events { v2 })))
+    -- no vehicle deleted under its events, even by the owner in maintenance
+    fails("23503", "vehicle_event_heads_tenant_id_vehicle_id_fkey", "DELETE FROM vehicles WHERE id = $1", v1)
+    fails("23503", nil, "UPDATE vehicles SET id = gen_random_uuid() WHERE id = $1", v1)
+    -- and no per-row foreign key left: the reference is recorded for what
+    -- orders tables by their references (purge, the isolation matrix)
+    assert.equal(0, db:value("SELECT count(*) FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'f'",
+      db:qualify("vehicle_events")))
+    assert.is_true(db:value("SELECT (SELECT depth FROM tenant_tables WHERE table_name = 'vehicle_events') > " ..
+      "(SELECT depth FROM tenant_tables WHERE table_name = 'vehicles')"))
+  end)
+
   it("validates values at the column level", function()
     local t, v = H.tenant_with_vehicle(db)
     fails("23514", "vehicles_timezone_check",

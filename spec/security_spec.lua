@@ -29,7 +29,8 @@ local OWN = {
   -- signing secrets are the owner role's (consumers), never the application's
   tenant_secrets = { select = {}, insert = {}, update = {}, delete = {} },
 }
-local NOT_TENANT_DATA = { schema_migrations = true, settings = true, mv_refreshes = true, maintenance_failures = true }
+local NOT_TENANT_DATA = { schema_migrations = true, settings = true, mv_refreshes = true, maintenance_failures = true,
+  trigger_foreign_keys = true }
 
 describe("tenant isolation", function()
   local owner, app, ids, kinds
