@@ -133,6 +133,11 @@ describe("core schema", function()
       "(tenant_id, vehicle_id, type, occurred_at) VALUES ($1, $2, 'teleport', now())", t, v)
     fails("23514", "vehicle_events_mileage_check", "INSERT INTO vehicle_events " ..
       "(tenant_id, vehicle_id, type, occurred_at, mileage) VALUES ($1, $2, 'odometer', now(), -1)", t, v)
+    -- a reading below an earlier one is another rule, with a name of its own
+    assert(db:exec("INSERT INTO vehicle_events (tenant_id, vehicle_id, type, occurred_at, mileage, payload) " ..
+      "VALUES ($1, $2, 'odometer', '2025-06-01', 500, '{\"source\": \"manual\"}')", t, v))
+    fails("23514", "vehicle_events_mileage_order", "INSERT INTO vehicle_events (tenant_id, vehicle_id, type, " ..
+      "occurred_at, mileage, payload) VALUES ($1, $2, 'odometer', '2025-06-02', 400, '{\"source\": \"manual\"}')", t, v)
     fails("23514", "reminders_due_check",
       "INSERT INTO reminders (tenant_id, vehicle_id, title) VALUES ($1, $2, 'oil')", t, v)
     fails("23514", "memberships_role_check",

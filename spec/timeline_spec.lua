@@ -52,7 +52,7 @@ describe("timeline rules", function()
       assert.is_nil(ok)
       assert.equal("mileage 50000 on 2025-01-28 is below 54120 recorded on 2025-01-20", msg)
       assert.equal("23514", sqlstate)
-      assert.equal("vehicle_events_mileage_check", detail.constraint)
+      assert.equal("vehicle_events_mileage_order", detail.constraint)
     end)
 
     it("judges back-dated readings against both neighbours", function()
