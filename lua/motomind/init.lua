@@ -228,26 +228,44 @@ function Connection:transaction(fn, ...)
   return finish(self, nested, pcall(fn, self, ...))
 end
 
+local CONTEXT = "SELECT set_config('motomind.tenant_id', $1, true), " ..
+  "set_config('motomind.user_id', $2, true), set_config('motomind.request_id', $3, true)"
+local GENERIC_CONTEXT = CONTEXT .. ", set_config('plan_cache_mode', 'force_generic_plan', true)"
+
+-- db:as, the context set by the statement context (CONTEXT or GENERIC_CONTEXT).
+local function enter(method, db, context, ctx, fn, ...)
+  if type(ctx) ~= "table" then error(("bad argument #1 to '%s' (table expected, got %s)"):format(method, type(ctx)), 3) end
+  if type(fn) ~= "function" then
+    error(("bad argument #2 to '%s' (function expected, got %s)"):format(method, type(fn)), 3)
+  end
+  if db:transaction_status() == "idle" then
+    local ok, err, sqlstate, detail = db:begin_with(context, ctx.tenant or "", ctx.user or "", ctx.request_id or "")
+    if not ok then return nil, err, sqlstate, detail end -- (the server is gone, say)
+    return finish(db, false, pcall(fn, db, ...))
+  end
+  return db:transaction(function(_, ...)
+    local ok, err, sqlstate, detail = db:query(context, ctx.tenant or "", ctx.user or "", ctx.request_id or "")
+    if not ok then return nil, err, sqlstate, detail end
+    return fn(db, ...)
+  end, ...)
+end
+
 --- db:as({ tenant = <uuid>, user = <uuid>, request_id = <text> }, fn, ...)
 -- runs fn(db, ...) in a transaction whose session context is that user acting
 -- in that tenant (set_config(..., true): it ends with the transaction). The
 -- database checks the user is a member; row-level security does the rest.
 -- Outside a transaction, BEGIN and the context go in one round trip.
-local CONTEXT = "SELECT set_config('motomind.tenant_id', $1, true), " ..
-  "set_config('motomind.user_id', $2, true), set_config('motomind.request_id', $3, true)"
 function Connection:as(ctx, fn, ...)
-  if type(ctx) ~= "table" then error("bad argument #1 to 'as' (table expected, got " .. type(ctx) .. ")", 2) end
-  if type(fn) ~= "function" then error("bad argument #2 to 'as' (function expected, got " .. type(fn) .. ")", 2) end
-  if self:transaction_status() == "idle" then
-    local ok, err, sqlstate, detail = self:begin_with(CONTEXT, ctx.tenant or "", ctx.user or "", ctx.request_id or "")
-    if not ok then return nil, err, sqlstate, detail end -- (the server is gone, say)
-    return finish(self, false, pcall(fn, self, ...))
-  end
-  return self:transaction(function(db, ...)
-    local ok, err, sqlstate, detail = db:query(CONTEXT, ctx.tenant or "", ctx.user or "", ctx.request_id or "")
-    if not ok then return nil, err, sqlstate, detail end
-    return fn(db, ...)
-  end, ...)
+  return enter("as", self, CONTEXT, ctx, fn, ...)
+end
+
+--- db:read_as_generic(ctx, fn, ...) is db:read_as with generic plans for
+-- the transaction (plan_cache_mode, set in the same round trip): for
+-- prepared statements whose best plan does not depend on their parameters'
+-- values, such as a timeline page, where planning each execution again
+-- costs more than running it.
+function Connection:read_as_generic(ctx, fn, ...)
+  return enter("read_as_generic", self:reader(), GENERIC_CONTEXT, ctx, fn, ...)
 end
 
 --- ensure_partitions{ ahead = 2 } creates the event partitions of the current
