@@ -23,7 +23,7 @@ PREFIX ?= /usr/local
 LUADIR ?= $(PREFIX)/share/lua/5.4
 LIBDIR ?= $(PREFIX)/lib/lua/5.4
 
-.PHONY: all build deps demo test bench bench-report bench-captures bench-openresty check-memory fuzz payload-migration distribution-plan install clean pg-start pg-stop
+.PHONY: all build deps demo test bench bench-report bench-captures bench-openresty check-memory fuzz payload-migration distribution-plan schema install clean pg-start pg-stop
 
 all build: $(CORE)
 
@@ -103,6 +103,11 @@ payload-migration: build
 distribution-plan: build
 	@tools/with-db env LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/lua5.4/?.so;;" \
 	  MOTOMIND_SQL=$(CURDIR)/sql lua5.4 tools/distribution_plan.lua docs/design.md
+
+# sql/schema.sql: the schema after every migration (pg_dump of a migrated one).
+schema: build
+	@tools/with-db env LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/lua5.4/?.so;;" \
+	  MOTOMIND_SQL=$(CURDIR)/sql lua5.4 tools/schema_dump.lua sql/schema.sql
 
 pg-start:
 	@tools/pg-local start

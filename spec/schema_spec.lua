@@ -24,6 +24,12 @@ describe("core schema", function()
     assert.equal(want, doc)
   end)
 
+  it("matches sql/schema.sql, the current schema in one file (make schema rewrites it)", function()
+    local dump = dofile(H.root .. "/tools/schema_dump.lua")
+    local want = assert(dump.dump(os.getenv("DATABASE_URL") or "", db:schema()))
+    assert.is_true(want == H.read(H.root .. "/sql/schema.sql"), "sql/schema.sql is stale: run make schema")
+  end)
+
   it("leads every key of a tenant table with tenant_id", function()
     local rows = motomind.assert(db:query([[
       SELECT c.conrelid::regclass::text AS tbl, c.conname, c.contype,
