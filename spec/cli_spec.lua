@@ -143,6 +143,22 @@ describe("motomind command", function()
     os.remove(path)
   end)
 
+  it("lists the CSV formats it reads, with the header names each accepts", function()
+    local out, ok = H.run(bin .. " formats")
+    assert.is_true(ok, out)
+    assert.matches("fuelly: Fuelly fuel%-ups CSV %(import and export%)\n  fuel: fuelup_date|date%*, odometer, gallons, " ..
+      "litres|liters,", out)
+    assert.matches("\nlubelogger%-odometer: [^\n]*\n  odometer: date%*, odometer%*, notes", out)
+    assert.matches("\nfuelly%-services: Fuelly services CSV %(import%)\n", out)
+    local lines, names = {}, {}
+    out, ok = H.run(bin .. " formats --json")
+    assert.is_true(ok, out)
+    for line in out:gmatch("[^\n]+") do lines[#lines + 1] = require("motomind").json.decode(line) end
+    for i, f in ipairs(lines) do names[i] = f.name end
+    assert.same(require("motomind.formats").DETECT, names)
+    assert.same({ names = { "date" }, required = true }, lines[#lines - 1].sections[1].columns[1])
+  end)
+
   it("explains what is wrong with bad usage", function()
     local out, ok = H.run(bin .. " frobnicate")
     assert.is_false(ok)

@@ -301,6 +301,28 @@ function M.export_names()
   return names
 end
 
+--- describe() -> for each CSV format (in DETECT order): { name, description,
+-- export = whether export() writes it, sections = {{ type, columns = {{
+-- names = { header, ... }, required = bool }} }} }: the header names import
+-- accepts, read from the specs themselves (with default options).
+function M.describe()
+  local out = {}
+  for _, name in ipairs(M.DETECT) do
+    local f = M[name]
+    local spec = f.spec {}
+    local sections = {}
+    for _, s in ipairs(spec.sections or { spec }) do
+      local columns = {}
+      for _, c in ipairs(s.columns or {}) do
+        columns[#columns + 1] = { names = type(c.names) == "table" and c.names or { c.names }, required = c.required == true }
+      end
+      sections[#sections + 1] = { type = s.type, columns = columns }
+    end
+    out[#out + 1] = { name = name, description = f.description, export = f.export ~= nil, sections = sections }
+  end
+  return out
+end
+
 --- Every format name import() takes.
 function M.names()
   local names = { "jsonl", "backup" }
