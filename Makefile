@@ -104,10 +104,10 @@ distribution-plan: build
 	@tools/with-db env LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/lua5.4/?.so;;" \
 	  MOTOMIND_SQL=$(CURDIR)/sql lua5.4 tools/distribution_plan.lua docs/design.md
 
-# sql/schema.sql: the schema after every migration (pg_dump of a migrated one).
+# docs/schema.md: the schema after every migration (pg_dump of a migrated one).
 schema: build
 	@tools/with-db env LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/lua5.4/?.so;;" \
-	  MOTOMIND_SQL=$(CURDIR)/sql lua5.4 tools/schema_dump.lua sql/schema.sql
+	  MOTOMIND_SQL=$(CURDIR)/sql lua5.4 tools/schema_dump.lua docs/schema.md
 
 pg-start:
 	@tools/pg-local start

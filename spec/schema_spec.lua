@@ -24,10 +24,10 @@ describe("core schema", function()
     assert.equal(want, doc)
   end)
 
-  it("matches sql/schema.sql, the current schema in one file (make schema rewrites it)", function()
+  it("matches docs/schema.md, the current schema in one file (make schema rewrites it)", function()
     local dump = dofile(H.root .. "/tools/schema_dump.lua")
     local want = assert(dump.dump(os.getenv("DATABASE_URL") or "", db:schema()))
-    assert.is_true(want == H.read(H.root .. "/sql/schema.sql"), "sql/schema.sql is stale: run make schema")
+    assert.is_true(want == H.read(H.root .. "/docs/schema.md"), "docs/schema.md is stale: run make schema")
   end)
 
   it("leads every key of a tenant table with tenant_id", function()
