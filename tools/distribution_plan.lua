@@ -17,15 +17,17 @@ local TABLES = [[
    WHERE c.relnamespace = $1::regnamespace AND c.relkind IN ('r', 'p') AND NOT c.relispartition
    ORDER BY c.relname]]
 
--- Keys and foreign keys, with whether they carry the distribution column.
+-- Keys, and the references between tables (foreign_keys: the constraints
+-- and the ones triggers enforce), with the columns they carry.
 local CONSTRAINTS = [[
-  SELECT r.contype::text AS type, r.conname AS name, r.conrelid::regclass::text AS rel,
-         r.confrelid::regclass::text AS target,
+  SELECT r.contype::text AS type, r.conname AS name, r.conrelid::regclass::text AS rel, NULL AS target,
          ARRAY(SELECT a.attname::text FROM pg_attribute a
                 WHERE a.attrelid = r.conrelid AND a.attnum = ANY (r.conkey)) AS columns
     FROM pg_constraint r JOIN pg_class c ON c.oid = r.conrelid
-   WHERE c.relnamespace = $1::regnamespace AND r.contype IN ('p', 'u', 'f', 'x') AND NOT c.relispartition
-   ORDER BY r.conname]]
+   WHERE c.relnamespace = $1::regnamespace AND r.contype IN ('p', 'u', 'x') AND NOT c.relispartition
+  UNION ALL
+  SELECT 'f', k.name, k.rel::text, k.target::text, k.columns FROM foreign_keys k
+   ORDER BY name]]
 
 local TRIGGERS = [[
   SELECT t.tgrelid::regclass::text AS rel, t.tgname AS name, (t.tgtype & 1) = 1 AS row_level,
