@@ -223,7 +223,7 @@ function M.feed(db, ctx, opts)
   opts = opts or {}
   local limit = internal.page_limit(opts)
   local at, id = internal.cursor_parts(opts.cursor)
-  return db:read_as_generic(ctx, function(db) -- db: the reader
+  return db:read_as(ctx, function(db) -- db: the reader
     local rows, e2, sqlstate, detail = db:query("SELECT * FROM " .. db:qualify("timeline_feed_page") ..
       "($1, $2, $3, $4)", limit + 1, at, id, opts.vehicle or null)
     if not rows then return nil, e2, sqlstate, detail end
