@@ -60,10 +60,11 @@ describe("JSON-lines import and export", function()
 
   it("lands nothing in atomic mode when a line is bad", function()
     local path = write { event("2025-01-01T00:00:00Z", 1000), "{}" }
-    local ok, msg, _, report = import.import(db, ctx, path, { atomic = true })
+    local ok, msg, sqlstate, detail = import.import(db, ctx, path, { atomic = true })
     assert.is_nil(ok)
     assert.matches("1 of 2 records refused; nothing imported", msg)
-    assert.equal(1, #report.rejected)
+    assert.equal("23514", sqlstate)
+    assert.equal(1, #detail.report.rejected)
     assert.equal(0, db:value("SELECT count(*) FROM vehicle_events"))
     os.remove(path)
   end)

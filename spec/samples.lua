@@ -44,8 +44,9 @@ local function split(list)
   return out
 end
 
--- A value of each type for a required column nobody references.
-local SAMPLE = { text = "'probe'", integer = "1", smallint = "1", bigint = "1", numeric = "1", boolean = "false",
+-- A value of each type for a required column nobody references (the text
+-- one reads as a SHA-256 too, as checksums must).
+local SAMPLE = { text = "encode(sha256('probe'), 'hex')", integer = "1", smallint = "1", bigint = "1", numeric = "1", boolean = "false",
   date = "'2025-01-01'", ["timestamp with time zone"] = "now()", uuid = "gen_random_uuid()", jsonb = "'{}'" }
 
 --- insert(db, tbl, tenant, user) -> sql, args: an INSERT of a new row of

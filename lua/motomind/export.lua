@@ -78,7 +78,7 @@ local function export_csv(db, spec, unit, sink)
     " TO STDOUT WITH (FORMAT csv, HEADER)", sink))
 end
 
---- export(db, ctx, sink, opts) -> records | nil, message, sqlstate.
+--- export(db, ctx, sink, opts) -> records | nil, message, sqlstate, detail.
 -- sink: a path, or a function(chunk). opts.format: "jsonl" (default: the
 -- events of the tenant, or of opts.vehicle, corrections and voids included,
 -- by vehicle and time), "backup" (the tenant's live garages, fleet groups,
@@ -103,7 +103,8 @@ function M.export(db, ctx, sink, opts)
   -- One snapshot for the whole file.
   if outer then motomind.assert(db:exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")) end
   local file
-  local ok, n = pcall(db.as, db, ctx, function()
+  -- (a raise that is not a motomind error, a bug, still ends the snapshot)
+  local ok, n, message, sqlstate, detail = pcall(motomind.try, db.as, db, ctx, function()
     local unit = opts.vehicle and export_vehicle(db, ctx, opts.vehicle)
     local write
     write, file = open_sink(sink)
@@ -111,12 +112,10 @@ function M.export(db, ctx, sink, opts)
     if format == "jsonl" then return copy_json_lines(db, events_query(db, false, opts.vehicle ~= nil), write) end
     return export_csv(db, csv, unit, write)
   end)
-  if outer then db:exec(ok and "COMMIT" or "ROLLBACK") end
+  if outer then db:exec(ok and n and "COMMIT" or "ROLLBACK") end
   if file then file:close() end
-  if not ok then
-    if getmetatable(n) == motomind.Error then return nil, n.message, n.sqlstate end
-    error(n, 0)
-  end
+  if not ok then error(n, 0) end
+  if not n then return nil, message, sqlstate, detail or {} end
   return n
 end
 

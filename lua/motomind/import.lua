@@ -23,10 +23,10 @@ local CONTENT_ID = [[coalesce(s.id::uuid, md5(concat_ws('|', $1::text, s.vehicle
   (s.occurred_at::timestamptz AT TIME ZONE 'UTC')::text, s.mileage, s.payload, s.notes,
   s.correction, s.corrects_id))::uuid)]]
 
--- Staged lines $2..$3 into the events of tenant $1.
+-- Staged lines $2..$3 into the events of tenant $1, in import batch $4.
 local function events_sql(db)
   local casts = event.casts("s"):gsub("^s%.id::uuid", function() return CONTENT_ID end)
-  return ("INSERT INTO %s (tenant_id, %s) SELECT $1::uuid, %s FROM pg_temp.motomind_import s " ..
+  return ("INSERT INTO %s (tenant_id, import_batch_id, %s) SELECT $1::uuid, $4::uuid, %s FROM pg_temp.motomind_import s " ..
     "WHERE s.line BETWEEN $2::bigint AND $3::bigint ORDER BY s.line ON CONFLICT DO NOTHING")
     :format(db:qualify("vehicle_events"), event.columns(), casts)
 end
@@ -37,15 +37,35 @@ local function reject(report, line, reason, sqlstate)
   report.rejected[#report.rejected + 1] = { file = report.file, line = line, reason = reason, sqlstate = sqlstate }
 end
 
---- insert_range(db, sql, tenant, lo, hi, report) runs sql (an INSERT of
--- staged lines $2..$3 for tenant $1) over lo..hi; when the database refuses,
+-- An earlier import of the same bytes with other options is refused,
+-- naming it; with replace it is undone first (in the import's
+-- transaction). Returns the undone batches { batch, voided, corrected }.
+local function replace_earlier(db, tenant, path, checksum, options, replace)
+  local undone = {}
+  local earlier = motomind.assert(db:query("SELECT id, created_at, options FROM " .. db:qualify("import_batches") ..
+    " WHERE tenant_id = $1 AND checksum = $2 AND undone_at IS NULL AND options IS DISTINCT FROM $3::jsonb" ..
+    " ORDER BY created_at", tenant, checksum, options))
+  for _, b in ipairs(earlier) do
+    if not replace then
+      motomind.raise(("%s: these bytes were imported as batch %s on %s with other options (%s); --replace undoes " ..
+        "that import and imports the file again"):format(path, b.id, b.created_at, motomind.json.encode(b.options)),
+        "23505", { batch = b.id })
+    end
+    local r = motomind.assert(db:row("SELECT voided, corrected FROM " .. db:qualify("undo_import_batch") .. "($1)", b.id))
+    undone[#undone + 1] = { batch = b.id, voided = r.voided, corrected = r.corrected }
+  end
+  return undone
+end
+
+--- insert_range(db, sql, tenant, lo, hi, report, ...) runs sql (an INSERT of
+-- staged lines $2..$3 for tenant $1, ... its further parameters) over lo..hi; when the database refuses,
 -- halves the range until each refused line stands alone, and rejects it with
 -- the database's message. Returns the rows added. The screens below leave it
 -- what they cannot foresee (corrections, values the database cannot read),
 -- so a file's refusals cost O(n) statements only in those cases.
-function M.insert_range(db, sql, tenant, lo, hi, report)
+function M.insert_range(db, sql, tenant, lo, hi, report, ...)
   assert(db:exec("SAVEPOINT motomind_import"))
-  local n, err, sqlstate = db:exec(sql, tenant, lo, hi)
+  local n, err, sqlstate = db:exec(sql, tenant, lo, hi, ...)
   if n then
     assert(db:exec("RELEASE SAVEPOINT motomind_import"))
     return n
@@ -58,7 +78,7 @@ function M.insert_range(db, sql, tenant, lo, hi, report)
     return 0
   end
   local mid = math.floor((lo + hi) / 2)
-  return M.insert_range(db, sql, tenant, lo, mid, report) + M.insert_range(db, sql, tenant, mid + 1, hi, report)
+  return M.insert_range(db, sql, tenant, lo, mid, report, ...) + M.insert_range(db, sql, tenant, mid + 1, hi, report, ...)
 end
 
 -- Permissions, once per vehicle: every staged line of a vehicle the user
@@ -186,7 +206,7 @@ local function with_category(spec, category)
   if not found then motomind.raise("category: this format holds no maintenance records", "22023") end
 end
 
---- import(db, ctx, path, opts) -> report | nil, message, sqlstate, report.
+--- import(db, ctx, path, opts) -> report | nil, message, sqlstate, detail.
 -- opts: format (jsonl, backup, a CSV format of formats.lua, or a CSV spec
 -- table of one's own as src/csv.c describes; by default recognised from the
 -- first line), vehicle (every event's vehicle; required
@@ -194,10 +214,18 @@ end
 -- unit, the currency, "mdy" or "dmy", the maintenance records' cost
 -- category), atomic, errors (a path: refused records as JSON
 -- lines), progress (a function(records, bytes_read), or true for a line on
--- stderr; by default shown only when stderr is a terminal).
--- report = { file, format, records, staged, inserted, duplicates,
---   rejected = {{ file, line, column, reason, sqlstate }}, restored = { kind = n } }.
--- Valid records land and every refused one is reported; atomic = true lands
+-- stderr; by default shown only when stderr is a terminal), replace (undo
+-- an earlier import of the same bytes with other options first), name (the
+-- file name its batch records; by default the path's last part).
+-- report = { file, format, records, staged, inserted, duplicates, batch,
+--   rejected = {{ file, line, column, reason, sqlstate }}, restored = { kind = n },
+--   replaced = {{ batch, voided, corrected }} }.
+-- Every import records its batch (import_batches: the file's SHA-256, the
+-- options, the counts); the events it inserted carry the batch's id, and
+-- motomind.imports.undo voids them. The same bytes imported before with
+-- other options are refused (sqlstate 23505, detail.batch) unless replace.
+-- A failure returns nil, message, sqlstate, detail, with detail.report
+-- what was read and refused before it. Valid records land and every refused one is reported; atomic = true lands
 -- nothing unless every record is good. One transaction: an import cut off by
 -- a lost connection leaves nothing, and the rerun completes it with no
 -- duplicates. CSV dates are read in the vehicle's timezone.
@@ -229,7 +257,13 @@ function M.import(db, ctx, path, opts)
   if progress == nil then progress = core.isatty(2) end
   local drawn = progress == true
   if drawn then progress = terminal_progress(path) end
-  local ok, e = pcall(db.as, db, ctx, function()
+  local checksum, cerr = core.sha256_file(path)
+  if not checksum then return nil, cerr, "58030" end
+  local options = { format = custom and "custom" or format, vehicle = opts.vehicle, unit = opts.unit,
+    currency = opts.currency, dates = opts.dates, category = opts.category }
+  local ok, message, sqlstate, detail = motomind.try(db.as, db, ctx, function()
+    report.replaced = replace_earlier(db, ctx.tenant, path, checksum, options, opts.replace)
+    report.batch = motomind.assert(db:value("SELECT gen_random_uuid()"))
     local csv
     if formats.get(format) or custom then
       local vehicle = csv_vehicle(db, ctx, opts.vehicle)
@@ -264,7 +298,7 @@ function M.import(db, ctx, path, opts)
       local last = db:value("SELECT max(line) FROM pg_temp.motomind_import")
       if last ~= motomind.null then -- (the screens may have refused every line)
         motomind.assert(db:exec("CREATE INDEX ON pg_temp.motomind_import (line)"))
-        report.inserted = M.insert_range(db, events_sql(db), ctx.tenant, 1, last, report)
+        report.inserted = M.insert_range(db, events_sql(db), ctx.tenant, 1, last, report, report.batch)
       end
     end
     if format == "backup" then -- records that may reference the events
@@ -278,11 +312,16 @@ function M.import(db, ctx, path, opts)
       motomind.raise(("%s: %d of %d records refused; nothing imported (atomic)"):format(path, #report.rejected,
         report.records), "23514")
     end
+    motomind.assert(db:exec("SELECT " .. db:qualify("record_import_batch") .. "($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+      report.batch, opts.name or path:match("[^/]*$"), checksum, options.format, options, report.records,
+      report.inserted, report.duplicates, #report.rejected))
+    return true
   end)
   if opts.errors then write_errors(opts.errors, report.rejected) end
   if not ok then
-    if getmetatable(e) == motomind.Error then return nil, e.message, e.sqlstate, report end
-    error(e, 0)
+    detail = detail or {}
+    detail.report = report
+    return nil, message, sqlstate, detail
   end
   return report
 end

@@ -310,20 +310,21 @@ function Connection:import(source, opts)
   local import = require "motomind.import"
   if type(source) ~= "function" then return import.import(self, context(opts), source, opts) end
   local path = os.tmpname()
-  local ok, report, err, sqlstate, partial = pcall(function()
+  local ok, report, err, sqlstate, detail = pcall(function()
     local f = assert(io.open(path, "wb"))
     local spooled, why = pcall(function() for chunk in source do f:write(chunk) end end)
     f:close()
     if not spooled then error(why, 0) end
-    return import.import(self, context(opts), path, opts)
+    local named = setmetatable({ name = opts.name or "(reader)" }, { __index = opts })
+    return import.import(self, context(opts), path, named)
   end)
   os.remove(path) -- also when the reader raised
   if not ok then error(report, 0) end
-  return report, err, sqlstate, partial
+  return report, err, sqlstate, detail
 end
 
 --- db:export(path_or_sink, { tenant =, user =, format =, vehicle = }) ->
--- records | nil, message, sqlstate (see motomind.export).
+-- records | nil, message, sqlstate, detail (see motomind.export).
 function Connection:export(sink, opts)
   opts = opts or {}
   return require("motomind.export").export(self, context(opts), sink, opts)
