@@ -11,6 +11,7 @@ local payload = require "motomind.payload"
 local formats = require "motomind.formats"
 local backup = require "motomind.backup"
 local reminders = require "motomind.reminders"
+local imports = require "motomind.imports"
 
 local M = {}
 
@@ -40,19 +41,18 @@ end
 -- An earlier import of the same bytes with other options is refused,
 -- naming it; with replace it is undone first (in the import's
 -- transaction). Returns the undone batches { batch, voided, corrected }.
-local function replace_earlier(db, tenant, path, checksum, options, replace)
+local function replace_earlier(db, ctx, path, checksum, options, replace)
   local undone = {}
   local earlier = motomind.assert(db:query("SELECT id, created_at, options FROM " .. db:qualify("import_batches") ..
     " WHERE tenant_id = $1 AND checksum = $2 AND undone_at IS NULL AND options IS DISTINCT FROM $3::jsonb" ..
-    " ORDER BY created_at", tenant, checksum, options))
+    " ORDER BY created_at", ctx.tenant, checksum, options))
   for _, b in ipairs(earlier) do
     if not replace then
       motomind.raise(("%s: these bytes were imported as batch %s on %s with other options (%s); --replace undoes " ..
         "that import and imports the file again"):format(path, b.id, b.created_at, motomind.json.encode(b.options)),
         "23505", { batch = b.id })
     end
-    local r = motomind.assert(db:row("SELECT voided, corrected FROM " .. db:qualify("undo_import_batch") .. "($1)", b.id))
-    undone[#undone + 1] = { batch = b.id, voided = r.voided, corrected = r.corrected }
+    undone[#undone + 1] = motomind.assert(imports.undo(db, ctx, b.id))
   end
   return undone
 end
@@ -262,7 +262,7 @@ function M.import(db, ctx, path, opts)
   local options = { format = custom and "custom" or format, vehicle = opts.vehicle, unit = opts.unit,
     currency = opts.currency, dates = opts.dates, category = opts.category }
   local ok, message, sqlstate, detail = motomind.try(db.as, db, ctx, function()
-    report.replaced = replace_earlier(db, ctx.tenant, path, checksum, options, opts.replace)
+    report.replaced = replace_earlier(db, ctx, path, checksum, options, opts.replace)
     report.batch = motomind.assert(db:value("SELECT gen_random_uuid()"))
     local csv
     if formats.get(format) or custom then
