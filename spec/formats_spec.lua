@@ -101,12 +101,16 @@ describe("importing other apps' exports", function()
       assert.same({ source = "manual" }, e[1].payload)
       assert.same({ 11950, 13650 }, { e[1].mileage, e[2].mileage })
     end },
-    { "fuelio.csv", "fuelio", { "km", "Europe/Warsaw" }, 7, 6, { [17] = "cost" }, function(e)
+    { "fuelio.csv", "fuelio", { "km", "Europe/Warsaw" }, 10, 9, { [19] = "cost" }, function(e)
       assert.equal("2020-01-05 07:15", e[1].at) -- CET
       assert.same({ volume = 41.2, unit = "l", full = true, missed = false, total = 57.27, price_per_unit = 1.39,
         currency = "EUR", extra = { city = "Warszawa", latitude = 52.23, longitude = 21.01 } }, e[1].payload)
       assert.is_false(e[2].payload.full)
       assert.same({ "maintenance", "Oil change", 249.99 }, { e[3].type, e[3].payload.service_type, e[3].payload.total })
+      -- each cost's category from the file's own cost types; an ID it does not list sets none
+      assert.same({ "service", "service", "insurance", "parking_tolls" },
+        { e[3].payload.category, e[5].payload.category, e[7].payload.category, e[8].payload.category })
+      assert.same({ "Sticker", nil }, { e[9].payload.service_type, e[9].payload.category })
       assert.is_nil(e[3].payload.next_service) -- RemindOdo 0 and RemindDate 2011-01-01: no reminder
       -- a cost's reminder: the next one due, and its recurrence
       assert.same({ mileage = 255000, due_on = "2024-02-01", repeat_distance = 90000, repeat_months = 48 },
@@ -121,6 +125,15 @@ describe("importing other apps' exports", function()
       assert.equal("nur halb", e[2].notes)
       assert.equal(1071.9, e[4].payload.total)
       assert.is_true(e[4].payload.missed) -- an invalid fill restarts the economy
+    end },
+    { "spritmonitor-costs.csv", "spritmonitor-costs", { "km", "Europe/Berlin" }, 5, 4, { [6] = "costs" }, function(e)
+      assert.same({ service_type = "Inspektion 60.000", category = "service", total = 389.5, currency = "EUR" },
+        e[1].payload)
+      assert.same({ 50400, "mit Ölwechsel" }, { e[1].mileage, e[1].notes })
+      -- no title: the cost type names the service
+      assert.same({ service_type = "Versicherung", category = "insurance", total = 612, currency = "EUR" }, e[2].payload)
+      assert.same({ "Parkhaus", "parking_tolls" }, { e[3].payload.service_type, e[3].payload.category })
+      assert.same({ "Leasing April", nil }, { e[4].payload.service_type, e[4].payload.category }) -- a type it does not know
     end },
   }
   for _, c in ipairs(cases) do
@@ -253,6 +266,28 @@ describe("exports for other apps", function()
       category = "repair" })
     assert.is_nil(none)
     assert.matches("category: this format holds no maintenance records", err)
+  end)
+
+  it("names a Fuelio cost's category from its cost type, unless the import names one for all", function()
+    local v = vehicle("km", "UTC")
+    assert(db:import(FIXTURES .. "fuelio.csv", { tenant = tenant, user = user, vehicle = v, category = "other" }))
+    assert.same({ { category = "other", n = 5 } }, motomind.assert(db:query("SELECT payload->>'category' AS category, " ..
+      "count(*)::integer AS n FROM vehicle_events WHERE vehicle_id = $1 AND type = 'maintenance' GROUP BY 1", v)))
+    -- the cost-type names of Fuelio, Spritmonitor and LubeLogger, in the languages they write
+    local formats = require "motomind.formats"
+    local enum = {}
+    for _, c in ipairs(motomind.json.decode(read("sql/payloads.json")).maintenance.fields.category.enum) do
+      enum[c] = true
+    end
+    local names = { Service = "service", Wartung = "service", ["Oil change"] = "service", Repair = "repair",
+      Reparatur = "repair", Tuning = "upgrade", ["Change of tires"] = "tires", Reifen = "tires", Insurance = "insurance",
+      Versicherung = "insurance", ["Road tax"] = "tax", ["Kfz-Steuer"] = "tax", Registration = "registration",
+      Tolls = "parking_tolls", ["Parkgebühren"] = "parking_tolls", Fine = "fines", ["Car wash"] = "cleaning",
+      Pflege = "cleaning", Accessories = "accessories", Financing = "other", Sonstiges = "other" }
+    for name, category in pairs(names) do
+      assert.equal(category, formats.category_of(name), name)
+      assert.is_true(enum[category], category)
+    end
   end)
 
   it("exports Fuelly fuel-ups with each fill's economy that import back to the same file", function()

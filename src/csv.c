@@ -11,7 +11,8 @@
  *                   required = true, set = {...},          -- when present
  *                   empty = { "0" },          -- values that mean "none"
  *                   map = { ["1"] = { ["payload.full"] = true },
- *                           ["template"] = false } } } }  -- false: skip row
+ *                           ["template"] = false,      -- false: skip row
+ *                           ["*"] = {...} } } } }      -- any other value
  *
  * Targets are dotted paths into the event ("payload.extra.tags"). A section
  * with record = "reminder" (and no type) makes records of that kind, not
@@ -87,7 +88,7 @@ typedef struct column {
     const char *to, *expected; /* expected: the names, or the map's keys */
     assigns sets;
     choice *map;
-    int nmap;
+    int nmap, any; /* any: the index of the "*" entry, or nmap */
 } column;
 
 typedef struct section {
@@ -254,7 +255,11 @@ static void compile_map(lua_State *L, csv *s, int idx, column *c, const char *wh
         lua_pop(L, 1);
     }
     qsort(c->map, (size_t)c->nmap, sizeof(choice), by_key);
-    for (i = 0; i < c->nmap; i++) keys[i] = c->map[i].key;
+    c->any = c->nmap;
+    for (i = 0; i < c->nmap; i++) {
+        keys[i] = c->map[i].key;
+        if (!strcmp(keys[i], "*")) c->any = i;
+    }
     c->expected = join(L, s, keys, c->nmap);
     lua_pop(L, 1);
 }
@@ -602,6 +607,7 @@ static int convert_row(csv *s, mm_item *item) {
             break;
         default:
             for (j = 0; j < c->nmap && strcasecmp(c->map[j].key, v); j++) {}
+            if (j == c->nmap) j = c->any;
             if (j == c->nmap) {
                 snprintf(what, sizeof what, "one of %s", c->expected);
                 return refuse(s, item, ev, c, what);

@@ -217,6 +217,97 @@ M.spritmonitor = {
   end,
 }
 
+-- A cost category (payloads.json's maintenance.category) from the name a
+-- source app gives its cost type, by the first keyword it contains (English,
+-- German, Polish); "other" when none does.
+local CATEGORY_WORDS = {
+  { "tire", "tires" }, { "tyre", "tires" }, { "reifen", "tires" }, { "opon", "tires" },
+  { "insur", "insurance" }, { "versicher", "insurance" }, { "ubezpiecz", "insurance" },
+  { "tax", "tax" }, { "steuer", "tax" }, { "podat", "tax" },
+  { "regist", "registration" }, { "zulassung", "registration" }, { "rejestr", "registration" },
+  { "park", "parking_tolls" }, { "toll", "parking_tolls" }, { "maut", "parking_tolls" }, { "vignet", "parking_tolls" },
+  { "fine", "fines" }, { "ticket", "fines" }, { "bußgeld", "fines" }, { "strafzettel", "fines" }, { "mandat", "fines" },
+  { "wash", "cleaning" }, { "clean", "cleaning" }, { "pflege", "cleaning" }, { "wäsche", "cleaning" }, { "myjnia", "cleaning" },
+  { "accessor", "accessories" }, { "zubehör", "accessories" }, { "akcesor", "accessories" },
+  { "tuning", "upgrade" }, { "upgrade", "upgrade" }, { "modif", "upgrade" },
+  { "repair", "repair" }, { "reparatur", "repair" }, { "napraw", "repair" },
+  { "service", "service" }, { "maint", "service" }, { "inspect", "service" }, { "wartung", "service" },
+  { "inspektion", "service" }, { "untersuchung", "service" }, { "oil", "service" }, { "serwis", "service" },
+  { "przegl", "service" },
+}
+function M.category_of(name)
+  local lower = name:lower()
+  for _, w in ipairs(CATEGORY_WORDS) do
+    if lower:find(w[1], 1, true) then return w[2] end
+  end
+  return "other"
+end
+
+-- Spritmonitor's cost types (English and German, as its web export writes
+-- them) -> the category and, when the row has no title, the service type.
+local SPRITMONITOR_COST_TYPES = { "Service", "Wartung", "Inspection", "Inspektion", "Hauptuntersuchung",
+  "Repair", "Reparatur", "Tires", "Change of tires", "Reifen", "Reifenwechsel", "Insurance", "Versicherung",
+  "Tax", "Steuer", "Kfz-Steuer", "Registration", "Zulassung", "Parking", "Parken", "Parkgebühren", "Toll",
+  "Maut", "Fine", "Bußgeld", "Strafzettel", "Care", "Pflege", "Car wash", "Autowäsche", "Accessories",
+  "Zubehör", "Tuning", "Financing", "Finanzierung", "Other", "Sonstiges" }
+
+M["spritmonitor-costs"] = {
+  description = "Spritmonitor costs CSV (; separated, decimal comma, DD.MM.YYYY)",
+  detect = function(header)
+    return header:find(";", 1, true) and (header:find("cost type", 1, true) or header:find("kostenart", 1, true))
+  end,
+  spec = function(o)
+    local types = { ["*"] = {} }
+    for _, name in ipairs(SPRITMONITOR_COST_TYPES) do
+      types[name:lower()] = { ["payload.category"] = o.category or M.category_of(name), ["payload.service_type"] = name }
+    end
+    return {
+      separator = ";", decimal_comma = true, dates = o.dates or "dmy", type = "maintenance",
+      set = { ["payload.currency"] = o.currency or "EUR" },
+      columns = {
+        { names = { "date", "datum" }, to = "occurred_at", as = "datetime", required = true },
+        { names = { "odometer", "kilometerstand", "km-stand" }, to = "mileage", as = "number" },
+        { names = { "cost type", "kostenart" }, as = "map", map = types },
+        -- the title, when there is one, names the service better than its type
+        { names = { "title", "bezeichnung", "description" }, to = "payload.service_type" },
+        { names = { "costs", "kosten", "total price", "gesamtpreis", "betrag" }, to = "payload.total", as = "number" },
+        { names = { "currency", "währung" }, to = "payload.currency" },
+        { names = { "note", "notes", "bemerkung" }, to = "notes" },
+      },
+    }
+  end,
+}
+
+-- Fuelio's cost types (its ## CostCategories section: CostTypeID, Name) as
+-- a CostTypeID map setting the category; other IDs (or a file without the
+-- section) set none. Fuelio quotes every field; a name holding a quote is
+-- cut there (its first words still name the category).
+local function fuelio_cost_types(path)
+  local map = { ["*"] = {} }
+  local f = path and io.open(path, "rb")
+  if not f then return map end
+  local inside, id, name = false, nil, nil
+  for line in f:lines() do
+    if line:find('^"?##') then
+      if inside then break end
+      inside = line:find("## CostCategories", 1, true) ~= nil
+    elseif inside then
+      local fields = {}
+      for v in line:gmatch('"([^"]*)"') do fields[#fields + 1] = v end
+      if not id then -- the section's header
+        for i, h in ipairs(fields) do
+          if h:lower() == "costtypeid" then id = i elseif h:lower() == "name" then name = i end
+        end
+        if not (id and name) then break end
+      elseif fields[id] and fields[name] then
+        map[fields[id]] = { ["payload.category"] = M.category_of(fields[name]) }
+      end
+    end
+  end
+  f:close()
+  return map
+end
+
 M.fuelio = {
   description = "Fuelio backup CSV (## Log fill-ups and ## Costs)",
   detect = function(header) return header:find("^\"?##") end,
@@ -249,6 +340,8 @@ M.fuelio = {
             { names = "costtitle", to = "payload.service_type" },
             { names = "cost", to = "payload.total", as = "number" },
             { names = "notes", to = "notes" },
+            -- its category, from the file's own cost types (unless the import names one)
+            { names = "costtypeid", as = "map", map = o.category and { ["*"] = {} } or fuelio_cost_types(o.path) },
             -- A cost's reminder: the next one due (Fuelio writes 0 and 2011-01-01
             -- for none), and how it recurs.
             { names = "remindodo", to = "payload.next_service.mileage", as = "number", empty = "0" },
@@ -264,7 +357,7 @@ M.fuelio = {
 }
 
 -- The order formats are tried in when none is named (most specific first).
-M.DETECT = { "fuelio", "fuelly", "fuelly-services", "lubelogger-reminders", "lubelogger-fuel",
+M.DETECT = { "fuelio", "fuelly", "fuelly-services", "spritmonitor-costs", "lubelogger-reminders", "lubelogger-fuel",
   "lubelogger-odometer", "lubelogger-service", "spritmonitor" }
 
 --- The format of a file from its first line: "jsonl", "backup", a CSV

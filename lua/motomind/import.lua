@@ -269,7 +269,7 @@ function M.import(db, ctx, path, opts)
       local vehicle = csv_vehicle(db, ctx, opts.vehicle)
       motomind.assert(db:exec("SELECT set_config('TimeZone', $1, true)", vehicle.timezone))
       csv = custom or formats.get(format).spec { unit = opts.unit, currency = opts.currency, dates = opts.dates,
-        vehicle = vehicle }
+        category = opts.category, vehicle = vehicle, path = path }
       if opts.category ~= nil then with_category(csv, opts.category) end
     end
     motomind.assert(db:exec(STAGE))
