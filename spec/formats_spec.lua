@@ -348,7 +348,7 @@ describe("tenant backups", function()
     -- a group whose id sorts before its parent's still comes after it
     q("INSERT INTO fleet_groups (tenant_id, id, parent_id, name) VALUES ($1, '00000000-0000-4000-8000-000000000001', $2, 'Sub') RETURNING id", t, team)
     local van = q("INSERT INTO vehicles (tenant_id, garage_id, group_id, year, make, model, vin, plate, nickname, " ..
-      "timezone, odometer_unit) VALUES ($1, $2, $3, 2019, 'Ford', 'Transit', '1FTBW2CM5KKA12345', 'AB 123', 'van', " ..
+      "timezone, odometer_unit) VALUES ($1, $2, $3, 2019, 'Ford', 'Transit', '1FTBW2CM3KKA12345', 'AB 123', 'van', " ..
       "'Europe/Oslo', 'km') RETURNING id", t, garage, team)
     local control = q("INSERT INTO reminders (tenant_id, vehicle_id, title, due_on, due_mileage, repeat_months) " ..
       "VALUES ($1, $2, 'EU control', '2026-05-01', 120000.5, 24) RETURNING id", t, van)

@@ -133,6 +133,19 @@ describe("core schema", function()
     fails("23514", "vehicles_timezone_check",
       "INSERT INTO vehicles (tenant_id, timezone) VALUES ($1, 'Mars/Olympus')", t)
     fails("23514", "vehicles_vin_check", "INSERT INTO vehicles (tenant_id, vin) VALUES ($1, 'IOQ12')", t)
+    -- a North American VIN's check digit (position 9): a typo is caught, naming both digits
+    local ok, msg, state, detail = db:exec("INSERT INTO vehicles (tenant_id, vin) VALUES ($1, '1HGCM82643A004352')", t)
+    assert.same({ "23514", "vehicles_vin_check_digit" }, { state, detail and detail.constraint }, msg)
+    assert.matches("^vin: check digit %(9th character%) is 4, this VIN's is 3", msg)
+    assert.equal("X", db:value("SELECT vin_check_digit('1M8GDM9AXKP042788')"))
+    local ok_vin = assert(db:value("INSERT INTO vehicles (tenant_id, vin) VALUES ($1, '1M8GDM9AXKP042788') RETURNING id", t))
+    -- other regions' VINs need no check digit; a VIN written before the rule still lets the rest of its row change
+    assert(db:exec("INSERT INTO vehicles (tenant_id, vin) VALUES ($1, 'WVWZZZ1JZ3W386752')", t))
+    assert(db:exec("ALTER TABLE vehicles DISABLE TRIGGER vehicles_vin_check_digit"))
+    assert(db:exec("UPDATE vehicles SET vin = '1M8GDM9A0KP042788' WHERE id = $1", ok_vin))
+    assert(db:exec("ALTER TABLE vehicles ENABLE TRIGGER vehicles_vin_check_digit"))
+    assert(db:exec("UPDATE vehicles SET nickname = 'old', vin = vin WHERE id = $1", ok_vin))
+    fails("23514", "vehicles_vin_check_digit", "UPDATE vehicles SET vin = '1M8GDM9A1KP042788' WHERE id = $1", ok_vin)
     fails("23514", "vehicles_odometer_unit_check",
       "INSERT INTO vehicles (tenant_id, odometer_unit) VALUES ($1, 'furlongs')", t)
     fails("23514", "vehicle_events_type_check", "INSERT INTO vehicle_events " ..
