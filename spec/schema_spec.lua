@@ -146,6 +146,12 @@ describe("core schema", function()
     assert(db:exec("ALTER TABLE vehicles ENABLE TRIGGER vehicles_vin_check_digit"))
     assert(db:exec("UPDATE vehicles SET nickname = 'old', vin = vin WHERE id = $1", ok_vin))
     fails("23514", "vehicles_vin_check_digit", "UPDATE vehicles SET vin = '1M8GDM9A1KP042788' WHERE id = $1", ok_vin)
+    -- the odometer unit is fixed once the vehicle has a reading
+    assert(db:exec("UPDATE vehicles SET odometer_unit = 'km' WHERE id = $1", ok_vin))
+    assert(db:exec("INSERT INTO vehicle_events (tenant_id, vehicle_id, type, occurred_at, mileage, payload) " ..
+      "VALUES ($1, $2, 'odometer', '2025-01-01', 100, '{\"source\": \"manual\"}')", t, ok_vin))
+    fails("23514", "vehicles_unit_fixed", "UPDATE vehicles SET odometer_unit = 'mi' WHERE id = $1", ok_vin)
+    assert(db:exec("UPDATE vehicles SET odometer_unit = 'km', nickname = 'same unit' WHERE id = $1", ok_vin))
     fails("23514", "vehicles_odometer_unit_check",
       "INSERT INTO vehicles (tenant_id, odometer_unit) VALUES ($1, 'furlongs')", t)
     fails("23514", "vehicle_events_type_check", "INSERT INTO vehicle_events " ..

@@ -28,13 +28,20 @@ end
 -- COPY takes no parameters: the tenant (and vehicle) come from the context.
 local TENANT = "nullif(current_setting('motomind.tenant_id', true), '')::uuid"
 local VEHICLE = "current_setting('motomind.export_vehicle')::uuid"
+-- The period (opts.from, opts.to: days in each vehicle's timezone, both
+-- included) over the events e and their vehicle v.
+local PERIOD = " AND (e.occurred_at AT TIME ZONE v.timezone)::date BETWEEN " ..
+  "coalesce(nullif(current_setting('motomind.export_from'), '')::date, '-infinity') AND " ..
+  "coalesce(nullif(current_setting('motomind.export_to'), '')::date, 'infinity')"
 
 -- The events as JSON texts: of live vehicles only (backups), of one vehicle
--- (opts.vehicle) or of the whole tenant.
-local function events_query(db, live_vehicles_only, one_vehicle)
+-- (opts.vehicle) or of the whole tenant; in a period or all.
+local function events_query(db, live_vehicles_only, one_vehicle, period)
   return "SELECT jsonb_strip_nulls(jsonb_build_object(" .. event.json_pairs("e") .. "))::text FROM " ..
-    db:qualify("vehicle_events") .. " e WHERE e.tenant_id = " .. TENANT ..
-    (one_vehicle and " AND e.vehicle_id = " .. VEHICLE or "") ..
+    db:qualify("vehicle_events") .. " e" ..
+    (period and " JOIN " .. db:qualify("vehicles") .. " v ON v.tenant_id = e.tenant_id AND v.id = e.vehicle_id" or "") ..
+    " WHERE e.tenant_id = " .. TENANT ..
+    (one_vehicle and " AND e.vehicle_id = " .. VEHICLE or "") .. (period and PERIOD or "") ..
     (live_vehicles_only and " AND EXISTS (SELECT 1 FROM " .. db:qualify("vehicles") ..
       " v WHERE v.tenant_id = e.tenant_id AND v.id = e.vehicle_id AND v.deleted_at IS NULL)" or "") ..
     " ORDER BY e.vehicle_id, e.occurred_at, e.created_at, e.id"
@@ -51,6 +58,18 @@ local function export_backup(db, sink)
   return n
 end
 
+-- Sets the export's period for COPY from opts.from and opts.to (dates);
+-- returns whether there is one.
+local function export_period(db, opts)
+  if opts.from == nil and opts.to == nil then return false end
+  for _, k in ipairs { "from", "to" } do
+    local day, err = db:value("SELECT set_config('motomind.export_' || $1, coalesce($2::date::text, ''), true)", k,
+      opts[k] == nil and motomind.null or tostring(opts[k]))
+    if not day then motomind.raise(("%s: expected a date (YYYY-MM-DD): %s"):format(k, err), "22007") end
+  end
+  return true
+end
+
 -- The vehicle of an export, checked visible in the tenant, set for COPY;
 -- returns its odometer unit.
 local function export_vehicle(db, ctx, vehicle)
@@ -65,7 +84,7 @@ end
 -- the events e, their vehicle v and, when spec.fills, each fill's economy
 -- f from vehicle_fills), in the vehicle's local
 -- days, same-day rows by odometer (apps without times read them in order).
-local function export_csv(db, spec, unit, sink)
+local function export_csv(db, spec, unit, period, sink)
   local columns = type(spec.columns) == "function" and spec.columns(unit) or spec.columns
   return motomind.assert(db:copy_out("COPY (SELECT " .. columns .. " FROM " ..
     db:qualify("vehicle_events_effective") .. " e JOIN " .. db:qualify("vehicles") ..
@@ -73,7 +92,7 @@ local function export_csv(db, spec, unit, sink)
     (spec.fills and " LEFT JOIN " .. db:qualify("vehicle_fills") ..
       " f ON f.tenant_id = e.tenant_id AND f.vehicle_id = e.vehicle_id AND f.event_id = e.id" or "") ..
     " WHERE e.tenant_id = " .. TENANT .. " AND e.vehicle_id = " .. VEHICLE .. " AND e.type = '" .. spec.type .. "'" ..
-    (spec.where and " AND " .. spec.where or "") ..
+    (spec.where and " AND " .. spec.where or "") .. (period and PERIOD or "") ..
     " ORDER BY (e.occurred_at AT TIME ZONE v.timezone)::date, e.mileage, e.occurred_at, e.id)" ..
     " TO STDOUT WITH (FORMAT csv, HEADER)", sink))
 end
@@ -84,7 +103,8 @@ end
 -- by vehicle and time), "backup" (the tenant's live garages, fleet groups,
 -- vehicles, reminders and their vehicles' events, read in one snapshot), or
 -- a CSV format of formats.lua with an export (fuelly, lubelogger-fuel, ...; one
--- vehicle, opts.vehicle).
+-- vehicle, opts.vehicle). opts.from, opts.to (YYYY-MM-DD, both included, in
+-- each vehicle's timezone): only the events of those days (jsonl and CSV).
 function M.export(db, ctx, sink, opts)
   opts = opts or {}
   local format = opts.format or "jsonl"
@@ -96,8 +116,9 @@ function M.export(db, ctx, sink, opts)
   if csv and not opts.vehicle then
     return nil, ("a %s file holds one vehicle's records: name the vehicle (--vehicle)"):format(format), "22023"
   end
-  if format == "backup" and opts.vehicle then
-    return nil, "a backup holds the whole tenant: --vehicle does not apply", "22023"
+  if format == "backup" and (opts.vehicle or opts.from or opts.to) then
+    return nil, ("a backup holds the whole tenant: --%s does not apply"):format(opts.vehicle and "vehicle"
+      or opts.from and "from" or "to"), "22023"
   end
   local outer = db:transaction_status() == "idle"
   -- One snapshot for the whole file.
@@ -106,11 +127,12 @@ function M.export(db, ctx, sink, opts)
   -- (a raise that is not a motomind error, a bug, still ends the snapshot)
   local ok, n, message, sqlstate, detail = pcall(motomind.try, db.as, db, ctx, function()
     local unit = opts.vehicle and export_vehicle(db, ctx, opts.vehicle)
+    local period = export_period(db, opts)
     local write
     write, file = open_sink(sink)
     if format == "backup" then return export_backup(db, write) end
-    if format == "jsonl" then return copy_json_lines(db, events_query(db, false, opts.vehicle ~= nil), write) end
-    return export_csv(db, csv, unit, write)
+    if format == "jsonl" then return copy_json_lines(db, events_query(db, false, opts.vehicle ~= nil, period), write) end
+    return export_csv(db, csv, unit, period, write)
   end)
   if outer then db:exec(ok and n and "COMMIT" or "ROLLBACK") end
   if file then file:close() end

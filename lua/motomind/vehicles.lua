@@ -14,6 +14,18 @@ local KNOWN = {}
 for _, f in ipairs(M.FIELDS) do KNOWN[f] = true end
 
 
+-- names and values with the columns and values of fields (those of M.FIELDS) appended, or
+-- nil, message, sqlstate for a field it does not know.
+local function columns_of(fields, names, values)
+  for k in pairs(fields) do
+    if not KNOWN[k] then return nil, tostring(k) .. ": unknown field", "22023" end
+  end
+  for _, k in ipairs(M.FIELDS) do
+    if fields[k] ~= nil then names[#names + 1] = k; values[#values + 1] = fields[k] end
+  end
+  return names, values
+end
+
 --- add(db, ctx, fields) -> the vehicle row | nil, message, sqlstate, detail.
 -- fields: those of M.FIELDS; odometer_unit ("km" or "mi") is required: a
 -- vehicle's unit is never guessed.
@@ -23,19 +35,49 @@ function M.add(db, ctx, fields)
   if fields.odometer_unit == nil then
     return nil, "odometer_unit: is required (km or mi): every mileage of the vehicle is in it", "22023"
   end
-  local names, values = { "tenant_id" }, { ctx.tenant }
-  for _, k in ipairs(M.FIELDS) do
-    if fields[k] ~= nil then names[#names + 1] = k; values[#values + 1] = fields[k] end
-  end
-  for k in pairs(fields) do
-    if not KNOWN[k] then return nil, tostring(k) .. ": unknown field", "22023" end
-  end
+  local names, values, sqlstate = columns_of(fields, { "tenant_id" }, { ctx.tenant })
+  if not names then return nil, values, sqlstate end
   local params = {}
   for i = 1, #names do params[i] = "$" .. i end
   return db:as(ctx, function()
     return db:row(("INSERT INTO %s (%s) VALUES (%s) RETURNING *"):format(db:qualify("vehicles"),
       table.concat(names, ", "), table.concat(params, ", ")), (table.unpack or unpack)(values, 1, #names))
   end)
+end
+
+--- get(db, ctx, id) -> the vehicle row (live, visible to the user) | nil,
+-- message, sqlstate.
+function M.get(db, ctx, id)
+  motomind.check_ctx(ctx, "vehicles")
+  local row, err, sqlstate, detail = db:as(ctx, function()
+    return db:row("SELECT * FROM " .. db:qualify("vehicles") ..
+      " WHERE tenant_id = $1 AND id = $2::uuid AND deleted_at IS NULL", ctx.tenant, id)
+  end)
+  if row == nil and err == nil then return nil, ("vehicle %s: no such vehicle in this tenant"):format(id), "P0002" end
+  return row, err, sqlstate, detail
+end
+
+--- edit(db, ctx, id, fields) -> the updated vehicle row | nil, message,
+-- sqlstate, detail. fields: those of M.FIELDS to change (motomind.null
+-- clears one); the database's rules and the user's rights apply as to any
+-- UPDATE (a viewer, or a manager without a write grant on its group, is
+-- refused).
+function M.edit(db, ctx, id, fields)
+  motomind.check_ctx(ctx, "vehicles")
+  if type(fields) ~= "table" then error("vehicles.edit: fields must be a table", 2) end
+  local names, values, sqlstate = columns_of(fields, {}, { ctx.tenant, id })
+  if not names then return nil, values, sqlstate end
+  if #names == 0 then return nil, "nothing to change: name a field (" .. table.concat(M.FIELDS, ", ") .. ")", "22023" end
+  local sets = {}
+  for i, k in ipairs(names) do sets[i] = ("%s = $%d"):format(k, i + 2) end
+  local row, err, state, detail = db:as(ctx, function()
+    return db:row(("UPDATE %s SET %s WHERE tenant_id = $1 AND id = $2::uuid AND deleted_at IS NULL RETURNING *")
+      :format(db:qualify("vehicles"), table.concat(sets, ", ")), (table.unpack or unpack)(values, 1, #names + 2))
+  end)
+  if row == nil and err == nil then
+    return nil, ("vehicle %s: no such vehicle in this tenant, or not yours to change"):format(id), "42501"
+  end
+  return row, err, state, detail
 end
 
 --- list(db, ctx) -> the tenant's live vehicles the user can see, by nickname.

@@ -1,3 +1,6 @@
+-- Vehicle rules: the VIN check digit, and an odometer unit fixed under its
+-- readings.
+--
 -- North American VINs (17 characters, made in the US, Canada or Mexico:
 -- the first character 1-5) carry a check digit in position 9: the weighted
 -- sum of the other characters' values, modulo 11 (10 written X). A typo in
@@ -38,3 +41,23 @@ END $$;
 
 CREATE TRIGGER vehicles_vin_check_digit BEFORE INSERT OR UPDATE OF vin ON vehicles
   FOR EACH ROW EXECUTE FUNCTION check_vin_digit();
+
+-- A vehicle's odometer unit is fixed once it has a mileage reading: every
+-- reading, due mileage and economy figure is in it, and changing it would
+-- silently misread them all (1,000 mi becoming 1,000 km). A vehicle logged
+-- in the wrong unit is re-created in the right one.
+CREATE FUNCTION check_unit_fixed() RETURNS trigger
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+BEGIN
+  IF NEW.odometer_unit IS DISTINCT FROM OLD.odometer_unit AND EXISTS (
+       SELECT 1 FROM vehicle_events e
+        WHERE e.tenant_id = OLD.tenant_id AND e.vehicle_id = OLD.id AND e.mileage IS NOT NULL) THEN
+    RAISE EXCEPTION 'odometer_unit: the vehicle''s readings are in %; changing it to % would misread every one of them',
+      OLD.odometer_unit, NEW.odometer_unit
+      USING ERRCODE = 'check_violation', CONSTRAINT = 'vehicles_unit_fixed', TABLE = 'vehicles', COLUMN = 'odometer_unit';
+  END IF;
+  RETURN NEW;
+END $$;
+
+CREATE TRIGGER vehicles_unit_fixed BEFORE UPDATE OF odometer_unit ON vehicles
+  FOR EACH ROW EXECUTE FUNCTION check_unit_fixed();
