@@ -1,3 +1,4 @@
+local motomind = require "motomind"
 local H = require "spec.helper"
 
 describe("motomind command", function()
@@ -292,6 +293,34 @@ describe("motomind command", function()
     out, ok = H.run(bin .. " export --format backup --from 2025-01-01" .. as)
     assert.is_false(ok)
     assert.matches("a backup holds the whole tenant: %-%-from does not apply", out)
+    -- a fuel log of one's own layout: a column the header lacks is one error naming it, nothing imported
+    local log = H.write_temp("Day;Km;Litres;Paid\n05.03.2025;2000;38,5;70,10\n19.03.2025;2600;41,0;74,62\n")
+    local layout = { separator = ";", decimal_comma = true, dates = "dmy", type = "fuel",
+      set = { ["payload.currency"] = "EUR", ["payload.unit"] = "l", ["payload.full"] = true },
+      columns = { { names = "Day", to = "occurred_at", as = "datetime" }, { names = "Odometer", to = "mileage", as = "number" },
+        { names = "Litres", to = "payload.volume", as = "number" }, { names = "Paid", to = "payload.total", as = "number" },
+        { names = "Note", to = "notes", optional = true } } }
+    local spec_file = H.write_temp(motomind.json.encode(layout))
+    out, ok = H.run(bin .. " import " .. log .. " --vehicle vito --spec " .. spec_file .. as)
+    assert.is_false(ok)
+    assert.matches("line 1: header: no odometer column %(expected odometer%); nothing imported", out)
+    layout.columns[2].names = { "Km", "Odometer" }
+    layout.columns[3].requried = true
+    local f = assert(io.open(spec_file, "w")) f:write(motomind.json.encode(layout)) f:close()
+    out, ok = H.run(bin .. " import " .. log .. " --vehicle vito --spec " .. spec_file .. as)
+    assert.is_false(ok)
+    assert.matches('layout.columns%[3%]: unknown key "requried" %(valid: as, empty, map, names, optional, required', out)
+    layout.columns[3].requried = nil
+    f = assert(io.open(spec_file, "w")) f:write(motomind.json.encode(layout)) f:close()
+    out, ok = H.run(bin .. " import " .. log .. " --vehicle vito --spec " .. spec_file .. as)
+    assert.is_true(ok, out)
+    assert.matches("%(csv%): 2 records, 2 imported, 0 already there, 0 refused", out)
+    out = H.run(bin .. " export --vehicle Vito --format fuelly --from 2025-03-01" .. as)
+    assert.matches("exported 2 records", out)
+    -- each fill's economy from the layout's columns: 38.5 l over 500 km, 41 l over 600 km
+    assert.matches("\nVito,Vito,7%.70,2000,500,38%.5,1%.821,,2025%-03%-05 00:00,,,0,0,,,\n", out)
+    assert.matches("\nVito,Vito,6%.83,2600,600,41,1%.820,,2025%-03%-19 00:00,,,0,0,,,\n", out)
+    os.remove(log) os.remove(spec_file)
     out = H.run(bin .. " member list" .. as)
     assert.matches("ada@example.com  owner", out)
     os.remove(csv) os.remove(empty)

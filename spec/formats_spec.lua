@@ -268,6 +268,37 @@ describe("exports for other apps", function()
     assert.matches("category: this format holds no maintenance records", err)
   end)
 
+  it("imports with a layout of one's own from a Lua file, run with access to nothing", function()
+    local layout = require "motomind.layout"
+    local v = vehicle("mi", "UTC")
+    local lua_layout = write([[
+      local full = { ["payload.full"] = true }
+      return { type = "fuel", set = { ["payload.unit"] = "us_gal", ["payload.currency"] = "USD" },
+        columns = { { names = { "when", "date" }, to = "occurred_at", as = "datetime" },
+                    { names = "miles", to = "mileage", as = "number" },
+                    { names = "gal", to = "payload.volume", as = "number" },
+                    { names = "fill", as = "map", map = { full = full, part = { ["payload.full"] = false } } },
+                    { names = "memo", to = "notes", optional = true } } }]])
+    local path = lua_layout .. ".lua"
+    assert(os.rename(lua_layout, path))
+    local spec = assert(layout.load(path))
+    local data = write("When,Miles,Gal,Fill\n2025-04-01,1000,10,full\n2025-04-08,1200,4,part\n2025-04-15,1400,9,full\n")
+    local report = assert(db:import(data, { tenant = tenant, user = user, vehicle = v, format = spec }))
+    assert.same({ "csv", 3, 3 }, { report.format, report.records, report.inserted })
+    local fills = motomind.assert(db:query("SELECT (payload->>'full')::boolean AS f " ..
+      "FROM vehicle_events WHERE vehicle_id = $1 ORDER BY occurred_at", v))
+    assert.same({ true, false, true }, { fills[1].f, fills[2].f, fills[3].f })
+    local evil = write("return os.exit(3)")
+    os.rename(evil, evil .. ".lua")
+    local none, err = layout.load(evil .. ".lua")
+    assert.is_nil(none)
+    assert.matches("layout: .*attempt to index a nil value %(global 'os'%)", err)
+    none, err = layout.load(data) -- not JSON
+    assert.is_nil(none)
+    assert.matches("layout: .*: not JSON", err)
+    os.remove(path) os.remove(evil .. ".lua") os.remove(data)
+  end)
+
   it("names a Fuelio cost's category from its cost type, unless the import names one for all", function()
     local v = vehicle("km", "UTC")
     assert(db:import(FIXTURES .. "fuelio.csv", { tenant = tenant, user = user, vehicle = v, category = "other" }))
@@ -461,7 +492,7 @@ describe("the CSV reader", function()
     local spec = { separator = ";", type = "odometer", set = { ["payload.source"] = "manual" }, columns = {
       { names = "when", to = "occurred_at", as = "datetime", required = true },
       { names = "km", to = "mileage", as = "number" },
-      { names = "note", to = "notes" } } }
+      { names = "note", to = "notes", optional = true } } }
     for k, v in pairs(opts or {}) do spec[k] = v end
     local path = write(text)
     local report = assert(db:import(path, { tenant = tenant, user = user, vehicle = car, format = spec }))

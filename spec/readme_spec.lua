@@ -29,6 +29,23 @@ describe("README", function()
   end)
   end
 
+  it("shows a CSV layout that imports the line it describes", function()
+    local json = assert(text:match("```json\n(.-)```"), "no JSON layout example")
+    local line = assert(text:match("with `([^`]+)`:\n\n%s*```json"), "no sample line before the layout")
+    local header = assert(text:match("a fuel log\n?%s*`([^`]+)` with `"), "no sample header before the layout")
+    local motomind = require "motomind"
+    local layout = require("motomind.layout").check(assert(motomind.json.decode(json)))
+    local db, tenant, car, user = H.fresh_tenant()
+    local path = H.write_temp(header .. "\n" .. line .. "\n")
+    local report = assert(db:import(path, { tenant = tenant, user = user, vehicle = car, format = layout }))
+    os.remove(path)
+    assert.same({ 1, 1 }, { report.records, report.inserted })
+    local e = assert(db:row("SELECT mileage::float8 AS km, payload FROM vehicle_events WHERE vehicle_id = $1", car))
+    assert.same({ 2000, 38.5, 70.1, "EUR", true }, { e.km, e.payload.volume, e.payload.total, e.payload.currency,
+      e.payload.full })
+    H.drop(db)
+  end)
+
   it("documents every field of every event type", function()
     local schemas = require("motomind.payload_sql").load(H.root .. "/sql/payloads.json")
     local function walk(fields)

@@ -9,6 +9,7 @@ local core = require "motomind.core"
 local event = require "motomind.event"
 local payload = require "motomind.payload"
 local formats = require "motomind.formats"
+local layout = require "motomind.layout"
 local backup = require "motomind.backup"
 local reminders = require "motomind.reminders"
 local imports = require "motomind.imports"
@@ -232,8 +233,12 @@ end
 function M.import(db, ctx, path, opts)
   opts = opts or {}
   local format, err = opts.format, nil
-  local custom = type(format) == "table" and format -- a CSV spec of one's own (see src/csv.c)
-  if custom then format = "csv" end
+  local custom = type(format) == "table" and format -- a layout of one's own (motomind.layout)
+  if custom then
+    local ok, message, sqlstate = motomind.try(layout.check, custom)
+    if not ok then return nil, message, sqlstate end
+    format = "csv"
+  end
   if not format then
     format, err = formats.detect(path)
     if not format then return nil, err, "22023" end
