@@ -321,6 +321,21 @@ describe("motomind command", function()
     assert.matches("\nVito,Vito,7%.70,2000,500,38%.5,1%.821,,2025%-03%-05 00:00,,,0,0,,,\n", out)
     assert.matches("\nVito,Vito,6%.83,2600,600,41,1%.820,,2025%-03%-19 00:00,,,0,0,,,\n", out)
     os.remove(log) os.remove(spec_file)
+    -- a file in miles into the km vehicle: refused naming both units, then converted
+    local miles = H.write_temp("fuelup_date,odometer,miles,gallons,price\n2025-04-01,1700,,10,3.50\n" ..
+      "2025-04-15,1950,250,9,3.40\n")
+    out, ok = H.run(bin .. " import " .. miles .. " --vehicle vito" .. as)
+    assert.is_false(ok)
+    assert.matches("its header gives distances in miles, the vehicle's odometer is in kilometres: import it into " ..
+      "a vehicle in miles, or convert its mileages %(%-%-convert", out)
+    out, ok = H.run(bin .. " import " .. miles .. " --vehicle vito --convert" .. as)
+    assert.is_true(ok, out)
+    assert.matches("converted mileages from mi to km %(x 1%.60934%)", out)
+    assert.matches("2 records, 2 imported", out)
+    out = H.run(bin .. " export --vehicle Vito --format fuelly --from 2025-04-01" .. as)
+    assert.matches(",2735%.9,", out) -- 1700 mi
+    assert.matches(",3138%.2,", out) -- 1950 mi
+    os.remove(miles)
     out = H.run(bin .. " member list" .. as)
     assert.matches("ada@example.com  owner", out)
     os.remove(csv) os.remove(empty)

@@ -25,9 +25,21 @@ local function default_unit(o, fallback)
   return o.vehicle and o.vehicle.odometer_unit == "km" and "l" or "us_gal"
 end
 
+-- The distance unit a header's fields declare: "mi" with a field named one
+-- of mi, "km" with one of km (lower case, as the head).
+local function header_unit(head, mi, km)
+  local first = head:match("^[^\r\n]*")
+  for field in (first .. ","):gmatch('%s*"?([^,"]-)"?%s*,') do
+    for _, f in ipairs(mi) do if field == f then return "mi" end end
+    for _, f in ipairs(km) do if field == f then return "km" end end
+  end
+end
+
 M.fuelly = {
   description = "Fuelly fuel-ups CSV",
   detect = function(header) return header:find("fuelup_date", 1, true) end,
+  -- its trip distance and economy columns say the unit: miles and mpg, or km and l/100km or km/l
+  distance_unit = function(head) return header_unit(head, { "miles", "mpg" }, { "km", "l/100km", "km/l" }) end,
   spec = function(o)
     return {
       dates = o.dates or "mdy", type = "fuel",
@@ -311,6 +323,9 @@ end
 M.fuelio = {
   description = "Fuelio backup CSV (## Log fill-ups and ## Costs)",
   detect = function(header) return header:find("^\"?##") end,
+  distance_unit = function(head)
+    return head:find('"odo (mi)"', 1, true) and "mi" or head:find('"odo (km)"', 1, true) and "km" or nil
+  end,
   spec = function(o)
     local currency = o.currency or "EUR"
     return {
@@ -359,6 +374,19 @@ M.fuelio = {
 -- The order formats are tried in when none is named (most specific first).
 M.DETECT = { "fuelio", "fuelly", "fuelly-services", "spritmonitor-costs", "lubelogger-reminders", "lubelogger-fuel",
   "lubelogger-odometer", "lubelogger-service", "spritmonitor" }
+
+--- distance_unit(name, path) -> "mi" | "km" | nil: the distance unit the
+-- file of that format declares in its header (Fuelly's miles or km columns,
+-- Fuelio's "Odo (km)"), nil when it declares none.
+function M.distance_unit(name, path)
+  local f = M.get(name)
+  if not (f and f.distance_unit) then return nil end
+  local file = io.open(path, "rb")
+  if not file then return nil end
+  local head = (file:read(4096) or ""):gsub("^\239\187\191", ""):lower()
+  file:close()
+  return f.distance_unit(head)
+end
 
 --- The format of a file from its first line: "jsonl", "backup", a CSV
 -- format's name, or nil, message.

@@ -192,6 +192,30 @@ local function csv_vehicle(db, ctx, id)
   return v
 end
 
+local KM_PER_MI = 1.609344
+local UNIT_NAMES = { mi = "miles", km = "kilometres" }
+
+-- The file's distance unit against the vehicle's: a file whose header
+-- declares another unit is refused naming both, unless convert, which
+-- returns { from, to, factor } for convert_mileage.
+local function check_units(path, format, vehicle, convert)
+  local declared = formats.distance_unit(format, path)
+  if not declared or declared == vehicle.odometer_unit then return nil end
+  if not convert then
+    motomind.raise(("%s: its header gives distances in %s, the vehicle's odometer is in %s: import it into a vehicle " ..
+      "in %s, or convert its mileages (--convert, convert = true)"):format(path, UNIT_NAMES[declared],
+      UNIT_NAMES[vehicle.odometer_unit], UNIT_NAMES[declared]), "22023", { declared = declared,
+      vehicle = vehicle.odometer_unit })
+  end
+  return { from = declared, to = vehicle.odometer_unit, factor = declared == "mi" and KM_PER_MI or 1 / KM_PER_MI }
+end
+
+-- The staged mileages in the vehicle's unit (to 0.1, the column's scale).
+local function convert_mileage(db, converted)
+  motomind.assert(db:exec("UPDATE pg_temp.motomind_import SET mileage = round(mileage::numeric * $1::numeric, 1)::text " ..
+    "WHERE mileage IS NOT NULL", converted.factor))
+end
+
 -- Sets payload.category on the maintenance records a CSV spec makes (the
 -- source app's category, e.g. a LubeLogger repair or upgrade file); refuses
 -- a spec that makes none.
@@ -208,19 +232,21 @@ local function with_category(spec, category)
 end
 
 --- import(db, ctx, path, opts) -> report | nil, message, sqlstate, detail.
--- opts: format (jsonl, backup, a CSV format of formats.lua, or a CSV spec
--- table of one's own as src/csv.c describes; by default recognised from the
+-- opts: format (jsonl, backup, a CSV format of formats.lua, or a CSV
+-- layout of one's own, motomind.layout; by default recognised from the
 -- first line), vehicle (every event's vehicle; required
 -- for CSV formats), unit / currency / dates / category (CSV: the volume
 -- unit, the currency, "mdy" or "dmy", the maintenance records' cost
--- category), atomic, errors (a path: refused records as JSON
+-- category), convert (CSV: a file whose header declares another distance
+-- unit than the vehicle's has its mileages converted; without it, it is
+-- refused), atomic, errors (a path: refused records as JSON
 -- lines), progress (a function(records, bytes_read), or true for a line on
 -- stderr; by default shown only when stderr is a terminal), replace (undo
 -- an earlier import of the same bytes with other options first), name (the
 -- file name its batch records; by default the path's last part).
 -- report = { file, format, records, staged, inserted, duplicates, batch,
 --   rejected = {{ file, line, column, reason, sqlstate }}, restored = { kind = n },
---   replaced = {{ batch, voided, corrected }} }.
+--   replaced = {{ batch, voided, corrected }}, converted = { from, to, factor } }.
 -- Every import records its batch (import_batches: the file's SHA-256, the
 -- options, the counts); the events it inserted carry the batch's id, and
 -- motomind.imports.undo voids them. The same bytes imported before with
@@ -265,13 +291,14 @@ function M.import(db, ctx, path, opts)
   local checksum, cerr = core.sha256_file(path)
   if not checksum then return nil, cerr, "58030" end
   local options = { format = custom and "custom" or format, vehicle = opts.vehicle, unit = opts.unit,
-    currency = opts.currency, dates = opts.dates, category = opts.category }
+    currency = opts.currency, dates = opts.dates, category = opts.category, convert = opts.convert or nil }
   local ok, message, sqlstate, detail = motomind.try(db.as, db, ctx, function()
     report.replaced = replace_earlier(db, ctx, path, checksum, options, opts.replace)
     report.batch = motomind.assert(db:value("SELECT gen_random_uuid()"))
     local csv
     if formats.get(format) or custom then
       local vehicle = csv_vehicle(db, ctx, opts.vehicle)
+      if not custom then report.converted = check_units(path, format, vehicle, opts.convert) end
       motomind.assert(db:exec("SELECT set_config('TimeZone', $1, true)", vehicle.timezone))
       csv = custom or formats.get(format).spec { unit = opts.unit, currency = opts.currency, dates = opts.dates,
         category = opts.category, vehicle = vehicle, path = path }
@@ -297,6 +324,7 @@ function M.import(db, ctx, path, opts)
     elseif #staged_records > 0 then reminders.import_records(db, ctx, opts.vehicle, staged_records, report, M.insert_range) end
     local refused = #report.rejected
     if staged > 0 then
+      if report.converted then convert_mileage(db, report.converted) end
       screen_vehicles(db, report)
       screen_mileage(db, ctx.tenant, report)
       -- CSV records may span lines: the range is the staged lines'.
