@@ -292,7 +292,7 @@ describe("exports for other apps", function()
     os.rename(evil, evil .. ".lua")
     local none, err = layout.load(evil .. ".lua")
     assert.is_nil(none)
-    assert.matches("layout: .*attempt to index a nil value %(global 'os'%)", err)
+    assert.matches("layout: .*global 'os'", err) -- (Lua 5.4 and LuaJIT word it differently)
     none, err = layout.load(data) -- not JSON
     assert.is_nil(none)
     assert.matches("layout: .*: not JSON", err)
