@@ -351,7 +351,7 @@ describe("motomind command", function()
     local f = assert(io.open(spec_file, "w")) f:write(motomind.json.encode(layout)) f:close()
     out, ok = H.run(bin .. " import " .. log .. " --vehicle vito --spec " .. spec_file .. as)
     assert.is_false(ok)
-    assert.matches('layout.columns%[3%]: unknown key "requried" %(valid: as, empty, map, names, optional, required', out)
+    assert.matches('layout: columns%[3%]: unknown key "requried" %(valid: as, empty, map, names, optional, required', out)
     layout.columns[3].requried = nil
     f = assert(io.open(spec_file, "w")) f:write(motomind.json.encode(layout)) f:close()
     out, ok = H.run(bin .. " import " .. log .. " --vehicle vito --spec " .. spec_file .. as)

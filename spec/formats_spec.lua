@@ -293,6 +293,12 @@ describe("exports for other apps", function()
     local none, err = layout.load(evil .. ".lua")
     assert.is_nil(none)
     assert.matches("layout: .*global 'os'", err) -- (Lua 5.4 and LuaJIT word it differently)
+    -- a layout the reader cannot compile is an error returned up front, not raised from the import
+    local sqlstate
+    none, err, sqlstate = db:import(data, { tenant = tenant, user = user, vehicle = v, format = { type = "fuel",
+      columns = { { names = "when", to = "occurred_at", as = "when" } } } })
+    assert.same({ "layout: columns[1]: as: expected text, number, datetime, date or map", "22023" }, { err, sqlstate })
+    assert.is_nil(none)
     none, err = layout.load(data) -- not JSON
     assert.is_nil(none)
     assert.matches("layout: .*: not JSON", err)

@@ -135,6 +135,14 @@ describe("the CSV spec compiler", function()
     ok, err = compile { sections = { { name = "## Log", type = "fuel", columns = { { names = "a" } } } } }
     assert.is_false(ok)
     assert.matches("csv spec: sections[1].columns[1]: needs a target (to)", tostring(err), 1, true)
+    -- a key the reader does not take is refused at every level, not ignored
+    ok, err = compile { type = "fuel", colums = {} }
+    assert.is_false(ok)
+    assert.matches('csv spec: spec: unknown key "colums" (valid: columns, dates, decimal_comma', tostring(err), 1, true)
+    ok, err = compile { sections = { { name = "## Log", type = "fuel", kind = "x", columns = {} } } }
+    assert.matches('csv spec: sections[1]: unknown key "kind"', tostring(err), 1, true)
+    ok, err = compile { type = "fuel", columns = { { names = "a", to = "mileage", requried = true } } }
+    assert.matches('csv spec: columns[1]: unknown key "requried"', tostring(err), 1, true)
   end)
 end)
 

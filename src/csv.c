@@ -142,6 +142,35 @@ static int spec_error(lua_State *L, const char *where, const char *what) {
     return luaL_error(L, "csv spec: %s: %s", where, what);
 }
 
+/* The keys each level of a spec takes (optional: a user's layout says a
+ * column may be absent from the header; motomind.layout reads it). */
+static const char *const SPEC_KEYS[] = {"columns", "dates", "decimal_comma", "name", "record", "sections",
+                                        "separator", "set", "type", NULL};
+static const char *const SECTION_KEYS[] = {"columns", "name", "record", "set", "type", NULL};
+static const char *const COLUMN_KEYS[] = {"as", "empty", "map", "names", "optional", "required", "set", "to", NULL};
+
+/* Refuses a key of the table at idx that is not one of keys, naming the
+ * place and the keys it takes. */
+static void only_keys(lua_State *L, int idx, const char *where, const char *const keys[]) {
+    idx = mm_absindex(L, idx);
+    lua_pushnil(L);
+    while (lua_next(L, idx)) {
+        int i = 0;
+        if (lua_type(L, -2) == LUA_TSTRING)
+            for (; keys[i] && strcmp(keys[i], lua_tostring(L, -2)); i++) {}
+        if (lua_type(L, -2) != LUA_TSTRING || !keys[i]) {
+            char valid[256] = "";
+            for (i = 0; keys[i]; i++) {
+                if (i) strcat(valid, ", ");
+                strcat(valid, keys[i]); /* (the lists above fit) */
+            }
+            luaL_error(L, "csv spec: %s: unknown key \"%s\" (valid: %s)", where,
+                       lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : luaL_typename(L, -2), valid);
+        }
+        lua_pop(L, 1);
+    }
+}
+
 /* The string at idx, never converted in place (a number key converted
  * during lua_next would break the traversal). */
 static const char *spec_string(lua_State *L, int idx, const char *where, const char *what) {
@@ -270,6 +299,7 @@ static void compile_column(lua_State *L, csv *s, int idx, column *c, const char 
     char inner[300];
     const char *as;
     int i;
+    only_keys(L, idx, where, COLUMN_KEYS);
     lua_getfield(L, idx, "names");
     compile_names(L, s, -1, c, where);
     lua_getfield(L, idx, "empty");
@@ -303,6 +333,7 @@ static void compile_section(lua_State *L, csv *s, int idx, section *sec, const c
     int i;
     idx = mm_absindex(L, idx);
     luaL_checkstack(L, 8, "csv spec nested too deeply");
+    if (*where) only_keys(L, idx, where, SECTION_KEYS); /* (a spec of one section: checked whole) */
     lua_getfield(L, idx, "name");
     snprintf(inner, sizeof inner, "%.200s%sname", where, *where ? "." : "");
     sec->name = lua_isnil(L, -1) ? NULL : copy_text(L, s, spec_string(L, -1, inner, "expected a string"), 1);
@@ -686,6 +717,7 @@ mm_source *mm_csv_source(lua_State *L, int spec_idx, FILE *f) {
     s->f = f;
     s->line = 1;
     if (!lua_istable(L, spec_idx)) spec_error(L, "spec", "expected a table");
+    only_keys(L, spec_idx, "spec", SPEC_KEYS);
     lua_getfield(L, spec_idx, "separator");
     sep = lua_isnil(L, -1) ? "," : spec_string(L, -1, "separator", "expected one character");
     if (strlen(sep) != 1) spec_error(L, "separator", "expected one character");
@@ -716,6 +748,7 @@ mm_source *mm_csv_source(lua_State *L, int spec_idx, FILE *f) {
         s->need_header = 1;
     }
     lua_pop(L, 4);
+    if (!f) return &s->base; /* (compiled only: csv_check) */
     s->len = fread(s->buf, 1, sizeof s->buf, f);
     if (s->len >= 3 && !memcmp(s->buf, "\xEF\xBB\xBF", 3)) s->pos = 3;
     return &s->base;

@@ -251,9 +251,21 @@ static const luaL_Reg methods[] = {
 };
 
 /* Adds copy_events to the connection's method table. */
+/* csv_check(spec) -> true: compiles a CSV spec as an import would, raising
+ * "csv spec: <place>: <problem>" on a bad one (motomind.layout checks a
+ * user's layout with it before any file is read). */
+static int l_csv_check(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    mm_csv_source(L, 1, NULL);
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
 int mm_open_import(lua_State *L) {
     mm_push_conn_methods(L);
     mm_setfuncs(L, methods, 0);
     lua_pop(L, 1);
+    lua_pushcfunction(L, l_csv_check);
+    lua_setfield(L, -2, "csv_check");
     return 0;
 }

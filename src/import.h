@@ -29,7 +29,8 @@ struct mm_source {
 };
 
 /* Each pushes a box that owns the source (not the FILE) and returns it. The
- * CSV source compiles the Lua spec at spec_idx (raising on a bad spec). */
+ * CSV source compiles the Lua spec at spec_idx (raising on a bad spec);
+ * with no FILE it is compiled only. */
 mm_source *mm_jsonl_source(lua_State *L, FILE *f);
 mm_source *mm_csv_source(lua_State *L, int spec_idx, FILE *f);
 

@@ -5,54 +5,25 @@
 -- unless it says `optional = true`: a misspelt header is one error naming
 -- the column, not a file of events without their mileage.
 local motomind = require "motomind"
+local core = require "motomind.core"
 
 local M = {}
 
--- The keys each level of a layout takes (what src/csv.c reads, and
--- `optional`).
-local KEYS = {
-  layout = { separator = true, decimal_comma = true, dates = true, sections = true, name = true, type = true,
-    record = true, set = true, columns = true },
-  section = { name = true, type = true, record = true, set = true, columns = true },
-  column = { names = true, to = true, as = true, required = true, optional = true, set = true, empty = true, map = true },
-}
-
--- Refuses a key the level does not take, naming where it is.
-local function known_keys(t, kind, where)
-  if type(t) ~= "table" then motomind.raise(("%s: expected an object"):format(where), "22023") end
-  for k in pairs(t) do
-    if not KEYS[kind][k] then
-      local valid = {}
-      for v in pairs(KEYS[kind]) do valid[#valid + 1] = v end
-      table.sort(valid)
-      motomind.raise(("%s: unknown key %q (valid: %s)"):format(where, tostring(k), table.concat(valid, ", ")), "22023")
-    end
-  end
-end
-
--- The section's columns, each required in the header unless optional.
-local function section(s, where)
-  known_keys(s, where == "layout" and "layout" or "section", where)
-  if s.columns == nil and s.record == nil and s.type == nil then return end -- a section that holds no events
-  if type(s.columns) ~= "table" or #s.columns == 0 then
-    motomind.raise(where .. ": columns: expected a list of columns", "22023")
-  end
-  for i, c in ipairs(s.columns) do
-    local at = ("%s.columns[%d]"):format(where, i)
-    known_keys(c, "column", at)
-    if c.optional ~= nil and type(c.optional) ~= "boolean" then motomind.raise(at .. ".optional: expected true or false", "22023") end
-    c.required = c.required or not c.optional -- (optional stays: checking again changes nothing)
-  end
-end
-
 --- check(spec) -> the spec, ready for db:import's format (each column
 -- required in the header unless optional) | raises a motomind error naming
--- the place of the first problem. The spec is changed in place.
+-- the place of the first problem (compiled by the C reader, which refuses
+-- keys it does not take). The spec is changed in place.
 function M.check(spec)
-  section(spec, "layout")
-  if spec.sections ~= nil then
-    if type(spec.sections) ~= "table" then motomind.raise("layout.sections: expected a list of sections", "22023") end
-    for i, s in ipairs(spec.sections) do section(s, ("layout.sections[%d]"):format(i)) end
+  local ok, err = pcall(core.csv_check, spec)
+  if not ok then motomind.raise("layout: " .. tostring(err):gsub("^csv spec: ", ""), "22023") end
+  for i, s in ipairs(spec.sections or { spec }) do
+    for j, c in ipairs(s.columns or {}) do
+      if c.optional ~= nil and type(c.optional) ~= "boolean" then
+        motomind.raise(("layout: %scolumns[%d].optional: expected true or false"):format(
+          spec.sections and ("sections[%d]."):format(i) or "", j), "22023")
+      end
+      c.required = c.required or not c.optional -- (optional stays: checking again changes nothing)
+    end
   end
   return spec
 end
