@@ -319,7 +319,7 @@ describe("exports for other apps", function()
     local names = { Service = "service", Wartung = "service", ["Oil change"] = "service", Repair = "repair",
       Reparatur = "repair", Tuning = "upgrade", ["Change of tires"] = "tires", Reifen = "tires", Insurance = "insurance",
       Versicherung = "insurance", ["Road tax"] = "tax", ["Kfz-Steuer"] = "tax", Registration = "registration",
-      Tolls = "parking_tolls", ["Parkgebühren"] = "parking_tolls", Fine = "fines", ["Car wash"] = "cleaning",
+      Tolls = "parking_tolls", ["Parkgebühren"] = "parking_tolls", Fine = "fines", ["Car wash"] = "cleaning", Care = "cleaning",
       Pflege = "cleaning", Accessories = "accessories", Financing = "other", Sonstiges = "other" }
     for name, category in pairs(names) do
       assert.equal(category, formats.category_of(name), name)

@@ -239,7 +239,8 @@ local CATEGORY_WORDS = {
   { "regist", "registration" }, { "zulassung", "registration" }, { "rejestr", "registration" },
   { "park", "parking_tolls" }, { "toll", "parking_tolls" }, { "maut", "parking_tolls" }, { "vignet", "parking_tolls" },
   { "fine", "fines" }, { "ticket", "fines" }, { "bußgeld", "fines" }, { "strafzettel", "fines" }, { "mandat", "fines" },
-  { "wash", "cleaning" }, { "clean", "cleaning" }, { "pflege", "cleaning" }, { "wäsche", "cleaning" }, { "myjnia", "cleaning" },
+  { "wash", "cleaning" }, { "clean", "cleaning" }, { "care", "cleaning" }, { "pflege", "cleaning" },
+  { "wäsche", "cleaning" }, { "myjnia", "cleaning" },
   { "accessor", "accessories" }, { "zubehör", "accessories" }, { "akcesor", "accessories" },
   { "tuning", "upgrade" }, { "upgrade", "upgrade" }, { "modif", "upgrade" },
   { "repair", "repair" }, { "reparatur", "repair" }, { "napraw", "repair" },
@@ -375,27 +376,31 @@ M.fuelio = {
 M.DETECT = { "fuelio", "fuelly", "fuelly-services", "spritmonitor-costs", "lubelogger-reminders", "lubelogger-fuel",
   "lubelogger-odometer", "lubelogger-service", "spritmonitor" }
 
+-- The first 4 KiB of the file, lower-cased, without a byte-order mark |
+-- nil, message.
+local function read_head(path)
+  local f, err = io.open(path, "rb")
+  if not f then return nil, err end
+  local head = f:read(4096) or ""
+  f:close()
+  return (head:gsub("^\239\187\191", ""):lower())
+end
+
 --- distance_unit(name, path) -> "mi" | "km" | nil: the distance unit the
 -- file of that format declares in its header (Fuelly's miles or km columns,
 -- Fuelio's "Odo (km)"), nil when it declares none.
 function M.distance_unit(name, path)
   local f = M.get(name)
-  if not (f and f.distance_unit) then return nil end
-  local file = io.open(path, "rb")
-  if not file then return nil end
-  local head = (file:read(4096) or ""):gsub("^\239\187\191", ""):lower()
-  file:close()
-  return f.distance_unit(head)
+  local head = f and f.distance_unit and read_head(path)
+  return head and f.distance_unit(head) or nil
 end
 
 --- The format of a file from its first line: "jsonl", "backup", a CSV
 -- format's name, or nil, message.
 function M.detect(path)
-  local f, err = io.open(path, "rb")
-  if not f then return nil, err end
-  local head = f:read(4096) or ""
-  f:close()
-  local first = (head:gsub("^\239\187\191", ""):match("^[^\r\n]*") or ""):lower()
+  local head, err = read_head(path)
+  if not head then return nil, err end
+  local first = head:match("^[^\r\n]*")
   if first:find("^%s*{") then
     return first:find('"record"%s*:%s*"backup"') and "backup" or "jsonl"
   end
