@@ -20,9 +20,7 @@ local common = require "bench.common"
 local timed, p50 = common.timed, common.p50
 
 local SCHEMA = "bench_captures"
-local db = assert(motomind.connect(nil, { schema = SCHEMA, maintenance = true }))
-for _, s in ipairs { "", "_private" } do db:exec("DROP SCHEMA IF EXISTS " .. db:escape_identifier(SCHEMA .. s) .. " CASCADE") end
-db:migrate()
+local db = common.fresh(SCHEMA)
 local tenant = motomind.assert(db:value("INSERT INTO tenants (name) VALUES ('bench') RETURNING id"))
 local user = motomind.assert(db:value("INSERT INTO users (email) VALUES ('captures@bench.example') RETURNING id"))
 motomind.assert(db:exec("INSERT INTO memberships (tenant_id, user_id, role) VALUES ($1, $2, 'owner')", tenant, user))
@@ -117,6 +115,6 @@ common.write_section(ROOT, "captures", table.concat(lines, "\n"))
 app:close()
 super:close()
 if not os.getenv("BENCH_KEEP") then
-  for _, s in ipairs { "", "_private" } do db:exec("DROP SCHEMA IF EXISTS " .. db:escape_identifier(SCHEMA .. s) .. " CASCADE") end
+  common.drop(db)
 end
 db:close()

@@ -1,5 +1,5 @@
--- What the benches share: a wall clock, timing, and their sections of
--- bench/RESULTS.md.
+-- What the benches share: a wall clock, timing, their schemas, and their
+-- sections of bench/RESULTS.md.
 local M = {}
 
 -- The wall clock in seconds, to the microsecond (LuaSocket). It was once
@@ -35,6 +35,24 @@ function M.write_section(root, name, text)
   fh = assert(io.open(path, "wb"))
   fh:write(new)
   fh:close()
+end
+
+--- drop(db): drops the connection's bench schema and its companions (the
+-- private schema of the feed and policies, the archive).
+function M.drop(db)
+  for _, suffix in ipairs { "", "_private", "_archive" } do
+    db:exec("DROP SCHEMA IF EXISTS " .. db:escape_identifier(db:schema() .. suffix) .. " CASCADE")
+  end
+end
+
+--- fresh(schema) -> an owner connection (maintenance mode) to a new,
+-- migrated schema of that name (an earlier one dropped first).
+function M.fresh(schema)
+  local motomind = require "motomind"
+  local db = motomind.assert(motomind.connect(nil, { schema = schema, maintenance = true }))
+  M.drop(db)
+  motomind.assert(db:migrate())
+  return db
 end
 
 return M

@@ -5,6 +5,7 @@
 -- and two workers. A benchmark, never a test. Writes its table into
 -- bench/RESULTS.md (between the openresty markers).
 local motomind = require "motomind"
+local common = require "bench.common"
 
 local SECONDS = tonumber(os.getenv("BENCH_SECONDS") or 10)
 local ROOT = (arg[0]:match("^(.*)/bench/[^/]*$") or "."):gsub("^%.$", os.getenv("PWD"))
@@ -18,9 +19,7 @@ local function sh(cmd)
 end
 
 -- The data: a tenant with one vehicle of 60 fill-ups, read as the application role.
-local db = motomind.assert(motomind.connect(nil, { schema = "bench_openresty", maintenance = true }))
-for _, s in ipairs { "", "_private" } do db:exec("DROP SCHEMA IF EXISTS bench_openresty" .. s .. " CASCADE") end
-db:migrate()
+local db = common.fresh("bench_openresty")
 local tenant = motomind.assert(db:value("INSERT INTO tenants (name) VALUES ('bench') RETURNING id"))
 local user = motomind.assert(db:value("INSERT INTO users (email) VALUES ('openresty@bench.example') RETURNING id"))
 motomind.assert(db:exec("INSERT INTO memberships (tenant_id, user_id, role) VALUES ($1, $2, 'owner')", tenant, user))
@@ -116,7 +115,7 @@ for _, workers in ipairs { 1, 2 } do
   stop()
 end
 if not os.getenv("BENCH_KEEP") then sh("rm -rf " .. prefix) end
-for _, s in ipairs { "", "_private" } do db:exec("DROP SCHEMA IF EXISTS bench_openresty" .. s .. " CASCADE") end
+common.drop(db)
 db:close()
 
 local function f(workers, slow, h, c, i) return figures[table.concat({ workers, tostring(slow), h, c }, "/")][i] end
@@ -133,4 +132,4 @@ local text = table.concat({ "<!-- openresty -->",
   "| workers | query | handler | c=1 | c=8 | c=32 |", "|---|---|---|---|---|---|",
   table.concat(rows, "\n"), "", table.concat(goals, "\n"), "<!-- /openresty -->" }, "\n")
 print(text)
-require("bench.common").write_section(ROOT, "openresty", text)
+common.write_section(ROOT, "openresty", text)

@@ -18,9 +18,7 @@ local common = require "bench.common"
 local timed, p50 = common.timed, common.p50
 
 local SCHEMA = "bench_report"
-local db = assert(motomind.connect(nil, { schema = SCHEMA, maintenance = true }))
-for _, s in ipairs { "", "_private" } do db:exec("DROP SCHEMA IF EXISTS " .. db:escape_identifier(SCHEMA .. s) .. " CASCADE") end
-db:migrate()
+local db = common.fresh(SCHEMA)
 for y = 2020, 2026 do
   motomind.assert(db:query("SELECT create_event_partition($1, $2)", y .. "-01-01T00:00:00Z", (y + 1) .. "-01-01T00:00:00Z"))
 end
@@ -85,6 +83,6 @@ local text = table.concat({ "<!-- report -->",
 print(text)
 common.write_section(ROOT, "report", text)
 if not os.getenv("BENCH_KEEP") then -- (kept: the data, to look into)
-  for _, s in ipairs { "", "_private" } do db:exec("DROP SCHEMA IF EXISTS " .. db:escape_identifier(SCHEMA .. s) .. " CASCADE") end
+  common.drop(db)
 end
 db:close()

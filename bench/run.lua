@@ -12,7 +12,8 @@ local N = tonumber(arg[1] or os.getenv("N") or 200000)
 local PER_ROW = math.min(N, 2000) -- rows for the one-INSERT-per-row path
 local ROOT = arg[0]:match("^(.*)/bench/[^/]*$") or "."
 
-local timed = require("bench.common").timed
+local common = require "bench.common"
+local timed = common.timed
 
 local function rss_peak_kb()
   local f = io.open("/proc/self/status")
@@ -59,17 +60,10 @@ local function generate(path, tenant_vehicles)
   f:close()
 end
 
--- Drops a bench schema and its companions (the feed's private schema).
-local function drop(db)
-  for _, suffix in ipairs { "", "_private" } do
-    db:exec("DROP SCHEMA IF EXISTS " .. db:escape_identifier(db:schema() .. suffix) .. " CASCADE")
-  end
-end
+local drop = common.drop
 
 local function setup(schema, vehicles, tenant, user)
-  local db = assert(motomind.connect(nil, { schema = schema, maintenance = true }))
-  drop(db)
-  db:migrate()
+  local db = common.fresh(schema)
   for y = 2020, 2026 do
     motomind.assert(db:query("SELECT create_event_partition($1, $2)", y .. "-01-01T00:00:00Z", (y + 1) .. "-01-01T00:00:00Z"))
   end
