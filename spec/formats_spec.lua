@@ -184,6 +184,13 @@ describe("importing other apps' exports", function()
     local ok, msg = db:import(path, { tenant = tenant, user = user, format = "fuelly", vehicle = car })
     assert.is_nil(ok)
     assert.matches("line 1: header: no fuelup_date column %(expected fuelup_date or date%); nothing imported", msg)
+    -- a fill needs a volume or a total (payloads.json): a header with neither is one error, not one per row
+    local no_volume = write("fuelup_date,odometer,price\n2025-01-05,1000,1.80\n2025-01-20,1500,1.75\n")
+    ok, msg = db:import(no_volume, { tenant = tenant, user = user, format = "fuelly", vehicle = car })
+    assert.is_nil(ok)
+    assert.equal(no_volume .. ": line 1: header: no column gives the fuel event's volume or total (expected gallons, litres); " ..
+      "nothing imported", msg)
+    os.remove(no_volume)
     ok, msg = import("lubelogger-fuel.csv")
     assert.is_nil(ok)
     assert.matches("name the vehicle", msg)

@@ -19,6 +19,7 @@
  * events: each row becomes a JSON object { record = kind, ... } handed to
  * the import as a record (import.lua restores them). */
 #include "import.h"
+#include "payload.h"
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,6 +105,7 @@ typedef struct csv {
     FILE *f;
     int sep, decimal_comma, dmy, nsecs, sectioned, need_header;
     section *secs, *cur;
+    const mm_schemas *schemas; /* for the header's payload check (NULL: none) */
     /* the reader */
     unsigned char buf[CHUNK];
     size_t pos, len;
@@ -571,6 +573,75 @@ static int apply(cJSON *ev, const assigns *sets) {
 
 /* ---- records to events ------------------------------------------------- */
 
+static int assigns_path(const assigns *sets, const char *path) {
+    int i;
+    for (i = 0; i < sets->n; i++)
+        if (!strcmp(sets->a[i].path, path)) return 1;
+    return 0;
+}
+
+/* Whether a row can carry path: the section sets it, or a column the header
+ * has writes it (its target, its sets, or one of its map's). */
+static int header_gives(const section *sec, const char *path) {
+    int i, j;
+    if (assigns_path(&sec->sets, path)) return 1;
+    for (i = 0; i < sec->ncols; i++) {
+        const column *c = &sec->cols[i];
+        if (c->index < 0) continue;
+        if ((c->as != AS_MAP && !strcmp(c->to, path)) || assigns_path(&c->sets, path)) return 1;
+        for (j = 0; j < c->nmap; j++)
+            if (assigns_path(&c->map[j].sets, path)) return 1;
+    }
+    return 0;
+}
+
+/* Appends to out the first name of each column of the spec (present or not)
+ * that writes path, for the message. */
+static void columns_for(const section *sec, const char *path, char *out, size_t n) {
+    int i, j;
+    for (i = 0; i < sec->ncols; i++) {
+        const column *c = &sec->cols[i];
+        int writes = (c->as != AS_MAP && !strcmp(c->to, path)) || assigns_path(&c->sets, path);
+        for (j = 0; j < c->nmap && !writes; j++) writes = assigns_path(&c->map[j].sets, path);
+        if (writes && !strstr(out, c->names[0]))
+            snprintf(out + strlen(out), n - strlen(out), "%s%s", *out ? ", " : "", c->names[0]);
+    }
+}
+
+/* Whether the header gives a field of the list from first (group: each of
+ * an any_of group; else first alone); else the header's error, once. */
+static int header_has(csv *s, mm_item *item, const cJSON *first, int group) {
+    const section *sec = s->cur;
+    const cJSON *f;
+    char path[128], names[200] = "", cols[200] = "";
+    for (f = first; f; f = group ? f->next : NULL) {
+        snprintf(path, sizeof path, "payload.%s", f->valuestring);
+        if (header_gives(sec, path)) return 1;
+        snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", *names ? " or " : "", f->valuestring);
+        columns_for(sec, path, cols, sizeof cols);
+    }
+    snprintf(s->err, sizeof s->err, "header: no column gives the %s event's %s (expected %s)", sec->type, names,
+             *cols ? cols : "a column the layout maps to it");
+    item->reason = s->err;
+    return -1;
+}
+
+/* The payload rules a header decides (sql/payloads.json): a field the
+ * section's event type requires, or one of its any_of group, that no column
+ * can give is refused once, at the header, not on every row. */
+static int payload_needs(csv *s, mm_item *item) {
+    const cJSON *type, *list, *e;
+    if (!s->schemas || !s->cur->type) return 1;
+    type = cJSON_GetObjectItemCaseSensitive(mm_schemas_types(s->schemas), s->cur->type);
+    if (!type) return 1; /* an unknown type: each row says so */
+    list = cJSON_GetObjectItemCaseSensitive(type, "any_of");
+    if (list && list->child && header_has(s, item, list->child, 1) < 0) return -1;
+    list = cJSON_GetObjectItemCaseSensitive(type, "required");
+    for (e = list ? list->child : NULL; e; e = e->next)
+        if (header_has(s, item, e, 0) < 0) return -1;
+    return 1;
+}
+
 /* The header row: finds each column's index. */
 static int read_header(csv *s, mm_item *item) {
     int i, j, k;
@@ -587,7 +658,7 @@ static int read_header(csv *s, mm_item *item) {
             return -1;
         }
     }
-    return 1;
+    return payload_needs(s, item);
 }
 
 /* Refuses the row: "column: expected ..., got \"value\"". */
@@ -702,7 +773,7 @@ static int csv_next(mm_source *base, mm_item *item) {
 
 static long csv_offset(mm_source *s) { return ((csv *)s)->bytes; }
 
-mm_source *mm_csv_source(lua_State *L, int spec_idx, FILE *f) {
+mm_source *mm_csv_source(lua_State *L, int spec_idx, FILE *f, const mm_schemas *schemas) {
     mm_box *box;
     csv *s;
     const char *sep;
@@ -715,6 +786,7 @@ mm_source *mm_csv_source(lua_State *L, int spec_idx, FILE *f) {
     s->base.next = csv_next;
     s->base.offset = csv_offset;
     s->f = f;
+    s->schemas = schemas;
     s->line = 1;
     if (!lua_istable(L, spec_idx)) spec_error(L, "spec", "expected a table");
     only_keys(L, spec_idx, "spec", SPEC_KEYS);

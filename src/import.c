@@ -195,7 +195,7 @@ static int l_copy_events(lua_State *L) {
         return 2;
     }
     mm_box_hold(fbox, f, close_file);
-    src = lua_isnil(L, 10) ? mm_jsonl_source(L, f) : mm_csv_source(L, 10, f);
+    src = lua_isnil(L, 10) ? mm_jsonl_source(L, f) : mm_csv_source(L, 10, f, schemas);
     obox = mm_box_new(L);
     tbox = mm_box_new(L);
     out = (outbuf *)calloc(1, sizeof *out);
@@ -256,7 +256,7 @@ static const luaL_Reg methods[] = {
  * user's layout with it before any file is read). */
 static int l_csv_check(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
-    mm_csv_source(L, 1, NULL);
+    mm_csv_source(L, 1, NULL, NULL);
     lua_pushboolean(L, 1);
     return 1;
 }

@@ -30,8 +30,9 @@ struct mm_source {
 
 /* Each pushes a box that owns the source (not the FILE) and returns it. The
  * CSV source compiles the Lua spec at spec_idx (raising on a bad spec);
- * with no FILE it is compiled only. */
+ * with no FILE it is compiled only. With schemas, a header that cannot give
+ * what the section's event type needs is refused at the header. */
 mm_source *mm_jsonl_source(lua_State *L, FILE *f);
-mm_source *mm_csv_source(lua_State *L, int spec_idx, FILE *f);
+mm_source *mm_csv_source(lua_State *L, int spec_idx, FILE *f, const struct mm_schemas *schemas);
 
 #endif

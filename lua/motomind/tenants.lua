@@ -65,6 +65,26 @@ function M.remove_member(db, ctx, user)
   end)
 end
 
+--- set_role(db, ctx, user, role) -> true | nil, message, sqlstate, detail:
+-- as the context user (owners change roles; a tenant keeps at least one
+-- owner, which the database enforces).
+function M.set_role(db, ctx, user, role)
+  local row, err, sqlstate, detail = db:as(ctx, function()
+    return db:row("UPDATE " .. db:qualify("memberships") .. " SET role = $3 WHERE tenant_id = $1 AND user_id = $2 " ..
+      "AND deleted_at IS NULL RETURNING role", ctx.tenant, user, role)
+  end)
+  if row then return true end
+  if err then return nil, err, sqlstate, detail end
+  return nil, "not a member of this tenant, or not yours to change (owners change roles)", "42501"
+end
+
+--- users(db) -> every live user (id, email, display_name), as the
+-- connection's role: an administrator's listing, like list() without a user.
+function M.users(db)
+  return db:query("SELECT id, email, display_name FROM " .. db:qualify("users") ..
+    " WHERE deleted_at IS NULL ORDER BY lower(email), id")
+end
+
 --- members(db, ctx) -> the tenant's members (user id, email, role).
 function M.members(db, ctx)
   return db:as(ctx, function()
