@@ -76,6 +76,18 @@ describe("import batches", function()
     local _, msg2, sqlstate2 = imports.undo(db, { tenant = t2, user = u2 }, report.batch)
     assert.equal("P0002", sqlstate2)
     assert.matches("not in this tenant", msg2)
+    -- the same bytes again: the voided rows come back, the amended one stays a duplicate; once
+    local back = motomind.assert(import.import(db, ctx, path, { format = "fuelly", vehicle = car }))
+    assert.same({ 2, 1 }, { back.inserted, back.duplicates })
+    assert.equal(3, effective())
+    local twice = motomind.assert(import.import(db, ctx, path, { format = "fuelly", vehicle = car }))
+    assert.same({ 0, 3 }, { twice.inserted, twice.duplicates })
+    -- and through a second undo
+    assert.equal(2, motomind.assert(imports.undo(db, ctx, back.batch)).voided)
+    assert.equal(1, effective())
+    local third = motomind.assert(import.import(db, ctx, path, { format = "fuelly", vehicle = car }))
+    assert.same({ 2, 1 }, { third.inserted, third.duplicates })
+    assert.equal(3, effective())
     os.remove(path)
   end)
 

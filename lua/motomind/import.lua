@@ -160,6 +160,37 @@ local function screen_mileage(db, tenant, report)
   return true
 end
 
+-- Rows of an undone import come back when imported again: a staged row
+-- whose content id is an event voided by the undo of its batch takes the id
+-- md5(that id | that batch), following the chain through later undos, so
+-- re-importing undone bytes adds them again (once: the next import of the
+-- same bytes finds them). Events amended since the undo kept theirs, and stay
+-- duplicates. Only a tenant with an undone batch pays for the lookup.
+local function reissue_undone(db, tenant)
+  local sql = ([[
+    WITH RECURSIVE chain AS (
+      SELECT s.line, ]] .. CONTENT_ID .. [[ AS id, s.occurred_at::timestamptz AS at, 0 AS depth
+        FROM pg_temp.motomind_import s WHERE s.id IS NULL
+      UNION ALL
+      SELECT c.line, md5(c.id::text || '|' || e.import_batch_id::text)::uuid, c.at, c.depth + 1
+        FROM chain c JOIN %s e ON e.tenant_id = $1::uuid AND e.id = c.id AND e.occurred_at = c.at
+        JOIN %s b ON b.tenant_id = $1::uuid AND b.id = e.import_batch_id AND b.undone_at IS NOT NULL
+       WHERE EXISTS (SELECT 1 FROM %s v WHERE v.tenant_id = $1::uuid AND v.corrects_id = e.id
+                        AND v.corrects_occurred_at = e.occurred_at AND v.correction = 'void'))
+    UPDATE pg_temp.motomind_import s SET id = c.id::text
+      FROM (SELECT DISTINCT ON (line) line, id, depth FROM chain ORDER BY line, depth DESC) c
+     WHERE s.line = c.line AND c.depth > 0]]):format(db:qualify("vehicle_events"), db:qualify("import_batches"),
+    db:qualify("vehicle_events"))
+  if db:value("SELECT EXISTS (SELECT 1 FROM " .. db:qualify("import_batches") ..
+    " WHERE tenant_id = $1 AND undone_at IS NOT NULL)", tenant) ~= true then return end
+  motomind.assert(db:exec("SAVEPOINT motomind_reissue"))
+  local ok, err, sqlstate = db:exec(sql, tenant)
+  -- texts the casts cannot read (data exceptions, class 22): the insert finds and reports those lines
+  if not ok and (not tostring(sqlstate):match("^22") or db:status() ~= "ok") then motomind.raise(err, sqlstate) end
+  if not ok then motomind.assert(db:exec("ROLLBACK TO SAVEPOINT motomind_reissue")) end
+  motomind.assert(db:exec("RELEASE SAVEPOINT motomind_reissue"))
+end
+
 local function write_errors(path, rejected)
   local f = assert(io.open(path, "w"))
   for _, r in ipairs(rejected) do
@@ -326,6 +357,7 @@ function M.import(db, ctx, path, opts)
     if staged > 0 then
       if report.converted then convert_mileage(db, report.converted) end
       screen_vehicles(db, report)
+      reissue_undone(db, ctx.tenant)
       screen_mileage(db, ctx.tenant, report)
       -- CSV records may span lines: the range is the staged lines'.
       local last = db:value("SELECT max(line) FROM pg_temp.motomind_import")
