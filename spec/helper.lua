@@ -52,6 +52,15 @@ function H.run(cmd)
   return body, tonumber(code) == 0
 end
 
+--- expect(cmd, succeeds, pattern, ...) -> the output: runs cmd, asserts it
+-- succeeded (true) or failed (false) and that its output matches each pattern.
+function H.expect(cmd, succeeds, ...)
+  local out, ok = H.run(cmd)
+  assert(ok == succeeds, ("expected `%s` to %s; it printed:\n%s"):format(cmd, succeeds and "succeed" or "fail", out))
+  for i = 1, select("#", ...) do require("luassert").matches((select(i, ...)), out) end
+  return out
+end
+
 --- A shell command running Lua code with this checkout's modules.
 function H.lua_command(code)
   local build = H.root .. "/build/" .. H.lua

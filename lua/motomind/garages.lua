@@ -1,6 +1,7 @@
 --- Garages of a tenant (where vehicles are kept), as the context user:
 -- every call runs inside db:as(ctx), row-level security decides.
 local motomind = require "motomind"
+local naming = require "motomind.names"
 
 local M = {}
 
@@ -30,14 +31,12 @@ end
 -- id or a garage's name (unique in the tenant, case-insensitive).
 function M.resolve(db, ctx, name)
   motomind.check_ctx(ctx, "garages")
-  local id, err, sqlstate = db:as(ctx, function()
-    return db:value("SELECT id FROM " .. db:qualify("garages") .. " WHERE tenant_id = $1 AND deleted_at IS NULL " ..
+  local rows, err, sqlstate = db:as(ctx, function()
+    return db:query("SELECT id, name FROM " .. db:qualify("garages") .. " WHERE tenant_id = $1 AND deleted_at IS NULL " ..
       "AND (id::text = lower($2) OR lower(name) = lower($2))", ctx.tenant, name)
   end)
-  if id then return id end
-  if err then return nil, err, sqlstate end
-  return nil, ("garage %q: no garage of this tenant has that id or name (see `motomind garage list`)"):format(name),
-    "23503"
+  if not rows then return nil, err, sqlstate end
+  return naming.pick(rows, "garage", name, "id or name", function(g) return ("%s (%s)"):format(g.name, g.id) end)
 end
 
 return M

@@ -3,6 +3,7 @@
 -- context user: every call runs inside db:as(ctx); the database's policies
 -- decide who may add groups and grant (owners, managers, admin grants).
 local motomind = require "motomind"
+local naming = require "motomind.names"
 
 local M = {}
 
@@ -47,14 +48,7 @@ function M.resolve(db, ctx, name)
       found[#found + 1] = g
     end
   end
-  if #found == 1 then return found[1].id end
-  if #found == 0 then
-    return nil, ("group %q: no group of this tenant has that id, name or path (see `motomind group list`)"):format(name),
-      "23503"
-  end
-  local paths = {}
-  for i, g in ipairs(found) do paths[i] = ("%s (%s)"):format(g.path, g.id) end
-  return nil, ("group %q is ambiguous: %s"):format(name, table.concat(paths, "; ")), "21000"
+  return naming.pick(found, "group", name, "id, name or path", function(g) return ("%s (%s)"):format(g.path, g.id) end)
 end
 
 --- grant(db, ctx, group, user, level) -> true | nil, message, ...: gives

@@ -2,6 +2,7 @@
 -- db:as(ctx): row-level security decides what the user may see and write).
 -- Vehicles are named by id, nickname, plate or VIN.
 local motomind = require "motomind"
+local naming = require "motomind.names"
 
 local M = {}
 
@@ -102,17 +103,10 @@ function M.resolve(db, ctx, name)
       "OR upper(plate) = upper($2) OR vin = upper($2)) ORDER BY id", ctx.tenant, name)
   end)
   if not rows then return nil, err, sqlstate end
-  if #rows == 1 then return rows[1].id end
-  if #rows == 0 then
-    return nil, ("vehicle %q: no vehicle of this tenant has that id, nickname, plate or VIN " ..
-      "(see `motomind vehicle list`)"):format(name), "23503"
-  end
-  local names = {}
-  for i, r in ipairs(rows) do
-    names[i] = ("%s (%s%s)"):format(r.id, r.nickname ~= motomind.null and r.nickname or "no nickname",
+  return naming.pick(rows, "vehicle", name, "id, nickname, plate or VIN", function(r)
+    return ("%s (%s%s)"):format(r.id, r.nickname ~= motomind.null and r.nickname or "no nickname",
       r.plate ~= motomind.null and ", plate " .. r.plate or "")
-  end
-  return nil, ("vehicle %q is ambiguous: %s"):format(name, table.concat(names, "; ")), "21000"
+  end)
 end
 
 return M
