@@ -129,6 +129,13 @@ describe("money and reports", function()
     -- lifetime economy: 1000 + 700 + 650 km on 56 + 42 + 39 l; best and worst fill
     assert.same({ { "lifetime", 5.83 }, { "last 12 months", 5.83 }, { "2024", 5.83 }, { "best fill 2024-02-02", 5.6 },
       { "worst fill 2024-02-20", 6 } }, rows("economy", "period", "economy"))
+    assert.same({ { "2024-01", "EUR", 1.799 }, { "2024-02", "EUR", 1.799 }, { "2024-03", "EUR", 1.799 } },
+      rows("fuel_prices", "month", "currency", "price"))
+    -- a later period: its own months, lifetime figures from every month before its end
+    r = motomind.assert(reports.build(app, ctx, { vehicle = v, from = "2024-02-15", to = "2024-03-31" }))
+    assert.same({ { "2024-02", 1100 }, { "2024-03", 106950 } }, rows("months", "month", "distance"))
+    assert.same({ { "2024-02", "EUR", 1.799 }, { "2024-03", "EUR", 1.799 } }, rows("fuel_prices", "month", "currency", "price"))
+    assert.same({ "lifetime", 5.83 }, { r.tables.economy.rows[1].period, r.tables.economy.rows[1].economy })
     -- another tenant's user sees no such vehicle
     local other = motomind.assert(db:value("INSERT INTO tenants (name) VALUES ('Bo') RETURNING id"))
     local stranger = { tenant = other, user = H.user(db, other, "owner") }
