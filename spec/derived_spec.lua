@@ -88,9 +88,10 @@ describe("derived data", function()
         local r = math.random()
         local e = { vehicle_id = v, occurred_at = os.date("!%Y-%m-%dT%H:%M:%SZ", t), mileage = m }
         if r < 0.6 then
-          e.type, e.payload = "fuel", { volume = math.random(100, 600) / 10, unit = ({ "l", "us_gal", "uk_gal" })[math.random(3)],
+          e.type, e.payload = "fuel", { volume = math.random(100, 600) / 10, unit = ({ "l", "us_gal", "uk_gal", "kwh" })[math.random(4)],
             price_per_unit = math.random(1000, 2500) / 1000, currency = ({ "EUR", "USD", "JPY" })[math.random(3)],
             full = math.random() < 0.7, missed = math.random() < 0.1 }
+          if e.payload.unit == "kwh" then e.payload.volume = math.random(200, 900) end -- charges are rarer: more per interval
         elseif r < 0.75 then
           e.type, e.payload = "maintenance", { service_type = "service", total = math.random(1000, 90000) / 100,
             currency = ({ "EUR", "USD" })[math.random(2)], category = ({ "service", "repair", "tax", "tires" })[math.random(4)] }
@@ -137,13 +138,18 @@ describe("derived data", function()
         fills, events FROM vehicle_metrics_monthly WHERE tenant_id = $1]]
     assert.same({ 0, 0 }, { apart(by_day, by_month, tenant) })
     -- the fills, one row each, add up to the months (economy, volume, count); implausible intervals left out
-    local by_fill = [[SELECT vehicle_id, month, sum(CASE WHEN closes_interval AND NOT implausible THEN interval_distance ELSE 0 END),
-        sum(CASE WHEN closes_interval AND NOT implausible THEN interval_volume ELSE 0 END), count(*)
-      FROM vehicle_fills WHERE tenant_id = $1 AND unit <> 'kwh' GROUP BY 1, 2]]
-    local fills_by_month = [[SELECT vehicle_id, month, economy_distance, economy_litres, fills
-      FROM vehicle_metrics_monthly WHERE tenant_id = $1 AND fills > 0]]
+    -- (fuel and charging intervals apart)
+    local by_fill = [[SELECT vehicle_id, month,
+        sum(CASE WHEN closes_interval AND NOT implausible AND unit <> 'kwh' THEN interval_distance ELSE 0 END),
+        sum(CASE WHEN closes_interval AND NOT implausible AND unit <> 'kwh' THEN interval_volume ELSE 0 END),
+        sum(CASE WHEN closes_interval AND NOT implausible AND unit = 'kwh' THEN interval_distance ELSE 0 END),
+        sum(CASE WHEN closes_interval AND NOT implausible AND unit = 'kwh' THEN interval_volume ELSE 0 END), count(*)
+      FROM vehicle_fills WHERE tenant_id = $1 GROUP BY 1, 2]]
+    local fills_by_month = [[SELECT vehicle_id, month, economy_distance, economy_litres, economy_kwh_distance, economy_kwh,
+        fills FROM vehicle_metrics_monthly WHERE tenant_id = $1 AND fills > 0]]
     assert.same({ 0, 0 }, { apart(by_fill, fills_by_month, tenant) })
     assert.is_true(q(db, "SELECT count(*) FROM vehicle_fills WHERE tenant_id = $1 AND closes_interval", tenant) > 20)
+    assert.is_true(q(db, "SELECT count(*) FROM vehicle_metrics_monthly WHERE tenant_id = $1 AND economy_kwh > 0", tenant) > 3)
     -- and the costs of the events, one by one, add up to the stored costs
     local by_event = [[SELECT e.vehicle_id, date_trunc('month', e.occurred_at AT TIME ZONE v.timezone)::date,
         e.payload->>'currency', c.category, sum(c.amount) FROM vehicle_events_effective e JOIN vehicles v ON v.id = e.vehicle_id,

@@ -94,6 +94,11 @@ describe("money and reports", function()
     add(ev, "fuel", "2024-01-09T00:00:00Z", 350, { volume = 45, unit = "kwh" })
     assert.equal(18, db:value("SELECT kwh_per_100km::float8 FROM vehicle_fills WHERE vehicle_id = $1 " ..
       "AND closes_interval", ev))
+    -- and its month: the charging interval, apart from any fuel
+    maintenance.advance_metrics(db)
+    assert.same({ economy_kwh_distance = 250, economy_kwh = 45, kwh_per_100km = 18, economy_litres = 0 },
+      db:row("SELECT economy_kwh_distance::float8, economy_kwh::float8, kwh_per_100km::float8, economy_litres::float8 " ..
+        "FROM vehicle_metrics WHERE vehicle_id = $1 AND month = '2024-01-01'", ev))
   end)
 
   it("reports a vehicle: costs per currency and category, annual totals, fills, ownership, economy", function()
