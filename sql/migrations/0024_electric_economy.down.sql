@@ -1,4 +1,4 @@
--- Undoes 0025: the months sum liquid fuel economy only (0015's function and
+-- Undoes 0024: the months sum liquid fuel economy only (0015's function and
 -- views; the roll-ups read vehicle_metrics, so they are made again too).
 DROP VIEW tenant_metrics, group_metrics, vehicle_metrics;
 DROP FUNCTION compute_vehicle_metrics(uuid, uuid, timestamptz, date, timestamptz, text);
