@@ -3,10 +3,12 @@
  * first byte picks one of the apps' specs from lua/motomind/formats.lua;
  * when its high bit is set, the next bytes mutate a copy of that spec
  * (keys and values of any Lua type put anywhere in it) before it is
- * compiled; the rest is the file. Whatever the input: no crash, leak or
- * undefined behaviour, a bad spec is a Lua error, and every event it yields
- * is a JSON object. */
+ * compiled; the rest is the file. The payload schemas (sql/payloads.json)
+ * are given, so the header's payload check runs too. Whatever the input: no
+ * crash, leak or undefined behaviour, a bad spec is a Lua error, and every
+ * event it yields is a JSON object. */
 #include "../src/import.h"
+#include "../src/payload.h"
 #include <lualib.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -17,15 +19,37 @@ static const char *const NAMES[] = {"fuelly", "fuelly-services", "lubelogger-fue
 #define NSPECS ((int)(sizeof NAMES / sizeof NAMES[0]))
 
 static lua_State *L;
+static mm_schemas *schemas;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* The payload schemas of sql/payloads.json (MOTOMIND_PAYLOADS overrides). */
+static mm_schemas *load_schemas(void) {
+    const char *path = getenv("MOTOMIND_PAYLOADS");
+    char err[512], *text;
+    long len;
+    mm_schemas *s;
+    FILE *f = fopen(path ? path : "sql/payloads.json", "rb");
+    if (!f) { perror("payloads.json (set MOTOMIND_PAYLOADS)"); exit(1); }
+    fseek(f, 0, SEEK_END);
+    len = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    text = malloc((size_t)len);
+    if (!text || fread(text, 1, (size_t)len, f) != (size_t)len) exit(1);
+    fclose(f);
+    s = mm_schemas_parse(text, (size_t)len, err, sizeof err);
+    free(text);
+    if (!s) { fprintf(stderr, "%s\n", err); exit(1); }
+    return s;
+}
 
 /* Builds each format's spec once (with its default options) into the registry. */
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     int i;
     (void)argc;
     (void)argv;
+    schemas = load_schemas();
     L = luaL_newstate();
     luaL_openlibs(L);
     mm_open_box(L);
@@ -131,7 +155,7 @@ static void mutate(input *in) {
 
 static int compile(lua_State *S) {
     FILE *f = (FILE *)lua_touserdata(S, 2);
-    mm_csv_source(S, 1, f);
+    mm_csv_source(S, 1, f, schemas);
     return 1;
 }
 
