@@ -8,7 +8,7 @@
  * crash, leak or undefined behaviour, a bad spec is a Lua error, and every
  * event it yields is a JSON object. */
 #include "../src/import.h"
-#include "../src/payload.h"
+#include "schemas.h"
 #include <lualib.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -24,32 +24,12 @@ static mm_schemas *schemas;
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* The payload schemas of sql/payloads.json (MOTOMIND_PAYLOADS overrides). */
-static mm_schemas *load_schemas(void) {
-    const char *path = getenv("MOTOMIND_PAYLOADS");
-    char err[512], *text;
-    long len;
-    mm_schemas *s;
-    FILE *f = fopen(path ? path : "sql/payloads.json", "rb");
-    if (!f) { perror("payloads.json (set MOTOMIND_PAYLOADS)"); exit(1); }
-    fseek(f, 0, SEEK_END);
-    len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    text = malloc((size_t)len);
-    if (!text || fread(text, 1, (size_t)len, f) != (size_t)len) exit(1);
-    fclose(f);
-    s = mm_schemas_parse(text, (size_t)len, err, sizeof err);
-    free(text);
-    if (!s) { fprintf(stderr, "%s\n", err); exit(1); }
-    return s;
-}
-
 /* Builds each format's spec once (with its default options) into the registry. */
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     int i;
     (void)argc;
     (void)argv;
-    schemas = load_schemas();
+    schemas = fuzz_load_schemas();
     L = luaL_newstate();
     luaL_openlibs(L);
     mm_open_box(L);

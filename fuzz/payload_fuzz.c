@@ -2,7 +2,7 @@
  * picks an event type, the rest is JSON text. Whatever the input, the codec
  * must not crash, leak or hit undefined behaviour, and a payload it accepts
  * must print to canonical JSON that it accepts again, printing the same. */
-#include "../src/payload.h"
+#include "schemas.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,23 +16,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
-    const char *path = getenv("MOTOMIND_PAYLOADS");
-    char err[512], *text;
-    long len;
     const cJSON *t;
-    FILE *f = fopen(path ? path : "sql/payloads.json", "rb");
     (void)argc;
     (void)argv;
-    if (!f) { perror("payloads.json (set MOTOMIND_PAYLOADS)"); exit(1); }
-    fseek(f, 0, SEEK_END);
-    len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    text = malloc((size_t)len);
-    if (!text || fread(text, 1, (size_t)len, f) != (size_t)len) exit(1);
-    fclose(f);
-    schemas = mm_schemas_parse(text, (size_t)len, err, sizeof err);
-    free(text);
-    if (!schemas) { fprintf(stderr, "%s\n", err); exit(1); }
+    schemas = fuzz_load_schemas();
     for (t = mm_schemas_types(schemas)->child; t && ntypes < 63; t = t->next) types[ntypes++] = t->string;
     types[ntypes] = "no_such_type";
     return 0;
