@@ -21,10 +21,10 @@ describe("motomind command", function()
 
   it("migrates, reports status and rolls back with --to", function()
     local out = H.expect(bin .. " status --schema " .. schema, true, "0001_core_tables%s+pending")
-    out = H.expect(bin .. " migrate --schema " .. schema, true, "applied  0001_core_tables")
+    H.expect(bin .. " migrate --schema " .. schema, true, "applied  0001_core_tables")
     out = H.run(bin .. " status --schema=" .. schema)
     assert.matches("0001_core_tables%s+applied%s+%d%d%d%d%-%d%d%-%d%dT.* by ", out)
-    out = H.expect(bin .. " migrate --to 0 --schema " .. schema, true, "reverted 0001_core_tables")
+    H.expect(bin .. " migrate --to 0 --schema " .. schema, true, "reverted 0001_core_tables")
   end)
 
   it("loads the demo fleet once and prints a vehicle timeline, newest first", function()
@@ -66,7 +66,7 @@ describe("motomind command", function()
     local id = out:match("^(%x+%-[%x-]+)\n$")
     assert.is_truthy(id, out)
     local far = os.date("!%Y-%m-%d", os.time() + 200 * 86400)
-    out = H.expect(bin .. " reminder add Tax --vehicle car --due-on " .. far .. args, true)
+    H.expect(bin .. " reminder add Tax --vehicle car --due-on " .. far .. args, true)
     out = H.run(bin .. " due" .. args)
     assert.matches("^overdue  car  Oil change  %-  1800  %-  %-200", out)
     assert.matches("\nupcoming  car  Tax  " .. far, out, 1, true)
@@ -77,11 +77,11 @@ describe("motomind command", function()
     assert.not_matches("Tax", out)
     out = H.expect(bin .. " due --json --vehicle car" .. args, true)
     assert.equal("overdue", require("motomind").json.decode(out:match("^[^\n]+")).status)
-    out = H.expect(bin .. " reminder complete " .. id .. " --mileage 2000" .. args, true)
+    H.expect(bin .. " reminder complete " .. id .. " --mileage 2000" .. args, true)
     out = H.run(bin .. " reminder history " .. id .. args)
     assert.matches("^1  %-  1800  %d%d%d%d%-%d%d%-%d%d  2000", out)
     assert.matches("\n2  %-  7000  %-", out)
-    out = H.expect(bin .. " reminder snooze " .. id .. args, false, "--until DATE")
+    H.expect(bin .. " reminder snooze " .. id .. args, false, "--until DATE")
     out = H.expect(bin .. " reminder dismiss 00000000-0000-0000-0000-000000000000" .. args, false,
       "no such live reminder")
     db:close()
@@ -99,7 +99,7 @@ describe("motomind command", function()
     assert.is_false(ok, out) -- exit 1: a record was refused
     assert.matches(":2: vehicle_id: is required", out)
     assert.matches("%(jsonl%): 2 records, 1 imported, 0 already there, 1 refused", out)
-    out = H.expect(bin .. " import " .. path .. args .. " --atomic", false, "nothing imported %(atomic%)")
+    H.expect(bin .. " import " .. path .. args .. " --atomic", false, "nothing imported %(atomic%)")
     out = H.expect(bin .. " export" .. args, true, '"mileage": 10.0', "exported 1 records")
     db:close()
     os.remove(path)
@@ -139,19 +139,19 @@ describe("motomind command", function()
 
   it("explains what is wrong with bad usage", function()
     local out = H.expect(bin .. " frobnicate", false, "unknown command 'frobnicate'")
-    out = H.expect(bin .. " migrate --to x --schema " .. schema, false, "%-%-to expects a whole number, got x")
-    out = H.expect("env -u DATABASE_URL " .. bin .. " status", false, "no database configured")
+    H.expect(bin .. " migrate --to x --schema " .. schema, false, "%-%-to expects a whole number, got x")
+    H.expect("env -u DATABASE_URL " .. bin .. " status", false, "no database configured")
   end)
 
   it("maintains, refreshes, reports health (failing on warnings) and prints a schedule", function()
     local db = tenant_owner()
     db:close()
     local out = H.expect(bin .. " health --schema " .. schema, false, "warning timeline_feed was never refreshed")
-    out = H.expect(bin .. " maintain --schema " .. schema, true,
+    H.expect(bin .. " maintain --schema " .. schema, true,
       "partitions created: vehicle_events_%d%d%d%d", "timeline feed: refreshed", "metrics advanced for 0 vehicles")
-    out = H.expect(bin .. " refresh --max-age 300 --schema " .. schema, true, "timeline_feed: fresh")
-    out = H.expect(bin .. " health --schema " .. schema, true, "info    size #1: ")
-    out = H.expect(bin .. " schedule --crontab --every '0 * * * *' --schema " .. schema, true,
+    H.expect(bin .. " refresh --max-age 300 --schema " .. schema, true, "timeline_feed: fresh")
+    H.expect(bin .. " health --schema " .. schema, true, "info    size #1: ")
+    H.expect(bin .. " schedule --crontab --every '0 * * * *' --schema " .. schema, true,
       "0 %* %* %* %* .*motomind maintain %-%-schema " .. schema)
   end)
 
@@ -170,32 +170,32 @@ describe("motomind command", function()
     out = H.run(bin .. " group list" .. s .. owner)
     assert.matches("Europe +region\n.*Europe / Berlin +hub\n.*Europe / Lyon +%-\n", out)
     -- a vehicle in a garage and a group, by their names
-    out = H.expect(bin .. " vehicle add Sprinter --unit km --garage depot --group 'Europe / Berlin'" .. s .. owner, true)
+    H.expect(bin .. " vehicle add Sprinter --unit km --garage depot --group 'Europe / Berlin'" .. s .. owner, true)
     out = H.run(bin .. " garage list --json" .. s .. owner)
     assert.matches('"vehicles":1', out)
     -- the manager writes a grouped vehicle only under a write grant
-    out = H.expect(bin .. " vehicle edit Sprinter --model 316" .. s .. manager, false,
+    H.expect(bin .. " vehicle edit Sprinter --model 316" .. s .. manager, false,
       "no such vehicle in this tenant, or not yours to change")
-    out = H.expect(bin .. " group grant Berlin " .. manager .. " write" .. s .. owner, true)
+    H.expect(bin .. " group grant Berlin " .. manager .. " write" .. s .. owner, true)
     assert(H.run(bin .. " vehicle edit Sprinter --model 316" .. s .. manager))
     H.expect(bin .. " group grant Europe " .. viewer .. " admin" .. s .. manager, false) -- a write grant gives no right to grant
     assert(H.run(bin .. " group revoke Berlin " .. manager .. s .. owner))
-    out = H.expect(bin .. " vehicle edit Sprinter --model 317" .. s .. manager, false)
-    out = H.expect(bin .. " group revoke Berlin " .. manager .. s .. owner, false,
+    H.expect(bin .. " vehicle edit Sprinter --model 317" .. s .. manager, false)
+    H.expect(bin .. " group revoke Berlin " .. manager .. s .. owner, false,
       "no grant of that user on that group")
     -- a name two groups share is refused listing their paths; the path names one
     assert(H.run(bin .. " group add Asia" .. s .. owner))
     assert(H.run(bin .. " group add Berlin --parent Asia" .. s .. owner))
-    out = H.expect(bin .. " group grant Berlin " .. manager .. " read" .. s .. owner, false,
+    H.expect(bin .. " group grant Berlin " .. manager .. " read" .. s .. owner, false,
       'group "Berlin" is ambiguous: Asia / Berlin %(.-%); Europe / Berlin %(')
     assert(H.run(bin .. " group grant 'asia / berlin' " .. manager .. " read" .. s .. owner))
-    out = H.expect(bin .. " group add Paris --parent Nowhere" .. s .. owner, false,
+    H.expect(bin .. " group add Paris --parent Nowhere" .. s .. owner, false,
       'group "Nowhere": no group of this tenant has that id, name or path')
   end)
 
   it("walks a new user's first hour: help, a tenant, a vehicle by nickname, a CSV import, one vehicle's export", function()
     local out = H.expect(bin .. " --help", true, "usage: motomind COMMAND")
-    out = H.expect(bin .. " import --help", true,
+    H.expect(bin .. " import --help", true,
       "usage: motomind import FILE", "%-%-vehicle V +every event's vehicle: id, nickname, plate or VIN")
     out = H.expect(bin .. " import x.csv --vehicel vito", false,
       "import: unknown option %-%-vehicel %(valid: .*%-%-vehicle")
@@ -206,7 +206,7 @@ describe("motomind command", function()
     out = H.expect(bin .. " tenant create 'Ada garage' --owner ada@example.com" .. s, true)
     local tenant = out:match("^(%S+)\n$")
     local as = (" --tenant %s --user ada@example.com"):format(tenant) .. s
-    out = H.expect(bin .. " vehicle add vito" .. as, false, "%-%-unit km|mi is required")
+    H.expect(bin .. " vehicle add vito" .. as, false, "%-%-unit km|mi is required")
     out = H.expect(bin .. " vehicle add Vito --unit km --plate 'B-XY 12'" .. as, true)
     local vito = out:match("^(%S+)\n$")
     assert(H.run(bin .. " vehicle add Other --unit mi" .. as))
@@ -226,19 +226,19 @@ describe("motomind command", function()
     out = H.run(bin .. " imports --json" .. as)
     assert.is_truthy(out:find('"id":"' .. batch .. '"', 1, true), out)
     local b = batch:gsub("%-", "%%-")
-    out = H.expect(bin .. " import " .. csv .. " --vehicle vito --currency EUR" .. as, false,
+    H.expect(bin .. " import " .. csv .. " --vehicle vito --currency EUR" .. as, false,
       "these bytes were imported as batch " .. b .. " on .* with other options")
-    out = H.expect(bin .. " import --undo " .. batch .. as, true,
+    H.expect(bin .. " import --undo " .. batch .. as, true,
       "import " .. b .. " undone: 2 events voided, 0 corrected since and kept")
-    out = H.expect(bin .. " import " .. csv .. " --vehicle vito --currency EUR" .. as, true,
+    H.expect(bin .. " import " .. csv .. " --vehicle vito --currency EUR" .. as, true,
       "%(fuelly%): 2 records, 2 imported, 0 already there, 0 refused")
     -- the vehicle by plate: shown, edited; its unit is fixed under its readings
-    out = H.expect(bin .. " vehicle show 'b-xy 12'" .. as, true, "nickname +Vito\n", "odometer_unit +km\n")
-    out = H.expect(bin .. " vehicle edit Vito --make Mercedes-Benz --model Vito --vin WDF63960113456789" .. as, true,
+    H.expect(bin .. " vehicle show 'b-xy 12'" .. as, true, "nickname +Vito\n", "odometer_unit +km\n")
+    H.expect(bin .. " vehicle edit Vito --make Mercedes-Benz --model Vito --vin WDF63960113456789" .. as, true,
       "make +Mercedes%-Benz\n")
-    out = H.expect(bin .. " vehicle edit WDF63960113456789 --unit mi" .. as, false,
+    H.expect(bin .. " vehicle edit WDF63960113456789 --unit mi" .. as, false,
       "odometer_unit: the vehicle's readings are in km; changing it to mi would misread every one")
-    out = H.expect(bin .. " vehicle edit Other --vin 1M8GDM9A1KP042788" .. as, false,
+    H.expect(bin .. " vehicle edit Other --vin 1M8GDM9A1KP042788" .. as, false,
       "vin: check digit %(9th character%) is 1, this VIN's is X")
     out = H.expect(bin .. " import " .. csv .. " --vehicle nope" .. as, false,
       'vehicle "nope": no vehicle of this tenant has that id, nickname, plate or VIN')
@@ -261,7 +261,7 @@ describe("motomind command", function()
     assert.not_matches("2025%-01%-05", out)
     out = H.run(bin .. " export --vehicle Vito --to 2025-01-10" .. as)
     assert.matches("exported 3 records", out) -- both imports' first fill, and the void of the mistaken one
-    out = H.expect(bin .. " export --from 2025-02-30" .. as, false, "from: expected a date %(YYYY%-MM%-DD%)")
+    H.expect(bin .. " export --from 2025-02-30" .. as, false, "from: expected a date %(YYYY%-MM%-DD%)")
     out = H.expect(bin .. " export --format backup --from 2025-01-01" .. as, false,
       "a backup holds the whole tenant: %-%-from does not apply")
     -- a fuel log of one's own layout: a column the header lacks is one error naming it, nothing imported
@@ -281,7 +281,7 @@ describe("motomind command", function()
       'layout: columns%[3%]: unknown key "requried" %(valid: as, empty, map, names, optional, required')
     layout.columns[3].requried = nil
     f = assert(io.open(spec_file, "w")) f:write(motomind.json.encode(layout)) f:close()
-    out = H.expect(bin .. " import " .. log .. " --vehicle vito --spec " .. spec_file .. as, true,
+    H.expect(bin .. " import " .. log .. " --vehicle vito --spec " .. spec_file .. as, true,
       "%(csv%): 2 records, 2 imported, 0 already there, 0 refused")
     out = H.run(bin .. " export --vehicle Vito --format fuelly --from 2025-03-01" .. as)
     assert.matches("exported 2 records", out)
@@ -295,7 +295,7 @@ describe("motomind command", function()
     out = H.expect(bin .. " import " .. miles .. " --vehicle vito" .. as, false)
     assert.matches("its header gives distances in miles, the vehicle's odometer is in kilometres: import it into " ..
       "a vehicle in miles, or convert its mileages %(%-%-convert", out)
-    out = H.expect(bin .. " import " .. miles .. " --vehicle vito --convert" .. as, true,
+    H.expect(bin .. " import " .. miles .. " --vehicle vito --convert" .. as, true,
       "converted mileages from mi to km %(x 1%.60934%)", "2 records, 2 imported")
     out = H.run(bin .. " export --vehicle Vito --format fuelly --from 2025-04-01" .. as)
     assert.matches(",2735%.9,", out) -- 1700 mi
@@ -307,9 +307,9 @@ describe("motomind command", function()
     assert.matches('"display_name":"Ada","email":"ada@example.com"', out)
     assert.matches('"email":"bo@example.com"', out)
     assert(H.run(bin .. " member add bo@example.com viewer" .. as))
-    out = H.expect(bin .. " member role bo@example.com manager" .. as, true, "bo@example.com is now a manager")
-    out = H.expect(bin .. " member role ada@example.com viewer" .. as, false, "a tenant keeps at least one owner")
-    out = H.expect(bin .. " member role ada@example.com owner" .. (" --tenant %s --user bo@example.com"):format(tenant) .. s, false,
+    H.expect(bin .. " member role bo@example.com manager" .. as, true, "bo@example.com is now a manager")
+    H.expect(bin .. " member role ada@example.com viewer" .. as, false, "a tenant keeps at least one owner")
+    H.expect(bin .. " member role ada@example.com owner" .. (" --tenant %s --user bo@example.com"):format(tenant) .. s, false,
       "not yours to change %(owners change roles%)")
     out = H.run(bin .. " member list" .. as)
     assert.matches("ada@example.com  owner\n%S+  bo@example.com  manager\n", out)

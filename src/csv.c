@@ -580,31 +580,34 @@ static int assigns_path(const assigns *sets, const char *path) {
     return 0;
 }
 
-/* Whether a row can carry path: the section sets it, or a column the header
- * has writes it (its target, its sets, or one of its map's). */
+/* Whether column c writes path: its target, its sets, or one of its map's. */
+static int column_writes(const column *c, const char *path) {
+    int j;
+    if ((c->as != AS_MAP && !strcmp(c->to, path)) || assigns_path(&c->sets, path)) return 1;
+    for (j = 0; j < c->nmap; j++)
+        if (assigns_path(&c->map[j].sets, path)) return 1;
+    return 0;
+}
+
+/* Whether a row can carry path: the section sets it, or a column the
+ * header has writes it. */
 static int header_gives(const section *sec, const char *path) {
-    int i, j;
+    int i;
     if (assigns_path(&sec->sets, path)) return 1;
-    for (i = 0; i < sec->ncols; i++) {
-        const column *c = &sec->cols[i];
-        if (c->index < 0) continue;
-        if ((c->as != AS_MAP && !strcmp(c->to, path)) || assigns_path(&c->sets, path)) return 1;
-        for (j = 0; j < c->nmap; j++)
-            if (assigns_path(&c->map[j].sets, path)) return 1;
-    }
+    for (i = 0; i < sec->ncols; i++)
+        if (sec->cols[i].index >= 0 && column_writes(&sec->cols[i], path)) return 1;
     return 0;
 }
 
 /* Appends to out the first name of each column of the spec (present or not)
- * that writes path, for the message. */
+ * that writes path, once each, for the message. */
 static void columns_for(const section *sec, const char *path, char *out, size_t n) {
-    int i, j;
+    int i, k, seen;
     for (i = 0; i < sec->ncols; i++) {
-        const column *c = &sec->cols[i];
-        int writes = (c->as != AS_MAP && !strcmp(c->to, path)) || assigns_path(&c->sets, path);
-        for (j = 0; j < c->nmap && !writes; j++) writes = assigns_path(&c->map[j].sets, path);
-        if (writes && !strstr(out, c->names[0]))
-            snprintf(out + strlen(out), n - strlen(out), "%s%s", *out ? ", " : "", c->names[0]);
+        if (!column_writes(&sec->cols[i], path)) continue;
+        for (k = 0, seen = 0; k < i && !seen; k++)
+            seen = column_writes(&sec->cols[k], path) && !strcmp(sec->cols[k].names[0], sec->cols[i].names[0]);
+        if (!seen) snprintf(out + strlen(out), n - strlen(out), "%s%s", *out ? ", " : "", sec->cols[i].names[0]);
     }
 }
 

@@ -167,6 +167,8 @@ end
 -- same bytes finds them). Events amended since the undo kept theirs, and stay
 -- duplicates. Only a tenant with an undone batch pays for the lookup.
 local function reissue_undone(db, tenant)
+  if db:value("SELECT EXISTS (SELECT 1 FROM " .. db:qualify("import_batches") ..
+    " WHERE tenant_id = $1 AND undone_at IS NOT NULL)", tenant) ~= true then return end
   local sql = ([[
     WITH RECURSIVE chain AS (
       SELECT s.line, ]] .. CONTENT_ID .. [[ AS id, s.occurred_at::timestamptz AS at, 0 AS depth
@@ -181,8 +183,6 @@ local function reissue_undone(db, tenant)
       FROM (SELECT DISTINCT ON (line) line, id, depth FROM chain ORDER BY line, depth DESC) c
      WHERE s.line = c.line AND c.depth > 0]]):format(db:qualify("vehicle_events"), db:qualify("import_batches"),
     db:qualify("vehicle_events"))
-  if db:value("SELECT EXISTS (SELECT 1 FROM " .. db:qualify("import_batches") ..
-    " WHERE tenant_id = $1 AND undone_at IS NOT NULL)", tenant) ~= true then return end
   motomind.assert(db:exec("SAVEPOINT motomind_reissue"))
   local ok, err, sqlstate = db:exec(sql, tenant)
   -- texts the casts cannot read (data exceptions, class 22): the insert finds and reports those lines
