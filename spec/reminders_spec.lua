@@ -132,6 +132,118 @@ describe("reminders", function()
     end)
   end)
 
+  describe("the kept days (reminder_alerts)", function()
+    local function vehicle(nickname)
+      return motomind.assert(db:value("INSERT INTO vehicles (tenant_id, nickname) VALUES ($1, $2) RETURNING id", t, nickname))
+    end
+    -- rows where the kept days and the days computed now from the inputs differ
+    local function drift()
+      return db:value([[SELECT count(*) FROM (
+        (SELECT tenant_id, reminder_id, projected_on, overdue_from, soon_from, due_key FROM reminder_alerts
+         EXCEPT SELECT tenant_id, reminder_id, projected_on, overdue_from, soon_from, due_key FROM reminder_alerts_live)
+        UNION ALL
+        (SELECT tenant_id, reminder_id, projected_on, overdue_from, soon_from, due_key FROM reminder_alerts_live
+         EXCEPT SELECT tenant_id, reminder_id, projected_on, overdue_from, soon_from, due_key FROM reminder_alerts)) x]])
+    end
+
+    it("follow every input: readings, voids, thresholds, timezones, the reminder itself", function()
+      local other = vehicle("second")
+      local r1 = add({ due_mileage = 3000 })
+      local r2 = add({ due_on = day(40), due_mileage = 2600, vehicle_id = other })
+      local r3 = add({ service_type = "tire_rotation", due_on = day(20), repeat_months = 6, starts_on = day(-10) })
+      assert.equal(0, drift())
+      reading(-60, 1000)
+      local last = reading(-1, 2500)                           -- 25 a day: r1 due on day 19
+      assert.equal(day(19), due_of(r1.id).projected_on)
+      assert.equal("due_soon", due_of(r1.id).status)           -- within 500 by distance
+      assert.equal(0, drift())
+      motomind.assert(timeline.void(db, ctx, { id = last.id, occurred_at = last.occurred_at }, "typo"))
+      assert.equal(1000, due_of(r1.id).current_mileage)
+      assert.equal("upcoming", due_of(r1.id).status)
+      assert.equal(0, drift())
+      assert(db:exec("UPDATE tenants SET due_soon_days = 45, due_soon_distance = 2500 WHERE id = $1", t))
+      assert.equal("due_soon", due_of(r1.id).status)           -- 2,000 left, now within 2,500
+      assert.equal("due_soon", due_of(r2.id).status)           -- 40 days left, now within 45
+      assert.equal(0, drift())
+      assert(db:exec("UPDATE vehicles SET timezone = 'Pacific/Kiritimati' WHERE id = $1", other))
+      assert.equal(0, drift())
+      motomind.assert(reminders.snooze(db, ctx, r2.id, { until_on = day(5) }))
+      assert.equal("snoozed", due_of(r2.id).status)
+      service(-2, 1100, "tire_rotation")                       -- completes r3: next due in 6 months
+      assert.equal("upcoming", due_of(r3.id).status)
+      assert(db:exec("UPDATE reminders SET due_soon_days = 365 WHERE id = $1", r3.id))
+      assert.equal("due_soon", due_of(r3.id).status)
+      assert.equal(0, drift())
+      assert(db:exec("DELETE FROM reminder_completions WHERE tenant_id = $1", t))
+      assert(db:exec("DELETE FROM reminders WHERE id = $1", r1.id))
+      assert.equal(0, drift())
+      assert.equal(0, db:value("SELECT count(*) FROM reminder_alerts WHERE reminder_id = $1", r1.id))
+    end)
+
+    it("page the list: every page is the same slice of the whole list, across statuses, ties and filters", function()
+      local group = db:value("INSERT INTO fleet_groups (tenant_id, name) VALUES ($1, 'North') RETURNING id", t)
+      local cars = { car }
+      for i = 1, 3 do cars[#cars + 1] = vehicle("v" .. i) end
+      assert(db:exec("UPDATE vehicles SET group_id = $2 WHERE id = $1", cars[2], group))
+      for i, v in ipairs(cars) do
+        motomind.assert(timeline.append(db, ctx, { vehicle_id = v, type = "odometer", occurred_at = at(-30),
+          mileage = 1000 * i, payload = { source = "manual" } }))
+        motomind.assert(timeline.append(db, ctx, { vehicle_id = v, type = "odometer", occurred_at = at(-1),
+          mileage = 1000 * i + 600, payload = { source = "manual" } }))
+      end
+      -- overdue, due soon, upcoming and snoozed, by date and by distance, many on the same days
+      for k = 1, 48 do
+        local v = cars[k % #cars + 1]
+        local fields = { vehicle_id = v, title = "r" .. k % 5 }
+        if k % 3 == 0 then fields.due_mileage = 1000 * (k % #cars + 1) + 100 * (k % 13) else fields.due_on = day(k % 11 * 9 - 20) end
+        local r = add(fields)
+        if k % 7 == 0 then motomind.assert(reminders.snooze(db, ctx, r.id, { until_on = day(4) })) end
+      end
+      for _, filter in ipairs { {}, { within_days = 30 }, { group = group }, { within_distance = 200 } } do
+        local whole = motomind.assert(reminders.due(db, ctx, filter))
+        local statuses = {}
+        for _, r in ipairs(whole) do statuses[r.status] = true end
+        if not filter.group then
+          assert.is_true(statuses.overdue and statuses.due_soon and (filter.within_days or filter.within_distance
+            or statuses.upcoming and statuses.snoozed) and true)
+        end
+        for _, limit in ipairs { 1, 3, 7, 50 } do
+          for _, offset in ipairs { 0, 2, 5, 13, 40 } do
+            local opts = { limit = limit, offset = offset }
+            for k, v in pairs(filter) do opts[k] = v end
+            local page = motomind.assert(reminders.due(db, ctx, opts))
+            local want, got = {}, {}
+            for i = offset + 1, math.min(offset + limit, #whole) do want[#want + 1] = whole[i].reminder_id end
+            for _, r in ipairs(page) do got[#got + 1] = r.reminder_id end
+            assert.same(want, got)
+          end
+        end
+      end
+    end)
+
+    it("page a small group of a large fleet from the whole status once the candidates run past 2,000", function()
+      local group = db:value("INSERT INTO fleet_groups (tenant_id, name) VALUES ($1, 'South') RETURNING id", t)
+      local small = vehicle("small")
+      assert(db:exec("UPDATE vehicles SET group_id = $2 WHERE id = $1", small, group))
+      assert(db:exec([[INSERT INTO reminders (tenant_id, vehicle_id, title, due_on)
+        SELECT $1, $2, 'fleet ' || g, current_date - 40 + g % 30 FROM generate_series(1, 2500) g]], t, car))
+      local mine = { add({ vehicle_id = small, due_on = day(-3) }).id, add({ vehicle_id = small, due_on = day(-2) }).id }
+      local page = motomind.assert(reminders.due(db, ctx, { group = group, limit = 2 }))
+      assert.same(mine, { page[1].reminder_id, page[2].reminder_id })
+      local last = motomind.assert(reminders.due(db, ctx, { limit = 1, offset = 2501 }))
+      assert.equal(mine[2], last[1].reminder_id)                 -- the last overdue of all
+    end)
+
+    it("have no projection more than 100 years away (a slow vehicle's due list failed)", function()
+      reading(-90, 1000)
+      reading(0, 1001)                                         -- 1 in 90 days
+      local far = add({ due_mileage = 99999999 })
+      local r = due_of(far.id)
+      assert.equal(null, r.projected_on)
+      assert.equal("upcoming", r.status)
+    end)
+  end)
+
   describe("the chain of occurrences", function()
     it("recurs by months and by distance from each matching service, whichever comes first", function()
       reading(-400, 1000)

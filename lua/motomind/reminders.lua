@@ -84,10 +84,36 @@ function M.add(db, ctx, fields)
   end))
 end
 
+-- The due list's statuses in its order, each with what the kept days
+-- (reminder_alerts) say of its reminders: no timezone's today is earlier
+-- than yesterday or later than tomorrow in UTC.
+local UTC_TODAY = "(now() AT TIME ZONE 'UTC')::date"
+local BANDS = {
+  { "overdue", "overdue_from <= " .. UTC_TODAY .. " + 1" },
+  { "due_soon", "soon_from <= " .. UTC_TODAY .. " + 1 AND overdue_from > " .. UTC_TODAY .. " - 1" },
+  { "upcoming", "soon_from > " .. UTC_TODAY .. " - 1" },
+  { "snoozed", "true" },
+}
+local ORDER = "d.due_key, d.distance_left NULLS LAST, d.title, d.reminder_id"
+local MAX_CANDIDATES = 2000
+
+-- The candidates for the first k reminders of a status, by the kept days'
+-- index in the list's first order (due_key): the first k, and every one
+-- tied with the k-th; cut is that k-th due_key (NULL: there are no more).
+local CANDIDATES = [[
+WITH f AS MATERIALIZED (SELECT a.reminder_id, a.due_key FROM %s a WHERE a.tenant_id = $1 AND %s
+                         ORDER BY a.due_key LIMIT $2),
+     c AS (SELECT max(due_key) AS cut, count(*) = $2 AS more FROM f)
+SELECT CASE WHEN c.more THEN c.cut END::text AS cut,
+       array(SELECT f.reminder_id FROM f WHERE NOT c.more OR f.due_key < c.cut
+             UNION ALL
+             SELECT a.reminder_id FROM %s a WHERE c.more AND a.tenant_id = $1 AND %s AND a.due_key = c.cut)::text AS ids
+  FROM c]]
+
 --- due(db, ctx, { vehicle = id, group = id, within_days = n, within_distance = n,
 -- limit = n, offset = n }) -> rows of reminders_due, most urgent first
--- (overdue, due soon, upcoming, snoozed; then by effective due date and
--- distance left). With within_*, only reminders overdue, due (or projected)
+-- (overdue, due soon, upcoming, snoozed; then by effective due date, none
+-- last, and distance left). With within_*, only reminders overdue, due (or projected)
 -- within that many days, or within that distance. A group includes its
 -- subgroups. limit/offset page the list (a fleet's first screen).
 function M.due(db, ctx, opts)
@@ -113,13 +139,51 @@ function M.due(db, ctx, opts)
   if #within > 0 then
     where[#where + 1] = "(d.status = 'overdue' OR " .. table.concat(within, " OR ") .. ")"
   end
+  local unpack_ = table.unpack or unpack
+  -- The list, or a status's part of it (band), or that part among ids (each
+  -- looked up alone: a handful of rows, never a join of the tenant's tables).
+  local function list(db, band, ids, limit, offset)
+    local a = { unpack_(args) }
+    local function more(v) a[#a + 1] = v; return "$" .. #a end
+    local from, cond = db:qualify("reminders_due") .. " d", { unpack_(where) }
+    if ids then
+      from = ("unnest(%s::uuid[]) i (id) CROSS JOIN LATERAL (SELECT * FROM %s d WHERE d.tenant_id = $1 " ..
+        "AND d.reminder_id = i.id OFFSET 0) d"):format(more(ids), db:qualify("reminders_due"))
+    end
+    if band then cond[#cond + 1] = ("d.status = '%s'"):format(band[1]) end
+    return db:query(("SELECT d.*, v.nickname FROM %s LEFT JOIN %s v ON v.tenant_id = d.tenant_id AND v.id = d.vehicle_id " ..
+      "WHERE %s ORDER BY %s%s LIMIT %s::bigint OFFSET %s::bigint"):format(from, db:qualify("vehicles"),
+      table.concat(cond, " AND "), band and "" or "d.urgency, ", ORDER, more(limit or motomind.null), more(offset or 0)),
+      unpack_(a, 1, #a))
+  end
+  -- The first k of a status: from the candidates of the kept days, as many
+  -- more as the exact status and the filters turn away; past MAX_CANDIDATES
+  -- (a deep page, a small group of a large fleet) the status's whole part.
+  local function first(db, band, k)
+    local want, alerts = k, db:qualify("reminder_alerts")
+    while want <= MAX_CANDIDATES do
+      local c, err, sqlstate, detail = db:row(CANDIDATES:format(alerts, band[2], alerts, band[2]), ctx.tenant, want)
+      if not c then return nil, err, sqlstate, detail end
+      local rows
+      rows, err, sqlstate, detail = list(db, band, c.ids, k)
+      if not rows or #rows >= k or c.cut == motomind.null then return rows, err, sqlstate, detail end
+      want = want * 2
+    end
+    return list(db, band, nil, k)
+  end
   return numbers(db:read_as(ctx, function(db) -- db: the reader
-    return db:query(("SELECT d.*, v.nickname FROM %s d LEFT JOIN %s v ON v.tenant_id = d.tenant_id AND v.id = d.vehicle_id " ..
-      "WHERE %s ORDER BY d.urgency, d.effective_due_on NULLS LAST, d.distance_left NULLS LAST, d.title, d.reminder_id" ..
-      " LIMIT %s OFFSET %s")
-      :format(db:qualify("reminders_due"), db:qualify("vehicles"), table.concat(where, " AND "),
-        opts.limit and arg(opts.limit) .. "::bigint" or "ALL", arg(opts.offset or 0) .. "::bigint"),
-      (table.unpack or unpack)(args, 1, #args))
+    if not opts.limit or opts.vehicle then return list(db, nil, nil, opts.limit, opts.offset) end
+    -- A page: status by status, most urgent first, until it is full.
+    local page, skip, need = {}, opts.offset or 0, opts.limit
+    for _, band in ipairs(BANDS) do
+      if need == 0 then break end
+      local rows, err, sqlstate, detail = first(db, band, skip + need)
+      if not rows then return nil, err, sqlstate, detail end
+      for i = skip + 1, #rows do page[#page + 1] = rows[i] end
+      need = need - math.max(0, #rows - skip)
+      skip = math.max(0, skip - #rows)
+    end
+    return page
   end))
 end
 
