@@ -84,10 +84,10 @@ CSV_FUZZER := build/fuzz/csv_fuzz
 $(FUZZER): fuzz/payload_fuzz.c fuzz/schemas.h src/payload.c src/payload.h src/text.c src/text.h
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) $(DEP_CFLAGS) -o $@ fuzz/payload_fuzz.c src/payload.c src/text.c $(DEP_LIBS)
-$(CSV_FUZZER): fuzz/csv_fuzz.c fuzz/schemas.h src/csv.c src/box.c src/payload.c src/text.c $(HDRS)
+$(CSV_FUZZER): fuzz/csv_fuzz.c fuzz/schemas.h src/csv.c src/csv_spec.c src/box.c src/payload.c src/text.c $(HDRS)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -D_POSIX_C_SOURCE=200809L $(shell pkg-config --cflags lua5.4) $(DEP_CFLAGS) \
-	  -o $@ fuzz/csv_fuzz.c src/csv.c src/box.c src/payload.c src/text.c $(DEP_LIBS) $(shell pkg-config --libs lua5.4)
+	  -o $@ fuzz/csv_fuzz.c src/csv.c src/csv_spec.c src/box.c src/payload.c src/text.c $(DEP_LIBS) $(shell pkg-config --libs lua5.4)
 fuzz: $(FUZZER) $(CSV_FUZZER)
 	@mkdir -p build/fuzz/corpus build/fuzz/csv_corpus
 	$(FUZZER) -max_total_time=$(FUZZ_SECONDS) -max_len=4096 -print_final_stats=1 \

@@ -106,7 +106,7 @@ describe("payload rules in the database", function()
   -- Seeded random payloads built from the schema, mutated in ways that hit
   -- every rule: both sides must agree on each.
   it("give the same verdict and message as the C codec on generated payloads", function()
-    local schemas = require("motomind.payload_sql").load(
+    local schemas = dofile(H.root .. "/tools/payload_sql.lua").load(
       require("motomind.migrate").sql_directory() .. "/payloads.json")
     local seed = 12345
     local function rand(n) seed = seed * 48271 % 2147483647 return seed % n + 1 end

@@ -47,7 +47,7 @@ describe("README", function()
   end)
 
   it("documents every field of every event type", function()
-    local schemas = require("motomind.payload_sql").load(H.root .. "/sql/payloads.json")
+    local schemas = dofile(H.root .. "/tools/payload_sql.lua").load(H.root .. "/sql/payloads.json")
     local function walk(fields)
       for name, spec in pairs(fields) do
         assert.is_truthy(text:find("`" .. name .. "`", 1, true), "README does not mention " .. name)

@@ -136,14 +136,15 @@ describe("reminders", function()
     local function vehicle(nickname)
       return motomind.assert(db:value("INSERT INTO vehicles (tenant_id, nickname) VALUES ($1, $2) RETURNING id", t, nickname))
     end
-    -- rows where the kept days and the days computed now from the inputs differ
+    -- live reminders whose kept days and days computed now from the inputs differ
     local function drift()
-      return db:value([[SELECT count(*) FROM (
-        (SELECT tenant_id, reminder_id, projected_on, overdue_from, soon_from, due_key FROM reminder_alerts
-         EXCEPT SELECT tenant_id, reminder_id, projected_on, overdue_from, soon_from, due_key FROM reminder_alerts_live)
-        UNION ALL
-        (SELECT tenant_id, reminder_id, projected_on, overdue_from, soon_from, due_key FROM reminder_alerts_live
-         EXCEPT SELECT tenant_id, reminder_id, projected_on, overdue_from, soon_from, due_key FROM reminder_alerts)) x]])
+      return db:value([[WITH kept AS (
+          SELECT a.reminder_id, a.projected_on, a.overdue_from, a.soon_from, a.due_key FROM reminder_alerts a
+            JOIN reminders r ON r.tenant_id = a.tenant_id AND r.id = a.reminder_id WHERE r.deleted_at IS NULL),
+        live AS (
+          SELECT l.reminder_id, l.projected_on, l.overdue_from, l.soon_from, l.due_key FROM reminder_alerts_live l
+            JOIN reminders r ON r.tenant_id = l.tenant_id AND r.id = l.reminder_id WHERE r.deleted_at IS NULL)
+        SELECT count(*) FROM ((TABLE kept EXCEPT TABLE live) UNION ALL (TABLE live EXCEPT TABLE kept)) x]])
     end
 
     it("follow every input: readings, voids, thresholds, timezones, the reminder itself", function()

@@ -184,6 +184,38 @@ describe("money and reports", function()
     assert.is_nil(select(1, reports.build(db, ctx, { group = "00000000-0000-0000-0000-000000000000" })))
   end)
 
+  it("shows an all-electric scope in kWh (its charges as its fills), a mixed one in fuel unless asked", function()
+    local ev = motomind.assert(vehicles.add(db, ctx, { nickname = "Zoe", odometer_unit = "km" })).id
+    local us = motomind.assert(vehicles.add(db, ctx, { nickname = "Bolt", odometer_unit = "mi" })).id
+    add(ev, "fuel", "2025-03-01T00:00:00Z", 1000, { volume = 30, unit = "kwh", total = 9, currency = "EUR" })
+    add(ev, "fuel", "2025-03-10T00:00:00Z", 1250, { volume = 40, unit = "kwh", total = 12, currency = "EUR" }) -- 16 kWh/100 km
+    add(ev, "fuel", "2025-04-02T00:00:00Z", 1450, { volume = 36, unit = "kwh", total = 11, currency = "EUR" }) -- 18
+    add(us, "fuel", "2025-03-01T00:00:00Z", 500, { volume = 20, unit = "kwh", total = 5, currency = "EUR" })
+    add(us, "fuel", "2025-03-05T00:00:00Z", 620, { volume = 40, unit = "kwh", total = 9, currency = "EUR" })  -- 3 mi/kWh
+    maintenance.advance_metrics(db)
+    local r = motomind.assert(reports.build(db, ctx, { vehicle = ev, from = "2025-01-01", to = "2025-12-31" }))
+    assert.same({ "kwh_per_100km", "kWh/100 km" }, { r.economy_unit, r.economy_label })
+    assert.same({ 16, 18 }, { r.tables.months.rows[1].economy, r.tables.months.rows[2].economy })
+    assert.same({ null, 16, 18 }, { r.tables.fills.rows[1].economy, r.tables.fills.rows[2].economy,
+      r.tables.fills.rows[3].economy })
+    assert.same({ period = "lifetime", economy = 16.89 }, r.tables.economy.rows[1]) -- 76 kWh over 450 km
+    local m = motomind.assert(reports.build(db, ctx, { vehicle = us, from = "2025-01-01", to = "2025-12-31" }))
+    assert.same({ "mi_per_kwh", 3 }, { m.economy_unit, m.tables.months.rows[1].economy })
+    -- a fleet with a liquid-fuel car: fuel unless asked
+    local golf = motomind.assert(vehicles.add(db, ctx, { nickname = "Golf", odometer_unit = "km" })).id
+    add(golf, "fuel", "2025-03-01T00:00:00Z", 100, { volume = 40, unit = "l", total = 70, currency = "EUR" })
+    add(golf, "fuel", "2025-03-09T00:00:00Z", 900, { volume = 48, unit = "l", total = 84, currency = "EUR" }) -- 6 L/100 km
+    maintenance.advance_metrics(db)
+    local fleet = motomind.assert(reports.build(db, ctx, { from = "2025-03-01", to = "2025-03-31" }))
+    assert.same({ "l_per_100km", 6 }, { fleet.economy_unit, fleet.tables.months.rows[1].economy })
+    local charged = motomind.assert(reports.build(db, ctx, { from = "2025-03-01", to = "2025-03-31",
+      economy = "kwh_per_100km" }))
+    -- 250 km on 40 kWh, and 120 mi (193.1 km) on 40 kWh: 80 kWh over 443.1 km
+    assert.same({ "kWh/100 km", 18.05 }, { charged.economy_label, charged.tables.months.rows[1].economy })
+    local _, err = reports.build(db, ctx, { economy = "furlongs" })
+    assert.equal("economy: expected one of km_per_l, kwh_per_100km, l_per_100km, mi_per_kwh, mpg_uk, mpg_us", err)
+  end)
+
   it("renders text, JSON, CSV and HTML; the SVG charts draw in a real renderer and match the golden file", function()
     local v = fixed_car()
     local r = motomind.assert(reports.build(db, ctx, { vehicle = v, from = "2024-01-01", to = "2024-06-30" }))

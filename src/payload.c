@@ -1,6 +1,6 @@
 /* Payload validation by interpreting the schema document. The order of the
  * checks, and every message, are mirrored by the SQL generated from the same
- * document (lua/motomind/payload_sql.lua): a spec holds them to identical
+ * document (tools/payload_sql.lua): a spec holds them to identical
  * verdicts. Check order for an object: unknown keys (first in byte order),
  * `extra` (top level), then each field in byte order of its name (presence,
  * type and constraints, nested values, `requires`), then `any_of`. */

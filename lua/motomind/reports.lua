@@ -10,13 +10,42 @@ local M = {}
 
 local KM_PER_MI, L_PER_US_GAL, L_PER_UK_GAL = 1.609344, 3.785411784, 4.54609
 
--- Economy units: how to turn a distance in km and litres into the figure.
+-- Economy units: how to turn a distance in km and an amount (litres of
+-- liquid fuel, or kWh of charging: `electric`) into the figure.
 M.ECONOMY = {
   mpg_us = { label = "US mpg", f = function(km, l) return km / KM_PER_MI / (l / L_PER_US_GAL) end, higher = true },
   mpg_uk = { label = "UK mpg", f = function(km, l) return km / KM_PER_MI / (l / L_PER_UK_GAL) end, higher = true },
   l_per_100km = { label = "L/100 km", f = function(km, l) return l * 100 / km end, higher = false },
   km_per_l = { label = "km/L", f = function(km, l) return km / l end, higher = true },
+  kwh_per_100km = { label = "kWh/100 km", f = function(km, kwh) return kwh * 100 / km end, higher = false,
+    electric = true },
+  mi_per_kwh = { label = "mi/kWh", f = function(km, kwh) return km / KM_PER_MI / kwh end, higher = true, electric = true },
 }
+
+--- economy_units() -> the names of M.ECONOMY, sorted.
+function M.economy_units()
+  local names = {}
+  for k in pairs(M.ECONOMY) do names[#names + 1] = k end
+  table.sort(names)
+  return names
+end
+
+-- The unit a report shows when not told: kWh for a scope whose economy is
+-- all charging, else liquid fuel; miles or km by the distance unit.
+local function default_economy(distance_unit, history)
+  local litres, kwh = 0, 0
+  for _, r in ipairs(history) do litres, kwh = litres + r.economy_litres, kwh + r.economy_kwh end
+  local electric = kwh > 0 and litres == 0
+  if distance_unit == "mi" then return electric and "mi_per_kwh" or "mpg_us" end
+  return electric and "kwh_per_100km" or "l_per_100km"
+end
+
+-- The distance in km and the amount of a month's (or the summary's)
+-- economy intervals in unit: its charging intervals for an electric unit.
+local function interval(unit, r)
+  if M.ECONOMY[unit].electric then return r.economy_kwh_km, r.economy_kwh end
+  return r.economy_km, r.economy_litres
+end
 
 local function round(x, digits)
   if x == nil then return nil end
@@ -63,12 +92,14 @@ local QUERIES = {
   -- first, so the unit's factor multiplies a few sums, not every row (a fifth less time for a fleet)
   months = [[, per_unit AS (
       SELECT m.month, s.km, sum(m.distance) AS distance, sum(m.economy_distance) AS economy_distance,
-             sum(m.economy_litres) AS economy_litres, sum(m.fills) AS fills, sum(m.events) AS events
+             sum(m.economy_litres) AS economy_litres, sum(m.economy_kwh_distance) AS economy_kwh_distance,
+             sum(m.economy_kwh) AS economy_kwh, sum(m.fills) AS fills, sum(m.events) AS events
         FROM {vehicle_metrics_monthly} m JOIN scope s ON s.id = m.vehicle_id
        WHERE m.tenant_id = $1 AND ($2::uuid IS NULL OR m.vehicle_id = $2::uuid) AND m.month BETWEEN $4::date AND $5::date
        GROUP BY m.month, s.km)
     SELECT to_char(month, 'YYYY-MM') AS month, round(sum(distance * km / $6), 1)::float8 AS distance,
            sum(economy_distance * km)::float8 AS economy_km, sum(economy_litres)::float8 AS economy_litres,
+           sum(economy_kwh_distance * km)::float8 AS economy_kwh_km, sum(economy_kwh)::float8 AS economy_kwh,
            sum(fills)::integer AS fills, sum(events)::integer AS events
       FROM per_unit GROUP BY month ORDER BY month]],
   -- per year and currency: totals, per distance driven that year, per day of the period's part of it
@@ -93,7 +124,7 @@ local QUERIES = {
       f.missed, f.closes_interval, f.implausible, (f.interval_distance * s.km)::float8 AS interval_km,
       (f.interval_volume)::float8 AS interval_volume, f.price_per_unit::float8 AS price_per_unit
     FROM {vehicle_fills} f JOIN scope s ON s.id = f.vehicle_id
-   WHERE f.tenant_id = $1 AND f.vehicle_id = $2::uuid AND f.unit IS DISTINCT FROM 'kwh'
+   WHERE f.tenant_id = $1 AND f.vehicle_id = $2::uuid
    ORDER BY f.occurred_at, f.mileage, f.event_id]],
   -- the vehicle's whole ownership in its currency
   ownership = [[, run AS (
@@ -142,9 +173,10 @@ local function summary(months, fills, unit, last_month)
   end
   local cut = months_before(last_month .. "-01", 11):sub(1, 7)
   for _, r in ipairs(months) do
-    add("lifetime", r.economy_km, r.economy_litres)
-    if r.month >= cut then add("last 12 months", r.economy_km, r.economy_litres) end
-    add(r.month:sub(1, 4), r.economy_km, r.economy_litres)
+    local km, amount = interval(unit, r)
+    add("lifetime", km, amount)
+    if r.month >= cut then add("last 12 months", km, amount) end
+    add(r.month:sub(1, 4), km, amount)
   end
   local keys = { "lifetime", "last 12 months" }
   local years = {}
@@ -178,7 +210,8 @@ local DAY = "^%d%d%d%d%-%d%d%-%d%d$"
 --- build(db, ctx, opts) -> report | nil, message, sqlstate.
 -- opts: vehicle (id) or group (id) or neither (the tenant); from, to
 -- (YYYY-MM-DD, inclusive; default the 12 months up to today); economy (a
--- key of M.ECONOMY; default US mpg for miles, L/100 km for km).
+-- key of M.ECONOMY; default US mpg for miles, L/100 km for km, and mi/kWh
+-- or kWh/100 km when the scope's economy is all charging).
 -- The report: { title, scope, from, to, distance_unit, economy_unit,
 -- volume_unit, tables = { name = { title, columns, rows } }, order = {...} }.
 function M.build(db, ctx, opts)
@@ -191,10 +224,7 @@ function M.build(db, ctx, opts)
   end
   if opts.vehicle and opts.group then return nil, "vehicle, group: give one of them", "22023" end
   if opts.economy and not M.ECONOMY[opts.economy] then
-    local names = {}
-    for k in pairs(M.ECONOMY) do names[#names + 1] = k end
-    table.sort(names)
-    return nil, "economy: expected one of " .. table.concat(names, ", "), "22023"
+    return nil, "economy: expected one of " .. table.concat(M.economy_units(), ", "), "22023"
   end
   return db:read_as(ctx, function(db) -- db: the reader
     local to = opts.to or motomind.assert(db:value("SELECT current_date::text"))
@@ -204,8 +234,12 @@ function M.build(db, ctx, opts)
     if opts.vehicle and head.vehicles == 0 then return nil, "vehicle: no such vehicle in this tenant", "23503" end
     if opts.group and head.group_name == motomind.null then return nil, "group: no such group in this tenant", "23503" end
     local unit = (head.units == 1 and head.unit) or "km"
-    local econ = opts.economy or (unit == "mi" and "mpg_us" or "l_per_100km")
-    local params = { ctx.tenant, opts.vehicle, opts.group, from:sub(1, 8) .. "01", to, unit == "mi" and KM_PER_MI or 1 }
+    local km_per_unit = unit == "mi" and KM_PER_MI or 1
+    -- every month up to the period's end (the lifetime figures need them); the period's are its last
+    local history = run(db, "months", { ctx.tenant, opts.vehicle, opts.group, "-infinity", to, km_per_unit })
+    local econ = opts.economy or default_economy(unit, history)
+    local electric = M.ECONOMY[econ].electric or false
+    local params = { ctx.tenant, opts.vehicle, opts.group, from:sub(1, 8) .. "01", to, km_per_unit }
     local report = {
       scope = opts.vehicle and "vehicle" or opts.group and "group" or "tenant",
       title = opts.vehicle and head.name or opts.group and "Group " .. head.group_name or "Fleet of " .. head.tenant_name,
@@ -216,12 +250,10 @@ function M.build(db, ctx, opts)
       report.tables[name] = { title = title, columns = columns, rows = rows }
       report.order[#report.order + 1] = name
     end
-    -- every month up to the period's end (the lifetime figures need them); the period's are its last
-    local history = run(db, "months", { ctx.tenant, opts.vehicle, opts.group, "-infinity", to, params[6] })
     local months, first = {}, from:sub(1, 7)
     for _, r in ipairs(history) do
       if r.month >= first then
-        r.economy = economy(econ, r.economy_km, r.economy_litres) or motomind.null
+        r.economy = economy(econ, interval(econ, r)) or motomind.null
         months[#months + 1] = r
       end
     end
@@ -245,7 +277,8 @@ function M.build(db, ctx, opts)
       for _, f in ipairs(run(db, "fills", params)) do
         f.economy = (f.closes_interval and not f.implausible and economy(econ, f.interval_km, f.interval_volume and
           f.interval_volume)) or motomind.null
-        if f.day >= from and f.day <= to then fills[#fills + 1] = f end
+        -- (the fills of the report's energy: charges for a kWh unit)
+        if f.day >= from and f.day <= to and (f.unit == "kwh") == electric then fills[#fills + 1] = f end
       end
       add("fills", "Each fill", { "day", "mileage", "distance", "volume", "unit", "cost", "currency", "full", "missed",
         "implausible", "economy" }, fills)

@@ -67,7 +67,7 @@ BEGIN
   RETURN NULL;
 END
 $fn$;
-DROP FUNCTION refresh_reminder_alerts(uuid, uuid, uuid[]);
+DROP FUNCTION refresh_live_reminder_alerts(uuid, uuid), refresh_reminder_alerts(uuid, uuid[]);
 DROP TABLE reminder_alerts;
 DROP VIEW reminder_alerts_live;
 DROP FUNCTION reminder_alert_dates(date, numeric, integer, numeric, numeric, timestamptz, numeric, text);

@@ -70,22 +70,37 @@ CREATE INDEX reminder_alerts_order_idx ON reminder_alerts (tenant_id, due_key, o
   INCLUDE (reminder_id);
 SELECT protect_tenant_table('reminder_alerts', 'derived');
 
--- Brings the kept days of a tenant's reminders up to date: those of one
--- vehicle, or the given ones, or all of them (NULL arguments).
-CREATE FUNCTION refresh_reminder_alerts(p_tenant uuid, p_vehicle uuid DEFAULT NULL, p_ids uuid[] DEFAULT NULL)
-RETURNS void
+-- Brings the kept days of a tenant's given reminders up to date (one
+-- statement, planned once per session).
+CREATE FUNCTION refresh_reminder_alerts(p_tenant uuid, p_ids uuid[]) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT SET motomind.maintenance = 'on' AS $fn$
 BEGIN
   INSERT INTO reminder_alerts AS a (tenant_id, reminder_id, projected_on, overdue_from, soon_from, due_key)
   SELECT l.tenant_id, l.reminder_id, l.projected_on, l.overdue_from, l.soon_from, l.due_key FROM reminder_alerts_live l
-   WHERE l.tenant_id = p_tenant AND (p_vehicle IS NULL OR l.vehicle_id = p_vehicle)
-     AND (p_ids IS NULL OR l.reminder_id = ANY (p_ids))
+   WHERE l.tenant_id = p_tenant AND l.reminder_id = ANY (p_ids)
    ORDER BY l.reminder_id
   ON CONFLICT (tenant_id, reminder_id) DO UPDATE
     SET projected_on = excluded.projected_on, overdue_from = excluded.overdue_from, soon_from = excluded.soon_from,
         due_key = excluded.due_key
   WHERE (a.projected_on, a.overdue_from, a.soon_from, a.due_key) IS DISTINCT FROM
         (excluded.projected_on, excluded.overdue_from, excluded.soon_from, excluded.due_key);
+END
+$fn$;
+
+-- The same for the live reminders of a tenant, or of one of its vehicles
+-- (a soft-deleted one is brought up to date when it is restored: an update).
+CREATE FUNCTION refresh_live_reminder_alerts(p_tenant uuid, p_vehicle uuid DEFAULT NULL) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT SET motomind.maintenance = 'on' AS $fn$
+DECLARE
+  ids uuid[];
+BEGIN
+  IF p_vehicle IS NULL THEN
+    ids := ARRAY(SELECT r.id FROM reminders r WHERE r.tenant_id = p_tenant AND r.deleted_at IS NULL);
+  ELSE
+    ids := ARRAY(SELECT r.id FROM reminders r
+                  WHERE r.tenant_id = p_tenant AND r.vehicle_id = p_vehicle AND r.deleted_at IS NULL);
+  END IF;
+  IF cardinality(ids) > 0 THEN PERFORM refresh_reminder_alerts(p_tenant, ids); END IF;
 END
 $fn$;
 
@@ -99,7 +114,7 @@ DECLARE
 BEGIN
   IF NOT EXISTS (SELECT 1 FROM written) THEN RETURN NULL; END IF; -- (an UPDATE that matched nothing)
   FOR t IN SELECT w.tenant_id, array_agg(w.id) AS ids FROM written w GROUP BY w.tenant_id LOOP
-    PERFORM refresh_reminder_alerts(t.tenant_id, NULL, t.ids);
+    PERFORM refresh_reminder_alerts(t.tenant_id, t.ids);
   END LOOP;
   INSERT INTO notifications (tenant_id, vehicle_id, reminder_id, kind, due_on, due_mileage, payload)
   SELECT x.* FROM written w CROSS JOIN LATERAL (
@@ -118,9 +133,9 @@ CREATE FUNCTION odometer_changed() RETURNS trigger
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $fn$
 BEGIN
   IF TG_OP = 'DELETE' THEN
-    PERFORM refresh_reminder_alerts(OLD.tenant_id, OLD.vehicle_id);
+    PERFORM refresh_live_reminder_alerts(OLD.tenant_id, OLD.vehicle_id);
   ELSE
-    PERFORM refresh_reminder_alerts(NEW.tenant_id, NEW.vehicle_id);
+    PERFORM refresh_live_reminder_alerts(NEW.tenant_id, NEW.vehicle_id);
   END IF;
   RETURN NULL;
 END
@@ -135,7 +150,7 @@ CREATE TRIGGER reminder_alerts_update AFTER UPDATE OF mileage, mileage_at, dista
 CREATE FUNCTION vehicle_timezone_changed() RETURNS trigger
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $fn$
 BEGIN
-  PERFORM refresh_reminder_alerts(NEW.tenant_id, NEW.id);
+  PERFORM refresh_live_reminder_alerts(NEW.tenant_id, NEW.id);
   RETURN NULL;
 END
 $fn$;
@@ -145,7 +160,7 @@ CREATE TRIGGER reminder_alerts AFTER UPDATE OF timezone ON vehicles
 CREATE FUNCTION tenant_thresholds_changed() RETURNS trigger
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $fn$
 BEGIN
-  PERFORM refresh_reminder_alerts(NEW.id);
+  PERFORM refresh_live_reminder_alerts(NEW.id);
   RETURN NULL;
 END
 $fn$;
