@@ -1,10 +1,12 @@
 -- Undoes 0025: the due list computes every reminder's days on read again
--- (reminders_due as in 0011, reminder_notices and reminders_written as in 0010).
+-- (reminders_due as in 0011, reminder_notices as in 0010).
 DROP TRIGGER reminder_alerts ON tenants;
 DROP TRIGGER reminder_alerts ON vehicles;
 DROP TRIGGER reminder_alerts ON vehicle_event_heads;
 DROP TRIGGER reminder_alerts_update ON vehicle_event_heads;
-DROP FUNCTION tenant_thresholds_changed(), vehicle_timezone_changed(), odometer_changed();
+DROP TRIGGER reminders_alerts_insert ON reminders;
+DROP TRIGGER reminders_alerts_update ON reminders;
+DROP FUNCTION tenant_thresholds_changed(), vehicle_timezone_changed(), odometer_changed(), reminders_alerts();
 DROP VIEW reminder_notices, reminders_due;
 CREATE VIEW reminders_due WITH (security_invoker = true) AS
 SELECT r.tenant_id, r.id AS reminder_id, r.vehicle_id, r.garage_id, v.group_id, r.title, r.service_type,
@@ -51,22 +53,6 @@ BEGIN
 END
 $do$;
 
-CREATE OR REPLACE FUNCTION reminders_written() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT SET motomind.maintenance = 'on' AS $fn$
-DECLARE
-  n bigint;
-BEGIN
-  IF NOT EXISTS (SELECT 1 FROM written) THEN RETURN NULL; END IF; -- (an UPDATE that matched nothing)
-  INSERT INTO notifications (tenant_id, vehicle_id, reminder_id, kind, due_on, due_mileage, payload)
-  SELECT x.* FROM written w CROSS JOIN LATERAL (
-    SELECT * FROM reminder_notices n WHERE n.tenant_id = w.tenant_id AND n.reminder_id = w.id) x
-   ORDER BY x.tenant_id, x.reminder_id
-  ON CONFLICT ON CONSTRAINT notifications_once DO NOTHING;
-  GET DIAGNOSTICS n = ROW_COUNT;
-  PERFORM wake_consumers(n);
-  RETURN NULL;
-END
-$fn$;
 DROP FUNCTION refresh_live_reminder_alerts(uuid, uuid), refresh_reminder_alerts(uuid, uuid[]);
 DROP TABLE reminder_alerts;
 DROP VIEW reminder_alerts_live;

@@ -104,28 +104,24 @@ BEGIN
 END
 $fn$;
 
--- The reminders a statement wrote: their days first, then their
--- notifications (which read the days), as in 0010.
-CREATE OR REPLACE FUNCTION reminders_written() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT SET motomind.maintenance = 'on' AS $fn$
+-- The reminders a statement wrote: their days, before their notifications
+-- (statement triggers fire by name: reminders_alerts_* before
+-- reminders_chain_insert and reminders_notify_*, which read the days).
+CREATE FUNCTION reminders_alerts() RETURNS trigger
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $fn$
 DECLARE
   t record;
-  n bigint;
 BEGIN
-  IF NOT EXISTS (SELECT 1 FROM written) THEN RETURN NULL; END IF; -- (an UPDATE that matched nothing)
   FOR t IN SELECT w.tenant_id, array_agg(w.id) AS ids FROM written w GROUP BY w.tenant_id LOOP
     PERFORM refresh_reminder_alerts(t.tenant_id, t.ids);
   END LOOP;
-  INSERT INTO notifications (tenant_id, vehicle_id, reminder_id, kind, due_on, due_mileage, payload)
-  SELECT x.* FROM written w CROSS JOIN LATERAL (
-    SELECT * FROM reminder_notices n WHERE n.tenant_id = w.tenant_id AND n.reminder_id = w.id) x
-   ORDER BY x.tenant_id, x.reminder_id
-  ON CONFLICT ON CONSTRAINT notifications_once DO NOTHING;
-  GET DIAGNOSTICS n = ROW_COUNT;
-  PERFORM wake_consumers(n);
   RETURN NULL;
 END
 $fn$;
+CREATE TRIGGER reminders_alerts_insert AFTER INSERT ON reminders REFERENCING NEW TABLE AS written
+  FOR EACH STATEMENT EXECUTE FUNCTION reminders_alerts();
+CREATE TRIGGER reminders_alerts_update AFTER UPDATE ON reminders REFERENCING NEW TABLE AS written
+  FOR EACH STATEMENT EXECUTE FUNCTION reminders_alerts();
 
 -- A head's odometer, a vehicle's timezone, a tenant's thresholds: the days
 -- of the reminders they feed.
