@@ -86,13 +86,14 @@ end
 
 -- The due list's statuses in its order, each with what the kept days
 -- (reminder_alerts) say of its reminders: no timezone's today is earlier
--- than yesterday or later than tomorrow in UTC.
+-- than yesterday or later than tomorrow in UTC. They say nothing of
+-- snoozes: the snoozed part is read whole.
 local UTC_TODAY = "(now() AT TIME ZONE 'UTC')::date"
 local BANDS = {
   { "overdue", "overdue_from <= " .. UTC_TODAY .. " + 1" },
   { "due_soon", "soon_from <= " .. UTC_TODAY .. " + 1 AND overdue_from > " .. UTC_TODAY .. " - 1" },
   { "upcoming", "soon_from > " .. UTC_TODAY .. " - 1" },
-  { "snoozed", "true" },
+  { "snoozed" },
 }
 local ORDER = "d.due_key, d.distance_left NULLS LAST, d.title, d.reminder_id"
 local MAX_CANDIDATES = 2000
@@ -158,10 +159,11 @@ function M.due(db, ctx, opts)
   end
   -- The first k of a status: from the candidates of the kept days, as many
   -- more as the exact status and the filters turn away; past MAX_CANDIDATES
-  -- (a deep page, a small group of a large fleet) the status's whole part.
+  -- (a deep page, a small group of a large fleet), or with no kept days to
+  -- go by, the status's whole part.
   local function first(db, band, k)
     local want, alerts = k, db:qualify("reminder_alerts")
-    while want <= MAX_CANDIDATES do
+    while band[2] and want <= MAX_CANDIDATES do
       local c, err, sqlstate, detail = db:row(CANDIDATES:format(alerts, band[2], alerts, band[2]), ctx.tenant, want)
       if not c then return nil, err, sqlstate, detail end
       local rows
