@@ -140,4 +140,51 @@ function H.without_nulls(rows)
   return out
 end
 
+--- generated_payloads(n) -> { {type, JSON text} } (seeded): payloads built
+-- from the schema document, mutated in ways that hit every rule, for the
+-- specs that hold two implementations of the rules to the same verdicts.
+function H.generated_payloads(n)
+  local payload = require "motomind.payload"
+  local schemas = dofile(H.root .. "/tools/payload_sql.lua").load(
+    require("motomind.migrate").sql_directory() .. "/payloads.json")
+  local seed = 12345
+  local function rand(n) seed = seed * 48271 % 2147483647 return seed % n + 1 end
+  local samples = { 0, -1, 0.5, 1e7, 12.25, 101, "", "USD", "usd", "pass", "2024-02-29", "2023-02-29",
+    "s3://b/k", "no url", true, false, motomind.null, { a = 1 }, setmetatable({}, motomind.json.array_mt),
+    ("z"):rep(210) }
+  local function value(spec, depth)
+    if depth > 0 and (rand(6) == 1 or depth > 3) then return samples[rand(#samples)] end
+    local t = spec.type
+    if t == "number" or t == "integer" then return (spec.min or 0) + rand(100) end
+    if t == "string" then
+      if spec.enum then return spec.enum[rand(#spec.enum)] end
+      if spec.format == "currency" then return "EUR" end
+      if spec.format == "url" then return "https://x.example/" .. rand(99) end
+      return ("s"):rep(rand(8))
+    end
+    if t == "boolean" then return rand(2) == 1 end
+    if t == "date" then return ("20%02d-%02d-%02d"):format(rand(30), rand(12), rand(28)) end
+    if t == "array" then
+      local a = setmetatable({}, motomind.json.array_mt)
+      for k = 1, rand(3) - 1 do a[k] = value(spec.items, depth + 1) end
+      return a
+    end
+    local o = {}
+    for name, f in pairs(spec.fields) do
+      if rand(3) > 1 then o[name] = value(f, depth + 1) end
+    end
+    if rand(10) == 1 then o["unknown_" .. rand(3)] = 1 end
+    return o
+  end
+  local types = payload.types()
+  local out = {}
+  for i = 1, n do
+    local t = types[rand(#types)]
+    local p = value({ type = "object", fields = schemas[t].fields }, 0)
+    if rand(8) == 1 then p.extra = samples[rand(#samples)] end
+    out[i] = { t, assert(motomind.json.encode(p)) }
+  end
+  return out
+end
+
 return H

@@ -386,6 +386,16 @@ static int exact_integers(cJSON *item, const char *text, size_t len, size_t *at)
     return 1;
 }
 
+/* Whether the tree holds a number at or beyond 2^53 (then its literal is
+ * read again from the text: exact_integers; most texts have none). */
+static int has_big_number(const cJSON *item) {
+    const cJSON *child;
+    if (cJSON_IsNumber(item)) return fabs(item->valuedouble) >= MM_MAX_EXACT_DOUBLE;
+    for (child = item->child; child; child = child->next)
+        if (has_big_number(child)) return 1;
+    return 0;
+}
+
 int mm_json_decode(lua_State *L, const char *text, size_t len) {
     mm_box *box = mm_box_new(L);
     cJSON *tree;
@@ -395,7 +405,7 @@ int mm_json_decode(lua_State *L, const char *text, size_t len) {
         return 0;
     }
     tree = (cJSON *)box->ptr;
-    if (!exact_integers(tree, text, len, &at)) return luaL_error(L, "out of memory");
+    if (has_big_number(tree) && !exact_integers(tree, text, len, &at)) return luaL_error(L, "out of memory");
     mm_json_push(L, tree);
     mm_box_release(box);
     lua_remove(L, -2);

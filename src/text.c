@@ -25,11 +25,11 @@ int mm_utf8_valid(const unsigned char *s) {
 }
 
 int mm_json_has_nul(const char *text, size_t len) {
-    size_t i;
-    for (i = 0; i + 1 < len; i++) {
-        if (text[i] != '\\') continue;
-        if (text[i + 1] == 'u' && i + 5 < len && !memcmp(text + i + 2, "0000", 4)) return 1;
-        i++; /* the escaped character */
+    const char *p = text, *end = text + len;
+    /* from one backslash to the next (memchr: most texts have none) */
+    while ((p = memchr(p, '\\', (size_t)(end - p))) && end - p > 1) {
+        if (p[1] == 'u' && end - p > 5 && !memcmp(p + 2, "0000", 4)) return 1;
+        p += 2; /* the escaped character */
     }
     return 0;
 }
