@@ -36,6 +36,11 @@ describe("motomind.json", function()
     if math.type then
       assert.equal("[9007199254740993]", json.encode { 9007199254740993 })
       assert.equal("integer", math.type(json.decode("[42]")[1]))
+      -- literals beyond 2^53 are read again from the text, in order (strings skipped)
+      local big = json.decode('{"s": "12 -9007199254740993", "a": [1.5, {"b": 9007199254740993}], "c": -9007199254740995}')
+      assert.equal(9007199254740993, big.a[2].b)
+      assert.equal(-9007199254740995, big.c)
+      assert.equal(1.5, big.a[1])
     end
   end)
 
