@@ -9,7 +9,7 @@ local M = {}
 local function is_array(t)
   local n = 0
   for k in pairs(t) do
-    if math.type and math.type(k) ~= "integer" or type(k) ~= "number" then return false end
+    if type(k) ~= "number" or k < 1 or k ~= math.floor(k) then return false end
     n = n + 1
   end
   return n == #t

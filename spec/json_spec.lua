@@ -74,4 +74,22 @@ describe("motomind.json", function()
     assert.same({ a = 1 }, json.decode('  {"a":1}\n '))
     assert.has_error(function() json.decode(nil) end)
   end)
+
+  -- A decode parses into an arena (src/json.c): a tree larger than its first
+  -- block, a partial tree cJSON frees when the text breaks half way, and a
+  -- whole tree followed by garbage must each be freed once and only once
+  -- (the valgrind pass of the suite runs this spec).
+  it("decodes texts of any size and frees the trees of texts it refuses", function()
+    local items = {}
+    for i = 1, 2000 do items[i] = ('{"n":%d,"s":"item %d"}'):format(i, i) end
+    local big = "[" .. table.concat(items, ",") .. "]"
+    local v = assert(json.decode(big))
+    assert.equal(2000, #v)
+    assert.same({ n = 1234, s = "item 1234" }, v[1234])
+    local v2, err = json.decode(big:sub(1, #big // 2))
+    assert.is_nil(v2)
+    assert.matches("^invalid JSON at byte %d+$", err)
+    assert.is_nil((json.decode(big .. " ]")))
+    assert.matches("NUL", select(2, json.decode('[' .. big .. ', "\\u0000"]')))
+  end)
 end)

@@ -379,11 +379,20 @@ void mm_json_push(lua_State *L, const cJSON *item) {
     }
 }
 
+/* parse_whole's *at for a text holding \u0000 (NUL), which no text column
+ * can store. */
+#define AT_NUL ((size_t)-1)
+
 /* Parses a whole JSON text: the tree, or NULL with *at the byte (from 0)
- * where it goes wrong. */
+ * where it goes wrong (AT_NUL: it holds a NUL). Calls no Lua function. */
 static cJSON *parse_whole(const char *text, size_t len, size_t *at) {
     const char *end = NULL;
-    cJSON *tree = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    cJSON *tree;
+    if (mm_json_has_nul(text, len)) {
+        *at = AT_NUL;
+        return NULL;
+    }
+    tree = cJSON_ParseWithLengthOpts(text, len, &end, 0);
     *at = end ? (size_t)(end - text) : 0;
     while (tree && *at < len && strchr(" \t\r\n", text[*at]) && text[*at]) (*at)++;
     if (tree && *at < len) {
@@ -393,9 +402,10 @@ static cJSON *parse_whole(const char *text, size_t len, size_t *at) {
     return tree;
 }
 
-/* Pushes the message of a text parse_whole refused (or that holds a NUL). */
-static void push_parse_error(lua_State *L, const char *root, int nul, size_t at) {
-    if (nul) lua_pushfstring(L, "%s%sa string holds \\u0000 (NUL), which text cannot store", root, *root ? ": " : "");
+/* Pushes "<root>: invalid JSON at byte N" (or "...: a string holds \u0000")
+ * for a text parse_whole refused at *at. */
+static void push_parse_error(lua_State *L, const char *root, size_t at) {
+    if (at == AT_NUL) lua_pushfstring(L, "%s%sa string holds \\u0000 (NUL), which text cannot store", root, *root ? ": " : "");
     else lua_pushfstring(L, "%s%sinvalid JSON at byte %d", root, *root ? ": " : "", (int)at + 1);
 }
 
@@ -403,14 +413,10 @@ static void push_parse_error(lua_State *L, const char *root, int nul, size_t at)
  * "<root>: invalid JSON at byte N" (or "...: a string holds \u0000", which
  * no text column can store) and returns 0. */
 int mm_json_parse(lua_State *L, const char *text, size_t len, const char *root, mm_box *box) {
-    cJSON *tree;
     size_t at = 0;
-    if (mm_json_has_nul(text, len)) {
-        push_parse_error(L, root, 1, 0);
-        return 0;
-    }
-    if (!(tree = parse_whole(text, len, &at))) {
-        push_parse_error(L, root, 0, at);
+    cJSON *tree = parse_whole(text, len, &at);
+    if (!tree) {
+        push_parse_error(L, root, at);
         return 0;
     }
     mm_box_hold(box, tree, delete_tree);
@@ -480,16 +486,10 @@ int mm_json_decode(lua_State *L, const char *text, size_t len) {
     cJSON *tree;
     size_t at = 0;
     int exact = 1;
-    if (mm_json_has_nul(text, len)) {
-        push_parse_error(L, "", 1, 0);
-        lua_remove(L, -2);
-        return 0;
-    }
     if (!(a = (arena *)malloc(sizeof *a))) return luaL_error(L, "out of memory");
     a->blocks = NULL;
     mm_box_hold(box, a, arena_delete);
-    pthread_once(&hooks_once, install_hooks);
-    parsing_arena = a;
+    parsing_arena = a; /* (the hooks that read it: installed by mm_open_json) */
     tree = parse_whole(text, len, &at);
     if (tree && has_big_number(tree)) {
         size_t from = 0;
@@ -497,7 +497,7 @@ int mm_json_decode(lua_State *L, const char *text, size_t len) {
     }
     parsing_arena = NULL;
     if (!tree) {
-        push_parse_error(L, "", 0, at);
+        push_parse_error(L, "", at);
         lua_remove(L, -2);
         return 0;
     }
@@ -527,7 +527,7 @@ static int l_decode(lua_State *L) {
 
 /* Adds json_encode, json_decode and json_array_mt to the module table. */
 int mm_open_json(lua_State *L) {
-    pthread_once(&hooks_once, install_hooks);
+    pthread_once(&hooks_once, install_hooks); /* once per process, whichever thread opens first */
     lua_getfield(L, LUA_REGISTRYINDEX, ARRAY_MT_KEY);
     if (lua_isnil(L, -1)) {
         lua_pop(L, 1);
