@@ -41,7 +41,7 @@ describe("importing other apps' exports", function()
 
   local function events(v)
     return assert(db:query("SELECT to_char(occurred_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') AS at, " ..
-      "type, mileage::float8 AS mileage, payload, notes FROM vehicle_events WHERE vehicle_id = $1 ORDER BY occurred_at, mileage", v))
+      "type, mileage::float8 AS mileage, payload, notes, location, tags FROM vehicle_events WHERE vehicle_id = $1 ORDER BY occurred_at, mileage", v))
   end
 
   it("reads Fuelly fuel-ups: CR line endings, newest first, 12-hour and short dates, partial and missed fills", function()
@@ -61,11 +61,13 @@ describe("importing other apps' exports", function()
     assert.same({ 50252, 50536, 50860, 51191 }, { e[1].mileage, e[2].mileage, e[3].mileage, e[4].mileage })
     local partial = e[2].payload
     assert.same({ volume = 8.5, unit = "us_gal", price_per_unit = 3.86, currency = "USD", full = false,
-      missed = false, extra = { city_percentage = 25, latitude = 41.88, longitude = -87.63 } }, partial)
+      missed = false, extra = { city_percentage = 25 } }, partial)
+    assert.same({ lat = 41.88, lon = -87.63 }, e[2].location) -- a column of the event, not payload.extra
+    assert.equal(motomind.null, e[1].location)
     assert.equal('half tank, "cheap" station', e[2].notes)
     assert.is_true(e[3].payload.missed)
     assert.equal("Shell", e[4].payload.station)
-    assert.equal("road trip", e[4].payload.extra.tags)
+    assert.same({ "road trip" }, e[4].tags)
     local again = assert(import("fuelly-fuelups.csv", { vehicle = truck }))
     assert.equal(0, again.inserted)
     assert.equal(5, again.duplicates)
@@ -81,8 +83,9 @@ describe("importing other apps' exports", function()
   -- file, expected format, vehicle (unit, timezone), records, inserted, refused {line = column}, check
   local cases = {
     { "fuelly-services.csv", "fuelly-services", { "mi", "UTC" }, 2, 2, {}, function(e)
-      assert.same({ service_type = "Brakes", total = 1234.5, currency = "USD", extra = { sub_service_types = "Front pads",
-        tags = "warranty" } }, e[1].payload)
+      assert.same({ service_type = "Brakes", total = 1234.5, currency = "USD", extra = { sub_service_types = "Front pads" } },
+        e[1].payload)
+      assert.same({ "warranty" }, e[1].tags)
       assert.equal("synthetic 5W-30", e[2].notes)
     end },
     { "lubelogger-fuel.csv", "lubelogger-fuel", { "mi", "UTC" }, 5, 4, { [5] = "isfilltofull" }, function(e)
@@ -94,8 +97,8 @@ describe("importing other apps' exports", function()
       assert.is_true(e[4].payload.missed)
     end },
     { "lubelogger-service.csv", "lubelogger-service", { "km", "UTC" }, 2, 2, {}, function(e)
-      assert.same({ service_type = "Brake Pads", total = 310.49, currency = "USD", extra = { tags = "brakes,safety" } },
-        e[2].payload)
+      assert.same({ service_type = "Brake Pads", total = 310.49, currency = "USD" }, e[2].payload)
+      assert.same({ "brakes", "safety" }, e[2].tags)
     end },
     { "lubelogger-odometer.csv", "lubelogger-odometer", { "mi", "UTC" }, 2, 2, {}, function(e)
       assert.same({ source = "manual" }, e[1].payload)
@@ -104,7 +107,8 @@ describe("importing other apps' exports", function()
     { "fuelio.csv", "fuelio", { "km", "Europe/Warsaw" }, 10, 9, { [19] = "cost" }, function(e)
       assert.equal("2020-01-05 07:15", e[1].at) -- CET
       assert.same({ volume = 41.2, unit = "l", full = true, missed = false, total = 57.27, price_per_unit = 1.39,
-        currency = "EUR", extra = { city = "Warszawa", latitude = 52.23, longitude = 21.01 } }, e[1].payload)
+        currency = "EUR", extra = { city = "Warszawa" } }, e[1].payload)
+      assert.same({ lat = 52.23, lon = 21.01 }, e[1].location)
       assert.is_false(e[2].payload.full)
       assert.same({ "maintenance", "Oil change", 249.99 }, { e[3].type, e[3].payload.service_type, e[3].payload.total })
       -- each cost's category from the file's own cost types; an ID it does not list sets none
@@ -304,7 +308,7 @@ describe("exports for other apps", function()
     local sqlstate
     none, err, sqlstate = db:import(data, { tenant = tenant, user = user, vehicle = v, format = { type = "fuel",
       columns = { { names = "when", to = "occurred_at", as = "when" } } } })
-    assert.same({ "layout: columns[1]: as: expected text, number, datetime, date or map", "22023" }, { err, sqlstate })
+    assert.same({ "layout: columns[1]: as: expected text, number, datetime, date, map or list", "22023" }, { err, sqlstate })
     assert.is_nil(none)
     none, err = layout.load(data) -- not JSON
     assert.is_nil(none)

@@ -7,7 +7,9 @@
  *     sections = { { name = "## Log", ... } },   -- or one section's fields:
  *     type = "fuel", set = { ["payload.currency"] = "USD" },
  *     columns = { { names = {"odometer", "odo (km)"}, to = "mileage",
- *                   as = "text" | "number" | "datetime" | "date" | "map",
+ *                   as = "text" | "number" | "datetime" | "date" | "map" | "list",
+ *                   split = ",",  -- a list's separators: items trimmed, empty
+ *                                 -- and repeated ones dropped
  *                   required = true, set = {...},          -- when present
  *                   empty = { "0" },          -- values that mean "none"
  *                   map = { ["1"] = { ["payload.full"] = true },
@@ -352,6 +354,35 @@ static int means_none(const column *c, const char *v) {
     return 0;
 }
 
+/* "a, b,,a" -> ["a", "b"]: the items between separators, trimmed, without
+ * empty or repeated ones. NULL when out of memory. */
+static cJSON *split_list(const char *v, const char *separators) {
+    cJSON *list = cJSON_CreateArray();
+    while (list && *v) {
+        size_t n = strcspn(v, separators), a = 0, b = n;
+        while (a < b && isspace((unsigned char)v[a])) a++;
+        while (b > a && isspace((unsigned char)v[b - 1])) b--;
+        if (b > a) {
+            const cJSON *e;
+            char *item = (char *)malloc(b - a + 1);
+            if (!item) goto oom;
+            memcpy(item, v + a, b - a);
+            item[b - a] = '\0';
+            for (e = list->child; e && strcmp(e->valuestring, item); e = e->next) {}
+            if (!e && !cJSON_AddItemToArray(list, cJSON_CreateString(item))) {
+                free(item);
+                goto oom;
+            }
+            free(item);
+        }
+        v += n + (v[n] != '\0');
+    }
+    return list;
+oom:
+    cJSON_Delete(list);
+    return NULL;
+}
+
 static int convert_row(csv *s, mm_item *item) {
     const section *sec = s->cur;
     cJSON *ev = cJSON_CreateObject();
@@ -368,6 +399,13 @@ static int convert_row(csv *s, mm_item *item) {
         if (c->index < 0 || c->index >= s->nf || !*(v = field(s, c->index)) || means_none(c, v)) continue;
         switch (c->as) {
         case AS_TEXT: val = cJSON_CreateString(v); break;
+        case AS_LIST:
+            if (!(val = split_list(v, c->split))) goto oom;
+            if (!cJSON_GetArraySize(val)) {
+                cJSON_Delete(val);
+                continue;
+            }
+            break;
         case AS_NUMBER:
             if (!parse_number(v, s->decimal_comma, &d)) return refuse(s, item, ev, c, "a number");
             val = cJSON_CreateNumber(d);

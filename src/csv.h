@@ -15,7 +15,7 @@ typedef struct block {
     double data[]; /* aligned for any field */
 } block;
 
-enum { AS_TEXT, AS_NUMBER, AS_DATETIME, AS_DATE, AS_MAP };
+enum { AS_TEXT, AS_NUMBER, AS_DATETIME, AS_DATE, AS_MAP, AS_LIST };
 enum { V_STRING, V_NUMBER, V_BOOL };
 
 typedef struct assign {
@@ -39,6 +39,7 @@ typedef struct column {
     const char **names, **empties; /* lower case */
     int nnames, nempties, as, required, index;
     const char *to, *expected; /* expected: the names, or the map's keys */
+    const char *split;          /* a list's separators (default ",") */
     assigns sets;
     choice *map;
     int nmap, any; /* any: the index of the "*" entry, or nmap */

@@ -54,7 +54,8 @@ static int spec_error(lua_State *L, const char *where, const char *what) {
 static const char *const SPEC_KEYS[] = {"columns", "dates", "decimal_comma", "name", "record", "sections",
                                         "separator", "set", "type", NULL};
 static const char *const SECTION_KEYS[] = {"columns", "name", "record", "set", "type", NULL};
-static const char *const COLUMN_KEYS[] = {"as", "empty", "map", "names", "optional", "required", "set", "to", NULL};
+static const char *const COLUMN_KEYS[] = {"as", "empty", "map", "names", "optional", "required", "set", "split", "to",
+                                          NULL};
 
 /* Refuses a key of the table at idx that is not one of keys, naming the
  * place and the keys it takes. */
@@ -200,7 +201,7 @@ static void compile_map(lua_State *L, csv *s, int idx, column *c, const char *wh
     lua_pop(L, 1);
 }
 
-static const char *const AS[] = {"text", "number", "datetime", "date", "map", NULL};
+static const char *const AS[] = {"text", "number", "datetime", "date", "map", "list", NULL};
 
 static void compile_column(lua_State *L, csv *s, int idx, column *c, const char *where) {
     char inner[300];
@@ -215,7 +216,7 @@ static void compile_column(lua_State *L, csv *s, int idx, column *c, const char 
     lua_getfield(L, idx, "as");
     as = lua_isnil(L, -1) ? "text" : spec_string(L, -1, where, "as: expected a string");
     for (i = 0; AS[i] && strcmp(AS[i], as); i++) {}
-    if (!AS[i]) spec_error(L, where, "as: expected text, number, datetime, date or map");
+    if (!AS[i]) spec_error(L, where, "as: expected text, number, datetime, date, map or list");
     c->as = i;
     lua_getfield(L, idx, "to");
     c->to = lua_isnil(L, -1) ? NULL : copy_text(L, s, spec_string(L, -1, where, "to: expected a string"), 0);
@@ -225,7 +226,10 @@ static void compile_column(lua_State *L, csv *s, int idx, column *c, const char 
     lua_getfield(L, idx, "set");
     snprintf(inner, sizeof inner, "%.200s.set", where);
     compile_assigns(L, s, -1, &c->sets, inner);
-    lua_pop(L, 5);
+    lua_getfield(L, idx, "split");
+    c->split = lua_isnil(L, -1) ? "," : copy_text(L, s, spec_string(L, -1, where, "split: expected a string"), 0);
+    if (!*c->split) spec_error(L, where, "split: name at least one separator");
+    lua_pop(L, 6);
     if (c->as == AS_MAP) {
         lua_getfield(L, idx, "map");
         snprintf(inner, sizeof inner, "%.200s.map", where);

@@ -16,6 +16,8 @@ const mm_field MM_EVENT_FIELDS[MM_EV_NFIELDS] = {
     {"correction", "text", MM_F_TEXT, 0},
     {"corrects_id", "uuid", MM_F_UUID, 0},
     {"corrects_occurred_at", "timestamptz", MM_F_TIME, 0},
+    {"location", "jsonb", MM_F_JSON, 0},
+    {"tags", "jsonb", MM_F_JSON, 0},
 };
 
 int mm_uuid_valid(const char *s) {
@@ -44,6 +46,16 @@ static const char *text_of(const cJSON *obj, const char *key, int *bad) {
     return NULL;
 }
 
+/* Whether every string (and key) in v is valid UTF-8. */
+static int json_utf8_valid(const cJSON *v) {
+    const cJSON *e;
+    if (v->string && !mm_utf8_valid((const unsigned char *)v->string)) return 0;
+    if (cJSON_IsString(v)) return mm_utf8_valid((const unsigned char *)v->valuestring);
+    for (e = v->child; e; e = e->next)
+        if (!json_utf8_valid(e)) return 0;
+    return 1;
+}
+
 static const char *field_error(char *err, size_t errlen, const char *name, const char *why) {
     snprintf(err, errlen, "%s: %s", name, why);
     return err;
@@ -63,6 +75,10 @@ const char *mm_event_check(const mm_schemas *schemas, cJSON *ev, const char *veh
         const mm_field *fd = &MM_EVENT_FIELDS[i];
         const char *t;
         out->f[i] = NULL;
+        if (fd->kind == MM_F_JSON && i != MM_EV_PAYLOAD) { /* its rules are the database's; its text must be UTF-8 */
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(ev, fd->name);
+            if (v && !json_utf8_valid(v)) return field_error(err, errlen, fd->name, "text is not valid UTF-8");
+        }
         if (fd->kind == MM_F_NUMBER || fd->kind == MM_F_JSON) continue;
         t = text_of(ev, fd->name, &bad);
         if (bad) return field_error(err, errlen, fd->name, "expected a string");

@@ -21,13 +21,14 @@ typedef struct mm_field {
 
 /* Indexes into MM_EVENT_FIELDS. */
 enum { MM_EV_ID, MM_EV_VEHICLE, MM_EV_TYPE, MM_EV_OCCURRED_AT, MM_EV_MILEAGE, MM_EV_PAYLOAD, MM_EV_NOTES,
-       MM_EV_CORRECTION, MM_EV_CORRECTS_ID, MM_EV_CORRECTS_AT, MM_EV_NFIELDS };
+       MM_EV_CORRECTION, MM_EV_CORRECTS_ID, MM_EV_CORRECTS_AT, MM_EV_LOCATION, MM_EV_TAGS, MM_EV_NFIELDS };
 
 extern const mm_field MM_EVENT_FIELDS[MM_EV_NFIELDS];
 
 /* The texts of one checked event, field by field (NULL: absent). mileage
- * points into num; payload is left NULL (the caller prints ev's payload,
- * which the check normalized in place). */
+ * points into num; the JSON fields (payload, location, tags) are left NULL:
+ * the caller prints them from ev (the check normalized the payload in
+ * place; the database checks location and tags). */
 typedef struct mm_event_texts {
     const char *f[MM_EV_NFIELDS];
     char num[40];

@@ -66,18 +66,22 @@ static int put_field(outbuf *b, const char *s, int last) {
  * bad record is refused by its line instead of failing the whole COPY. */
 static const char *event_row(const mm_schemas *schemas, cJSON *ev, long line, const char *vehicle, int zoned,
                              outbuf *b, char *err, size_t errlen) {
-    char linebuf[24], *payload_text;
+    char linebuf[24], *json[MM_EV_NFIELDS] = {NULL};
     mm_event_texts t;
-    int i, bad;
+    int i, bad = 0;
     const char *why = mm_event_check(schemas, ev, vehicle, zoned, &t, err, errlen);
     if (why) return why;
-    payload_text = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(ev, "payload"));
-    if (!payload_text) return "out of memory";
-    t.f[MM_EV_PAYLOAD] = payload_text;
+    for (i = 0; i < MM_EV_NFIELDS && !bad; i++) {
+        const cJSON *v;
+        if (MM_EVENT_FIELDS[i].kind != MM_F_JSON) continue;
+        v = cJSON_GetObjectItemCaseSensitive(ev, MM_EVENT_FIELDS[i].name);
+        if (!v || cJSON_IsNull(v)) continue;
+        bad = !(t.f[i] = json[i] = cJSON_PrintUnformatted(v));
+    }
     snprintf(linebuf, sizeof linebuf, "%ld", line);
-    bad = !put_field(b, linebuf, 0);
+    if (!bad) bad = !put_field(b, linebuf, 0);
     for (i = 0; i < MM_EV_NFIELDS && !bad; i++) bad = !put_field(b, t.f[i], i == MM_EV_NFIELDS - 1);
-    cJSON_free(payload_text);
+    for (i = 0; i < MM_EV_NFIELDS; i++) cJSON_free(json[i]);
     return bad ? "out of memory" : NULL;
 }
 

@@ -1,5 +1,5 @@
 --- Whole-tenant backups: the tenant's records besides events (garages, fleet
--- groups, vehicles, reminders and their completions by hand, vehicle
+-- groups, custom fields, vehicles, reminders and their completions by hand, vehicle
 -- profiles, photos, captures, vision results, location corrections and
 -- AI conversations) as JSON lines around its events (reminders'
 -- occurrences are rebuilt from them). Written by export.lua, restored by
@@ -11,7 +11,8 @@ local M = {}
 -- The kinds of record a backup holds, in the order they are restored (each
 -- may reference the ones before it); after_events: restored once the
 -- events are, as they may reference them.
-M.KINDS = { { "garage", "garages" }, { "fleet_group", "fleet_groups" }, { "vehicle", "vehicles" },
+M.KINDS = { { "garage", "garages" }, { "fleet_group", "fleet_groups" }, { "custom_field", "custom_fields" },
+  { "vehicle", "vehicles" },
   { "reminder", "reminders" }, { "reminder_completion", "reminder_completions" },
   { "vehicle_spec", "vehicle_spec_enhancements" }, { "maintenance_preference", "user_maintenance_preferences" },
   { "conversation_thread", "conversation_threads" },
@@ -27,18 +28,29 @@ M.VERSION = 1
 local STAMPS = { "tenant_id", "created_at", "created_by", "updated_at", "updated_by", "deleted_at", "deleted_by", "seq" }
 
 -- A table's columns: those a backup carries, and those it leaves out (as a
--- text[] literal); whether it has soft delete.
+-- text[] literal); whether it has soft delete; and the SQL that restores
+-- each carried column from record r (a NOT NULL column with a default takes
+-- the default when the record lacks it: a backup written before the column
+-- existed).
 local function columns(db, tbl)
   local rows = motomind.assert(db:query([[
-    SELECT attname, attname = ANY ($2::text[]) OR attgenerated <> '' AS left_out FROM pg_attribute
-     WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum]], db:qualify(tbl),
+    SELECT a.attname, a.attname = ANY ($2::text[]) OR a.attgenerated <> '' AS left_out,
+           CASE WHEN a.attnotnull THEN pg_get_expr(d.adbin, d.adrelid) END AS fallback
+      FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+     WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum]], db:qualify(tbl),
     "{" .. table.concat(STAMPS, ",") .. "}"))
-  local carried, out, soft = {}, {}, false
+  local carried, out, soft, values = {}, {}, false, {}
   for _, r in ipairs(rows) do
-    if r.left_out then out[#out + 1] = r.attname else carried[#carried + 1] = r.attname end
+    if r.left_out then
+      out[#out + 1] = r.attname
+    else
+      carried[#carried + 1] = r.attname
+      values[#values + 1] = r.fallback ~= motomind.null and ("coalesce(r.%s, %s)"):format(r.attname, r.fallback)
+        or "r." .. r.attname
+    end
     soft = soft or r.attname == "deleted_at"
   end
-  return carried, "{" .. table.concat(out, ",") .. "}", soft
+  return carried, "{" .. table.concat(out, ",") .. "}", soft, values
 end
 
 local RECORDS = [[
@@ -75,7 +87,7 @@ function M.restore_records(db, ctx, staged, report, insert_range, after_events)
   for _, k in ipairs(M.KINDS) do
     if (k.after_events or false) == (after_events or false) then
       local kind, tbl = k[1], k[2]
-      local cols = columns(db, tbl)
+      local cols, _, _, values = columns(db, tbl)
       local list = table.concat(cols, ", ")
       local rows = motomind.assert(db:query([[
         DELETE FROM pg_temp.motomind_import_records s
@@ -87,7 +99,7 @@ function M.restore_records(db, ctx, staged, report, insert_range, after_events)
       end
       local sql = ("INSERT INTO %s (tenant_id, %s) SELECT $1::uuid, %s FROM pg_temp.motomind_import_records s, " ..
         "jsonb_populate_record(NULL::%s, s.data) r WHERE s.kind = '%s' AND s.line BETWEEN $2 AND $3 " ..
-        "ORDER BY s.line ON CONFLICT DO NOTHING"):format(db:qualify(tbl), list, "r." .. table.concat(cols, ", r."),
+        "ORDER BY s.line ON CONFLICT DO NOTHING"):format(db:qualify(tbl), list, table.concat(values, ", "),
         db:qualify(tbl), kind)
       report.restored[kind] = #staged > 0 and insert_range(db, sql, ctx.tenant, 1, staged[#staged][1], report) or 0
     end

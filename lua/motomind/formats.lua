@@ -16,6 +16,24 @@ local function extra(name, as)
   return { names = name, to = "payload.extra." .. name, as = as }
 end
 
+-- An event's tags from a column of items between separators (default ",").
+local function tags(split)
+  return { names = "tags", to = "tags", as = "list", split = split }
+end
+
+-- An event's position from latitude and longitude columns (names: each's):
+-- two columns, so it ends a list of columns.
+local function position(lat, lon)
+  return { names = lat, to = "location.lat", as = "number" }, { names = lon, to = "location.lon", as = "number" }
+end
+
+-- The SQL of an exported event's tags joined by sep (tags kept under
+-- payload.extra.tags by imports before migration 0027 as they were).
+local function tags_text(sep)
+  return ("coalesce((SELECT string_agg(t, '%s') FROM jsonb_array_elements_text(e.tags) t), e.payload->'extra'->>'tags')")
+    :format(sep)
+end
+
 -- Options every format takes: unit (the volume unit: us_gal, uk_gal, l,
 -- kwh), currency (ISO 4217), dates ("mdy" or "dmy" for 3/4/14-style dates).
 -- `vehicle` is the vehicle row (its odometer unit picks the default unit).
@@ -55,8 +73,7 @@ M.fuelly = {
         { names = "missed_fuelup", as = "map", map = flag("payload.missed") },
         { names = "brand", to = "payload.station" },
         { names = "notes", to = "notes" },
-        extra "tags", extra("city_percentage", "number"), extra("latitude", "number"),
-        extra("longitude", "number"),
+        tags(), extra("city_percentage", "number"), position("latitude", "longitude"),
       },
     }
   end,
@@ -73,6 +90,9 @@ local function fuelly_columns(unit)
       ELSE round(volume_litres((e.payload->>'volume')::numeric, e.payload->>'unit'), 3) END]]
   local native = mi and "us_gal" or "l"
   local function extra_column(k) return ("e.payload->'extra'->>'%s' AS %s"):format(k, k) end
+  local function position_column(k, extra_name)
+    return ("coalesce(e.location->>'%s', e.payload->'extra'->>'%s') AS %s"):format(k, extra_name, extra_name)
+  end
   return table.concat({
     [[v.nickname AS car_name, v.model AS model]],
     ("CASE WHEN f.closes_interval AND NOT f.implausible THEN f.%s END AS %q"):format(mi and "mpg_us" or "l_per_100km",
@@ -82,11 +102,11 @@ local function fuelly_columns(unit)
     ("CASE WHEN e.payload->>'unit' = '%s' AND e.payload ? 'price_per_unit' THEN (e.payload->>'price_per_unit')::numeric "
       .. "ELSE round(f.cost / nullif(%s, 0), 3) END AS price"):format(native, volume),
     extra_column "city_percentage",
-    [[to_char(e.occurred_at AT TIME ZONE v.timezone, 'YYYY-MM-DD HH24:MI') AS fuelup_date]], extra_column "tags",
+    [[to_char(e.occurred_at AT TIME ZONE v.timezone, 'YYYY-MM-DD HH24:MI') AS fuelup_date]], tags_text(",") .. " AS tags",
     [[e.notes AS notes]],
     [[CASE WHEN coalesce((e.payload->>'missed')::boolean, false) THEN 1 ELSE 0 END AS missed_fuelup]],
     [[CASE WHEN coalesce((e.payload->>'full')::boolean, true) THEN 0 ELSE 1 END AS partial_fuelup]],
-    extra_column "latitude", extra_column "longitude", [[e.payload->>'station' AS brand]],
+    position_column("lat", "latitude"), position_column("lon", "longitude"), [[e.payload->>'station' AS brand]],
   }, ", ")
 end
 M.fuelly.export = { type = "fuel", fills = true, columns = fuelly_columns,
@@ -105,7 +125,7 @@ M["fuelly-services"] = {
         { names = "price", to = "payload.total", as = "number" },
         { names = "service_type", to = "payload.service_type" },
         { names = "notes", to = "notes" },
-        extra "sub_service_types", extra "tags", extra("latitude", "number"), extra("longitude", "number"),
+        extra "sub_service_types", tags(), position("latitude", "longitude"),
       },
     }
   end,
@@ -117,7 +137,7 @@ local function lubelogger(o, type, columns, set)
   if type ~= "odometer" then set["payload.currency"] = o.currency or "USD" end
   table.insert(columns, 1, { names = "date", to = "occurred_at", as = "datetime", required = true })
   columns[#columns + 1] = { names = "notes", to = "notes" }
-  columns[#columns + 1] = extra "tags"
+  columns[#columns + 1] = tags(" ,") -- LubeLogger separates tags by spaces
   return { dates = o.dates or "mdy", type = type, set = set, columns = columns }
 end
 
@@ -125,7 +145,7 @@ end
 -- e joined to its vehicle v (dates in its timezone, as LubeLogger's en-US
 -- MM/DD/YYYY; LubeLogger keeps no time).
 local DATE = [[to_char(e.occurred_at AT TIME ZONE v.timezone, 'MM/DD/YYYY') AS "Date"]]
-local TAGS = [[e.payload->'extra'->>'tags' AS "Tags"]]
+local TAGS = tags_text(" ") .. [[ AS "Tags"]]
 
 M["lubelogger-fuel"] = {
   description = "LubeLogger fuel CSV",
@@ -345,8 +365,7 @@ M.fuelio = {
             { names = "missed", as = "map", map = flag("payload.missed") },
             { names = { "notes (optional)", "notes" }, to = "notes" },
             { names = { "city (optional)", "city" }, to = "payload.extra.city" },
-            { names = { "latitude (optional)", "latitude" }, to = "payload.extra.latitude", as = "number" },
-            { names = { "longitude (optional)", "longitude" }, to = "payload.extra.longitude", as = "number" },
+            position({ "latitude (optional)", "latitude" }, { "longitude (optional)", "longitude" }),
           } },
         { name = "## Costs", type = "maintenance",
           set = { ["payload.currency"] = currency },

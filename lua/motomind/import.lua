@@ -20,10 +20,11 @@ local STAGE = "CREATE TEMP TABLE motomind_import (" .. event.staging_columns() .
 
 -- The id of a staged row without one, derived from its content (tenant $1),
 -- so importing a file twice adds nothing. Kept as written: changing it would
--- give re-imported files new ids.
+-- give re-imported files new ids (fields added later come last: concat_ws
+-- skips NULLs, so a row without them keeps its id).
 local CONTENT_ID = [[coalesce(s.id::uuid, md5(concat_ws('|', $1::text, s.vehicle_id, s.type,
   (s.occurred_at::timestamptz AT TIME ZONE 'UTC')::text, s.mileage, s.payload, s.notes,
-  s.correction, s.corrects_id))::uuid)]]
+  s.correction, s.corrects_id, s.location, s.tags))::uuid)]]
 
 -- Staged lines $2..$3 into the events of tenant $1, in import batch $4.
 local function events_sql(db)

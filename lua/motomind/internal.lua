@@ -39,6 +39,7 @@ local FILTERS = {
   { key = "vehicle", sql = "e.vehicle_id = $%d::uuid" },
   { key = "garage", sql = "v.garage_id = $%d::uuid" },
   { key = "types", sql = "e.type IN (SELECT jsonb_array_elements_text($%d::jsonb))" },
+  { key = "tags", sql = "e.tags @> $%d::jsonb" },
   { key = "from", sql = "e.occurred_at >= $%d::timestamptz" },
   { key = "to", sql = "e.occurred_at < $%d::timestamptz" },
   { key = "cursor", sql = "(e.occurred_at, e.id) < ($%d::timestamptz, $%d::uuid)" },
@@ -62,7 +63,7 @@ function M.page_query(db, ctx, opts)
       local n = #params + 1
       if f.key == "cursor" then
         params[n], params[n + 1] = M.cursor_parts(value)
-      elseif f.key == "types" then
+      elseif f.key == "types" or f.key == "tags" then
         params[n] = setmetatable(value, motomind.json.array_mt)
       else
         params[n] = value
@@ -74,7 +75,7 @@ function M.page_query(db, ctx, opts)
   params.n = #params
   local name = "motomind_page_" .. db:schema() .. "_" .. (#shape > 0 and table.concat(shape, "_") or "all")
   local sql = page_sql[name] or [[
-    SELECT e.id, e.vehicle_id, e.type, e.occurred_at, e.mileage, e.payload, e.notes,
+    SELECT e.id, e.vehicle_id, e.type, e.occurred_at, e.mileage, e.payload, e.notes, e.location, e.tags,
            e.correction, e.corrects_id, v.nickname, v.odometer_unit,
            to_char(e.occurred_at AT TIME ZONE v.timezone, 'YYYY-MM-DD HH24:MI') AS local_time,
            (SELECT jsonb_agg(jsonb_build_object('flag', f.flag, 'detail', f.detail))

@@ -25,6 +25,11 @@ local function prepare(e, prefix)
       return err((prefix and prefix .. "." or "") .. k .. ": use timeline.correct or timeline.void")
     end
   end
+  if type(e.tags) == "table" and next(e.tags) == nil and getmetatable(e.tags) == nil then
+    local copy = {} -- {} is no tags: a JSON array, not an object
+    for k, v in pairs(e) do copy[k] = v end
+    copy.tags, e = setmetatable({}, motomind.json.array_mt), copy
+  end
   local row, msg = payload.codec():check_event(e)
   if not row then return err(prefix and prefix .. "." .. msg or msg) end
   for _, f in ipairs(event.FIELDS) do
@@ -85,7 +90,7 @@ end
 
 local function original(db, ctx, ref)
   local row, e2, sqlstate, detail = db:row(
-    "SELECT id, vehicle_id, type, occurred_at, mileage, payload, notes FROM " ..
+    "SELECT id, vehicle_id, type, occurred_at, mileage, payload, notes, location, tags FROM " ..
     db:qualify("vehicle_events") .. " WHERE tenant_id = $1 AND id = $2 AND occurred_at = $3",
     ctx.tenant, ref.id, ref.occurred_at)
   if not row then
@@ -103,7 +108,8 @@ end
 
 --- correct(db, ctx, event_ref, changes) -> the amendment | nil, message, ...
 -- The amendment replaces the event in the effective timeline; fields not in
--- changes (occurred_at, mileage, payload, notes) are kept from the original.
+-- changes (occurred_at, mileage, payload, notes, location, tags) are kept
+-- from the original (motomind.null clears notes, location or tags).
 function M.correct(db, ctx, ref, changes)
   motomind.check_ctx(ctx, "timeline")
   check_ref(ref)
@@ -114,7 +120,9 @@ function M.correct(db, ctx, ref, changes)
     local function pick(k) if changes[k] ~= nil then return changes[k] end return o[k] end
     local row, perr = prepare({ vehicle_id = o.vehicle_id, type = o.type, occurred_at = pick("occurred_at"),
       mileage = changes.mileage or (o.mileage ~= null and tonumber(o.mileage) or nil),
-      payload = changes.payload or o.payload, notes = pick("notes") ~= null and pick("notes") or nil })
+      payload = changes.payload or o.payload, notes = pick("notes") ~= null and pick("notes") or nil,
+      location = pick("location") ~= null and pick("location") or nil,
+      tags = pick("tags") ~= null and pick("tags") or nil })
     if not row then return err(perr) end
     row.correction, row.corrects_id, row.corrects_occurred_at = "amend", o.id, o.occurred_at
     local out, e3, s3, d3 = insert(db, ctx, { row })
@@ -146,7 +154,7 @@ function M.history(db, ctx, ref)
   check_ref(ref)
   return db:as(ctx, function()
     return db:query([[
-      SELECT e.id, e.type, e.occurred_at, e.mileage, e.payload, e.notes, e.correction, e.created_at,
+      SELECT e.id, e.type, e.occurred_at, e.mileage, e.payload, e.notes, e.location, e.tags, e.correction, e.created_at,
              e.created_by, (x.id IS NOT NULL) AS effective
         FROM ]] .. db:qualify("vehicle_events") .. [[ e
         LEFT JOIN ]] .. db:qualify("vehicle_events_effective") .. [[ x

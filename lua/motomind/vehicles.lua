@@ -4,12 +4,15 @@
 local motomind = require "motomind"
 local naming = require "motomind.names"
 
+local unpack = table.unpack or unpack
+
 local M = {}
 
--- The columns add() and edit() accept.
+-- The columns add() and edit() accept (tags: a list of strings;
+-- extended_attributes: values of the tenant's custom fields).
 M.FIELDS = { "nickname", "make", "model", "year", "trim", "color", "vin", "plate", "timezone", "odometer_unit",
   "garage_id", "group_id", "currency", "purchased_on", "purchase_price", "purchase_mileage", "sold_on", "sale_price",
-  "sale_mileage" }
+  "sale_mileage", "tags", "extended_attributes" }
 
 local KNOWN = {}
 for _, f in ipairs(M.FIELDS) do KNOWN[f] = true end
@@ -22,7 +25,11 @@ local function columns_of(fields, names, values)
     if not KNOWN[k] then return nil, tostring(k) .. ": unknown field", "22023" end
   end
   for _, k in ipairs(M.FIELDS) do
-    if fields[k] ~= nil then names[#names + 1] = k; values[#values + 1] = fields[k] end
+    local v = fields[k]
+    if k == "tags" and type(v) == "table" and getmetatable(v) == nil then -- a list, even when empty
+      v = setmetatable({ unpack(v) }, motomind.json.array_mt)
+    end
+    if v ~= nil then names[#names + 1] = k; values[#values + 1] = v end
   end
   return names, values
 end
@@ -42,7 +49,7 @@ function M.add(db, ctx, fields)
   for i = 1, #names do params[i] = "$" .. i end
   return db:as(ctx, function()
     return db:row(("INSERT INTO %s (%s) VALUES (%s) RETURNING *"):format(db:qualify("vehicles"),
-      table.concat(names, ", "), table.concat(params, ", ")), (table.unpack or unpack)(values, 1, #names))
+      table.concat(names, ", "), table.concat(params, ", ")), unpack(values, 1, #names))
   end)
 end
 
@@ -73,7 +80,7 @@ function M.edit(db, ctx, id, fields)
   for i, k in ipairs(names) do sets[i] = ("%s = $%d"):format(k, i + 2) end
   local row, err, state, detail = db:as(ctx, function()
     return db:row(("UPDATE %s SET %s WHERE tenant_id = $1 AND id = $2::uuid AND deleted_at IS NULL RETURNING *")
-      :format(db:qualify("vehicles"), table.concat(sets, ", ")), (table.unpack or unpack)(values, 1, #names + 2))
+      :format(db:qualify("vehicles"), table.concat(sets, ", ")), unpack(values, 1, #names + 2))
   end)
   if row == nil and err == nil then
     return nil, ("vehicle %s: no such vehicle in this tenant, or not yours to change"):format(id), "42501"
@@ -81,13 +88,17 @@ function M.edit(db, ctx, id, fields)
   return row, err, state, detail
 end
 
---- list(db, ctx) -> the tenant's live vehicles the user can see, by nickname.
-function M.list(db, ctx)
+--- list(db, ctx [, { tags = {...} }]) -> the tenant's live vehicles the
+-- user can see (those carrying every tag given), by nickname.
+function M.list(db, ctx, opts)
   motomind.check_ctx(ctx, "vehicles")
+  local tags = opts and opts.tags
+  if tags ~= nil and type(tags) ~= "table" then error("vehicles.list: tags must be a list of strings", 2) end
   return db:as(ctx, function()
-    return db:query("SELECT id, nickname, make, model, year, plate, vin, odometer_unit, timezone, currency FROM " ..
-      db:qualify("vehicles") .. " WHERE tenant_id = $1 AND deleted_at IS NULL ORDER BY nickname NULLS LAST, id",
-      ctx.tenant)
+    return db:query("SELECT id, nickname, make, model, year, plate, vin, odometer_unit, timezone, currency, tags, " ..
+      "extended_attributes FROM " .. db:qualify("vehicles") .. " WHERE tenant_id = $1 AND deleted_at IS NULL " ..
+      "AND ($2::jsonb IS NULL OR tags @> $2::jsonb) ORDER BY nickname NULLS LAST, id",
+      ctx.tenant, tags and setmetatable({ unpack(tags) }, motomind.json.array_mt) or motomind.null)
   end)
 end
 
