@@ -101,6 +101,25 @@ describe("money and reports", function()
         "FROM vehicle_metrics WHERE vehicle_id = $1 AND month = '2024-01-01'", ev))
   end)
 
+  it("prices a litre by the fills that state their litres, and a kWh by the charges that state theirs", function()
+    local phev = motomind.assert(vehicles.add(db, ctx, { nickname = "Outlander", odometer_unit = "km" })).id
+    add(phev, "fuel", "2024-05-02T08:00:00Z", 1000, { volume = 40, unit = "l", total = 72, currency = "EUR" })
+    add(phev, "fuel", "2024-05-09T08:00:00Z", 1300, { total = 50, currency = "EUR" }) -- no volume: priced nothing
+    add(phev, "fuel", "2024-05-12T08:00:00Z", 1400, { volume = 20, unit = "kwh", total = 8, currency = "EUR",
+      fuel_type = "electric" })
+    add(phev, "fuel", "2024-05-20T08:00:00Z", 1500, { volume = 10, unit = "us_gal", total = 68.14, currency = "EUR" })
+    maintenance.advance_metrics(db)
+    local r = motomind.assert(reports.build(db, ctx, { vehicle = phev, from = "2024-05-01", to = "2024-05-31" }))
+    -- (72 + 68.14) / (40 + 37.854...) l, not (72 + 50 + 8 + 68.14) / the litres
+    assert.same({ { month = "2024-05", currency = "EUR", price = 1.8 } }, r.tables.fuel_prices.rows)
+    assert.same({ { month = "2024-05", currency = "EUR", price = 0.4 } }, r.tables.charging_prices.rows)
+    assert.equal("198.14", r.tables.costs_by_month.rows[1].amount) -- every fill's money is still its cost
+    -- the incremental months equal a full recomputation
+    assert.same(db:query("SELECT * FROM vehicle_costs_monthly ORDER BY month, currency, category"),
+      db:query("SELECT tenant_id, vehicle_id, period AS month, currency, category, amount, entries, litres, energy_kwh, " ..
+        "litres_amount, kwh_amount FROM compute_vehicle_costs(NULL, NULL, NULL) ORDER BY 3, 4, 5"))
+  end)
+
   it("reports a vehicle: costs per currency and category, annual totals, fills, ownership, economy", function()
     local v = fixed_car()
     local app = H.app_connect(db)

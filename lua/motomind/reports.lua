@@ -80,11 +80,11 @@ local QUERIES = {
       (SELECT name FROM {tenants} WHERE id = $1) AS tenant_name
     FROM scope s JOIN {vehicles} v ON v.tenant_id = $1 AND v.id = s.id]],
   -- money per month, currency and category (exact amounts as text); for fuel, the price per litre of the
-  -- fills that say their volume
+  -- fills that say their volume and per kWh of the charges that say theirs
   costs = [[SELECT to_char(c.month, 'YYYY-MM') AS month, c.currency, c.category, sum(c.amount)::text AS amount,
       sum(c.entries)::integer AS entries,
-      CASE WHEN c.category = 'fuel' THEN (sum(c.amount) FILTER (WHERE c.litres > 0)
-                                          / nullif(sum(c.litres) FILTER (WHERE c.litres > 0), 0))::float8 END AS per_litre
+      (sum(c.litres_amount) / nullif(sum(c.litres), 0))::float8 AS per_litre,
+      (sum(c.kwh_amount) / nullif(sum(c.energy_kwh), 0))::float8 AS per_kwh
     FROM {vehicle_costs_monthly} c JOIN scope s ON s.id = c.vehicle_id
    WHERE c.tenant_id = $1 AND ($2::uuid IS NULL OR c.vehicle_id = $2::uuid) AND c.month BETWEEN $4::date AND $5::date
    GROUP BY c.month, 2, 3 ORDER BY c.month, 2, 3]],
@@ -257,13 +257,16 @@ function M.build(db, ctx, opts)
         months[#months + 1] = r
       end
     end
-    local costs, prices = run(db, "costs", params), {}
+    local costs, prices, charging = run(db, "costs", params), {}, {}
     local per_volume = report.volume_unit == "us_gal" and L_PER_US_GAL or 1
     for _, r in ipairs(costs) do
       if r.per_litre ~= motomind.null then
         prices[#prices + 1] = { month = r.month, currency = r.currency, price = round(r.per_litre * per_volume, 3) }
       end
-      r.per_litre = nil
+      if r.per_kwh ~= motomind.null then
+        charging[#charging + 1] = { month = r.month, currency = r.currency, price = round(r.per_kwh, 3) }
+      end
+      r.per_litre, r.per_kwh = nil, nil
     end
     add("costs_by_month", "Cost by category and month", { "month", "currency", "category", "amount", "entries" }, costs)
     add("annual", "Annual totals", { "year", "currency", "total", "fuel", "other", "distance", "cost_per_distance",
@@ -271,6 +274,7 @@ function M.build(db, ctx, opts)
     add("months", "Distance and economy per month", { "month", "distance", "economy", "fills", "events" }, months)
     add("fuel_prices", "Fuel price per " .. (per_volume == 1 and "litre" or "US gallon"), { "month", "currency", "price" },
       prices)
+    if #charging > 0 then add("charging_prices", "Charging price per kWh", { "month", "currency", "price" }, charging) end
     local fills
     if opts.vehicle then
       fills = {}
