@@ -47,64 +47,65 @@ CREATE FUNCTION rule_problem(path text, spec jsonb, v jsonb) RETURNS text
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
 DECLARE
   kind text := spec->>'type';
-  bad text := path || ': expected ' || rule_expects(spec) || ', got ' || payload_got(v);
+  wrong boolean := false;
   problem text;
   k text;
   n numeric;
 BEGIN
   CASE kind
   WHEN 'string' THEN
-    IF jsonb_typeof(v) <> 'string'
-       OR (spec ? 'enum' AND NOT (spec->'enum') @> jsonb_build_array(v))
-       OR (spec->>'format' = 'currency' AND v #>> '{}' !~ '^[A-Z]{3}$')
-       OR (spec->>'format' = 'url' AND v #>> '{}' !~ '^[A-Za-z][A-Za-z0-9+.-]*://[^[:space:]]+$') THEN
-      RETURN bad;
-    END IF;
-    IF length(v #>> '{}') > (spec->>'max_length')::integer THEN
+    wrong := coalesce(jsonb_typeof(v) <> 'string'
+      OR (spec ? 'enum' AND NOT (spec->'enum') @> jsonb_build_array(v))
+      OR (spec->>'format' = 'currency' AND v #>> '{}' !~ '^[A-Z]{3}$')
+      OR (spec->>'format' = 'url' AND v #>> '{}' !~ '^[A-Za-z][A-Za-z0-9+.-]*://[^[:space:]]+$'), false);
+    IF NOT wrong AND length(v #>> '{}') > (spec->>'max_length')::integer THEN
       RETURN format('%s: expected string of at most %s characters, got %s characters',
                     path, spec->>'max_length', length(v #>> '{}'));
     END IF;
   WHEN 'number', 'integer' THEN
-    IF jsonb_typeof(v) <> 'number' THEN RETURN bad; END IF;
-    n := v::numeric;
-    IF (kind = 'integer' AND n <> trunc(n))
-       OR (CASE WHEN coalesce((spec->>'exclusive_min')::boolean, false) THEN n <= (spec->>'min')::numeric
-                ELSE n < (spec->>'min')::numeric END)
-       OR n > (spec->>'max')::numeric THEN
-      RETURN bad;
+    wrong := jsonb_typeof(v) <> 'number';
+    IF NOT wrong THEN
+      n := v::numeric;
+      wrong := coalesce((kind = 'integer' AND n <> trunc(n))
+        OR (CASE WHEN (spec->>'exclusive_min')::boolean THEN n <= (spec->>'min')::numeric
+                 ELSE n < (spec->>'min')::numeric END)
+        OR n > (spec->>'max')::numeric, false);
     END IF;
   WHEN 'boolean' THEN
-    IF jsonb_typeof(v) <> 'boolean' THEN RETURN bad; END IF;
+    wrong := jsonb_typeof(v) <> 'boolean';
   WHEN 'date' THEN
-    IF jsonb_typeof(v) <> 'string' OR NOT payload_valid_date(v #>> '{}') THEN RETURN bad; END IF;
+    wrong := jsonb_typeof(v) <> 'string' OR NOT payload_valid_date(v #>> '{}');
   WHEN 'object' THEN
-    IF jsonb_typeof(v) <> 'object' THEN RETURN bad; END IF;
-    SELECT path || '.' || x || ': unknown field' INTO problem
-      FROM jsonb_object_keys(v) AS x WHERE NOT coalesce(spec->'fields' ? x, false) ORDER BY x COLLATE "C" LIMIT 1;
-    IF problem IS NOT NULL THEN RETURN problem; END IF;
-    FOR k IN SELECT x FROM jsonb_object_keys(coalesce(spec->'fields', '{}')) AS x ORDER BY x COLLATE "C" LOOP
-      IF v ? k THEN
-        problem := rule_problem(path || '.' || k, spec->'fields'->k, v->k);
-      ELSIF coalesce(spec->'required' ? k, false) THEN
-        problem := path || '.' || k || ': is required';
-      END IF;
-      IF problem IS NOT NULL THEN RETURN problem; END IF;
-    END LOOP;
+    wrong := jsonb_typeof(v) <> 'object';
+    IF NOT wrong THEN
+      FOR k IN SELECT x FROM jsonb_object_keys(v) AS x ORDER BY x COLLATE "C" LOOP
+        IF NOT coalesce(spec->'fields' ? k, false) THEN RETURN path || '.' || k || ': unknown field'; END IF;
+      END LOOP;
+      FOR k IN SELECT x FROM jsonb_object_keys(coalesce(spec->'fields', '{}')) AS x ORDER BY x COLLATE "C" LOOP
+        IF v ? k THEN
+          problem := rule_problem(path || '.' || k, spec->'fields'->k, v->k);
+        ELSIF coalesce(spec->'required' ? k, false) THEN
+          problem := path || '.' || k || ': is required';
+        END IF;
+        IF problem IS NOT NULL THEN RETURN problem; END IF;
+      END LOOP;
+    END IF;
   WHEN 'array' THEN
-    IF jsonb_typeof(v) <> 'array' THEN RETURN bad; END IF;
-    IF jsonb_array_length(v) > (spec->>'max_items')::integer THEN
+    wrong := jsonb_typeof(v) <> 'array';
+    IF NOT wrong AND jsonb_array_length(v) > (spec->>'max_items')::integer THEN
       RETURN format('%s: expected array of at most %s items, got %s items',
                     path, spec->>'max_items', jsonb_array_length(v));
     END IF;
-    IF spec ? 'items' THEN
-      SELECT rule_problem(path || '[' || i || ']', spec->'items', item) INTO problem
-        FROM jsonb_array_elements(v) WITH ORDINALITY AS a(item, i)
-       WHERE rule_problem(path || '[' || i || ']', spec->'items', item) IS NOT NULL ORDER BY i LIMIT 1;
-      RETURN problem;
+    IF NOT wrong AND spec ? 'items' THEN
+      FOR i IN 1 .. jsonb_array_length(v) LOOP
+        problem := rule_problem(path || '[' || i || ']', spec->'items', v->(i - 1));
+        IF problem IS NOT NULL THEN RETURN problem; END IF;
+      END LOOP;
     END IF;
   ELSE
     RAISE EXCEPTION 'rule_problem: unknown rule type %', kind;
   END CASE;
+  IF wrong THEN RETURN path || ': expected ' || rule_expects(spec) || ', got ' || payload_got(v); END IF;
   RETURN NULL;
 END
 $$;
@@ -127,16 +128,23 @@ $$;
 -- NULL when v is a list of tags: at most 32 distinct strings of 1 to 64
 -- characters without spaces around them.
 CREATE FUNCTION tags_problem(path text, v jsonb) RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-  SELECT coalesce(
-    rule_problem(path, '{"type": "array", "max_items": 32, "items": {"type": "string", "max_length": 64}}', v),
-    (SELECT format('%s[%s]: expected a tag (not empty, no spaces around it), got %s', path, i, payload_got(t))
-       FROM jsonb_array_elements(v) WITH ORDINALITY AS a(t, i)
-      WHERE t #>> '{}' = '' OR t #>> '{}' <> btrim(t #>> '{}') ORDER BY i LIMIT 1),
-    (SELECT format('%s[%s]: %s is already a tag', path, i, payload_got(t))
-       FROM jsonb_array_elements(v) WITH ORDINALITY AS a(t, i)
-      WHERE EXISTS (SELECT 1 FROM jsonb_array_elements(v) WITH ORDINALITY AS b(u, j) WHERE j < i AND u = t)
-      ORDER BY i LIMIT 1))
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $$
+DECLARE
+  problem text := rule_problem(path, '{"type": "array", "max_items": 32, "items": {"type": "string", "max_length": 64}}', v);
+  t text;
+BEGIN
+  IF problem IS NOT NULL THEN RETURN problem; END IF;
+  FOR i IN 1 .. jsonb_array_length(v) LOOP
+    t := v->>(i - 1);
+    IF t = '' OR t <> btrim(t) THEN
+      RETURN format('%s[%s]: expected a tag (not empty, no spaces around it), got %s', path, i, payload_got(v->(i - 1)));
+    END IF;
+    IF v->(i - 1) = ANY (ARRAY(SELECT jsonb_array_elements(v) LIMIT i - 1)) THEN
+      RETURN format('%s[%s]: %s is already a tag', path, i, payload_got(v->(i - 1)));
+    END IF;
+  END LOOP;
+  RETURN NULL;
+END
 $$;
 
 ALTER TABLE vehicles
