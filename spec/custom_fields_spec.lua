@@ -124,6 +124,17 @@ describe("a tenant's records", function()
       assert.same({ "north", "south" }, db2:value("SELECT spec->'enum' FROM custom_fields WHERE tenant_id = $1", t2))
       H.drop(db2)
     end)
+
+    it("leave a backup written before them restorable: its vehicles take the new columns' defaults", function()
+      local id = "6f1c2b1e-0000-4000-8000-0000000000aa"
+      local path = H.write_temp('{"record":"backup","version":1}\n' .. '{"record":"vehicle","id":"' .. id ..
+        '","nickname":"old","timezone":"UTC","odometer_unit":"km","currency":"EUR"}\n')
+      local report = assert(db:import(path, { tenant = t, user = owner, format = "backup" }))
+      os.remove(path)
+      assert.same({}, report.rejected)
+      local v = assert(vehicles.get(db, ctx, id))
+      assert.same({ {}, {} }, { v.tags, v.extended_attributes })
+    end)
   end)
 
   describe("tags", function()
@@ -148,6 +159,10 @@ describe("a tenant's records", function()
       assert.equal("tags: expected array of at most 32 items, got 33 items", msg)
       assert.same({}, vehicles.get(db, ctx, car).tags) -- an empty list by default
       assert.equal(array, getmetatable(vehicles.get(db, ctx, car).tags))
+      assert(vehicles.edit(db, ctx, car, { tags = { "a" } }))
+      assert.same({}, assert(vehicles.edit(db, ctx, car, { tags = {} })).tags) -- {} clears them: a list, not an object
+      assert.equal(motomind.json.list({ 1 })[1], 1)
+      assert.equal(array, getmetatable(motomind.json.list({})))
     end)
 
     it("filter vehicles and timeline pages (every tag given)", function()

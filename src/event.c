@@ -46,16 +46,6 @@ static const char *text_of(const cJSON *obj, const char *key, int *bad) {
     return NULL;
 }
 
-/* Whether every string (and key) in v is valid UTF-8. */
-static int json_utf8_valid(const cJSON *v) {
-    const cJSON *e;
-    if (v->string && !mm_utf8_valid((const unsigned char *)v->string)) return 0;
-    if (cJSON_IsString(v)) return mm_utf8_valid((const unsigned char *)v->valuestring);
-    for (e = v->child; e; e = e->next)
-        if (!json_utf8_valid(e)) return 0;
-    return 1;
-}
-
 static const char *field_error(char *err, size_t errlen, const char *name, const char *why) {
     snprintf(err, errlen, "%s: %s", name, why);
     return err;
@@ -77,7 +67,7 @@ const char *mm_event_check(const mm_schemas *schemas, cJSON *ev, const char *veh
         out->f[i] = NULL;
         if (fd->kind == MM_F_JSON && i != MM_EV_PAYLOAD) { /* its rules are the database's; its text must be UTF-8 */
             const cJSON *v = cJSON_GetObjectItemCaseSensitive(ev, fd->name);
-            if (v && !json_utf8_valid(v)) return field_error(err, errlen, fd->name, "text is not valid UTF-8");
+            if (v && !mm_json_text_valid(v)) return field_error(err, errlen, fd->name, "text is not valid UTF-8");
         }
         if (fd->kind == MM_F_NUMBER || fd->kind == MM_F_JSON) continue;
         t = text_of(ev, fd->name, &bad);

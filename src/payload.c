@@ -422,13 +422,12 @@ static int check_object(check *c, const rule *sp, const cJSON *obj, int top) {
     return 1;
 }
 
-/* Whether every key and string of the tree is valid UTF-8 (the fast pass;
- * check_text finds the place when not). */
-static int text_ok(const cJSON *item) {
+/* (payload.h; check_text finds the place when not) */
+int mm_json_text_valid(const cJSON *item) {
     const cJSON *e;
     if (cJSON_IsString(item)) return mm_utf8_valid((const unsigned char *)item->valuestring);
     for (e = (cJSON_IsObject(item) || cJSON_IsArray(item)) ? item->child : NULL; e; e = e->next)
-        if ((e->string && !mm_utf8_valid((const unsigned char *)e->string)) || !text_ok(e)) return 0;
+        if ((e->string && !mm_utf8_valid((const unsigned char *)e->string)) || !mm_json_text_valid(e)) return 0;
     return 1;
 }
 
@@ -478,7 +477,7 @@ int mm_payload_check(const mm_schemas *s, const char *type, cJSON *payload,
         describe_got(payload, got, sizeof got);
         return fail(&c, ": expected object, got %s", got);
     }
-    if (!text_ok(payload) && !check_text(&c, payload)) return 0;
+    if (!mm_json_text_valid(payload) && !check_text(&c, payload)) return 0;
     if (!mm_json_normalize(payload)) return fail(&c, ": out of memory");
     return check_object(&c, sp, payload, 1);
 }

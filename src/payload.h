@@ -20,6 +20,9 @@ const cJSON *mm_schemas_types(const mm_schemas *s);
  * depth (as jsonb does), so output is canonical. Returns 0 if out of memory. */
 int mm_json_normalize(cJSON *item);
 
+/* Whether every key and string of the tree is valid UTF-8. */
+int mm_json_text_valid(const cJSON *item);
+
 /* Normalizes the payload, then validates it as an event of `type`.
  * Returns 1, or 0 with "payload.parts[2].unit_cost: expected number >= 0,
  * got \"abc\""-style text in err. */

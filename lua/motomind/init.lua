@@ -3,6 +3,16 @@
 -- misuse (wrong argument types, a closed connection) raises.
 local core = require "motomind.core"
 
+--- json.list(t) -> t, or for an empty table without a metatable one that
+-- encodes as [] (an empty Lua table is {} to the encoder): for values that
+-- are lists, such as tags.
+local function list(t)
+  if type(t) == "table" and next(t) == nil and getmetatable(t) == nil then
+    return setmetatable({}, core.json_array_mt)
+  end
+  return t
+end
+
 local M = {
   null = core.null,
   version = core.version,
@@ -10,6 +20,7 @@ local M = {
     encode = core.json_encode,
     decode = core.json_decode,
     array_mt = core.json_array_mt,
+    list = list,
   },
   DEFAULT_SCHEMA = "motomind",
 }

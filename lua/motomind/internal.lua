@@ -64,7 +64,7 @@ function M.page_query(db, ctx, opts)
       if f.key == "cursor" then
         params[n], params[n + 1] = M.cursor_parts(value)
       elseif f.key == "types" or f.key == "tags" then
-        params[n] = setmetatable(value, motomind.json.array_mt)
+        params[n] = motomind.json.list(value)
       else
         params[n] = value
       end

@@ -25,10 +25,10 @@ local function prepare(e, prefix)
       return err((prefix and prefix .. "." or "") .. k .. ": use timeline.correct or timeline.void")
     end
   end
-  if type(e.tags) == "table" and next(e.tags) == nil and getmetatable(e.tags) == nil then
-    local copy = {} -- {} is no tags: a JSON array, not an object
+  if motomind.json.list(e.tags) ~= e.tags then -- {}: no tags, a JSON array
+    local copy = {}
     for k, v in pairs(e) do copy[k] = v end
-    copy.tags, e = setmetatable({}, motomind.json.array_mt), copy
+    copy.tags, e = motomind.json.list(e.tags), copy
   end
   local row, msg = payload.codec():check_event(e)
   if not row then return err(prefix and prefix .. "." .. msg or msg) end
@@ -90,7 +90,7 @@ end
 
 local function original(db, ctx, ref)
   local row, e2, sqlstate, detail = db:row(
-    "SELECT id, vehicle_id, type, occurred_at, mileage, payload, notes, location, tags FROM " ..
+    "SELECT " .. event.columns() .. " FROM " ..
     db:qualify("vehicle_events") .. " WHERE tenant_id = $1 AND id = $2 AND occurred_at = $3",
     ctx.tenant, ref.id, ref.occurred_at)
   if not row then
@@ -106,10 +106,18 @@ local function check_ref(ref)
   end
 end
 
+-- What an amendment may change: every event field but its identity, its
+-- vehicle and type, and the correction fields.
+local AMENDABLE, FIXED = {}, { id = true, vehicle_id = true, type = true }
+for _, k in ipairs(CORRECTION_FIELDS) do FIXED[k] = true end
+for _, f in ipairs(event.FIELDS) do
+  if not FIXED[f.name] then AMENDABLE[#AMENDABLE + 1] = f.name end
+end
+
 --- correct(db, ctx, event_ref, changes) -> the amendment | nil, message, ...
 -- The amendment replaces the event in the effective timeline; fields not in
 -- changes (occurred_at, mileage, payload, notes, location, tags) are kept
--- from the original (motomind.null clears notes, location or tags).
+-- from the original (motomind.null clears one).
 function M.correct(db, ctx, ref, changes)
   motomind.check_ctx(ctx, "timeline")
   check_ref(ref)
@@ -117,12 +125,14 @@ function M.correct(db, ctx, ref, changes)
   return db:as(ctx, function()
     local o, e2, sqlstate, detail = original(db, ctx, ref)
     if not o then return nil, e2, sqlstate, detail end
-    local function pick(k) if changes[k] ~= nil then return changes[k] end return o[k] end
-    local row, perr = prepare({ vehicle_id = o.vehicle_id, type = o.type, occurred_at = pick("occurred_at"),
-      mileage = changes.mileage or (o.mileage ~= null and tonumber(o.mileage) or nil),
-      payload = changes.payload or o.payload, notes = pick("notes") ~= null and pick("notes") or nil,
-      location = pick("location") ~= null and pick("location") or nil,
-      tags = pick("tags") ~= null and pick("tags") or nil })
+    local amended = { vehicle_id = o.vehicle_id, type = o.type }
+    for _, k in ipairs(AMENDABLE) do
+      local v = changes[k]
+      if v == nil then v = o[k] end
+      if v ~= null then amended[k] = v end
+    end
+    amended.mileage = amended.mileage and tonumber(amended.mileage) -- (numeric comes back as text)
+    local row, perr = prepare(amended)
     if not row then return err(perr) end
     row.correction, row.corrects_id, row.corrects_occurred_at = "amend", o.id, o.occurred_at
     local out, e3, s3, d3 = insert(db, ctx, { row })
@@ -154,8 +164,7 @@ function M.history(db, ctx, ref)
   check_ref(ref)
   return db:as(ctx, function()
     return db:query([[
-      SELECT e.id, e.type, e.occurred_at, e.mileage, e.payload, e.notes, e.location, e.tags, e.correction, e.created_at,
-             e.created_by, (x.id IS NOT NULL) AS effective
+      SELECT ]] .. event.columns("e") .. [[, e.created_at, e.created_by, (x.id IS NOT NULL) AS effective
         FROM ]] .. db:qualify("vehicle_events") .. [[ e
         LEFT JOIN ]] .. db:qualify("vehicle_events_effective") .. [[ x
           ON x.tenant_id = e.tenant_id AND x.id = e.id AND x.occurred_at = e.occurred_at

@@ -25,10 +25,7 @@ local function columns_of(fields, names, values)
     if not KNOWN[k] then return nil, tostring(k) .. ": unknown field", "22023" end
   end
   for _, k in ipairs(M.FIELDS) do
-    local v = fields[k]
-    if k == "tags" and type(v) == "table" and getmetatable(v) == nil then -- a list, even when empty
-      v = setmetatable({ unpack(v) }, motomind.json.array_mt)
-    end
+    local v = k == "tags" and motomind.json.list(fields[k]) or fields[k]
     if v ~= nil then names[#names + 1] = k; values[#values + 1] = v end
   end
   return names, values
@@ -98,7 +95,7 @@ function M.list(db, ctx, opts)
     return db:query("SELECT id, nickname, make, model, year, plate, vin, odometer_unit, timezone, currency, tags, " ..
       "extended_attributes FROM " .. db:qualify("vehicles") .. " WHERE tenant_id = $1 AND deleted_at IS NULL " ..
       "AND ($2::jsonb IS NULL OR tags @> $2::jsonb) ORDER BY nickname NULLS LAST, id",
-      ctx.tenant, tags and setmetatable({ unpack(tags) }, motomind.json.array_mt) or motomind.null)
+      ctx.tenant, tags and motomind.json.list(tags) or motomind.null)
   end)
 end
 
