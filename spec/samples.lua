@@ -10,7 +10,7 @@ local catalogued = setmetatable({}, { __mode = "k" })
 
 -- A table's columns (name, type, allowed: the first value a CHECK (column
 -- IN (...)) of it or of its domain allows, needed: NOT NULL with no
--- default, generated, key: in the primary key) and its foreign keys to
+-- default, or held in plaintext or sealed (0029), generated, key: in the primary key) and its foreign keys to
 -- other tables (parent, cols and refs as comma lists, scoped: the parent
 -- has a tenant_id).
 function M.catalog(db, tbl)
@@ -23,7 +23,10 @@ function M.catalog(db, tbl)
               FROM pg_constraint k WHERE k.contype = 'c'
                AND ((k.conrelid = a.attrelid AND k.conkey = ARRAY[a.attnum]) OR k.contypid = a.atttypid)
                AND pg_get_constraintdef(k.oid) LIKE '%= ANY (ARRAY[%' LIMIT 1) AS allowed,
-           a.attnotnull AND NOT a.atthasdef AND a.attgenerated = '' AS needed, a.attgenerated <> '' AS generated,
+           (a.attnotnull AND NOT a.atthasdef AND a.attgenerated = '' OR EXISTS (SELECT 1 FROM pg_constraint k
+              WHERE k.conrelid = a.attrelid AND k.contype = 'c' AND pg_get_constraintdef(k.oid) =
+                    format('CHECK (((%I IS NOT NULL) OR (%I IS NOT NULL)))', a.attname, a.attname || '_sealed')))
+             AS needed, a.attgenerated <> '' AS generated,
            EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conrelid = a.attrelid AND k.contype = 'p'
                                                    AND a.attnum = ANY (k.conkey)) AS key
       FROM pg_attribute a WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped

@@ -84,14 +84,16 @@ function M.configured()
 end
 
 --- connect([conninfo_or_url], [{ schema = "motomind", user = nil, connect_timeout = nil,
---   maintenance = false, read = nil }])
+--   maintenance = false, read = nil, field_key = nil }])
 -- -> db | nil, message, sqlstate. Without a conninfo: DATABASE_URL, else
 -- libpq's PG* variables (libpq's multi-host URLs work: "host1:5432,host2:5432"
 -- with target_session_attrs). user and connect_timeout (seconds; libpq's, at
 -- least 2) override the conninfo's. maintenance = true is for the owner role (migrations,
 -- administration): it sees every tenant's rows; the application role never does.
 -- read: the conninfo of a hot standby for reads that tolerate lag (see
--- db:reader()); connected when first needed.
+-- db:reader()); connected when first needed. field_key: the secret (16+
+-- characters) that seals and opens the sealed fields of tenants that seal
+-- them (set for the session, never stored; see tenants.seal_fields).
 function M.connect(conninfo, opts)
   if conninfo ~= nil and type(conninfo) ~= "string" then
     error("bad argument #1 to 'connect' (string expected, got " .. type(conninfo) .. ")", 2)
@@ -101,12 +103,16 @@ function M.connect(conninfo, opts)
     opts.connect_timeout and tostring(opts.connect_timeout))
   if not db then return nil, err, sqlstate end
   local schema = opts.schema or M.DEFAULT_SCHEMA
+  if opts.field_key ~= nil and type(opts.field_key) ~= "string" then
+    db:close()
+    error("connect: field_key must be a string", 2)
+  end
   settings[db] = { schema = schema, read = opts.read and { conninfo = opts.read, user = opts.user,
-    connect_timeout = opts.connect_timeout } }
+    connect_timeout = opts.connect_timeout, field_key = opts.field_key } }
   -- Unqualified names in ad-hoc queries resolve to motomind's schema first.
   local ok, e2, s2 = db:query("SELECT set_config('search_path', $1, false), " ..
-    "set_config('motomind.maintenance', $2, false)",
-    db:escape_identifier(schema) .. ", public", opts.maintenance and "on" or "off")
+    "set_config('motomind.maintenance', $2, false), set_config('motomind.field_key', $3, false)",
+    db:escape_identifier(schema) .. ", public", opts.maintenance and "on" or "off", opts.field_key or "")
   if not ok then db:close(); return nil, e2, s2 end
   return db
 end
@@ -153,7 +159,8 @@ function Connection:reader()
   local r = self:get_reader()
   if not r or r:status() ~= "ok" then
     if read.retry_at and os.time() < read.retry_at then return self end
-    r = M.connect(read.conninfo, { schema = s.schema, user = read.user, connect_timeout = read.connect_timeout })
+    r = M.connect(read.conninfo, { schema = s.schema, user = read.user, connect_timeout = read.connect_timeout,
+      field_key = read.field_key })
     self:set_reader(r) -- (nil: the one that failed is closed)
     if not r then
       read.retry_at = os.time() + READ_RETRY

@@ -38,7 +38,7 @@ local function now() return os.time() end
 -- idle_timeout or fails), else a new one.
 local function checkout(cfg)
   local motomind = require "motomind"
-  local key = table.concat({ cfg.conninfo or "", cfg.schema or "", cfg.user or "" }, "\0")
+  local key = table.concat({ cfg.conninfo or "", cfg.schema or "", cfg.user or "", cfg.field_key or "" }, "\0")
   local list = idle[key] or {}
   idle[key] = list
   while #list > 0 do
@@ -53,7 +53,7 @@ local function checkout(cfg)
     end
   end
   local db, err, sqlstate = motomind.connect(cfg.conninfo,
-    { schema = cfg.schema, user = cfg.user, connect_timeout = cfg.connect_timeout })
+    { schema = cfg.schema, user = cfg.user, connect_timeout = cfg.connect_timeout, field_key = cfg.field_key })
   if not db then return nil, err, sqlstate end
   local row, e2, s2 = db:row("SELECT set_config('statement_timeout', $1, false), " ..
     "current_setting('max_connections')::int AS max", tostring(cfg.statement_timeout))
@@ -188,7 +188,8 @@ Client.__index = Client
 -- (s, 5), statement_timeout (ms, 10000), vms (calls in flight per worker:
 -- nginx.conf's lua_worker_thread_vm_pool_size, default 10), wait_timeout
 -- (s a call waits for one of them, 10), null (default ngx.null),
--- empty_array (e.g. cjson.empty_array; default: an empty table).
+-- empty_array (e.g. cjson.empty_array; default: an empty table),
+-- field_key (connect's: opens sealed fields).
 function M.new(opts)
   local cfg = {}
   for k, v in pairs(DEFAULTS) do cfg[k] = v end

@@ -13,8 +13,8 @@ local STAMPED = { tenant_id = true, created_at = true, created_by = true, update
                   deleted_at = true, deleted_by = true }
 
 -- Per connection: each table's (or view's) writable columns { name = type },
--- its CHECK constraints' columns { constraint = column }, and whether it
--- has soft delete.
+-- its CHECK constraints' columns { constraint = column }, whether it
+-- has soft delete, and whether it has sealable columns (c_sealed: 0029).
 local cache = setmetatable({}, { __mode = "k" })
 
 local function catalog(db, tbl)
@@ -22,11 +22,12 @@ local function catalog(db, tbl)
   local known = cache[db][tbl]
   if known then return known end
   local rel = db:qualify(tbl)
-  local columns, soft = {}, false
+  local columns, soft, sealed = {}, false, false
   for _, r in ipairs(motomind.assert(db:query("SELECT attname, format_type(atttypid, atttypmod) AS type FROM " ..
       "pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = ''", rel))) do
     if not STAMPED[r.attname] then columns[r.attname] = r.type end
     soft = soft or r.attname == "deleted_at"
+    sealed = sealed or r.attname:match("_sealed$") ~= nil
   end
   local checks = {}
   for _, r in ipairs(motomind.assert(db:query("SELECT k.conname, a.attname FROM pg_constraint k JOIN pg_attribute a " ..
@@ -34,9 +35,23 @@ local function catalog(db, tbl)
       "AND cardinality(k.conkey) = 1", rel))) do
     checks[r.conname] = r.attname
   end
-  known = { columns = columns, checks = checks, soft = soft }
+  known = { columns = columns, checks = checks, soft = soft, sealed = sealed }
   cache[db][tbl] = known
   return known
+end
+
+-- The SQL that reads rows of tbl (aliased t) as the caller sees them: with
+-- sealed values opened (by the connection's field key) when it has any.
+local function reading(db, tbl)
+  if not catalog(db, tbl).sealed then return "SELECT t.* FROM " .. db:qualify(tbl) .. " t" end
+  return ("SELECT u.* FROM %s t CROSS JOIN LATERAL %s(t) u"):format(db:qualify(tbl), db:qualify("unsealed"))
+end
+
+-- A write's SQL returning the written row as reading() would.
+local function returning(db, tbl, write)
+  if not catalog(db, tbl).sealed then return write .. " RETURNING *" end
+  return ("WITH w AS (%s RETURNING *) SELECT u.* FROM w CROSS JOIN LATERAL %s(w::%s) u"):format(write,
+    db:qualify("unsealed"), db:qualify(tbl))
 end
 
 -- The SQL of one bound value for a column: arrays come as Lua arrays (JSON).
@@ -94,8 +109,8 @@ function M.insert(db, ctx, tbl, fields)
     names[#names + 1], values[#values + 1] = db:escape_identifier(name), placeholder(#args, columns[name])
   end
   args.n = #args
-  return write(db, ctx, tbl, fields, ("INSERT INTO %s (%s) VALUES (%s) RETURNING *"):format(db:qualify(tbl),
-    table.concat(names, ", "), table.concat(values, ", ")), args)
+  return write(db, ctx, tbl, fields, returning(db, tbl, ("INSERT INTO %s (%s) VALUES (%s)"):format(db:qualify(tbl),
+    table.concat(names, ", "), table.concat(values, ", "))), args)
 end
 
 --- update(db, ctx, tbl, id, fields) -> the changed row | nil, message, sqlstate, detail
@@ -110,14 +125,14 @@ function M.update(db, ctx, tbl, id, fields)
   end
   if #sets == 0 then return M.get(db, ctx, tbl, id) end
   args.n = #args
-  return write(db, ctx, tbl, fields, ("UPDATE %s SET %s WHERE tenant_id = $1 AND id = $2::uuid RETURNING *")
-    :format(db:qualify(tbl), table.concat(sets, ", ")), args)
+  return write(db, ctx, tbl, fields, returning(db, tbl, ("UPDATE %s SET %s WHERE tenant_id = $1 AND id = $2::uuid")
+    :format(db:qualify(tbl), table.concat(sets, ", "))), args)
 end
 
 --- get(db, ctx, tbl, id) -> the row | nil (none visible) | nil, message, sqlstate.
 function M.get(db, ctx, tbl, id)
   return db:as(ctx, function()
-    return db:row(("SELECT * FROM %s WHERE tenant_id = $1 AND id = $2::uuid"):format(db:qualify(tbl)), ctx.tenant, id)
+    return db:row(reading(db, tbl) .. " WHERE t.tenant_id = $1 AND t.id = $2::uuid", ctx.tenant, id)
   end)
 end
 
@@ -126,20 +141,20 @@ end
 -- ({ vehicle_id = v }; motomind.null: IS NULL), in order (SQL of its
 -- columns; default its first).
 function M.list(db, ctx, rel, where, order)
-  local conds, args = { "tenant_id = $1" }, { ctx.tenant }
+  local conds, args = { "t.tenant_id = $1" }, { ctx.tenant }
   local info = catalog(db, rel)
-  if info.soft then conds[2] = "deleted_at IS NULL" end
+  if info.soft then conds[2] = "t.deleted_at IS NULL" end
   for name, value in pairs(where or {}) do
     if not info.columns[name] then error(rel .. ": no column " .. tostring(name), 2) end
     if value == motomind.null then
-      conds[#conds + 1] = db:escape_identifier(name) .. " IS NULL"
+      conds[#conds + 1] = "t." .. db:escape_identifier(name) .. " IS NULL"
     else
       args[#args + 1] = value
-      conds[#conds + 1] = db:escape_identifier(name) .. " = " .. placeholder(#args, info.columns[name])
+      conds[#conds + 1] = "t." .. db:escape_identifier(name) .. " = " .. placeholder(#args, info.columns[name])
     end
   end
   return db:as(ctx, function()
-    return db:query(("SELECT * FROM %s WHERE %s ORDER BY %s"):format(db:qualify(rel), table.concat(conds, " AND "),
+    return db:query(("%s WHERE %s ORDER BY %s"):format(reading(db, rel), table.concat(conds, " AND "),
       order or "1"), unpack(args, 1, #args))
   end)
 end

@@ -78,6 +78,19 @@ function M.set_role(db, ctx, user, role)
   return nil, "not a member of this tenant, or not yours to change (owners change roles)", "42501"
 end
 
+--- seal_fields(db, ctx, on) -> the number of values rewritten | nil,
+-- message, sqlstate: switches sealing of the tenant's sensitive fields
+-- (sealed_columns: a vehicle's VIN and plate, conversation content) as its
+-- owner, on a connection with a field_key; the values are sealed (or
+-- opened again) in the same transaction.
+function M.seal_fields(db, ctx, on)
+  motomind.check_ctx(ctx, "tenants.seal_fields")
+  if type(on) ~= "boolean" then error("tenants.seal_fields: on must be a boolean", 2) end
+  return db:as(ctx, function()
+    return db:value("SELECT " .. db:qualify("set_field_sealing") .. "($1)", on)
+  end)
+end
+
 --- users(db) -> every live user (id, email, display_name), as the
 -- connection's role: an administrator's listing, like list() without a user.
 function M.users(db)
