@@ -23,7 +23,7 @@ PREFIX ?= /usr/local
 LUADIR ?= $(PREFIX)/share/lua/5.4
 LIBDIR ?= $(PREFIX)/lib/lua/5.4
 
-.PHONY: all build deps demo test bench bench-report bench-captures bench-openresty check-memory fuzz payload-migration distribution-plan schema install clean pg-start pg-stop
+.PHONY: all build deps demo test bench bench-report bench-captures bench-sealed bench-openresty check-memory fuzz payload-migration distribution-plan schema install clean pg-start pg-stop
 
 all build: $(CORE)
 
@@ -62,6 +62,12 @@ bench-captures: deps
 	@$(MAKE) --no-print-directory build LUA=lua5.4
 	@tools/with-db env LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/lua5.4/?.so;;" \
 	  MOTOMIND_SQL=$(CURDIR)/sql lua5.4 bench/captures.lua
+
+# What sealing a tenant's fields costs, against the same calls on a plain tenant.
+bench-sealed: deps
+	@$(MAKE) --no-print-directory build LUA=lua5.4
+	@tools/with-db env LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/lua5.4/?.so;;" \
+	  MOTOMIND_SQL=$(CURDIR)/sql lua5.4 bench/sealed.lua
 
 # motomind in nginx (blocking, thread pool) against pgmoon, under wrk.
 bench-openresty: deps

@@ -14,7 +14,7 @@ local STAMPED = { tenant_id = true, created_at = true, created_by = true, update
 
 -- Per connection: each table's (or view's) writable columns { name = type },
 -- its CHECK constraints' columns { constraint = column }, whether it
--- has soft delete, and whether it has sealable columns (c_sealed: 0029).
+-- has soft delete, and the SELECT list its readers use.
 local cache = setmetatable({}, { __mode = "k" })
 
 local function catalog(db, tbl)
@@ -22,12 +22,25 @@ local function catalog(db, tbl)
   local known = cache[db][tbl]
   if known then return known end
   local rel = db:qualify(tbl)
-  local columns, soft, sealed = {}, false, false
-  for _, r in ipairs(motomind.assert(db:query("SELECT attname, format_type(atttypid, atttypmod) AS type FROM " ..
-      "pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped AND attgenerated = ''", rel))) do
-    if not STAMPED[r.attname] then columns[r.attname] = r.type end
+  local columns, soft, all, present = {}, false, {}, {}
+  for _, r in ipairs(motomind.assert(db:query("SELECT attname, format_type(atttypid, atttypmod) AS type, " ..
+      "attgenerated <> '' AS generated FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 " ..
+      "AND NOT attisdropped ORDER BY attnum", rel))) do
+    if not (STAMPED[r.attname] or r.generated) then columns[r.attname] = r.type end
     soft = soft or r.attname == "deleted_at"
-    sealed = sealed or r.attname:match("_sealed$") ~= nil
+    all[#all + 1], present[r.attname] = r.attname, true
+  end
+  -- What a reader selects: each sealable column c (0029: c_sealed is
+  -- there) opened by the connection's field key.
+  local list = {}
+  for i, name in ipairs(all) do
+    if present[name .. "_sealed"] then
+      assert(name:match("^[%w_]+$"), name .. ": a sealable column's name is a plain word (it is written as a literal)")
+      list[i] = ("coalesce(t.%s, %s(t.%s, '%s')) AS %s"):format(db:escape_identifier(name), db:qualify("unseal_text"),
+        db:escape_identifier(name .. "_sealed"), name, db:escape_identifier(name))
+    else
+      list[i] = "t." .. db:escape_identifier(name)
+    end
   end
   local checks = {}
   for _, r in ipairs(motomind.assert(db:query("SELECT k.conname, a.attname FROM pg_constraint k JOIN pg_attribute a " ..
@@ -35,23 +48,21 @@ local function catalog(db, tbl)
       "AND cardinality(k.conkey) = 1", rel))) do
     checks[r.conname] = r.attname
   end
-  known = { columns = columns, checks = checks, soft = soft, sealed = sealed }
+  known = { columns = columns, checks = checks, soft = soft, select = table.concat(list, ", ") }
   cache[db][tbl] = known
   return known
 end
 
--- The SQL that reads rows of tbl (aliased t) as the caller sees them: with
--- sealed values opened (by the connection's field key) when it has any.
-local function reading(db, tbl)
-  if not catalog(db, tbl).sealed then return "SELECT t.* FROM " .. db:qualify(tbl) .. " t" end
-  return ("SELECT u.* FROM %s t CROSS JOIN LATERAL %s(t) u"):format(db:qualify(tbl), db:qualify("unsealed"))
+--- select_list(db, tbl) -> the SELECT list of tbl's rows (aliased t) as
+-- the caller sees them: sealed values opened by the connection's field key
+-- (NULL without one), the table's columns in order.
+function M.select_list(db, tbl)
+  return catalog(db, tbl).select
 end
 
--- A write's SQL returning the written row as reading() would.
-local function returning(db, tbl, write)
-  if not catalog(db, tbl).sealed then return write .. " RETURNING *" end
-  return ("WITH w AS (%s RETURNING *) SELECT u.* FROM w CROSS JOIN LATERAL %s(w::%s) u"):format(write,
-    db:qualify("unsealed"), db:qualify(tbl))
+-- The SQL that reads rows of tbl (aliased t) as the caller sees them.
+local function reading(db, tbl)
+  return ("SELECT %s FROM %s t"):format(catalog(db, tbl).select, db:qualify(tbl))
 end
 
 -- The SQL of one bound value for a column: arrays come as Lua arrays (JSON).
@@ -109,8 +120,8 @@ function M.insert(db, ctx, tbl, fields)
     names[#names + 1], values[#values + 1] = db:escape_identifier(name), placeholder(#args, columns[name])
   end
   args.n = #args
-  return write(db, ctx, tbl, fields, returning(db, tbl, ("INSERT INTO %s (%s) VALUES (%s)"):format(db:qualify(tbl),
-    table.concat(names, ", "), table.concat(values, ", "))), args)
+  return write(db, ctx, tbl, fields, ("INSERT INTO %s AS t (%s) VALUES (%s) RETURNING %s"):format(db:qualify(tbl),
+    table.concat(names, ", "), table.concat(values, ", "), M.select_list(db, tbl)), args)
 end
 
 --- update(db, ctx, tbl, id, fields) -> the changed row | nil, message, sqlstate, detail
@@ -125,8 +136,8 @@ function M.update(db, ctx, tbl, id, fields)
   end
   if #sets == 0 then return M.get(db, ctx, tbl, id) end
   args.n = #args
-  return write(db, ctx, tbl, fields, returning(db, tbl, ("UPDATE %s SET %s WHERE tenant_id = $1 AND id = $2::uuid")
-    :format(db:qualify(tbl), table.concat(sets, ", "))), args)
+  return write(db, ctx, tbl, fields, ("UPDATE %s AS t SET %s WHERE tenant_id = $1 AND id = $2::uuid RETURNING %s")
+    :format(db:qualify(tbl), table.concat(sets, ", "), M.select_list(db, tbl)), args)
 end
 
 --- get(db, ctx, tbl, id) -> the row | nil (none visible) | nil, message, sqlstate.

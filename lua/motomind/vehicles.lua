@@ -3,6 +3,7 @@
 -- Vehicles are named by id, nickname, plate or VIN.
 local motomind = require "motomind"
 local naming = require "motomind.names"
+local rows = require "motomind.rows"
 
 local unpack = table.unpack or unpack
 
@@ -31,16 +32,10 @@ local function columns_of(fields, names, values)
   return names, values
 end
 
--- A vehicle row as readers see it: a sealed VIN and plate opened (when the
--- connection's field key opens them; NULL without one).
-local function opened(db, rel)
-  return ("%s CROSS JOIN LATERAL %s(%s) u"):format(rel, db:qualify("unsealed"), rel == "w" and
-    "w::" .. db:qualify("vehicles") or "v")
-end
-
--- A write returning the written row, opened.
-local function written(db, write)
-  return ("WITH w AS (%s RETURNING *) SELECT u.* FROM %s"):format(write, opened(db, "w"))
+-- Vehicle rows as readers see them (alias t): a sealed VIN and plate
+-- opened by the connection's field key.
+local function opened(db)
+  return rows.select_list(db, "vehicles")
 end
 
 --- add(db, ctx, fields) -> the vehicle row | nil, message, sqlstate, detail.
@@ -57,8 +52,8 @@ function M.add(db, ctx, fields)
   local params = {}
   for i = 1, #names do params[i] = "$" .. i end
   return db:as(ctx, function()
-    return db:row(written(db, ("INSERT INTO %s (%s) VALUES (%s)"):format(db:qualify("vehicles"),
-      table.concat(names, ", "), table.concat(params, ", "))), unpack(values, 1, #names))
+    return db:row(("INSERT INTO %s AS t (%s) VALUES (%s) RETURNING %s"):format(db:qualify("vehicles"),
+      table.concat(names, ", "), table.concat(params, ", "), opened(db)), unpack(values, 1, #names))
   end)
 end
 
@@ -67,8 +62,8 @@ end
 function M.get(db, ctx, id)
   motomind.check_ctx(ctx, "vehicles")
   local row, err, sqlstate, detail = db:as(ctx, function()
-    return db:row("SELECT u.* FROM " .. opened(db, db:qualify("vehicles") .. " v") ..
-      " WHERE v.tenant_id = $1 AND v.id = $2::uuid AND v.deleted_at IS NULL", ctx.tenant, id)
+    return db:row("SELECT " .. opened(db) .. " FROM " .. db:qualify("vehicles") ..
+      " t WHERE t.tenant_id = $1 AND t.id = $2::uuid AND t.deleted_at IS NULL", ctx.tenant, id)
   end)
   if row == nil and err == nil then return nil, ("vehicle %s: no such vehicle in this tenant"):format(id), "P0002" end
   return row, err, sqlstate, detail
@@ -88,8 +83,8 @@ function M.edit(db, ctx, id, fields)
   local sets = {}
   for i, k in ipairs(names) do sets[i] = ("%s = $%d"):format(k, i + 2) end
   local row, err, state, detail = db:as(ctx, function()
-    return db:row(written(db, ("UPDATE %s SET %s WHERE tenant_id = $1 AND id = $2::uuid AND deleted_at IS NULL")
-      :format(db:qualify("vehicles"), table.concat(sets, ", "))), unpack(values, 1, #names + 2))
+    return db:row(("UPDATE %s AS t SET %s WHERE tenant_id = $1 AND id = $2::uuid AND deleted_at IS NULL RETURNING %s")
+      :format(db:qualify("vehicles"), table.concat(sets, ", "), opened(db)), unpack(values, 1, #names + 2))
   end)
   if row == nil and err == nil then
     return nil, ("vehicle %s: no such vehicle in this tenant, or not yours to change"):format(id), "42501"
@@ -104,10 +99,10 @@ function M.list(db, ctx, opts)
   local tags = opts and opts.tags
   if tags ~= nil and type(tags) ~= "table" then error("vehicles.list: tags must be a list of strings", 2) end
   return db:as(ctx, function()
-    return db:query("SELECT u.id, u.nickname, u.make, u.model, u.year, u.plate, u.vin, u.odometer_unit, u.timezone, " ..
-      "u.currency, u.tags, u.extended_attributes FROM " .. opened(db, db:qualify("vehicles") .. " v") ..
-      " WHERE v.tenant_id = $1 AND v.deleted_at IS NULL " ..
-      "AND ($2::jsonb IS NULL OR v.tags @> $2::jsonb) ORDER BY v.nickname NULLS LAST, v.id",
+    return db:query("SELECT id, nickname, make, model, year, plate, vin, odometer_unit, timezone, currency, tags, " ..
+      "extended_attributes FROM (SELECT " .. opened(db) .. " FROM " .. db:qualify("vehicles") .. " t " ..
+      "WHERE t.tenant_id = $1 AND t.deleted_at IS NULL AND ($2::jsonb IS NULL OR t.tags @> $2::jsonb)) v " ..
+      "ORDER BY nickname NULLS LAST, id",
       ctx.tenant, tags and motomind.json.list(tags) or motomind.null)
   end)
 end
@@ -119,10 +114,12 @@ function M.resolve(db, ctx, name)
   motomind.check_ctx(ctx, "vehicles")
   if type(name) ~= "string" or name == "" then error("vehicles.resolve: name must be a string", 2) end
   local rows, err, sqlstate = db:as(ctx, function()
-    return db:query("SELECT u.id, u.nickname, u.plate, u.vin FROM " .. opened(db, db:qualify("vehicles") .. " v") ..
-      " WHERE v.tenant_id = $1 AND v.deleted_at IS NULL AND (v.id::text = lower($2) OR lower(v.nickname) = lower($2) " ..
-      "OR upper(v.plate) = upper($2) OR v.vin = upper($2) OR v.plate_hash = " .. db:qualify("seal_hash") .. "($2) " ..
-      "OR v.vin_hash = " .. db:qualify("seal_hash") .. "($2)) ORDER BY v.id", ctx.tenant, name)
+    -- (the keyed hash of the name: a scalar subquery, computed once)
+    local hash = "(SELECT " .. db:qualify("seal_hash") .. "($2))"
+    return db:query("SELECT id, nickname, plate, vin FROM (SELECT " .. opened(db) .. " FROM " ..
+      db:qualify("vehicles") .. " t WHERE t.tenant_id = $1 AND t.deleted_at IS NULL AND (t.id::text = lower($2) " ..
+      "OR lower(t.nickname) = lower($2) OR upper(t.plate) = upper($2) OR t.vin = upper($2) OR t.plate_hash = " .. hash ..
+      " OR t.vin_hash = " .. hash .. ")) v ORDER BY id", ctx.tenant, name)
   end)
   if not rows then return nil, err, sqlstate end
   return naming.pick(rows, "vehicle", name, "id, nickname, plate or VIN", function(r)

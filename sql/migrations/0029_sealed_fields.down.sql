@@ -32,9 +32,8 @@ END
 $fn$;
 
 DROP FUNCTION set_field_sealing(boolean);
-DROP FUNCTION unsealed(anyelement);
 DROP FUNCTION seal_field();
-DROP FUNCTION seal_image(jsonb, text);
+DROP FUNCTION seal_image(jsonb, text[], boolean[]);
 DROP FUNCTION sealed_patch(text, text, boolean);
 DROP FUNCTION tenant_seals(uuid);
 DROP FUNCTION seal_hash(text);

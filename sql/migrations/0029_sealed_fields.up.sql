@@ -79,12 +79,12 @@ BEGIN
     END
     $b$;
 
-    CREATE FUNCTION unseal_text(sealed bytea, field text) RETURNS text LANGUAGE plpgsql STABLE SECURITY DEFINER
+    CREATE FUNCTION unseal_text(sealed bytea, field text) RETURNS text LANGUAGE plpgsql STABLE STRICT SECURITY DEFINER
     SET search_path FROM CURRENT AS $b$
     DECLARE
       key text := field_key();
     BEGIN
-      IF sealed IS NULL OR key IS NULL THEN RETURN NULL; END IF;
+      IF key IS NULL THEN RETURN NULL; END IF;
       RETURN %1$s.pgp_sym_decrypt(sealed, key);
     EXCEPTION WHEN external_routine_invocation_exception THEN
       RAISE EXCEPTION '%%: the field key does not open this value (it was sealed under another key)', field
@@ -102,7 +102,8 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION seal_text(text, text) IS 'PGP ciphertext of value under the session''s field key (field names the value in errors)';
-COMMENT ON FUNCTION unseal_text(bytea, text) IS 'the plaintext of a sealed value; NULL without a field key';
+COMMENT ON FUNCTION unseal_text(bytea, text) IS
+  'the plaintext of a sealed value (readers select coalesce(c, unseal_text(c_sealed, ''c''))); NULL without a field key';
 COMMENT ON FUNCTION seal_hash(text) IS 'HMAC-SHA256 of the upper-cased value under the field key: lookups and uniqueness of sealed values';
 
 -- (PL/pgSQL: a SECURITY DEFINER SQL function would plan its query on every call.)
@@ -116,15 +117,13 @@ CREATE FUNCTION sealed_patch(col text, value text, hashed boolean) RETURNS jsonb
       || CASE WHEN hashed THEN jsonb_build_object(col || '_hash', seal_hash(value)) ELSE '{}' END
 $$;
 
--- A row image of table tbl (jsonb, e.g. one the audit log keeps) with its
--- plaintext sealable values sealed.
-CREATE FUNCTION seal_image(image jsonb, tbl text) RETURNS jsonb LANGUAGE plpgsql VOLATILE AS $$
-DECLARE
-  s record;
+-- A row image (jsonb, e.g. one the audit log keeps) with the plaintext of
+-- its sealable columns cols sealed (hashed: whether each has c_hash).
+CREATE FUNCTION seal_image(image jsonb, cols text[], hashed boolean[]) RETURNS jsonb LANGUAGE plpgsql VOLATILE AS $$
 BEGIN
-  FOR s IN SELECT column_name, hashed FROM sealed_columns WHERE table_name = tbl LOOP
-    IF image->>s.column_name IS NOT NULL THEN
-      image := image || sealed_patch(s.column_name, image->>s.column_name, s.hashed);
+  FOR i IN 1 .. cardinality(cols) LOOP
+    IF image->>cols[i] IS NOT NULL THEN
+      image := image || sealed_patch(cols[i], image->>cols[i], hashed[i]);
     END IF;
   END LOOP;
   RETURN image;
@@ -137,16 +136,22 @@ $$;
 --   constraints (they see NULL once it is sealed), then sealed.
 -- - An UPDATE naming c that leaves the sealed value as it was clears it:
 --   c set to NULL clears the value; a plaintext c (a tenant that does not
---   seal) replaces it.
+--   seal) replaces it. (The switch's rewrite names every sealable column:
+--   there a NULL c keeps its sealed value.)
 CREATE FUNCTION seal_field() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
   col text := TG_ARGV[0];
   image jsonb := to_jsonb(NEW);
   hashed boolean := image ? (col || '_hash');
+  resealing boolean := NEW.tenant_id::text = current_setting('motomind.resealing_tenant', true);
   check_row record;
   holds boolean;
 BEGIN
   IF image->>col IS NOT NULL AND tenant_seals(NEW.tenant_id) THEN
+    -- (the switch's rewrite seals values the CHECKs passed when written)
+    IF resealing THEN
+      RETURN jsonb_populate_record(NEW, sealed_patch(col, image->>col, hashed));
+    END IF;
     FOR check_row IN SELECT k.conname, pg_get_expr(k.conbin, k.conrelid) AS expr
                        FROM pg_constraint k JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attname = col
                       WHERE k.conrelid = TG_RELID AND k.contype = 'c' AND a.attnum = ANY (k.conkey) LOOP
@@ -158,7 +163,7 @@ BEGIN
     END LOOP;
     RETURN jsonb_populate_record(NEW, sealed_patch(col, image->>col, hashed));
   ELSIF TG_OP = 'UPDATE' AND image->(col || '_sealed') <> 'null'
-        AND image->(col || '_sealed') = to_jsonb(OLD)->(col || '_sealed') THEN
+        AND image->(col || '_sealed') = to_jsonb(OLD)->(col || '_sealed') AND (image->>col IS NOT NULL OR NOT resealing) THEN
     RETURN jsonb_populate_record(NEW, jsonb_build_object(col || '_sealed', NULL)
       || CASE WHEN hashed THEN jsonb_build_object(col || '_hash', NULL) ELSE '{}' END);
   END IF;
@@ -174,23 +179,6 @@ BEGIN
     EXECUTE format('CREATE TRIGGER %I BEFORE INSERT OR UPDATE OF %I ON %s FOR EACH ROW EXECUTE FUNCTION seal_field(%L)',
                    'z_seal_' || s.column_name, s.column_name, s.rel, s.column_name);
   END LOOP;
-END
-$$;
-
--- A row whose sealable values are in plaintext again (those this session's
--- key opens; NULL without a key): what readers select, e.g.
--- SELECT u.* FROM vehicles v CROSS JOIN LATERAL unsealed(v) u.
-CREATE FUNCTION unsealed(r anyelement) RETURNS anyelement LANGUAGE plpgsql STABLE AS $$
-DECLARE
-  image jsonb := to_jsonb(r);
-  patch jsonb := '{}';
-  k text;
-BEGIN
-  FOR k IN SELECT key FROM jsonb_each(image) WHERE key LIKE '%\_sealed' AND jsonb_typeof(value) = 'string' LOOP
-    patch := patch || jsonb_build_object(left(k, -7),
-      unseal_text(decode(substr(image->>k, 3), 'hex'), left(k, -7)));
-  END LOOP;
-  RETURN CASE WHEN patch = '{}' THEN r ELSE jsonb_populate_record(r, patch) END;
 END
 $$;
 
@@ -235,21 +223,29 @@ BEGIN
   UPDATE tenants SET seals_fields = seal WHERE id = tenant AND seals_fields IS DISTINCT FROM seal;
   IF NOT FOUND THEN RETURN 0; END IF;
   PERFORM set_config('motomind.resealing_tenant', tenant::text, true);
-  FOR s IN SELECT rel, column_name FROM sealed_columns ORDER BY table_name, column_name LOOP
-    IF seal THEN
-      EXECUTE format('UPDATE %s SET %I = %I WHERE tenant_id = $1 AND %I IS NOT NULL',
-                     s.rel, s.column_name, s.column_name, s.column_name) USING tenant;
-    ELSE
-      EXECUTE format('UPDATE %s SET %I = unseal_text(%I, %L) WHERE tenant_id = $1 AND %I IS NOT NULL',
-                     s.rel, s.column_name, s.column_name || '_sealed', s.column_name, s.column_name || '_sealed')
-        USING tenant;
-    END IF;
-    GET DIAGNOSTICS n = ROW_COUNT;
+  -- One UPDATE per table, naming each sealable column (c = c seals it;
+  -- c = its opened value stores it plain again and clears c_sealed); a
+  -- column that holds nothing is left as it is.
+  FOR s IN SELECT rel,
+                  string_agg(format('%I = %s', column_name, CASE WHEN seal THEN quote_ident(column_name)
+                    ELSE format('coalesce(%I, unseal_text(%I, %L))', column_name, column_name || '_sealed', column_name)
+                    END), ', ') AS sets,
+                  string_agg(format('(%I IS NOT NULL)::int', CASE WHEN seal THEN column_name
+                    ELSE column_name || '_sealed' END), ' + ') AS held
+             FROM sealed_columns GROUP BY rel ORDER BY rel::text LOOP
+    EXECUTE format('SELECT coalesce(sum(%s), 0) FROM %s WHERE tenant_id = $1', s.held, s.rel) INTO n USING tenant;
+    EXECUTE format('UPDATE %s SET %s WHERE tenant_id = $1 AND %s > 0', s.rel, s.sets, s.held) USING tenant;
     total := total + n;
   END LOOP;
   IF seal THEN
-    UPDATE audit_log SET old_values = seal_image(old_values, table_name), new_values = seal_image(new_values, table_name)
-     WHERE tenant_id = tenant AND table_name IN (SELECT table_name FROM sealed_columns);
+    FOR s IN SELECT table_name, array_agg(column_name) AS cols, array_agg(hashed) AS hashed,
+                    string_agg(format('old_values->>%1$L IS NOT NULL OR new_values->>%1$L IS NOT NULL', column_name),
+                               ' OR ') AS held
+               FROM sealed_columns GROUP BY table_name LOOP
+      EXECUTE format('UPDATE audit_log SET old_values = seal_image(old_values, $2, $3), '
+                     'new_values = seal_image(new_values, $2, $3) WHERE tenant_id = $1 AND table_name = $4 AND (%s)',
+                     s.held) USING tenant, s.cols, s.hashed, s.table_name;
+    END LOOP;
   END IF;
   PERFORM set_config('motomind.resealing_tenant', '', true);
   RETURN total;
