@@ -236,4 +236,37 @@ describe("OpenResty (nginx + lua-nginx-module, motomind.resty)", function()
     assert.is_true(served >= 16)
     assert.is_true(connections() <= 4)
   end)
+
+  -- A real restart of the server (this project's throwaway cluster, which
+  -- the suite runs on: stopped and started again on its port).
+  it("answers 503 promptly while the database is down, and serves again once it is back", function()
+    local pg_local = H.shell_quote(H.root .. "/tools/pg-local")
+    local url = H.run(pg_local .. " url"):gsub("\n$", "")
+    if url ~= os.getenv("DATABASE_URL") then
+      pending("DATABASE_URL is not this project's cluster: the spec does not restart someone else's server")
+      return
+    end
+    local page = "/vehicles/" .. car .. "/events?limit=5"
+    assert.equal(200, (request(port, "GET", page, as(tenant, user))))
+    local out, ok = H.run(pg_local .. " down")
+    assert(ok, out)
+    local gettime = require("socket").gettime
+    for _ = 1, 8 do
+      local t0 = gettime()
+      local status, text, _, body = request(port, "GET", page, as(tenant, user))
+      assert.equal(503, status, text)
+      assert.is_string(body.error)
+      assert.is_true(gettime() - t0 < 3, "a request took " .. (gettime() - t0) .. " s while the database was down")
+    end
+    out, ok = H.run(pg_local .. " up")
+    assert(ok, out)
+    local served = 0
+    for _ = 1, 20 do
+      if request(port, "GET", page, as(tenant, user)) == 200 then served = served + 1 end
+    end
+    assert.is_true(served >= 16, "served after the restart: " .. served)
+    local schema = db:schema()
+    db:close() -- (the spec's own connection dropped with the server)
+    db = H.connect { schema = schema }
+  end)
 end)
