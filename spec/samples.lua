@@ -10,9 +10,9 @@ local catalogued = setmetatable({}, { __mode = "k" })
 
 -- A table's columns (name, type, allowed: the first value a CHECK (column
 -- IN (...)) of it or of its domain allows, needed: NOT NULL with no
--- default, or held in plaintext or sealed (0029), generated, key: in the primary key) and its foreign keys to
--- other tables (parent, cols and refs as comma lists, scoped: the parent
--- has a tenant_id).
+-- default, or held in plaintext or sealed (0029), generated, key: in the
+-- primary key) and its foreign keys to other tables (parent, cols and refs
+-- as comma lists, scoped: the parent has a tenant_id).
 function M.catalog(db, tbl)
   catalogued[db] = catalogued[db] or {}
   local known = catalogued[db][tbl]

@@ -99,14 +99,11 @@ function M.connect(conninfo, opts)
     error("bad argument #1 to 'connect' (string expected, got " .. type(conninfo) .. ")", 2)
   end
   opts = opts or {}
+  if opts.field_key ~= nil and type(opts.field_key) ~= "string" then error("connect: field_key must be a string", 2) end
   local db, err, sqlstate = core.connect(conninfo or os.getenv("DATABASE_URL") or "", opts.user,
     opts.connect_timeout and tostring(opts.connect_timeout))
   if not db then return nil, err, sqlstate end
   local schema = opts.schema or M.DEFAULT_SCHEMA
-  if opts.field_key ~= nil and type(opts.field_key) ~= "string" then
-    db:close()
-    error("connect: field_key must be a string", 2)
-  end
   settings[db] = { schema = schema, read = opts.read and { conninfo = opts.read, user = opts.user,
     connect_timeout = opts.connect_timeout, field_key = opts.field_key } }
   -- Unqualified names in ad-hoc queries resolve to motomind's schema first.

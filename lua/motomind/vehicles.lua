@@ -113,7 +113,7 @@ end
 function M.resolve(db, ctx, name)
   motomind.check_ctx(ctx, "vehicles")
   if type(name) ~= "string" or name == "" then error("vehicles.resolve: name must be a string", 2) end
-  local rows, err, sqlstate = db:as(ctx, function()
+  local found, err, sqlstate = db:as(ctx, function()
     -- (the keyed hash of the name: a scalar subquery, computed once)
     local hash = "(SELECT " .. db:qualify("seal_hash") .. "($2))"
     return db:query("SELECT id, nickname, plate, vin FROM (SELECT " .. opened(db) .. " FROM " ..
@@ -121,8 +121,8 @@ function M.resolve(db, ctx, name)
       "OR lower(t.nickname) = lower($2) OR upper(t.plate) = upper($2) OR t.vin = upper($2) OR t.plate_hash = " .. hash ..
       " OR t.vin_hash = " .. hash .. ")) v ORDER BY id", ctx.tenant, name)
   end)
-  if not rows then return nil, err, sqlstate end
-  return naming.pick(rows, "vehicle", name, "id, nickname, plate or VIN", function(r)
+  if not found then return nil, err, sqlstate end
+  return naming.pick(found, "vehicle", name, "id, nickname, plate or VIN", function(r)
     return ("%s (%s%s)"):format(r.id, r.nickname ~= motomind.null and r.nickname or "no nickname",
       r.plate ~= motomind.null and ", plate " .. r.plate or "")
   end)

@@ -141,26 +141,33 @@ $$;
 CREATE FUNCTION seal_field() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
   col text := TG_ARGV[0];
-  image jsonb := to_jsonb(NEW);
-  hashed boolean := image ? (col || '_hash');
-  resealing boolean := NEW.tenant_id::text = current_setting('motomind.resealing_tenant', true);
+  seals boolean := tenant_seals(NEW.tenant_id);
+  image jsonb;
+  hashed boolean;
+  resealing boolean;
   check_row record;
-  holds boolean;
+  passed boolean;
 BEGIN
-  IF image->>col IS NOT NULL AND tenant_seals(NEW.tenant_id) THEN
+  IF TG_OP = 'INSERT' AND NOT seals THEN
+    RETURN NEW; -- (a plain tenant's insert: nothing to seal, nothing to clear)
+  END IF;
+  image := to_jsonb(NEW);
+  hashed := image ? (col || '_hash');
+  resealing := NEW.tenant_id::text = current_setting('motomind.resealing_tenant', true);
+  IF image->>col IS NOT NULL AND seals THEN
     -- (the switch's rewrite seals values the CHECKs passed when written)
-    IF resealing THEN
-      RETURN jsonb_populate_record(NEW, sealed_patch(col, image->>col, hashed));
+    IF NOT resealing THEN
+      FOR check_row IN SELECT k.conname, pg_get_expr(k.conbin, k.conrelid) AS expr
+                         FROM pg_constraint k JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attname = col
+                        WHERE k.conrelid = TG_RELID AND k.contype = 'c' AND a.attnum = ANY (k.conkey) LOOP
+        EXECUTE format('SELECT %s FROM (SELECT ($1::%s).*) AS t', check_row.expr, TG_RELID::regclass)
+          INTO passed USING NEW;
+        IF passed IS FALSE THEN
+          RAISE EXCEPTION 'new row for relation "%" violates check constraint "%"', TG_TABLE_NAME, check_row.conname
+            USING ERRCODE = 'check_violation', CONSTRAINT = check_row.conname, TABLE = TG_TABLE_NAME, COLUMN = col;
+        END IF;
+      END LOOP;
     END IF;
-    FOR check_row IN SELECT k.conname, pg_get_expr(k.conbin, k.conrelid) AS expr
-                       FROM pg_constraint k JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attname = col
-                      WHERE k.conrelid = TG_RELID AND k.contype = 'c' AND a.attnum = ANY (k.conkey) LOOP
-      EXECUTE format('SELECT %s FROM (SELECT ($1::%s).*) AS t', check_row.expr, TG_RELID::regclass) INTO holds USING NEW;
-      IF holds IS FALSE THEN
-        RAISE EXCEPTION 'new row for relation "%" violates check constraint "%"', TG_TABLE_NAME, check_row.conname
-          USING ERRCODE = 'check_violation', CONSTRAINT = check_row.conname, TABLE = TG_TABLE_NAME, COLUMN = col;
-      END IF;
-    END LOOP;
     RETURN jsonb_populate_record(NEW, sealed_patch(col, image->>col, hashed));
   ELSIF TG_OP = 'UPDATE' AND image->(col || '_sealed') <> 'null'
         AND image->(col || '_sealed') = to_jsonb(OLD)->(col || '_sealed') AND (image->>col IS NOT NULL OR NOT resealing) THEN
