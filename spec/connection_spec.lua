@@ -33,6 +33,32 @@ describe("connection", function()
     db:close()
   end)
 
+  it("runs a prepared statement after a context statement in one implicit transaction (query_prepared_after)", function()
+    local db = H.connect()
+    assert(db:prepare("spec_after", "SELECT current_setting('motomind.spec', true) AS seen, $1::int * 2 AS twice"))
+    local rows = assert(db:query_prepared_after("SELECT set_config('motomind.spec', $1, true)", { "on" }, "spec_after", 21))
+    assert.same({ { seen = "on", twice = 42 } }, rows)
+    -- the setting ended with the statement's transaction; nothing is open
+    assert.equal("idle", db:transaction_status())
+    assert.equal("", db:value("SELECT current_setting('motomind.spec', true)"))
+    -- a failure of either statement: nil, message, sqlstate; still nothing open
+    local ok, err, sqlstate = db:query_prepared_after("SELECT 1 / $1::int", { 0 }, "spec_after", 1)
+    assert.same({ nil, "division by zero", "22012" }, { ok, err, sqlstate })
+    assert.equal("idle", db:transaction_status())
+    ok, err, sqlstate = db:query_prepared_after("SELECT set_config('motomind.spec', $1, true)", { "on" }, "spec_after", "x")
+    assert.same({ nil, 'invalid input syntax for type integer: "x"', "22P02" }, { ok, err, sqlstate })
+    ok, err, sqlstate = db:query_prepared_after("SELECT 1", {}, "spec_no_such_statement")
+    assert.same({ nil, 'prepared statement "spec_no_such_statement" does not exist', "26000" }, { ok, err, sqlstate })
+    assert.equal("idle", db:transaction_status())
+    -- inside a transaction the setting would outlive the statement: misuse
+    assert(db:exec("BEGIN"))
+    assert.has_error(function() db:query_prepared_after("SELECT 1", {}, "spec_after", 1) end,
+      "query_prepared_after: a transaction is open (its context would change)")
+    assert(db:exec("ROLLBACK"))
+    assert.equal(3, db:value("SELECT $1::int + 1", 2))
+    db:close()
+  end)
+
   it("keeps the server's notices for db:notices(), oldest first, then forgets them", function()
     local db = H.connect()
     assert(db:exec("DO $$ BEGIN RAISE NOTICE 'hello %', 1; RAISE WARNING 'careful'; END $$"))

@@ -84,6 +84,16 @@ describe("read replicas", function()
     caught_up()
     assert.not_equal(db, db:reader())
     assert.equal("10 20 30", totals(db))
+    -- inside a transaction, reads see its own uncommitted writes: they stay
+    -- on the primary
+    local ok, seen = pcall(db.as, db, ctx, function()
+      assert(timeline.append(db, ctx, fill("2025-02-10T08:00:00Z", 40)))
+      assert.equal(db, db:reader())
+      error({ totals = totals(db) }, 0) -- (rolls the append back)
+    end)
+    assert.is_false(ok)
+    assert.same({ totals = "10 20 30 40" }, seen)
+    assert.equal("10 20 30", totals(db))
   end)
 
   it("refuse writes on the standby with a clear error, nothing written", function()

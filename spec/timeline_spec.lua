@@ -415,4 +415,32 @@ describe("timeline pages", function()
     assert.matches("vehicle_events_2024", text)
     assert.not_matches("vehicle_events_default", text)
   end)
+
+  -- A page is one statement: its context, the statement and the end of its
+  -- transaction go in one round trip (read_prepared_as), which must apply
+  -- the context as db:as does and leave nothing behind.
+  it("reads a page as the context user in one statement, and inside db:as sees the transaction's own writes", function()
+    local app = H.app_connect(db)
+    local reader = { tenant = ctx.tenant, user = H.user(db, ctx.tenant, "viewer") }
+    local mine = assert(timeline.page(app, reader, { vehicle = cars[1], limit = 100 }))
+    assert.equal(30, #mine.events)
+    assert.equal("idle", app:transaction_status())
+    assert.equal("", app:value("SELECT current_setting('motomind.tenant_id', true)"))
+    -- the same user in another tenant's context sees nothing (row-level security)
+    local other = H.tenant_with_vehicle(db)
+    local none = assert(timeline.page(app, { tenant = other, user = reader.user }, { vehicle = cars[1] }))
+    assert.equal(0, #none.events)
+    -- inside an open db:as: the page is part of that transaction
+    local writer = { tenant = ctx.tenant, user = H.user(db, ctx.tenant, "owner") }
+    local ok, seen = pcall(app.as, app, writer, function()
+      assert(timeline.append(app, writer, { vehicle_id = cars[1], occurred_at = "2024-12-31T08:00:00Z",
+        type = "odometer", mileage = 99999, payload = { source = "manual" } }))
+      local page = assert(timeline.page(app, writer, { vehicle = cars[1], limit = 1 }))
+      error({ newest = tonumber(page.events[1].mileage) }, 0) -- (rolls the append back)
+    end)
+    assert.is_false(ok)
+    assert.same({ newest = 99999 }, seen)
+    assert.equal(30, #assert(timeline.page(app, reader, { vehicle = cars[1], limit = 100 })).events)
+    app:close()
+  end)
 end)

@@ -268,6 +268,45 @@ static int l_exec(lua_State *L) {
     return 1;
 }
 
+/* Reads a pipeline's results up to its sync. The result of statement `keep`
+ * (counted from 0; -1: none) goes to *kept, held by keep_box; the first
+ * failure to *failed, held by fail_box. -> 1 when the sync arrived, 0 when
+ * the connection failed first. */
+static int drain_pipeline(mm_conn *c, int keep, mm_box *keep_box, PGresult **kept,
+                          mm_box *fail_box, PGresult **failed) {
+    int stmt = 0;
+    PGresult *res;
+    while (PQstatus(c->pg) == CONNECTION_OK) {
+        if (!(res = PQgetResult(c->pg))) { stmt++; continue; } /* the end of one statement's results */
+        if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
+            PQclear(res);
+            return 1;
+        }
+        if (PQresultStatus(res) == PGRES_FATAL_ERROR && !*failed) {
+            *failed = res;
+            mm_box_hold(fail_box, res, free_result);
+        } else if (stmt == keep && !*kept &&
+                   (PQresultStatus(res) == PGRES_TUPLES_OK || PQresultStatus(res) == PGRES_COMMAND_OK)) {
+            *kept = res;
+            mm_box_hold(keep_box, res, free_result);
+        } else {
+            PQclear(res);
+        }
+    }
+    return 0;
+}
+
+/* The parameters of the list at idx, as mm_params gives them: the list's
+ * values are pushed first. -> the values; *n their number. */
+static const char **list_params(lua_State *L, int idx, int *n) {
+    int i, first = lua_gettop(L) + 1;
+    luaL_checktype(L, idx, LUA_TTABLE);
+    *n = (int)mm_rawlen(L, idx);
+    luaL_checkstack(L, *n + 2, "too many parameters");
+    for (i = 1; i <= *n; i++) lua_rawgeti(L, idx, i);
+    return mm_params(L, first, first + *n - 1);
+}
+
 /* db:begin_with(sql, ...) -> true | nil, message, sqlstate, detail.
  * BEGIN and one statement with bound parameters in one round trip (libpq's
  * pipeline mode): how db:as opens its transaction and sets the context. On
@@ -277,34 +316,55 @@ static int l_begin_with(lua_State *L) {
     const char *sql = check_text(L, 2, "SQL text");
     int top = lua_gettop(L), synced = 0;
     const char **values;
-    mm_box *box;
-    PGresult *res, *failed = NULL;
+    mm_box *fail_box, *none_box;
+    PGresult *failed = NULL, *none = NULL;
     if (PQtransactionStatus(c->pg) != PQTRANS_IDLE) return luaL_error(L, "begin_with: a transaction is already open");
     values = mm_params(L, 3, top);
-    box = mm_box_new(L);
+    fail_box = mm_box_new(L);
+    none_box = mm_box_new(L);
     if (!PQenterPipelineMode(c->pg)) return mm_conn_error(L, c->pg, NULL);
-    if (!PQsendQueryParams(c->pg, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) ||
-        !PQsendQueryParams(c->pg, sql, top - 2, NULL, values, NULL, NULL, 0) || !PQpipelineSync(c->pg)) {
-        synced = -1; /* nothing more will come: the connection failed */
-    }
-    while (synced == 0 && PQstatus(c->pg) == CONNECTION_OK) {
-        if (!(res = PQgetResult(c->pg))) continue; /* the end of one statement's results */
-        if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) synced = 1;
-        if (PQresultStatus(res) == PGRES_FATAL_ERROR && !failed) {
-            failed = res;
-            mm_box_hold(box, failed, free_result);
-        } else {
-            PQclear(res);
-        }
-    }
+    if (PQsendQueryParams(c->pg, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) &&
+        PQsendQueryParams(c->pg, sql, top - 2, NULL, values, NULL, NULL, 0) && PQpipelineSync(c->pg))
+        synced = drain_pipeline(c, -1, none_box, &none, fail_box, &failed);
     PQexitPipelineMode(c->pg);
-    if (synced != 1 || failed) {
+    if (!synced || failed) {
         if (PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
             PQclear(PQexec(c->pg, "ROLLBACK"));
         return mm_conn_error(L, c->pg, failed);
     }
     lua_pushboolean(L, 1);
     return 1;
+}
+
+/* db:query_prepared_after(sql, args, name, ...) -> rows, affected | nil,
+ * message, sqlstate, detail. The statement sql with the parameters in the
+ * list args, then the prepared statement name with the parameters ..., in
+ * one round trip and one implicit transaction (libpq's pipeline mode): how
+ * a one-statement read sets its context, which set_config(..., true) keeps
+ * to the end of that transaction. Nothing stays open, on failure either. */
+static int l_query_prepared_after(lua_State *L) {
+    mm_conn *c = check_open(L);
+    const char *sql = check_text(L, 2, "SQL text");
+    const char *name = check_text(L, 4, "statement name");
+    int top = lua_gettop(L), n_first, synced = 0;
+    const char **first, **values;
+    mm_box *fail_box, *rows_box;
+    PGresult *failed = NULL, *rows = NULL;
+    if (PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+        return luaL_error(L, "query_prepared_after: a transaction is open (its context would change)");
+    values = mm_params(L, 5, top);
+    first = list_params(L, 3, &n_first);
+    fail_box = mm_box_new(L);
+    rows_box = mm_box_new(L);
+    if (!PQenterPipelineMode(c->pg)) return mm_conn_error(L, c->pg, NULL);
+    if (PQsendQueryParams(c->pg, sql, n_first, NULL, first, NULL, NULL, 0) &&
+        PQsendQueryPrepared(c->pg, name, top - 4, values, NULL, NULL, 0) && PQpipelineSync(c->pg))
+        synced = drain_pipeline(c, 1, rows_box, &rows, fail_box, &failed);
+    PQexitPipelineMode(c->pg);
+    if (!synced || failed || !rows) return mm_conn_error(L, c->pg, failed);
+    mm_push_rows(L, rows);
+    lua_pushinteger(L, (lua_Integer)affected(rows));
+    return 2;
 }
 
 /* db:script(sql) runs several statements without parameters (migrations),
@@ -403,6 +463,7 @@ static const luaL_Reg methods[] = {
     {"transaction_status", l_transaction_status},
     {"status", l_status},
     {"begin_with", l_begin_with},
+    {"query_prepared_after", l_query_prepared_after},
     {"set_reader", l_set_reader},
     {"get_reader", l_get_reader},
     {"notices", l_notices},

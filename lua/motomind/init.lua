@@ -146,13 +146,14 @@ end
 -- (timeline pages, the feed, reports, due lists): the standby of connect's
 -- opts.read once it has replayed this connection's last committed write
 -- (read-your-writes), else db itself; db too while the standby is down
--- (retried after READ_RETRY seconds). Without opts.read: db.
+-- (retried after READ_RETRY seconds). Without opts.read, or inside a
+-- transaction (whose own writes the standby has not seen): db.
 local READ_RETRY = 5
 local CAUGHT_UP = "SELECT NOT pg_is_in_recovery() OR pg_last_wal_replay_lsn() >= $1::pg_lsn AS ok"
 function Connection:reader()
   local s = settings[self]
   local read = s and s.read
-  if not read then return self end
+  if not read or self:transaction_status() ~= "idle" then return self end
   local r = self:get_reader()
   if not r or r:status() ~= "ok" then
     if read.retry_at and os.time() < read.retry_at then return self end
@@ -281,6 +282,35 @@ end
 -- costs more than running it.
 function Connection:read_as_generic(ctx, fn, ...)
   return enter("read_as_generic", self:reader(), GENERIC_CONTEXT, ctx, fn, ...)
+end
+
+-- Per connection (weak: closed ones go), the statements read_prepared_as
+-- has prepared on it.
+local prepared = setmetatable({}, { __mode = "k" })
+
+--- db:read_prepared_as(ctx, name, sql, ...) -> rows | nil, message,
+-- sqlstate, detail: one statement read as db:read_as_generic(ctx) reads it,
+-- in one round trip. The statement is prepared as name (once per connection;
+-- the name must say its SQL), and the context, the statement and the end of
+-- its transaction go to the server together (libpq's pipeline mode: an
+-- implicit transaction, which set_config(..., true) does not outlive). Inside
+-- an open transaction it is read_as_generic around the statement.
+function Connection:read_prepared_as(ctx, name, sql, ...)
+  local db = self:reader() -- (self inside a transaction)
+  local mine = prepared[db] or {}
+  prepared[db] = mine
+  local function run(db, ...)
+    if not mine[name] then
+      local ok, err, sqlstate, detail = db:prepare(name, sql)
+      if not ok then return nil, err, sqlstate, detail end
+      mine[name] = true
+    end
+    if db:transaction_status() ~= "idle" then return db:query_prepared(name, ...) end
+    return db:query_prepared_after(GENERIC_CONTEXT, { ctx.tenant or "", ctx.user or "", ctx.request_id or "" }, name, ...)
+  end
+  if type(ctx) ~= "table" then error(("bad argument #1 to 'read_prepared_as' (table expected, got %s)"):format(type(ctx)), 2) end
+  if db:transaction_status() ~= "idle" then return enter("read_prepared_as", db, GENERIC_CONTEXT, ctx, run, ...) end
+  return run(db, ...)
 end
 
 --- ensure_partitions{ ahead = 2 } creates the event partitions of the current

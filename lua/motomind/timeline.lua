@@ -174,9 +174,6 @@ function M.history(db, ctx, ref)
   end)
 end
 
--- Per connection (weak: closed ones go), the page statements it has prepared.
-local prepared = setmetatable({}, { __mode = "k" })
-
 --- page(db, ctx, { vehicle =, garage =, types = {...}, from =, to =, limit = 50, cursor = })
 -- -> { events = {...}, cursor = next page's cursor | nil }, read from
 -- db:reader() (a standby when configured). Newest first,
@@ -187,29 +184,20 @@ function M.page(db, ctx, opts)
   local q = internal.page_query(db, ctx, opts or {})
   -- Generic plans: the best plan is the same for every vehicle, and
   -- planning a custom one each call cost 1.4 ms, more than running it.
-  return db:read_as_generic(ctx, function(db) -- db: the reader
-    -- Prepared once per connection, schema and shape of filters: parsing
-    -- and rewriting the query (it reads views) cost more than running it.
-    local mine = prepared[db] or {}
-    prepared[db] = mine
-    if not mine[q.name] then
-      local ok, e1, s1, d1 = db:prepare(q.name, q.sql)
-      if not ok then return nil, e1, s1, d1 end
-      mine[q.name] = true
-    end
-    local rows, e2, sqlstate, detail = db:query_prepared(q.name, unpack(q.params, 1, q.params.n))
-    if not rows then return nil, e2, sqlstate, detail end
-    local page = { events = rows }
-    if #rows >= q.params[2] then
-      rows[#rows] = nil
-      page.cursor = rows[#rows].occurred_at .. "|" .. rows[#rows].id
-    end
-    for _, r in ipairs(rows) do
-      if r.flags == null then r.flags = setmetatable({}, motomind.json.array_mt) end
-      if r.photos == null then r.photos = setmetatable({}, motomind.json.array_mt) end
-    end
-    return page
-  end)
+  -- Prepared once per connection, schema and shape of filters: parsing
+  -- and rewriting the query (it reads views) cost more than running it.
+  local rows, err, sqlstate, detail = db:read_prepared_as(ctx, q.name, q.sql, unpack(q.params, 1, q.params.n))
+  if not rows then return nil, err, sqlstate, detail end
+  local page = { events = rows }
+  if #rows >= q.params[2] then
+    rows[#rows] = nil
+    page.cursor = rows[#rows].occurred_at .. "|" .. rows[#rows].id
+  end
+  for _, r in ipairs(rows) do
+    if r.flags == null then r.flags = setmetatable({}, motomind.json.array_mt) end
+    if r.photos == null then r.photos = setmetatable({}, motomind.json.array_mt) end
+  end
+  return page
 end
 
 -- The feed's events get their photos (live: the feed itself is a
