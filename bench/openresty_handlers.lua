@@ -3,7 +3,9 @@
 -- three ways — motomind called in the request (blocking the worker),
 -- motomind in nginx's thread pool (motomind.resty), and pgmoon over
 -- cosockets (the peer, loaded from ../shared/peers) — each with and without
--- 20 ms of server time (pg_sleep) in the same transaction.
+-- 20 ms of server time (pg_sleep) before the page: for motomind a statement
+-- of its own (a round trip, then the page's), for pgmoon in the page's
+-- multi-statement query.
 local cjson = require "cjson"
 
 local M = {}
