@@ -469,6 +469,25 @@ describe("tenant backups", function()
     os.remove(path) os.remove(again)
   end)
 
+  it("carries every table a user writes, or names why not (from the catalog)", function()
+    local backup = require "motomind.backup"
+    local listed = {}
+    for _, k in ipairs(backup.KINDS) do listed[k[2]] = k[1] end
+    local app = db:value("SELECT value FROM settings WHERE key = 'app_role'")
+    local missing, tables = {}, 0
+    for _, r in ipairs(assert(db:query("SELECT table_name FROM tenant_tables " ..
+        "WHERE has_table_privilege($1, rel, 'INSERT') ORDER BY 1", app))) do
+      tables = tables + 1
+      local carried, why = listed[r.table_name] ~= nil, backup.NOT_CARRIED[r.table_name]
+      assert.is_false(carried and why ~= nil, r.table_name .. " is both carried and left out")
+      if not carried and not why then missing[#missing + 1] = r.table_name end
+      listed[r.table_name] = nil
+    end
+    assert.same({}, missing)
+    assert.same({}, listed) -- (every kind's table exists and is the user's to write)
+    assert.is_true(tables >= #backup.KINDS)
+  end)
+
   it("refuses unknown record kinds and fields by line, and a file that is not a backup", function()
     local t, car = H.tenant_with_vehicle(db)
     local user = H.user(db, t, "owner")

@@ -21,6 +21,17 @@ M.KINDS = { { "garage", "garages" }, { "fleet_group", "fleet_groups" }, { "custo
   { "vision_call", "vision_metrics", after_events = true }, { "vision_result", "vision_accuracy", after_events = true },
   { "location_correction", "location_corrections", after_events = true },
   { "conversation_message", "conversation_messages", after_events = true } }
+-- The tables a user writes that a backup leaves out, and why. Every other
+-- table the application role may write is in KINDS (a spec reads the
+-- catalog: a new one fails the suite until it is in one list or the other);
+-- events are the backup's plain lines, and tables only motomind's triggers
+-- write are derived again on restore.
+M.NOT_CARRIED = {
+  memberships = "who may act in the tenant: people's accounts, not their vehicles' records " ..
+    "(a restore into another tenant keeps that tenant's members)",
+  group_permissions = "a member's rights on a fleet group, which go with the memberships",
+  import_batches = "the tenant's import history; a restore is itself one new batch",
+}
 M.VERSION = 1
 -- Columns a backup leaves out: the tenant and the audit stamps (the
 -- database stamps restored rows itself), and generated columns (the
