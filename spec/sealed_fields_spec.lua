@@ -99,6 +99,24 @@ describe("sealed fields", function()
       assert.equal("ZZ-9", vehicles.get(keyed, ctx, id).plate)
     end)
 
+    -- The companions are the database's to write, from the value: a
+    -- caller's own ciphertext or hash would be taken as the tenant's.
+    it("refuse a caller's own ciphertext or hash as fields of the API (the catalog's companions)", function()
+      for _, field in ipairs { "vin_sealed", "vin_hash", "plate_sealed", "plate_hash", "id" } do
+        local _, msg, sqlstate = vehicles.edit(keyed, ctx, car, { [field] = "\\x00" })
+        assert.same({ field .. ": unknown field", "22023" }, { msg, sqlstate })
+        _, msg = vehicles.add(keyed, ctx, { odometer_unit = "km", [field] = "\\x00" })
+        assert.equal(field .. ": unknown field", msg)
+      end
+      local fields = vehicles.fields(keyed)
+      assert.is_truthy(table.concat(fields, " "):find("vin plate", 1, true))
+      assert.is_nil(table.concat(fields, " "):find("_sealed", 1, true))
+      local thread = assert(conversations.start(keyed, ctx, { vehicle_id = car }))
+      local _, msg = conversations.say(keyed, ctx, thread.id, { role = "user", content_sealed = "\\x00" })
+      assert.equal("content_sealed: unknown field of conversation_messages", msg)
+      assert.equal(VIN, vehicles.get(keyed, ctx, car).vin)
+    end)
+
     it("are cleared by setting NULL, and edited without touching the other", function()
       assert(vehicles.edit(keyed, ctx, car, { plate = motomind.null }))
       local v = assert(vehicles.get(keyed, ctx, car))

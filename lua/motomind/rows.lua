@@ -12,9 +12,11 @@ local M = {}
 local STAMPED = { tenant_id = true, created_at = true, created_by = true, updated_at = true, updated_by = true,
                   deleted_at = true, deleted_by = true }
 
--- Per connection: each table's (or view's) writable columns { name = type },
--- its CHECK constraints' columns { constraint = column }, whether it
--- has soft delete, and the SELECT list its readers use.
+-- Per connection: each table's (or view's) writable columns { name = type }
+-- and their names in column order, its CHECK constraints' columns
+-- { constraint = column }, whether it has soft delete, and the SELECT list
+-- its readers use. A sealable column's companions (c_sealed, c_hash: 0029)
+-- are the database's to write, from c.
 local cache = setmetatable({}, { __mode = "k" })
 
 local function catalog(db, tbl)
@@ -22,13 +24,18 @@ local function catalog(db, tbl)
   local known = cache[db][tbl]
   if known then return known end
   local rel = db:qualify(tbl)
-  local columns, soft, all, present = {}, false, {}, {}
-  for _, r in ipairs(motomind.assert(db:query("SELECT attname, format_type(atttypid, atttypmod) AS type, " ..
+  local columns, names, soft, all, present = {}, {}, false, {}, {}
+  local attributes = motomind.assert(db:query("SELECT attname, format_type(atttypid, atttypmod) AS type, " ..
       "attgenerated <> '' AS generated FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 " ..
-      "AND NOT attisdropped ORDER BY attnum", rel))) do
-    if not (STAMPED[r.attname] or r.generated) then columns[r.attname] = r.type end
+      "AND NOT attisdropped ORDER BY attnum", rel))
+  for _, r in ipairs(attributes) do all[#all + 1], present[r.attname] = r.attname, true end
+  for _, r in ipairs(attributes) do
+    local base = r.attname:match("^(.+)_sealed$") or r.attname:match("^(.+)_hash$")
+    local companion = base and present[base] and present[base .. "_sealed"]
+    if not (STAMPED[r.attname] or r.generated or companion) then
+      columns[r.attname], names[#names + 1] = r.type, r.attname
+    end
     soft = soft or r.attname == "deleted_at"
-    all[#all + 1], present[r.attname] = r.attname, true
   end
   -- What a reader selects: each sealable column c (0029: c_sealed is
   -- there) opened by the connection's field key.
@@ -48,9 +55,16 @@ local function catalog(db, tbl)
       "AND cardinality(k.conkey) = 1", rel))) do
     checks[r.conname] = r.attname
   end
-  known = { columns = columns, checks = checks, soft = soft, select = table.concat(list, ", ") }
+  known = { columns = columns, names = names, checks = checks, soft = soft, select = table.concat(list, ", ") }
   cache[db][tbl] = known
   return known
+end
+
+--- fields(db, tbl) -> the names of the columns of tbl a caller may write,
+-- in column order, and the same as a set.
+function M.fields(db, tbl)
+  local info = catalog(db, tbl)
+  return info.names, info.columns
 end
 
 --- select_list(db, tbl) -> the SELECT list of tbl's rows (aliased t) as

@@ -9,23 +9,28 @@ local unpack = table.unpack or unpack
 
 local M = {}
 
--- The columns add() and edit() accept (tags: a list of strings;
--- extended_attributes: values of the tenant's custom fields).
-M.FIELDS = { "nickname", "make", "model", "year", "trim", "color", "vin", "plate", "timezone", "odometer_unit",
-  "garage_id", "group_id", "currency", "purchased_on", "purchase_price", "purchase_mileage", "sold_on", "sale_price",
-  "sale_mileage", "tags", "extended_attributes" }
-
-local KNOWN = {}
-for _, f in ipairs(M.FIELDS) do KNOWN[f] = true end
-
-
--- names and values with the columns and values of fields (those of M.FIELDS) appended, or
--- nil, message, sqlstate for a field it does not know.
-local function columns_of(fields, names, values)
-  for k in pairs(fields) do
-    if not KNOWN[k] then return nil, tostring(k) .. ": unknown field", "22023" end
+-- The columns add() and edit() accept: the table's own, as the catalog
+-- says (motomind.rows: not the tenant, the stamps or a sealed column's
+-- companions), but its id (tags: a list of strings; extended_attributes:
+-- values of the tenant's custom fields). -> the names in column order, and
+-- the same as a set.
+function M.fields(db)
+  local names, known = rows.fields(db, "vehicles")
+  local out = {}
+  for _, k in ipairs(names) do
+    if k ~= "id" then out[#out + 1] = k end
   end
-  for _, k in ipairs(M.FIELDS) do
+  return out, setmetatable({ id = false }, { __index = known })
+end
+
+-- names and values with the columns and values of fields (those of
+-- M.fields) appended, or nil, message, sqlstate for a field it does not know.
+local function columns_of(db, fields, names, values)
+  local accepted, known = M.fields(db)
+  for k in pairs(fields) do
+    if not known[k] then return nil, tostring(k) .. ": unknown field", "22023" end
+  end
+  for _, k in ipairs(accepted) do
     local v = k == "tags" and motomind.json.list(fields[k]) or fields[k]
     if v ~= nil then names[#names + 1] = k; values[#values + 1] = v end
   end
@@ -39,7 +44,7 @@ local function opened(db)
 end
 
 --- add(db, ctx, fields) -> the vehicle row | nil, message, sqlstate, detail.
--- fields: those of M.FIELDS; odometer_unit ("km" or "mi") is required: a
+-- fields: those of M.fields(db); odometer_unit ("km" or "mi") is required: a
 -- vehicle's unit is never guessed.
 function M.add(db, ctx, fields)
   motomind.check_ctx(ctx, "vehicles")
@@ -47,7 +52,7 @@ function M.add(db, ctx, fields)
   if fields.odometer_unit == nil then
     return nil, "odometer_unit: is required (km or mi): every mileage of the vehicle is in it", "22023"
   end
-  local names, values, sqlstate = columns_of(fields, { "tenant_id" }, { ctx.tenant })
+  local names, values, sqlstate = columns_of(db, fields, { "tenant_id" }, { ctx.tenant })
   if not names then return nil, values, sqlstate end
   local params = {}
   for i = 1, #names do params[i] = "$" .. i end
@@ -70,16 +75,16 @@ function M.get(db, ctx, id)
 end
 
 --- edit(db, ctx, id, fields) -> the updated vehicle row | nil, message,
--- sqlstate, detail. fields: those of M.FIELDS to change (motomind.null
+-- sqlstate, detail. fields: those of M.fields(db) to change (motomind.null
 -- clears one); the database's rules and the user's rights apply as to any
 -- UPDATE (a viewer, or a manager without a write grant on its group, is
 -- refused).
 function M.edit(db, ctx, id, fields)
   motomind.check_ctx(ctx, "vehicles")
   if type(fields) ~= "table" then error("vehicles.edit: fields must be a table", 2) end
-  local names, values, sqlstate = columns_of(fields, {}, { ctx.tenant, id })
+  local names, values, sqlstate = columns_of(db, fields, {}, { ctx.tenant, id })
   if not names then return nil, values, sqlstate end
-  if #names == 0 then return nil, "nothing to change: name a field (" .. table.concat(M.FIELDS, ", ") .. ")", "22023" end
+  if #names == 0 then return nil, "nothing to change: name a field (" .. table.concat(M.fields(db), ", ") .. ")", "22023" end
   local sets = {}
   for i, k in ipairs(names) do sets[i] = ("%s = $%d"):format(k, i + 2) end
   local row, err, state, detail = db:as(ctx, function()
