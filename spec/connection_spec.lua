@@ -206,6 +206,17 @@ describe("connection", function()
       "parameter %$1%.f: cannot encode a function")
     assert.error_matches(function() db:query("SELECT $1", "a\0b") end, "NUL byte")
     assert.error_matches(function() motomind.connect(42) end, "bad argument #1 to 'connect'")
+    -- the context's misuse is blamed on the line that called (as liolib does)
+    for _, call in ipairs {
+      { function() db:as(42, print) end, "bad argument #1 to 'as' %(table expected, got number%)" },
+      { function() db:as({}, 42) end, "bad argument #2 to 'as' %(function expected, got number%)" },
+      { function() db:read_as_generic(nil, print) end, "bad argument #1 to 'read_as_generic'" },
+      { function() db:read_prepared_as(42, "spec_q", "SELECT 1") end, "bad argument #1 to 'read_prepared_as'" },
+    } do
+      local ok, err = pcall(call[1])
+      assert.is_false(ok)
+      assert.matches("^[^:]*connection_spec%.lua:%d+: " .. call[2], err)
+    end
   end)
 
   it("refuses COPY through query() and stays usable", function()

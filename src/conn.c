@@ -269,9 +269,9 @@ static int l_exec(lua_State *L) {
 }
 
 /* Reads a pipeline's results up to its sync. The result of statement `keep`
- * (counted from 0; -1: none) goes to *kept, held by keep_box; the first
- * failure to *failed, held by fail_box. -> 1 when the sync arrived, 0 when
- * the connection failed first. */
+ * (counted from 0) goes to *kept, held by keep_box (kept NULL: none is
+ * kept); the first failure to *failed, held by fail_box. -> 1 when the sync
+ * arrived, 0 when the connection failed first. */
 static int drain_pipeline(mm_conn *c, int keep, mm_box *keep_box, PGresult **kept,
                           mm_box *fail_box, PGresult **failed) {
     int stmt = 0;
@@ -285,7 +285,7 @@ static int drain_pipeline(mm_conn *c, int keep, mm_box *keep_box, PGresult **kep
         if (PQresultStatus(res) == PGRES_FATAL_ERROR && !*failed) {
             *failed = res;
             mm_box_hold(fail_box, res, free_result);
-        } else if (stmt == keep && !*kept &&
+        } else if (kept && stmt == keep && !*kept &&
                    (PQresultStatus(res) == PGRES_TUPLES_OK || PQresultStatus(res) == PGRES_COMMAND_OK)) {
             *kept = res;
             mm_box_hold(keep_box, res, free_result);
@@ -316,16 +316,15 @@ static int l_begin_with(lua_State *L) {
     const char *sql = check_text(L, 2, "SQL text");
     int top = lua_gettop(L), synced = 0;
     const char **values;
-    mm_box *fail_box, *none_box;
-    PGresult *failed = NULL, *none = NULL;
+    mm_box *fail_box;
+    PGresult *failed = NULL;
     if (PQtransactionStatus(c->pg) != PQTRANS_IDLE) return luaL_error(L, "begin_with: a transaction is already open");
     values = mm_params(L, 3, top);
     fail_box = mm_box_new(L);
-    none_box = mm_box_new(L);
     if (!PQenterPipelineMode(c->pg)) return mm_conn_error(L, c->pg, NULL);
     if (PQsendQueryParams(c->pg, "BEGIN", 0, NULL, NULL, NULL, NULL, 0) &&
         PQsendQueryParams(c->pg, sql, top - 2, NULL, values, NULL, NULL, 0) && PQpipelineSync(c->pg))
-        synced = drain_pipeline(c, -1, none_box, &none, fail_box, &failed);
+        synced = drain_pipeline(c, 0, NULL, NULL, fail_box, &failed);
     PQexitPipelineMode(c->pg);
     if (!synced || failed) {
         if (PQstatus(c->pg) == CONNECTION_OK && PQtransactionStatus(c->pg) != PQTRANS_IDLE)

@@ -248,19 +248,29 @@ local CONTEXT = "SELECT set_config('motomind.tenant_id', $1, true), " ..
   "set_config('motomind.user_id', $2, true), set_config('motomind.request_id', $3, true)"
 local GENERIC_CONTEXT = CONTEXT .. ", set_config('plan_cache_mode', 'force_generic_plan', true)"
 
+-- The context statement's parameters: ctx's tenant, user and request id
+-- ("" for none). Raises, blaming the caller `level` frames up, when ctx is
+-- not a table.
+local function context_args(method, ctx, level)
+  if type(ctx) ~= "table" then
+    error(("bad argument #1 to '%s' (table expected, got %s)"):format(method, type(ctx)), level + 1)
+  end
+  return ctx.tenant or "", ctx.user or "", ctx.request_id or ""
+end
+
 -- db:as, the context set by the statement context (CONTEXT or GENERIC_CONTEXT).
 local function enter(method, db, context, ctx, fn, ...)
-  if type(ctx) ~= "table" then error(("bad argument #1 to '%s' (table expected, got %s)"):format(method, type(ctx)), 3) end
+  local tenant, user, request_id = context_args(method, ctx, 2) -- (callers tail-call enter)
   if type(fn) ~= "function" then
-    error(("bad argument #2 to '%s' (function expected, got %s)"):format(method, type(fn)), 3)
+    error(("bad argument #2 to '%s' (function expected, got %s)"):format(method, type(fn)), 2)
   end
   if db:transaction_status() == "idle" then
-    local ok, err, sqlstate, detail = db:begin_with(context, ctx.tenant or "", ctx.user or "", ctx.request_id or "")
+    local ok, err, sqlstate, detail = db:begin_with(context, tenant, user, request_id)
     if not ok then return nil, err, sqlstate, detail end -- (the server is gone, say)
     return finish(db, false, pcall(fn, db, ...))
   end
   return db:transaction(function(_, ...)
-    local ok, err, sqlstate, detail = db:query(context, ctx.tenant or "", ctx.user or "", ctx.request_id or "")
+    local ok, err, sqlstate, detail = db:query(context, tenant, user, request_id)
     if not ok then return nil, err, sqlstate, detail end
     return fn(db, ...)
   end, ...)
@@ -296,21 +306,17 @@ local prepared = setmetatable({}, { __mode = "k" })
 -- implicit transaction, which set_config(..., true) does not outlive). Inside
 -- an open transaction it is read_as_generic around the statement.
 function Connection:read_prepared_as(ctx, name, sql, ...)
+  local args = { context_args("read_prepared_as", ctx, 2) }
   local db = self:reader() -- (self inside a transaction)
   local mine = prepared[db] or {}
   prepared[db] = mine
-  local function run(db, ...)
-    if not mine[name] then
-      local ok, err, sqlstate, detail = db:prepare(name, sql)
-      if not ok then return nil, err, sqlstate, detail end
-      mine[name] = true
-    end
-    if db:transaction_status() ~= "idle" then return db:query_prepared(name, ...) end
-    return db:query_prepared_after(GENERIC_CONTEXT, { ctx.tenant or "", ctx.user or "", ctx.request_id or "" }, name, ...)
+  if not mine[name] then
+    local ok, err, sqlstate, detail = db:prepare(name, sql)
+    if not ok then return nil, err, sqlstate, detail end
+    mine[name] = true
   end
-  if type(ctx) ~= "table" then error(("bad argument #1 to 'read_prepared_as' (table expected, got %s)"):format(type(ctx)), 2) end
-  if db:transaction_status() ~= "idle" then return enter("read_prepared_as", db, GENERIC_CONTEXT, ctx, run, ...) end
-  return run(db, ...)
+  if db:transaction_status() == "idle" then return db:query_prepared_after(GENERIC_CONTEXT, args, name, ...) end
+  return enter("read_prepared_as", db, GENERIC_CONTEXT, ctx, function(_, ...) return db:query_prepared(name, ...) end, ...)
 end
 
 --- ensure_partitions{ ahead = 2 } creates the event partitions of the current
