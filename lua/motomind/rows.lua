@@ -16,7 +16,7 @@ local STAMPED = { tenant_id = true, created_at = true, created_by = true, update
 -- and their names in column order, its CHECK constraints' columns
 -- { constraint = column }, whether it has soft delete, and the SELECT list
 -- its readers use. A sealable column's companions (c_sealed, c_hash: 0029)
--- are the database's to write, from c.
+-- are the database's to write, from c; a caller never names them.
 local cache = setmetatable({}, { __mode = "k" })
 
 local function catalog(db, tbl)
@@ -24,29 +24,32 @@ local function catalog(db, tbl)
   local known = cache[db][tbl]
   if known then return known end
   local rel = db:qualify(tbl)
-  local columns, names, soft, all, present = {}, {}, false, {}, {}
-  local attributes = motomind.assert(db:query("SELECT attname, format_type(atttypid, atttypmod) AS type, " ..
-      "attgenerated <> '' AS generated FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 " ..
-      "AND NOT attisdropped ORDER BY attnum", rel))
-  for _, r in ipairs(attributes) do all[#all + 1], present[r.attname] = r.attname, true end
-  for _, r in ipairs(attributes) do
-    local base = r.attname:match("^(.+)_sealed$") or r.attname:match("^(.+)_hash$")
-    local companion = base and present[base] and present[base .. "_sealed"]
-    if not (STAMPED[r.attname] or r.generated or companion) then
-      columns[r.attname], names[#names + 1] = r.type, r.attname
-    end
-    soft = soft or r.attname == "deleted_at"
+  -- The sealable columns (0029's sealed_columns: the convention's one
+  -- definition): { c = hashed }, and their companions c_sealed and c_hash.
+  local sealed, companion = {}, {}
+  for _, r in ipairs(motomind.assert(db:query("SELECT column_name, hashed FROM " .. db:qualify("sealed_columns") ..
+      " WHERE rel = $1::regclass", rel))) do
+    sealed[r.column_name] = r.hashed
+    companion[r.column_name .. "_sealed"] = true
+    if r.hashed then companion[r.column_name .. "_hash"] = true end
   end
-  -- What a reader selects: each sealable column c (0029: c_sealed is
-  -- there) opened by the connection's field key.
-  local list = {}
-  for i, name in ipairs(all) do
-    if present[name .. "_sealed"] then
+  local columns, names, soft, list = {}, {}, false, {}
+  for _, r in ipairs(motomind.assert(db:query("SELECT attname, format_type(atttypid, atttypmod) AS type, " ..
+      "attgenerated <> '' AS generated FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 " ..
+      "AND NOT attisdropped ORDER BY attnum", rel))) do
+    local name = r.attname
+    if not (STAMPED[name] or r.generated or companion[name]) then
+      columns[name], names[#names + 1] = r.type, name
+    end
+    soft = soft or name == "deleted_at"
+    -- What a reader selects: a sealable column opened by the connection's
+    -- field key.
+    if sealed[name] ~= nil then
       assert(name:match("^[%w_]+$"), name .. ": a sealable column's name is a plain word (it is written as a literal)")
-      list[i] = ("coalesce(t.%s, %s(t.%s, '%s')) AS %s"):format(db:escape_identifier(name), db:qualify("unseal_text"),
-        db:escape_identifier(name .. "_sealed"), name, db:escape_identifier(name))
+      list[#list + 1] = ("coalesce(t.%s, %s(t.%s, '%s')) AS %s"):format(db:escape_identifier(name),
+        db:qualify("unseal_text"), db:escape_identifier(name .. "_sealed"), name, db:escape_identifier(name))
     else
-      list[i] = "t." .. db:escape_identifier(name)
+      list[#list + 1] = "t." .. db:escape_identifier(name)
     end
   end
   local checks = {}

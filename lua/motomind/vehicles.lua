@@ -12,25 +12,28 @@ local M = {}
 -- The columns add() and edit() accept: the table's own, as the catalog
 -- says (motomind.rows: not the tenant, the stamps or a sealed column's
 -- companions), but its id (tags: a list of strings; extended_attributes:
--- values of the tenant's custom fields). -> the names in column order, and
--- the same as a set.
+-- values of the tenant's custom fields).
+local function accepts(known, k) return k ~= "id" and known[k] ~= nil end
+
+--- fields(db) -> the names of the fields add() and edit() accept, in
+-- column order.
 function M.fields(db)
   local names, known = rows.fields(db, "vehicles")
   local out = {}
   for _, k in ipairs(names) do
-    if k ~= "id" then out[#out + 1] = k end
+    if accepts(known, k) then out[#out + 1] = k end
   end
-  return out, setmetatable({ id = false }, { __index = known })
+  return out
 end
 
 -- names and values with the columns and values of fields (those of
 -- M.fields) appended, or nil, message, sqlstate for a field it does not know.
 local function columns_of(db, fields, names, values)
-  local accepted, known = M.fields(db)
+  local columns, known = rows.fields(db, "vehicles")
   for k in pairs(fields) do
-    if not known[k] then return nil, tostring(k) .. ": unknown field", "22023" end
+    if not accepts(known, k) then return nil, tostring(k) .. ": unknown field", "22023" end
   end
-  for _, k in ipairs(accepted) do
+  for _, k in ipairs(columns) do
     local v = k == "tags" and motomind.json.list(fields[k]) or fields[k]
     if v ~= nil then names[#names + 1] = k; values[#values + 1] = v end
   end
