@@ -23,7 +23,7 @@ PREFIX ?= /usr/local
 LUADIR ?= $(PREFIX)/share/lua/5.4
 LIBDIR ?= $(PREFIX)/lib/lua/5.4
 
-.PHONY: all build deps demo test bench bench-report bench-captures bench-sealed bench-openresty check-memory fuzz payload-migration distribution-plan schema install clean pg-start pg-stop
+.PHONY: all build deps demo test bench bench-report bench-scale bench-captures bench-sealed bench-openresty check-memory fuzz payload-migration distribution-plan schema install clean pg-start pg-stop
 
 all build: $(CORE)
 
@@ -56,6 +56,12 @@ bench-report: deps
 	@$(MAKE) --no-print-directory build LUA=lua5.4
 	@tools/with-db env LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/lua5.4/?.so;;" \
 	  MOTOMIND_SQL=$(CURDIR)/sql lua5.4 bench/report.lua
+
+# A node at scale: SCALE_EVENTS (10M) events of 1,000 tenants, 20,000 vehicles.
+bench-scale: deps
+	@$(MAKE) --no-print-directory build LUA=lua5.4
+	@tools/with-db env LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/lua5.4/?.so;;" \
+	  MOTOMIND_SQL=$(CURDIR)/sql lua5.4 bench/scale.lua
 
 # The capture analytics views of a 1,000-vehicle tenant with CAPTURES (100k) sessions.
 bench-captures: deps

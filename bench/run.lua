@@ -23,40 +23,13 @@ local function rss_peak_kb()
   return tonumber(s:match("VmHWM:%s*(%d+)"))
 end
 
--- Park-Miller, exact in doubles: the same data under Lua 5.4 and LuaJIT.
-local seed = 42
-local function rand(n) seed = seed * 48271 % 2147483647 return seed % n end
-
+local rand = common.generator(42)
 local function uuid(prefix, i) return ("%s-0000-4000-8000-%012d"):format(prefix, i) end
 
 -- The generated history: JSON lines, one vehicle after another.
 local function generate(path, tenant_vehicles)
   local f = assert(io.open(path, "w"))
-  local per_vehicle = math.ceil(N / #tenant_vehicles)
-  local written = 0
-  for _, v in ipairs(tenant_vehicles) do
-    local t, mileage = 1577836800 + rand(86400), 10000 + rand(50000)
-    for i = 1, per_vehicle do
-      if written == N then break end
-      t = t + 3600 * (20 + rand(40))
-      mileage = mileage + 20 + rand(400)
-      local at = os.date("!%Y-%m-%dT%H:%M:%SZ", t)
-      local line
-      if i % 10 == 0 then
-        line = ('{"vehicle_id":"%s","type":"maintenance","occurred_at":"%s","mileage":%d,"payload":{"service_type":"oil_change","total":%d.%02d,"currency":"USD","provider":{"name":"Quick Lube","technician":"Sam"},"parts":[{"name":"filter","quantity":1,"unit_cost":9.5}]}}')
-          :format(v, at, mileage, 50 + rand(100), rand(100))
-      elseif i % 4 == 0 then
-        line = ('{"vehicle_id":"%s","type":"odometer","occurred_at":"%s","mileage":%d,"payload":{"source":"photo_ocr","ocr_confidence":%d,"photo_url":"s3://bucket/odo/%d.jpg"}}')
-          :format(v, at, mileage, 60 + rand(40), i)
-      else
-        line = ('{"vehicle_id":"%s","type":"fuel","occurred_at":"%s","mileage":%d,"payload":{"volume":%d.%d,"unit":"l","price_per_unit":1.%03d,"total":%d.%02d,"currency":"EUR","full":%s,"station":"Shell Hauptstrasse %d","fuel_type":"diesel"}}')
-          :format(v, at, mileage, 20 + rand(40), rand(10), rand(1000), 30 + rand(70), rand(100),
-                  rand(10) > 0 and "true" or "false", rand(200))
-      end
-      f:write(line, "\n")
-      written = written + 1
-    end
-  end
+  common.history(f, tenant_vehicles, N, rand)
   f:close()
 end
 
