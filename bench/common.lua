@@ -11,52 +11,7 @@ M.now = require("socket").gettime
 function M.timed(fn)
   local t0 = M.now()
   local a, b, c, d = fn()
-  --- generator(seed) -> rand(n), 0 <= rand(n) < n: Park-Miller, exact in
--- doubles, so the same data under Lua 5.4 and LuaJIT.
-function M.generator(seed)
-  return function(n) seed = seed * 48271 % 2147483647 return seed % n end
-end
-
---- history(f, vehicles, n, rand): writes n events as JSON lines to file f,
--- one vehicle's history after another (ceil(n / #vehicles) each, from
--- 2020): fuel fills, odometer readings, every tenth a service.
-function M.history(f, vehicles, n, rand)
-  local per_vehicle = math.ceil(n / #vehicles)
-  local written = 0
-  for _, v in ipairs(vehicles) do
-    local t, mileage = 1577836800 + rand(86400), 10000 + rand(50000)
-    for i = 1, per_vehicle do
-      if written == n then return end
-      t = t + 3600 * (20 + rand(40))
-      mileage = mileage + 20 + rand(400)
-      local at = os.date("!%Y-%m-%dT%H:%M:%SZ", t)
-      local line
-      if i % 10 == 0 then
-        line = ('{"vehicle_id":"%s","type":"maintenance","occurred_at":"%s","mileage":%d,"payload":{"service_type":"oil_change","total":%d.%02d,"currency":"USD","provider":{"name":"Quick Lube","technician":"Sam"},"parts":[{"name":"filter","quantity":1,"unit_cost":9.5}]}}')
-          :format(v, at, mileage, 50 + rand(100), rand(100))
-      elseif i % 4 == 0 then
-        line = ('{"vehicle_id":"%s","type":"odometer","occurred_at":"%s","mileage":%d,"payload":{"source":"photo_ocr","ocr_confidence":%d,"photo_url":"s3://bucket/odo/%d.jpg"}}')
-          :format(v, at, mileage, 60 + rand(40), i)
-      else
-        line = ('{"vehicle_id":"%s","type":"fuel","occurred_at":"%s","mileage":%d,"payload":{"volume":%d.%d,"unit":"l","price_per_unit":1.%03d,"total":%d.%02d,"currency":"EUR","full":%s,"station":"Shell Hauptstrasse %d","fuel_type":"diesel"}}')
-          :format(v, at, mileage, 20 + rand(40), rand(10), rand(1000), 30 + rand(70), rand(100),
-                  rand(10) > 0 and "true" or "false", rand(200))
-      end
-      f:write(line, "\n")
-      written = written + 1
-    end
-  end
-end
-
---- latencies(n, fn) -> n timings of fn in ms, sorted.
-function M.latencies(n, fn)
-  local lat = {}
-  for i = 1, n do lat[i] = M.timed(function() return fn(i) end) * 1000 end
-  table.sort(lat)
-  return lat
-end
-
-return M.now() - t0, a, b, c, d
+  return M.now() - t0, a, b, c, d
 end
 
 --- p50(fn) -> the median of 11 runs of fn, in ms.
