@@ -255,6 +255,63 @@ describe("derived data", function()
     other:close()
   end)
 
+  it("refreshes the feed vehicle by vehicle: only the changed vehicles' rows, equal to a full build", function()
+    local feed = db:escape_identifier(db:schema() .. "_private") .. ".timeline_feed"
+    local source = db:escape_identifier(db:schema() .. "_private") .. ".feed_source"
+    local function same_as_full() return apart("SELECT * FROM " .. feed, "SELECT * FROM " .. source) end
+    local garage = q(db, "INSERT INTO garages (tenant_id, name) VALUES ($1, 'Home') RETURNING id", tenant)
+    local group = q(db, "INSERT INTO fleet_groups (tenant_id, name) VALUES ($1, 'North') RETURNING id", tenant)
+    local a, b = vehicle(), vehicle()
+    assert(db:exec("UPDATE vehicles SET garage_id = $2, group_id = $3, nickname = 'Blue' WHERE id = $1", a, garage, group))
+    fill(a, "2024-01-01T00:00:00Z", 100, 30)
+    fill(b, "2024-01-02T00:00:00Z", 500, 30)
+    assert.equal("refreshed", q(db, "SELECT refresh_feed()"))
+    local b_row = q(db, "SELECT ctid::text FROM " .. feed .. " WHERE vehicle_id = $1", b)
+    -- an event of a: a's rows are rebuilt, b's are left alone
+    fill(a, "2024-01-05T00:00:00Z", 200, 30)
+    assert.same({ true, false }, { db:value("SELECT feed_dirty FROM vehicle_event_heads WHERE vehicle_id = $1", a),
+      db:value("SELECT feed_dirty FROM vehicle_event_heads WHERE vehicle_id = $1", b) })
+    assert.is_true(q(db, "SELECT behind FROM mv_freshness"))
+    assert.equal("refreshed", q(db, "SELECT refresh_feed()"))
+    assert.equal(b_row, q(db, "SELECT ctid::text FROM " .. feed .. " WHERE vehicle_id = $1", b))
+    assert.same({ 3, false }, { q(db, "SELECT row_count FROM mv_refreshes"), db:value("SELECT behind FROM mv_freshness") })
+    assert.same({ 0, 0 }, { same_as_full() })
+    -- what the feed copies from the vehicle, its garage and its group
+    local function names()
+      return q(db, "SELECT string_agg(DISTINCT concat_ws('/', vehicle_nickname, garage_name, group_name), ',') FROM " ..
+        feed .. " WHERE vehicle_id = $1", a)
+    end
+    assert.equal("Blue/Home/North", names())
+    assert(db:exec("UPDATE garages SET name = 'Barn' WHERE id = $1", garage))
+    assert(db:exec("UPDATE fleet_groups SET name = 'South' WHERE id = $1", group))
+    assert(db:exec("UPDATE vehicles SET nickname = 'Red' WHERE id = $1", a))
+    assert.equal("refreshed", q(db, "SELECT refresh_feed()"))
+    assert.equal("Red/Barn/South", names())
+    assert(db:exec("UPDATE vehicles SET deleted_at = now() WHERE id = $1", a))
+    assert.equal("refreshed", q(db, "SELECT refresh_feed()"))
+    assert.same({ 0, 1 }, { q(db, "SELECT count(*) FROM " .. feed .. " WHERE vehicle_id = $1", a),
+      q(db, "SELECT row_count FROM mv_refreshes") })
+    assert.same({ 0, 0 }, { same_as_full() })
+    assert.equal("fresh", q(db, "SELECT refresh_feed()")) -- nothing marked
+    -- a writer holding a head is not waited for: its mark stays for the next refresh
+    local writer = H.connect { schema = db:schema() }
+    assert(writer:exec("BEGIN"))
+    fill(b, "2024-01-06T00:00:00Z", 600, 30) -- committed: b is marked
+    assert(writer:exec("INSERT INTO vehicle_events (tenant_id, vehicle_id, type, occurred_at, mileage, payload) " ..
+      [[VALUES ($1, $2, 'odometer', '2024-01-07T00:00:00Z', 700, '{"source": "manual"}')]], tenant, b))
+    assert(db:exec("SET lock_timeout = '2s'"))
+    assert.equal("refreshed", q(db, "SELECT refresh_feed()"))
+    assert.equal(2, q(db, "SELECT count(*) FROM " .. feed .. " WHERE vehicle_id = $1", b))
+    assert(writer:exec("COMMIT"))
+    writer:close()
+    assert.equal("refreshed", q(db, "SELECT refresh_feed()"))
+    assert.same({ 3, 0, 0 }, { q(db, "SELECT count(*) FROM " .. feed .. " WHERE vehicle_id = $1", b), same_as_full() })
+    -- a purged tenant's rows go with it
+    assert(db:exec("UPDATE tenants SET deleted_at = now() WHERE id = $1", tenant))
+    assert.is_true(q(db, "SELECT purge_tenant($1)", tenant) > 0)
+    assert.equal(0, q(db, "SELECT count(*) FROM " .. feed))
+  end)
+
   it("maintains: partitions ahead, the DEFAULT drained, metrics advanced, old partitions archived and exported", function()
     local v = vehicle()
     fill(v, "2015-06-01T00:00:00Z", 100, 30) -- lands in the DEFAULT partition
@@ -282,6 +339,8 @@ describe("derived data", function()
     assert.same({ "vehicle_events_2015" }, report.archived)
     assert.equal(0, q(db, "SELECT count(*) FROM vehicle_events"))
     assert.equal(1, q(db, "SELECT count(*) FROM " .. db:escape_identifier(db:schema() .. "_archive") .. ".vehicle_events_2015"))
+    -- the feed lets the archived events go with them (its full build has none)
+    assert.equal(0, q(db, "SELECT count(*) FROM " .. db:escape_identifier(db:schema() .. "_private") .. ".timeline_feed"))
     assert.equal(1, q(db, "SELECT count(*) FROM vehicle_metrics_monthly WHERE month = '2015-06-01'"))
     local f = assert(io.open(dir .. "/vehicle_events_2015.jsonl"))
     assert.equal(100, motomind.json.decode(f:read("*l")).mileage)

@@ -36,9 +36,11 @@ local TRIGGERS = [[
    WHERE c.relnamespace = $1::regnamespace AND NOT t.tgisinternal AND t.tgparentid = 0
    ORDER BY t.tgname]]
 
-local MATVIEWS = [[
-  SELECT c.relname AS name FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-   WHERE n.nspname IN ($1::text, $1::text || '_private') AND c.relkind = 'm' ORDER BY c.relname]]
+-- What the private schema keeps (the feed): its tables and materialized views.
+local PRIVATE = [[
+  SELECT c.relname AS name, c.relkind = 'm' AS materialized FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE n.nspname IN ($1::text, $1::text || '_private') AND (c.relkind = 'm' OR (c.relkind = 'r' AND n.nspname = $1::text || '_private'))
+   ORDER BY c.relname]]
 
 local function group(rows, key)
   local out = {}
@@ -89,17 +91,22 @@ function M.plan(db)
       col and ("by `%s`"):format(col) or "reference", code(widen), code(rows), code(moved),
       col and t.policies > 0 and t.policies or "-")
   end
-  local mv = {}
-  for _, r in ipairs(motomind.assert(db:query(MATVIEWS, schema))) do mv[#mv + 1] = "`" .. r.name .. "`" end
+  local mv, private = {}, {}
+  for _, r in ipairs(motomind.assert(db:query(PRIVATE, schema))) do
+    local list = r.materialized and mv or private
+    list[#list + 1] = "`" .. r.name .. "`"
+  end
   lines[#lines + 1] = ""
   lines[#lines + 1] = ("%d tables: %d distributed (by tenant, co-located), %d reference (copied to every " ..
     "node). Keys that must take the distribution column: %d; %d row triggers need `citus.enable_unsafe_triggers` " ..
     "(each touches only its own tenant's rows, so they stay on one shard); %d statement triggers read a " ..
     "transition table, which Citus does not run on shards: their set-based checks move into the writer's " ..
     "statement (the import path) or become row triggers. Policies are re-created on the shards with their " ..
-    "functions. Materialized views (%s) stay on the coordinator: a refresh reads every shard."):format(
+    "functions. Materialized views (%s) stay on the coordinator: a refresh reads every shard. The private " ..
+    "schema's tables (%s), keyed by `tenant_id` and rebuilt vehicle by vehicle, are distributed with their " ..
+    "tenants."):format(
     #tables, counts.distributed, counts.reference, counts.widen, counts.row, counts.moved,
-    #mv > 0 and table.concat(mv, ", ") or "none")
+    #mv > 0 and table.concat(mv, ", ") or "none", #private > 0 and table.concat(private, ", ") or "none")
   return table.concat(lines, "\n") .. "\n"
 end
 

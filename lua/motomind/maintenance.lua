@@ -6,8 +6,9 @@ local motomind = require "motomind"
 local M = {}
 
 --- refresh(db, { max_age = seconds }) -> { timeline_feed = "refreshed" | "fresh" | "busy" }
--- Refreshes the materialized views that are stale: never refreshed, older
--- than max_age (default: any age) and changed since their high-water mark.
+-- Refreshes the feed when it is stale: never refreshed, or older than
+-- max_age (default: any age) with vehicles marked since; only the marked
+-- vehicles' rows are rebuilt.
 function M.refresh(db, opts)
   opts = opts or {}
   local state, err, sqlstate = db:value("SELECT " .. db:qualify("refresh_feed") .. "($1::text::interval)",

@@ -200,8 +200,8 @@ function M.page(db, ctx, opts)
   return page
 end
 
--- The feed's events get their photos (live: the feed itself is a
--- materialized view) in one query for the page.
+-- The feed's events get their photos (live: the feed itself is refreshed
+-- later) in one query for the page.
 local function with_photos(db, ctx, page)
   local ids = {}
   for i, r in ipairs(page.events) do ids[i] = r.id end
@@ -221,7 +221,7 @@ end
 
 --- feed(db, ctx, { vehicle =, limit = 50, cursor = }) -> { events, cursor }
 -- The tenant's (or a vehicle's) pre-joined feed (vehicle nickname, garage
--- and group names) from the timeline_feed materialized view, newest first:
+-- and group names) from the timeline_feed table, newest first:
 -- as fresh as its last refresh (see mv_freshness), faster than page().
 function M.feed(db, ctx, opts)
   motomind.check_ctx(ctx, "timeline")
