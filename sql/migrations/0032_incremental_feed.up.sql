@@ -42,6 +42,9 @@ BEGIN
   EXECUTE page_sql;
   EXECUTE format('GRANT SELECT ON timeline_feed TO %I', app);
   EXECUTE format('GRANT EXECUTE ON FUNCTION timeline_feed_page(integer, timestamptz, uuid, uuid) TO %I', app);
+  -- built whole just now: its refresh record says so
+  EXECUTE format('UPDATE mv_refreshes SET row_count = (SELECT count(*) FROM %I.timeline_feed), high_water = feed_high_water() '
+                 'WHERE view_name = ''timeline_feed''', priv);
 END
 $do$;
 UPDATE vehicle_event_heads SET feed_dirty = false;
