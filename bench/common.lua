@@ -92,6 +92,27 @@ function M.history(f, vehicles, n, rand)
   end
 end
 
+--- machine() -> what the figures were measured on: "N cores, N GiB; psql ..."
+function M.machine()
+  local fh = io.popen("echo \"$(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB\"; psql --version | head -1")
+  local text = fh:read("*a"):gsub("\n", "; ")
+  fh:close()
+  return text
+end
+
+--- figures() -> add(what, value, note), rows(): a bench's results, and
+-- them as the rows of its markdown table (header included).
+function M.figures()
+  local list = {}
+  local function add(what, value, note) list[#list + 1] = { what, value, note or "" } end
+  local function rows()
+    local lines = { "| figure | value | notes |", "|---|---|---|" }
+    for _, r in ipairs(list) do lines[#lines + 1] = ("| %s | %s | %s |"):format(r[1], r[2], r[3]) end
+    return table.concat(lines, "\n")
+  end
+  return add, rows
+end
+
 --- latencies(n, fn) -> n timings of fn in ms, sorted.
 function M.latencies(n, fn)
   local lat = {}

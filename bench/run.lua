@@ -67,8 +67,7 @@ local function file_reader(path)
   end
 end
 
-local results = {}
-local function result(what, value, note) results[#results + 1] = { what, value, note or "" } end
+local result, figure_rows = common.figures()
 
 local tenant, user = uuid("00000000", 1), uuid("00000001", 1)
 local vehicles = {}
@@ -404,12 +403,8 @@ drop(due_db)
 due_db:close()
 
 -- the table
-local machine = io.popen("echo \"$(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB\"; " ..
-  "psql --version | head -1"):read("*a"):gsub("\n", "; ")
-local lines = { ("motomind bench, %d events, %s, %s%s"):format(N, os.date("!%Y-%m-%d"), machine, jit and jit.version or _VERSION), "",
-  "| figure | value | notes |", "|---|---|---|" }
-for _, r in ipairs(results) do lines[#lines + 1] = ("| %s | %s | %s |"):format(r[1], r[2], r[3]) end
-local text = table.concat(lines, "\n") .. "\n"
+local text = ("motomind bench, %d events, %s, %s%s\n\n%s\n"):format(N, os.date("!%Y-%m-%d"), common.machine(),
+  jit and jit.version or _VERSION, figure_rows())
 io.write(text)
 -- (the other benches' sections, each between its <!-- name --> markers, are kept)
 local old = io.open(ROOT .. "/bench/RESULTS.md", "rb")

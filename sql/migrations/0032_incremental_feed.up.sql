@@ -18,7 +18,9 @@
 -- The tenant view and timeline_feed_page() read the table as they read the
 -- view; their definitions are re-created from the catalog, not copied.
 
-ALTER TABLE vehicle_event_heads ADD COLUMN feed_dirty boolean NOT NULL DEFAULT true;
+-- (existing heads: clean, the feed is built whole below; new ones: marked)
+ALTER TABLE vehicle_event_heads ADD COLUMN feed_dirty boolean NOT NULL DEFAULT false;
+ALTER TABLE vehicle_event_heads ALTER COLUMN feed_dirty SET DEFAULT true;
 COMMENT ON COLUMN vehicle_event_heads.feed_dirty IS
   'the vehicle''s rows in the timeline feed are stale (refresh_feed rebuilds them)';
 
@@ -47,7 +49,6 @@ BEGIN
                  'WHERE view_name = ''timeline_feed''', priv);
 END
 $do$;
-UPDATE vehicle_event_heads SET feed_dirty = false;
 
 -- Every event write stamps its vehicle's head (changed_at): the feed's
 -- rows of that vehicle are stale. (UPDATE OF fires on the write trigger's
