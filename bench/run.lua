@@ -302,6 +302,28 @@ if N > 100000 then
 end
 page_latency(rules, vehicles, N)
 
+-- 8. a page encoded for an HTTP response: motomind.json.encode (canonical:
+-- sorted keys, numbers exact) vs lua-cjson's encode of the same tables
+-- (motomind.null swapped for cjson.null, which lua-cjson takes)
+if ok_cjson then
+  local function for_cjson(v)
+    if v == motomind.null then return cjson.null end
+    if type(v) ~= "table" then return v end
+    local t = {}
+    for k, x in pairs(v) do t[k] = for_cjson(x) end
+    return t
+  end
+  local pages = {}
+  for i = 1, 20 do
+    pages[i] = motomind.assert(timeline.page(rules, ctx, { vehicle = vehicles[(i * 7919) % #vehicles + 1], limit = 50 }))
+  end
+  local cpages = for_cjson(pages)
+  local t_menc = timed(function() for _ = 1, 50 do for i = 1, #pages do motomind.json.encode(pages[i]) end end end)
+  local t_cjenc = timed(function() for _ = 1, 50 do for i = 1, #cpages do cjson.encode(cpages[i]) end end end)
+  result("motomind.json.encode of a page of 50 events vs lua-cjson encode", ("%.2fx"):format(t_cjenc / t_menc),
+    ("%.0f vs %.0f us a page (goal >= 0.8x)"):format(t_menc / (50 * #pages) * 1e6, t_cjenc / (50 * #pages) * 1e6))
+end
+
 result("peak resident memory of this process during the import",
   rss_after and ("%d MB"):format(math.floor(rss_after / 1024)) or "?",
   rss_before and ("%d MB before it"):format(math.floor(rss_before / 1024)) or "")

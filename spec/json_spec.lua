@@ -44,6 +44,25 @@ describe("motomind.json", function()
     end
   end)
 
+  -- cJSON printed 15 significant digits when they read back within an
+  -- epsilon: integers from 10^15 to 2^53 lost their last digit (2^53 - 1
+  -- came out as 9.00719925474099e+15).
+  it("writes every integer a double holds exactly, to 2^53", function()
+    assert.equal("[9007199254740991,9007199254740992,1000000000000000,-999999999999999]",
+      json.encode { 2 ^ 53 - 1, 2 ^ 53, 1e15, -999999999999999.0 })
+    assert.equal(2 ^ 53 - 1, json.decode(json.encode { 2 ^ 53 - 1 })[1])
+    assert.equal("[-0,0,0.5,1e+16,123.456]", json.encode { -0.0, 0.0, 0.5, 1e16, 123.456 })
+  end)
+
+  -- The encoder prints into room it sizes while walking (src/json.c): the
+  -- worst case is every byte escaped as \u00XX.
+  it("escapes strings and keys whatever their length", function()
+    local ctl, quotes = ("\1"):rep(5000), ('"\\'):rep(3000)
+    local text = assert(json.encode { [ctl] = quotes, list = { ctl, quotes, "\t\n" } })
+    assert.equal(("\\u0001"):rep(5000), text:match('^{"(.-)"'))
+    assert.same({ [ctl] = quotes, list = { ctl, quotes, "\t\n" } }, json.decode(text))
+  end)
+
   it("names the path and the reason when a value cannot be encoded", function()
     local ok, err = json.encode { parts = { { name = "filter" }, { cost = function() end } } }
     assert.is_nil(ok)

@@ -5,6 +5,9 @@
 #include <errno.h>
 #include "text.h"
 #include <cJSON.h>
+#include <float.h>
+#include <limits.h>
+#include <locale.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -15,28 +18,21 @@
 #define MAX_DEPTH 512
 #define PATH_MAX_LEN 480
 
-typedef struct encoder {
-    lua_State *L;
-    mm_box *box;       /* owns the tree being built */
-    const char *error; /* reason of the first failure, static text */
-    char path[PATH_MAX_LEN + 32];
-    size_t pathlen;
-} encoder;
-
 static void delete_tree(void *tree) { cJSON_Delete((cJSON *)tree); }
 
-/* A trusted decode (json_decode, and every jsonb column of a result) parses
- * into an arena: cJSON's nodes and strings come from a few blocks freed at
- * once, instead of a malloc and a free per node (a fifth of the decode's
- * instructions). cJSON's allocator is process-wide, so its hooks read the
- * arena of the calling thread (nginx worker threads decode concurrently),
- * set only while cJSON parses: no Lua call runs while it is set. */
+/* A trusted decode (json_decode, and every jsonb column of a result) and
+ * json_encode's tree live in an arena: cJSON's nodes and strings come from a
+ * few blocks freed at once, instead of a malloc and a free per node (a fifth
+ * of the decode's instructions). cJSON's allocator is process-wide, so its
+ * hooks read the arena of the calling thread (nginx worker threads decode
+ * concurrently), set only for the duration of cJSON calls: no Lua call runs
+ * while it is set, so a Lua error cannot leave it set. */
 #define ARENA_FIRST 4096
 typedef struct arena_block { struct arena_block *next; size_t size, used; } arena_block;
 typedef struct arena { arena_block *blocks; } arena;
 #define BLOCK_HEADER ((sizeof(arena_block) + 15) & ~(size_t)15)
 
-static __thread arena *parsing_arena;
+static __thread arena *cjson_arena;
 
 static void *arena_alloc(arena *a, size_t n) {
     arena_block *b = a->blocks;
@@ -72,12 +68,22 @@ static void arena_delete(void *p) {
     free(a);
 }
 
-static void *hook_malloc(size_t n) { return parsing_arena ? arena_alloc(parsing_arena, n) : malloc(n); }
+/* A new box, pushed on the stack, holding a new empty arena. */
+static mm_box *arena_box(lua_State *L) {
+    mm_box *box = mm_box_new(L);
+    arena *a = (arena *)malloc(sizeof *a);
+    if (!a) luaL_error(L, "out of memory");
+    a->blocks = NULL;
+    mm_box_hold(box, a, arena_delete);
+    return box;
+}
+
+static void *hook_malloc(size_t n) { return cjson_arena ? arena_alloc(cjson_arena, n) : malloc(n); }
 
 /* cJSON frees a partial tree when a parse fails: arena memory goes with
  * the arena. */
 static void hook_free(void *p) {
-    if (parsing_arena && arena_owns(parsing_arena, p)) return;
+    if (cjson_arena && arena_owns(cjson_arena, p)) return;
     free(p);
 }
 
@@ -87,30 +93,74 @@ static void install_hooks(void) {
     cJSON_InitHooks(&hooks);
 }
 
+/* The key or index of each level of the walk: formatted into a path
+ * ("<root>.key[2]") only when something fails. */
+typedef struct frame { const char *key; long i; } frame;
+
+typedef struct encoder {
+    lua_State *L;
+    mm_box *box;       /* holds the tree, when it is not in an arena */
+    arena *arena;      /* the tree's memory (json_encode), or NULL (malloc) */
+    cJSON *root;
+    const void *null;  /* motomind.null of this Lua state */
+    size_t bound;      /* at least the length of the tree's text (arena) */
+    const char *error; /* reason of the first failure, static text */
+    int error_depth;   /* frames[0 .. error_depth) lead to the failing value */
+    frame frames[MAX_DEPTH + 1];
+} encoder;
+
 static int encode_value(encoder *e, int idx, cJSON *parent, const char *key,
                         int depth);
 
-static int fail(encoder *e, const char *reason) {
+static int fail(encoder *e, const char *reason, int depth) {
     e->error = reason;
+    e->error_depth = depth;
     return 0;
 }
 
-/* Appends ".key" or "[i]" to the path; returns the length to restore. */
-static size_t path_push(encoder *e, const char *key, long i) {
-    size_t old = e->pathlen;
-    if (old < PATH_MAX_LEN) {
-        char *at = e->path + old;
-        size_t room = sizeof e->path - old;
-        if (key) snprintf(at, room, ".%s", key);
-        else snprintf(at, room, "[%ld]", i);
-        e->pathlen = strlen(e->path);
+/* Writes the failing value's path (".key[2]") into path. */
+static void format_path(const encoder *e, char *path, size_t size) {
+    size_t len = 0;
+    int d;
+    path[0] = '\0';
+    for (d = 0; d < e->error_depth && len < PATH_MAX_LEN; d++) {
+        const frame *f = &e->frames[d];
+        if (f->key) snprintf(path + len, size - len, ".%s", f->key);
+        else snprintf(path + len, size - len, "[%ld]", f->i);
+        len = strlen(path);
     }
-    return old;
 }
 
-static void path_pop(encoder *e, size_t old) {
-    e->pathlen = old;
-    e->path[old] = '\0';
+/* A new cJSON item of type (text: a string's or a raw item's; d: a number),
+ * allocated in the encoder's arena when it has one. A tree in an arena is
+ * only printed while the Lua value is alive: its strings and keys are
+ * references to the Lua strings, not copies. */
+static cJSON *new_item(encoder *e, int type, const char *text, double d) {
+    cJSON *item;
+    cjson_arena = e->arena;
+    switch (type) {
+    case cJSON_False: item = cJSON_CreateFalse(); break;
+    case cJSON_True: item = cJSON_CreateTrue(); break;
+    case cJSON_NULL: item = cJSON_CreateNull(); break;
+    case cJSON_Number: item = cJSON_CreateNumber(d); break;
+    case cJSON_String: item = e->arena ? cJSON_CreateStringReference(text) : cJSON_CreateString(text); break;
+    case cJSON_Raw: item = cJSON_CreateRaw(text); break;
+    case cJSON_Array: item = cJSON_CreateArray(); break;
+    default: item = cJSON_CreateObject(); break;
+    }
+    cjson_arena = NULL;
+    return item;
+}
+
+/* Links item into parent under key (an object's) or last (an array's). */
+static int link_item(encoder *e, cJSON *parent, const char *key, cJSON *item) {
+    cJSON_bool ok;
+    cjson_arena = e->arena;
+    if (!key) ok = cJSON_AddItemToArray(parent, item);
+    else if (e->arena) ok = cJSON_AddItemToObjectCS(parent, key, item);
+    else ok = cJSON_AddItemToObject(parent, key, item);
+    cjson_arena = NULL;
+    return ok;
 }
 
 /* Pushes field of lua-cjson's module when it is loaded (OpenResty), else nil. */
@@ -183,16 +233,15 @@ static int encode_object(encoder *e, int idx, cJSON *obj, size_t n, int depth) {
     while (lua_next(L, idx)) {
         lua_pop(L, 1);
         keys[i] = lua_tolstring(L, -1, &len); /* kept alive by the table */
-        if (strlen(keys[i]) != len) return fail(e, "object key contains a NUL byte");
+        if (strlen(keys[i]) != len) return fail(e, "object key contains a NUL byte", depth);
         i++;
     }
     qsort(keys, n, sizeof *keys, key_cmp);
     for (i = 0; i < n; i++) {
-        size_t old = path_push(e, keys[i], 0);
+        e->frames[depth].key = keys[i];
         lua_getfield(L, idx, keys[i]);
         if (!encode_value(e, lua_gettop(L), obj, keys[i], depth + 1)) return 0;
         lua_pop(L, 1);
-        path_pop(e, old);
     }
     lua_pop(L, 1); /* keys */
     return 1;
@@ -200,35 +249,78 @@ static int encode_object(encoder *e, int idx, cJSON *obj, size_t n, int depth) {
 
 static int encode_array(encoder *e, int idx, cJSON *arr, size_t n, int depth) {
     size_t i;
+    e->frames[depth].key = NULL;
     for (i = 1; i <= n; i++) {
-        size_t old = path_push(e, NULL, (long)i);
+        e->frames[depth].i = (long)i;
         lua_rawgeti(e->L, idx, (int)i);
         if (!encode_value(e, lua_gettop(e->L), arr, NULL, depth + 1)) return 0;
         lua_pop(e->L, 1);
-        path_pop(e, old);
     }
     return 1;
 }
 
-/* Numbers become cJSON numbers (doubles); only Lua 5.4 integers beyond 2^53
- * are written as raw digits, to stay exact. */
-static cJSON *number_item(lua_State *L, int idx) {
+/* The decimal digits of i into buf (24 bytes). */
+static void format_integer(long long i, char *buf) {
+    char digits[24];
+    int n = 0;
+    unsigned long long u = i < 0 ? 0ULL - (unsigned long long)i : (unsigned long long)i;
+    do {
+        digits[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (i < 0) *buf++ = '-';
+    while (n) *buf++ = digits[--n];
+    *buf = '\0';
+}
+
+/* The JSON text of the finite number at idx into buf (32 bytes): an integer
+ * (or a double holding one within 2^53) as its exact digits; other doubles
+ * as cJSON prints them, 15 significant digits when they read back as the
+ * same number by cJSON's comparison, else 17. */
+static void format_number(lua_State *L, int idx, char *buf) {
+    double d, back;
+    char point, *at;
+#if MM_HAS_INTEGERS
+    if (lua_isinteger(L, idx)) {
+        format_integer((long long)lua_tointeger(L, idx), buf);
+        return;
+    }
+#endif
+    d = (double)lua_tonumber(L, idx);
+    if (d == floor(d) && fabs(d) <= MM_MAX_EXACT_DOUBLE && !(d == 0 && signbit(d))) {
+        format_integer((long long)d, buf);
+        return;
+    }
+    snprintf(buf, 32, "%1.15g", d);
+    back = strtod(buf, NULL);
+    if (fabs(back - d) > fmax(fabs(back), fabs(d)) * DBL_EPSILON) snprintf(buf, 32, "%1.17g", d);
+    point = *localeconv()->decimal_point;
+    if (point != '.' && (at = strchr(buf, point))) *at = '.';
+}
+
+/* A number item of the tree a codec checks (numbers stay cJSON numbers):
+ * only Lua 5.4 integers beyond 2^53 are raw digits, to stay exact. */
+static cJSON *number_item(encoder *e, int idx) {
+    lua_State *L = e->L;
+    char buf[32];
 #if MM_HAS_INTEGERS
     if (lua_isinteger(L, idx)) {
         lua_Integer i = lua_tointeger(L, idx);
         if (i > (lua_Integer)MM_MAX_EXACT_DOUBLE || i < -(lua_Integer)MM_MAX_EXACT_DOUBLE) {
-            char buf[32];
-            snprintf(buf, sizeof buf, LUA_INTEGER_FMT, (LUAI_UACINT)i);
-            return cJSON_CreateRaw(buf);
+            format_integer((long long)i, buf);
+            return new_item(e, cJSON_Raw, buf, 0);
         }
     }
 #endif
-    return cJSON_CreateNumber((double)lua_tonumber(L, idx));
+    if (!e->arena) return new_item(e, cJSON_Number, NULL, (double)lua_tonumber(L, idx));
+    /* a tree only printed (json_encode): the number's text, formatted once */
+    format_number(L, idx, buf);
+    return new_item(e, cJSON_Raw, buf, 0);
 }
 
 /* Creates the item for the value at idx, links it into parent (or into the
- * caller's box when parent is NULL) before filling it, so that a Lua error at
- * any depth leaves the whole tree owned by the box. */
+ * caller's box or encoder when parent is NULL) before filling it, so that a
+ * Lua error at any depth leaves the whole tree owned by the box. */
 static int encode_value(encoder *e, int idx, cJSON *parent, const char *key,
                         int depth) {
     lua_State *L = e->L;
@@ -236,66 +328,87 @@ static int encode_value(encoder *e, int idx, cJSON *parent, const char *key,
     size_t len, n = 0;
     int kind = 0;
     const char *s;
-    if (depth > MAX_DEPTH) return fail(e, "nested too deeply");
+    size_t bound = 5; /* true, false, null, [], {} */
+    if (depth > MAX_DEPTH) return fail(e, "nested too deeply", depth);
     luaL_checkstack(L, 6, "JSON nested too deeply");
     switch (lua_type(L, idx)) {
-    case LUA_TBOOLEAN: item = cJSON_CreateBool(lua_toboolean(L, idx)); break;
+    case LUA_TBOOLEAN: item = new_item(e, lua_toboolean(L, idx) ? cJSON_True : cJSON_False, NULL, 0); break;
     case LUA_TNUMBER:
         if (!isfinite((double)lua_tonumber(L, idx)))
-            return fail(e, "cannot encode NaN or infinity");
-        item = number_item(L, idx);
+            return fail(e, "cannot encode NaN or infinity", depth);
+        item = number_item(e, idx);
+        bound = 32;
         break;
     case LUA_TSTRING:
         s = lua_tolstring(L, idx, &len);
-        if (strlen(s) != len) return fail(e, "string contains a NUL byte");
-        item = cJSON_CreateString(s);
+        if (strlen(s) != len) return fail(e, "string contains a NUL byte", depth);
+        item = new_item(e, cJSON_String, s, 0);
+        bound = 6 * len + 2; /* every byte as \u00XX, quoted */
         break;
     case LUA_TTABLE:
         kind = table_kind(L, idx, &n);
-        if (kind < 0) return fail(e, "table mixes array and object keys (or is a sparse array)");
-        item = kind ? cJSON_CreateArray() : cJSON_CreateObject();
+        if (kind < 0) return fail(e, "table mixes array and object keys (or is a sparse array)", depth);
+        item = new_item(e, kind ? cJSON_Array : cJSON_Object, NULL, 0);
         break;
     case LUA_TUSERDATA:
-        if (mm_isnull(L, idx)) { item = cJSON_CreateNull(); break; }
-        return fail(e, "cannot encode a userdata");
+        if (lua_touserdata(L, idx) == e->null) { item = new_item(e, cJSON_NULL, NULL, 0); break; }
+        return fail(e, "cannot encode a userdata", depth);
     case LUA_TLIGHTUSERDATA: /* ngx.null and cjson.null are NULL; cjson.empty_array */
-        if (mm_isnull(L, idx)) { item = cJSON_CreateNull(); break; }
-        if (is_cjson_empty_array(L, idx)) { item = cJSON_CreateArray(); break; }
-        return fail(e, "cannot encode a light userdata");
-    case LUA_TNIL: return fail(e, "cannot encode nil");
-    case LUA_TFUNCTION: return fail(e, "cannot encode a function");
-    default: return fail(e, "cannot encode a thread");
+        if (mm_isnull(L, idx)) { item = new_item(e, cJSON_NULL, NULL, 0); break; }
+        if (is_cjson_empty_array(L, idx)) { item = new_item(e, cJSON_Array, NULL, 0); break; }
+        return fail(e, "cannot encode a light userdata", depth);
+    case LUA_TNIL: return fail(e, "cannot encode nil", depth);
+    case LUA_TFUNCTION: return fail(e, "cannot encode a function", depth);
+    default: return fail(e, "cannot encode a thread", depth);
     }
-    if (!item) return fail(e, "out of memory");
+    if (!item) return fail(e, "out of memory", depth);
+    e->bound += bound + (key ? 6 * strlen(key) + 4 : 1); /* "key": or , */
     if (!parent) {
-        mm_box_hold(e->box, item, delete_tree);
-    } else if (!(key ? cJSON_AddItemToObject(parent, key, item) : cJSON_AddItemToArray(parent, item))) {
-        cJSON_Delete(item);
-        return fail(e, "out of memory");
+        e->root = item;
+        if (!e->arena) mm_box_hold(e->box, item, delete_tree);
+    } else if (!link_item(e, parent, key, item)) {
+        if (!e->arena) cJSON_Delete(item);
+        return fail(e, "out of memory", depth);
     }
     if (lua_type(L, idx) != LUA_TTABLE) return 1;
     return kind ? encode_array(e, idx, item, n, depth)
                 : encode_object(e, idx, item, n, depth);
 }
 
+/* Walks the value at idx into a tree (in a, or held by box when a is NULL):
+ * the tree (*bound: at least its text's length, when a is given), or NULL
+ * with "<root><path>: <reason>" pushed. */
+static cJSON *walk(lua_State *L, int idx, const char *root, mm_box *box, arena *a, size_t *bound) {
+    encoder e;
+    char path[PATH_MAX_LEN + 32];
+    int top = lua_gettop(L);
+    e.L = L;
+    e.box = box;
+    e.arena = a;
+    e.root = NULL;
+    mm_push_null(L);
+    e.null = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    e.bound = 1;
+    e.error = NULL;
+    e.error_depth = 0;
+    if (encode_value(&e, mm_absindex(L, idx), NULL, NULL, 0)) {
+        lua_settop(L, top);
+        if (bound) *bound = e.bound;
+        return e.root;
+    }
+    format_path(&e, path, sizeof path); /* (the keys are alive until the settop) */
+    lua_settop(L, top); /* drop what the walk left */
+    lua_pushfstring(L, "%s%s: %s", root, path, e.error);
+    return NULL;
+}
+
 /* Builds the cJSON tree of the value at idx into box and returns 1, or
  * pushes "<root><path>: <reason>" and returns 0. */
 int mm_json_build(lua_State *L, int idx, const char *root, mm_box *box) {
-    encoder e;
-    int ok, top = lua_gettop(L);
-    idx = mm_absindex(L, idx);
-    e.L = L;
-    e.error = NULL;
-    e.path[0] = '\0';
-    e.pathlen = 0;
-    e.box = box;
-    ok = encode_value(&e, idx, NULL, NULL, 0);
-    lua_settop(L, top); /* drop what a failed walk left */
-    if (!ok) {
-        mm_box_release(box);
-        lua_pushfstring(L, "%s%s: %s", root, e.path, e.error);
-    }
-    return ok;
+    if (walk(L, idx, root, box, NULL, NULL)) return 1;
+    mm_box_release(box);
+    return 0;
 }
 
 /* Pushes the unformatted JSON text of a tree. */
@@ -310,19 +423,24 @@ void mm_json_push_text(lua_State *L, const cJSON *tree) {
 }
 
 /* Pushes the JSON text of the value at idx and returns 1, or pushes
- * "<root><path>: <reason>" and returns 0. */
+ * "<root><path>: <reason>" and returns 0. The tree is built in an arena
+ * (numbers formatted as they are walked, strings referenced) and printed
+ * into it, into room for its longest possible text. */
 int mm_json_encode(lua_State *L, int idx, const char *root) {
+    cJSON *tree;
     mm_box *box;
+    size_t bound = 0;
     idx = mm_absindex(L, idx);
-    box = mm_box_new(L);
-    if (!mm_json_build(L, idx, root, box)) {
-        lua_remove(L, -2);
-        return 0;
+    box = arena_box(L);
+    tree = walk(L, idx, root, NULL, (arena *)box->ptr, &bound);
+    if (tree) {
+        char *text = bound < INT_MAX - 64 ? (char *)arena_alloc((arena *)box->ptr, bound + 64) : NULL;
+        if (text && cJSON_PrintPreallocated(tree, text, (int)bound + 64, 0)) lua_pushstring(L, text);
+        else mm_json_push_text(L, tree);
     }
-    mm_json_push_text(L, (cJSON *)box->ptr);
     mm_box_release(box);
     lua_remove(L, -2);
-    return 1;
+    return tree != NULL;
 }
 
 /* How many members an object or array has (to size its Lua table once). */
@@ -481,21 +599,17 @@ static int has_big_number(const cJSON *item) {
 }
 
 int mm_json_decode(lua_State *L, const char *text, size_t len) {
-    mm_box *box = mm_box_new(L);
-    arena *a;
+    mm_box *box = arena_box(L);
     cJSON *tree;
     size_t at = 0;
     int exact = 1;
-    if (!(a = (arena *)malloc(sizeof *a))) return luaL_error(L, "out of memory");
-    a->blocks = NULL;
-    mm_box_hold(box, a, arena_delete);
-    parsing_arena = a; /* (the hooks that read it: installed by mm_open_json) */
+    cjson_arena = (arena *)box->ptr; /* (the hooks that read it: installed by mm_open_json) */
     tree = parse_whole(text, len, &at);
     if (tree && has_big_number(tree)) {
         size_t from = 0;
         exact = exact_integers(tree, text, len, &from);
     }
-    parsing_arena = NULL;
+    cjson_arena = NULL;
     if (!tree) {
         push_parse_error(L, "", at);
         lua_remove(L, -2);
