@@ -162,6 +162,48 @@ describe("derived data", function()
     assert.same({ 0, 0, 0, 0 }, { differences() })
   end)
 
+  -- After a load, each vehicle is marked from its first event: when those
+  -- are most of a tenant's vehicles, they are recomputed in one statement
+  -- per table (migration 0033), to what the per-vehicle path writes.
+  it("advances a loaded tenant in one statement per table, equal to a full recomputation", function()
+    local vs = { vehicle("km", "Europe/Berlin"), vehicle("mi", "America/Chicago"), vehicle() }
+    local function load(list, year)
+      local batch = {}
+      for i, v in ipairs(list) do
+        for k = 1, 12 do
+          batch[#batch + 1] = { vehicle_id = v, type = k % 4 == 0 and "odometer" or "fuel",
+            occurred_at = ("%d-%02d-%02dT23:30:00Z"):format(year, k, 3 + i), mileage = 900 * k + i,
+            payload = k % 4 == 0 and { source = "manual" }
+              or { volume = 40 + k, unit = "l", total = 60 + k, currency = "EUR", full = k % 3 ~= 0 } }
+        end
+      end
+      assert(timeline.append_batch(db, ctx, batch))
+    end
+    load(vs, 2024)
+    assert.equal(3, q(db, "SELECT advance_tenant_metrics()"))
+    assert.same({ 0, 0, 0, 0 }, { differences() })
+    assert.equal(0, q(db, "SELECT count(*) FROM vehicle_event_heads WHERE dirty_from IS NOT NULL"))
+    assert.is_true(q(db, "SELECT count(*) FROM vehicle_metrics_monthly WHERE economy_litres > 0") >= 9)
+    assert.is_true(q(db, "SELECT count(*) FROM vehicle_costs_monthly") >= 27)
+    -- a later event of one vehicle is not a load: its own pass takes it
+    fill(vs[1], "2025-01-05T08:00:00Z", 13500, 42)
+    assert.equal(0, q(db, "SELECT advance_tenant_metrics()"))
+    assert.equal(1, maintenance.advance_metrics(db))
+    assert.same({ 0, 0, 0, 0 }, { differences() })
+    -- nor is one vehicle of three back-dated before its first event
+    fill(vs[2], "2023-06-01T08:00:00Z", 10, 30)
+    assert.equal(0, q(db, "SELECT advance_tenant_metrics()"))
+    assert.equal(1, maintenance.advance_metrics(db))
+    -- once anything is archived, the retention floor is the per-vehicle path's
+    local more = { vehicle(), vehicle(), vehicle(), vehicle() }
+    load(more, 2026)
+    assert(db:exec("UPDATE settings SET value = '2001-01-01T00:00:00Z' WHERE key = 'archived_before'"))
+    assert.equal(0, q(db, "SELECT advance_tenant_metrics()"))
+    assert(db:exec("UPDATE settings SET value = '' WHERE key = 'archived_before'"))
+    assert.equal(4, maintenance.advance_metrics(db))
+    assert.same({ 0, 0, 0, 0 }, { differences() })
+  end)
+
   it("rolls metrics up per fleet group (the whole subtree) and per tenant, never adding two currencies", function()
     local region = q(db, "INSERT INTO fleet_groups (tenant_id, name) VALUES ($1, 'North') RETURNING id", tenant)
     local team = q(db, "INSERT INTO fleet_groups (tenant_id, parent_id, name) VALUES ($1, $2, 'Vans') RETURNING id", tenant, region)
