@@ -60,39 +60,21 @@ COMMENT ON FUNCTION advance_tenant_metrics(integer) IS
   'recomputes, one statement per table and tenant, the metrics of vehicles marked from their first event '
   'when they are most of their tenant''s (after a load); returns how many; advance_metrics() calls it first';
 
--- As in 0008, the tenants first.
-CREATE OR REPLACE FUNCTION advance_metrics(max_vehicles integer DEFAULT NULL) RETURNS integer
-LANGUAGE plpgsql SET search_path FROM CURRENT SET jit = off SET motomind.maintenance = 'on' AS $fn$
+-- 0008's advance_metrics, unchanged, is the per-vehicle path; advance_metrics
+-- runs the tenants first, then it.
+ALTER FUNCTION advance_metrics(integer) RENAME TO advance_vehicle_metrics;
+COMMENT ON FUNCTION advance_vehicle_metrics(integer) IS
+  'recomputes each marked vehicle''s metrics from its mark, in its own subtransaction (failures recorded); '
+  'returns how many';
+CREATE FUNCTION advance_metrics(max_vehicles integer DEFAULT NULL) RETURNS integer
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $fn$
 DECLARE
-  h record;
   bulk integer;
-  done_t uuid[] := '{}';
-  done_v uuid[] := '{}';
-  done_x text[] := '{}';
-  msg text;
-  state text;
 BEGIN
   IF NOT pg_try_advisory_xact_lock(hashtext(current_schema() || '.metrics')) THEN RETURN 0; END IF;
   bulk := advance_tenant_metrics(max_vehicles);
-  FOR h IN
-    SELECT hd.tenant_id, hd.vehicle_id, hd.dirty_from, hd.xmin::text AS x FROM vehicle_event_heads hd
-     WHERE hd.dirty_from IS NOT NULL ORDER BY hd.tenant_id, hd.vehicle_id LIMIT max_vehicles - bulk
-  LOOP
-    BEGIN
-      PERFORM recompute_vehicle_metrics(h.tenant_id, h.vehicle_id, h.dirty_from);
-      done_t := done_t || h.tenant_id;
-      done_v := done_v || h.vehicle_id;
-      done_x := done_x || h.x;
-    EXCEPTION WHEN OTHERS THEN
-      GET STACKED DIAGNOSTICS msg = MESSAGE_TEXT, state = RETURNED_SQLSTATE;
-      PERFORM record_failure('metrics', format('vehicle %s of tenant %s', h.vehicle_id, h.tenant_id), msg, state);
-    END;
-  END LOOP;
-  UPDATE vehicle_event_heads hd SET dirty_from = NULL
-    FROM unnest(done_t, done_v, done_x) AS d(t, v, x)
-   WHERE hd.tenant_id = d.t AND hd.vehicle_id = d.v AND hd.xmin::text = d.x;
-  RETURN bulk + cardinality(done_v);
+  RETURN bulk + advance_vehicle_metrics(max_vehicles - bulk);
 END
 $fn$;
 
-REVOKE EXECUTE ON FUNCTION advance_tenant_metrics(integer) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION advance_tenant_metrics(integer), advance_metrics(integer) FROM PUBLIC;
