@@ -433,10 +433,14 @@ int mm_json_encode(lua_State *L, int idx, const char *root) {
     idx = mm_absindex(L, idx);
     box = arena_box(L);
     tree = walk(L, idx, root, NULL, (arena *)box->ptr, &bound);
-    if (tree) {
-        char *text = bound < INT_MAX - 64 ? (char *)arena_alloc((arena *)box->ptr, bound + 64) : NULL;
-        if (text && cJSON_PrintPreallocated(tree, text, (int)bound + 64, 0)) lua_pushstring(L, text);
-        else mm_json_push_text(L, tree);
+    if (tree && bound > INT_MAX - 64) { /* (cJSON's preallocated print takes an int) */
+        mm_json_push_text(L, tree);
+    } else if (tree) {
+        char *text = (char *)arena_alloc((arena *)box->ptr, bound + 64);
+        if (!text) luaL_error(L, "out of memory");
+        if (!cJSON_PrintPreallocated(tree, text, (int)bound + 64, 0))
+            luaL_error(L, "motomind: a JSON text outgrew the room sized for it (a bug)");
+        lua_pushstring(L, text);
     }
     mm_box_release(box);
     lua_remove(L, -2);
