@@ -65,6 +65,18 @@ end
 local MB = 1024 * 1024
 -- A vehicle page (50 events, decoded) of the loaded tenants' vehicles,
 -- 300 times, as the owner and as the application role.
+local function pages(events, tenants, when)
+  for _, who in ipairs { { "owner", db }, { "application role", app } } do
+    local lat = latencies(300, function(i)
+      local t = (i * 7919) % tenants + 1
+      return assert(timeline.page(who[2], ctx_of(t), { vehicle = vehicles_of(t)[i % PER_TENANT + 1], limit = 50 }))
+    end)
+    result(("timeline page at %d events%s, %s: p50 / p99"):format(events, when or "", who[1]),
+      ("%.2f / %.2f ms"):format(lat[150], lat[297]), "50 events, decoded (goal < 1 / 3 ms, flat)")
+  end
+end
+
+-- The sizes and the pages, right after a load (ANALYZE only).
 local function checkpoint(events, tenants)
   motomind.assert(db:exec("ANALYZE"))
   local s = sizes()
@@ -72,14 +84,7 @@ local function checkpoint(events, tenants)
   result(("events table at %d events: heap / indexes / TOAST per million events"):format(events),
     ("%.0f / %.0f / %.0f MB"):format(s.heap / MB / per_million, s.indexes / MB / per_million, s.toast / MB / per_million),
     ("%.2f GB in all; the schema's tables %.2f GB"):format((s.heap + s.indexes + s.toast) / 1024 / MB, s.schema / 1024 / MB))
-  for _, who in ipairs { { "owner", db }, { "application role", app } } do
-    local lat = latencies(300, function(i)
-      local t = (i * 7919) % tenants + 1
-      return assert(timeline.page(who[2], ctx_of(t), { vehicle = vehicles_of(t)[i % PER_TENANT + 1], limit = 50 }))
-    end)
-    result(("timeline page at %d events, %s: p50 / p99"):format(events, who[1]),
-      ("%.2f / %.2f ms"):format(lat[150], lat[297]), "50 events, decoded (goal < 1 / 3 ms, flat)")
-  end
+  pages(events, tenants)
 end
 
 -- The load: each tenant's history as one JSON-lines file, imported.
@@ -102,6 +107,12 @@ os.remove(file)
 result(("import of %d events, one file per tenant (%d files, application role)"):format(loaded, TENANTS),
   ("%.0f s"):format(t_import), ("%.1f µs an event"):format(t_import / loaded * 1e6))
 checkpoint(loaded, TENANTS)
+-- The steady state autovacuum reaches after a bulk load: hint bits set and
+-- the visibility map written, so a page no longer dirties what it reads.
+local t_vacuum = timed(function() return motomind.assert(db:exec("VACUUM (ANALYZE) vehicle_events")) end)
+result(("VACUUM (ANALYZE) of the events table at %d events"):format(loaded), ("%.0f s"):format(t_vacuum),
+  "what autovacuum does after a bulk load")
+pages(loaded, TENANTS, " after VACUUM")
 
 -- Reminders: five a vehicle (by date, by distance, both; one recurring).
 local t_reminders = timed(function()
