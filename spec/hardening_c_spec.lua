@@ -248,6 +248,13 @@ describe("a connection collected while open", function()
     assert.matches("a connection was garbage-collected while open",
       stderr_of('local db = require("motomind").connect(); db = nil; collectgarbage()'), 1, true)
     assert.equal("", stderr_of('local db = require("motomind").connect(); db:close(); db = nil; collectgarbage()'))
+    -- a pool's connection (db:set_pooled()) is closed by the collector quietly, and closed
+    local code = 'local db = require("motomind").connect(); db:set_pooled(); ' ..
+      'local pid = db:backend_pid(); db = nil; collectgarbage(); ' ..
+      'local other = require("motomind").connect(); ' ..
+      'for _ = 1, 50 do if other:value("SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid) == 0 then ' ..
+      'other:close(); return end; os.execute("sleep 0.1") end; error("backend " .. pid .. " still there")'
+    assert.equal("", stderr_of(code))
     if not jit then -- (<close> is Lua 5.4 syntax)
       assert.equal("", stderr_of('do local db <close> = require("motomind").connect() end collectgarbage()'))
     end

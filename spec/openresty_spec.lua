@@ -269,4 +269,18 @@ describe("OpenResty (nginx + lua-nginx-module, motomind.resty)", function()
     db:close() -- (the spec's own connection dropped with the server)
     db = H.connect { schema = schema }
   end)
+
+  -- Last: it stops nginx. Its thread VMs end with their pooled connections
+  -- open, which the collector closes without the leak warning.
+  it("stops cleanly: the thread VMs' pooled connections close without a warning", function()
+    assert.equal(200, (request(port, "GET", "/vehicles/" .. car .. "/events?limit=5", as(tenant, user))))
+    local pid = H.read(prefix .. "/logs/nginx.pid"):match("%d+")
+    nginx("-s quit")
+    for _ = 1, 100 do
+      if not select(2, H.run("kill -0 " .. pid .. " 2>/dev/null")) then break end
+      require "socket".sleep(0.1)
+    end
+    assert.is_false(select(2, H.run("kill -0 " .. pid .. " 2>/dev/null")), "nginx still running")
+    assert.no.matches("garbage-collected while open", H.read(prefix .. "/logs/error.log"), 1, true)
+  end)
 end)

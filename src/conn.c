@@ -97,6 +97,7 @@ static int l_connect(lua_State *L) {
     c->notices_dropped = 0;
     c->reader = LUA_NOREF;
     c->owned = 0;
+    c->pooled = 0;
     mm_setmetatable(L, MM_CONN_MT);
     c->pg = PQconnectdbParams(keys, values, 1);
     if (!c->pg) return luaL_error(L, "out of memory");
@@ -132,10 +133,12 @@ static int l_close_scope(lua_State *L) {
 }
 
 /* __gc: a connection still open here held a server backend until now; say
- * so on stderr (the fix is close() or a <close> variable), then close it. */
+ * so on stderr (the fix is close() or a <close> variable), then close it.
+ * A reader is its owner's to close, a pooled one its pool's: the pool lets
+ * the collector close what it still holds when its Lua state ends. */
 static int l_gc(lua_State *L) {
     mm_conn *c = check_conn(L);
-    if (c->pg && !c->busy && !c->owned) { /* (a reader is its owner's to close) */
+    if (c->pg && !c->busy && !c->owned && !c->pooled) {
         fputs("motomind: warning: a connection was garbage-collected while open; "
               "close it with db:close() or a <close> variable\n", stderr);
     }
@@ -161,6 +164,13 @@ static int l_set_reader(lua_State *L) {
         c->reader = luaL_ref(L, LUA_REGISTRYINDEX);
         r->owned = 1;
     }
+    return 0;
+}
+
+/* db:set_pooled(): db belongs to a pool that keeps it open until its Lua
+ * state ends (an nginx thread VM's), so __gc closes it without a warning. */
+static int l_set_pooled(lua_State *L) {
+    check_open(L)->pooled = 1;
     return 0;
 }
 
@@ -464,6 +474,7 @@ static const luaL_Reg methods[] = {
     {"begin_with", l_begin_with},
     {"query_prepared_after", l_query_prepared_after},
     {"set_reader", l_set_reader},
+    {"set_pooled", l_set_pooled},
     {"get_reader", l_get_reader},
     {"notices", l_notices},
     {"server_version", l_server_version},

@@ -58,6 +58,7 @@ typedef struct mm_conn {
     long notices_dropped; /* past the buffer's limit */
     int reader;           /* registry ref of the read connection it owns, or LUA_NOREF */
     int owned;            /* it is another connection's reader */
+    int pooled;           /* a pool's (db:set_pooled): __gc closes it without a warning */
 } mm_conn;
 int mm_open_conn(lua_State *L);
 /* The open, idle connection at idx (raises when closed or busy). */

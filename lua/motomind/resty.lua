@@ -55,6 +55,7 @@ local function checkout(cfg)
   local db, err, sqlstate = motomind.connect(cfg.conninfo,
     { schema = cfg.schema, user = cfg.user, connect_timeout = cfg.connect_timeout, field_key = cfg.field_key })
   if not db then return nil, err, sqlstate end
+  db:set_pooled() -- (idle ones are closed by the collector when nginx ends this VM)
   local row, e2, s2 = db:row("SELECT set_config('statement_timeout', $1, false), " ..
     "current_setting('max_connections')::int AS max", tostring(cfg.statement_timeout))
   if not row then db:close(); return nil, e2, s2 end
