@@ -150,9 +150,18 @@ local function refuse_drift(list)
   end
 end
 
-local function run_one(db, schema, m, direction, opts)
+-- A deadlock or serialization failure rolled the whole migration back (one
+-- transaction): it is run again, up to this many times in all. Another
+-- session's locks (a concurrent ANALYZE of the partitions, say) can close
+-- a cycle with a script's DDL, and a migrator that gave up there would leave
+-- the schema between versions for no fault of its own.
+local ATTEMPTS = 3
+local TRANSIENT = { ["40P01"] = true, ["40001"] = true }
+
+local function run_one(db, schema, m, direction, opts, attempt)
+  attempt = attempt or 1
   local history = db:escape_identifier(schema) .. ".schema_migrations"
-  db:transaction(function()
+  local ok, err = pcall(db.transaction, db, function()
     local started = os.clock()
     -- The owner migrates in maintenance mode (row-level security lets it see
     -- every tenant's rows); app_role names the application role to create.
@@ -161,9 +170,9 @@ local function run_one(db, schema, m, direction, opts)
     motomind.assert(db:query("SELECT set_config('search_path', $1, true), " ..
       "set_config('motomind.maintenance', 'on', true), set_config('motomind.app_role', $2, true)",
       db:escape_identifier(schema) .. ", pg_temp", opts.app_role or ""))
-    local ok, err, sqlstate, detail = db:script(direction == "up" and m.up_sql or read(m.down))
-    if not ok then
-      error(setmetatable({ message = ("migration %s (%s): %s"):format(label(m), direction, err),
+    local ran, message, sqlstate, detail = db:script(direction == "up" and m.up_sql or read(m.down))
+    if not ran then
+      error(setmetatable({ message = ("migration %s (%s): %s"):format(label(m), direction, message),
                            sqlstate = sqlstate, detail = detail }, motomind.Error), 0)
     end
     if direction == "up" then
@@ -174,6 +183,11 @@ local function run_one(db, schema, m, direction, opts)
       motomind.assert(db:exec("DELETE FROM " .. history .. " WHERE version = $1", m.version))
     end
   end)
+  if ok then return end
+  if type(err) == "table" and TRANSIENT[err.sqlstate] and attempt < ATTEMPTS then
+    return run_one(db, schema, m, direction, opts, attempt + 1)
+  end
+  error(err, 0)
 end
 
 local function with_lock(db, schema, fn)

@@ -1,4 +1,5 @@
--- Reverts 0006.
+-- Reverts 0006: refuse_event_change() as 0003 made it (the body copied on
+-- purpose: a migration file stands alone).
 DROP FUNCTION purge_tenant(uuid);
 DROP FUNCTION delete_tenant();
 CREATE OR REPLACE FUNCTION refuse_event_change() RETURNS trigger

@@ -1,6 +1,6 @@
 -- Reverts 0008. The earlier bodies of the functions 0008 replaced are
--- restored from the migrations that made them (copied here on purpose:
--- migration files stand alone). Archived partitions stay in <schema>_archive.
+-- restored from the migrations that made them, 0003, 0004, 0006 and 0007
+-- (copied here on purpose: migration files stand alone). Archived partitions stay in <schema>_archive.
 DO $do$
 BEGIN
   IF to_regclass('vehicle_events_archived') IS NOT NULL THEN

@@ -1,4 +1,5 @@
--- Undoes 0028: costs without the money of the priced fills.
+-- Undoes 0028: costs without the money of the priced fills
+-- (compute_vehicle_costs as 0015 made it, copied on purpose).
 DROP FUNCTION compute_vehicle_costs(uuid, uuid, timestamptz, timestamptz, text);
 -- The costs per period, currency and category of the events at or after
 -- read_from and before read_to (NULL: every tenant, vehicle, time).

@@ -1,6 +1,7 @@
 -- Undoes 0029. Sealed values cannot go back to plaintext without their
 -- key: while a tenant seals, the down migration refuses (its owner
 -- switches sealing off first). pgcrypto stays: other schemas may use it.
+-- refuse_event_change() goes back to 0006's body (copied on purpose).
 DO $$
 DECLARE
   s record;

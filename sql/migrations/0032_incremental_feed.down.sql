@@ -1,4 +1,5 @@
--- motomind 0032 down: the feed is a materialized view again, refreshed whole.
+-- Undoes 0032: the feed is a materialized view again, refreshed whole
+-- (mv_freshness, the view and refresh_feed as 0007 made them).
 DROP TRIGGER feed_dirty ON vehicle_event_heads;
 DROP TRIGGER feed_vehicle_gone ON vehicle_event_heads;
 DROP TRIGGER feed_changed ON vehicles;
