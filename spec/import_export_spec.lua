@@ -82,7 +82,8 @@ describe("JSON-lines import and export", function()
         local busy = db:value("SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND state = 'active'", %d)
         if busy > 0 then db:query("SELECT pg_terminate_backend($1)", %d) break end
         db:query("SELECT pg_sleep(0.01)")
-      end]]):format(pid, pid))
+      end
+      db:close()]]):format(pid, pid))
     os.execute(killer .. " &")
     local ok, report, msg, sqlstate = pcall(import.import, victim, ctx, path)
     assert.is_true(not ok or report == nil, "the first import should have been cut off")

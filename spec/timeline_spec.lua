@@ -101,6 +101,7 @@ describe("timeline rules", function()
         local f = io.open(%q, "w")
         f:write(ok and "inserted" or msg)
         f:close()
+        db:close()
       ]]):format(db:schema(), ctx.tenant, car, out)
       os.execute(H.lua_command(script) .. " &")
       local waiting = 0
