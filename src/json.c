@@ -58,14 +58,17 @@ static int arena_owns(const arena *a, const void *p) {
     return 0;
 }
 
-static void arena_delete(void *p) {
-    arena *a = (arena *)p;
-    while (a->blocks) {
-        arena_block *next = a->blocks->next;
-        free(a->blocks);
-        a->blocks = next;
+static void free_blocks(arena_block *b) {
+    while (b) {
+        arena_block *next = b->next;
+        free(b);
+        b = next;
     }
-    free(a);
+}
+
+static void arena_delete(void *p) {
+    free_blocks(((arena *)p)->blocks);
+    free(p);
 }
 
 /* A new box, pushed on the stack, holding a new empty arena. */
@@ -76,6 +79,40 @@ static mm_box *arena_box(lua_State *L) {
     a->blocks = NULL;
     mm_box_hold(box, a, arena_delete);
     return box;
+}
+
+/* The arena decodes reuse, one per Lua state (a userdata in the registry,
+ * freed with the state): reset before each decode, it keeps its newest
+ * block (the largest) unless that outgrew ARENA_KEEP, so a decode mallocs
+ * nothing once the state has decoded a text of that size. A decode calls no
+ * Lua function while the tree is live, so two decodes never share it; an
+ * error while the tree is pushed leaves it to the next reset. */
+#define ARENA_KEY "motomind.json_arena"
+#define ARENA_KEEP (1u << 20)
+
+static int arena_gc(lua_State *L) {
+    arena *a = (arena *)lua_touserdata(L, 1);
+    free_blocks(a->blocks);
+    a->blocks = NULL;
+    return 0;
+}
+
+static arena *state_arena(lua_State *L) {
+    arena *a;
+    arena_block *keep;
+    lua_getfield(L, LUA_REGISTRYINDEX, ARENA_KEY);
+    a = (arena *)lua_touserdata(L, -1);
+    lua_pop(L, 1); /* (the registry keeps it) */
+    keep = a->blocks;
+    if (keep && keep->size > ARENA_KEEP) {
+        free_blocks(keep);
+        a->blocks = NULL;
+    } else if (keep) {
+        free_blocks(keep->next);
+        keep->next = NULL;
+        keep->used = 0;
+    }
+    return a;
 }
 
 static void *hook_malloc(size_t n) { return cjson_arena ? arena_alloc(cjson_arena, n) : malloc(n); }
@@ -603,11 +640,10 @@ static int has_big_number(const cJSON *item) {
 }
 
 int mm_json_decode(lua_State *L, const char *text, size_t len) {
-    mm_box *box = arena_box(L);
     cJSON *tree;
     size_t at = 0;
     int exact = 1;
-    cjson_arena = (arena *)box->ptr; /* (the hooks that read it: installed by mm_open_json) */
+    cjson_arena = state_arena(L); /* (the hooks that read it: installed by mm_open_json) */
     tree = parse_whole(text, len, &at);
     if (tree && has_big_number(tree)) {
         size_t from = 0;
@@ -616,13 +652,10 @@ int mm_json_decode(lua_State *L, const char *text, size_t len) {
     cjson_arena = NULL;
     if (!tree) {
         push_parse_error(L, "", at);
-        lua_remove(L, -2);
         return 0;
     }
     if (!exact) return luaL_error(L, "out of memory");
     mm_json_push(L, tree);
-    mm_box_release(box);
-    lua_remove(L, -2);
     return 1;
 }
 
@@ -656,6 +689,17 @@ int mm_open_json(lua_State *L) {
         lua_setfield(L, LUA_REGISTRYINDEX, ARRAY_MT_KEY);
     }
     lua_setfield(L, -2, "json_array_mt");
+    lua_getfield(L, LUA_REGISTRYINDEX, ARENA_KEY);
+    if (lua_isnil(L, -1)) {
+        arena *a = (arena *)lua_newuserdata(L, sizeof *a);
+        a->blocks = NULL;
+        lua_createtable(L, 0, 1);
+        lua_pushcfunction(L, arena_gc);
+        lua_setfield(L, -2, "__gc");
+        lua_setmetatable(L, -2);
+        lua_setfield(L, LUA_REGISTRYINDEX, ARENA_KEY);
+    }
+    lua_pop(L, 1);
     lua_pushcfunction(L, l_encode);
     lua_setfield(L, -2, "json_encode");
     lua_pushcfunction(L, l_decode);
