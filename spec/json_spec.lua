@@ -111,4 +111,34 @@ describe("motomind.json", function()
     assert.is_nil((json.decode(big .. " ]")))
     assert.matches("NUL", select(2, json.decode('[' .. big .. ', "\\u0000"]')))
   end)
+
+  -- Decodes and encodes reuse one arena per Lua state. Building a decoded
+  -- value's tables can run a finalizer (a collection step), and one that
+  -- decodes or encodes must not overwrite the tree being pushed.
+  it("decodes right when finalizers decode and encode in the middle of it", function()
+    local items = {}
+    for i = 1, 20000 do items[i] = ('{"n":%d,"s":"item %d","a":[%d,true,null]}'):format(i, i, i) end
+    local big = "[" .. table.concat(items, ",") .. "]"
+    local decoding, during = false, 0
+    local function finalizer()
+      if decoding then during = during + 1 end
+      assert(json.decode('{"inner":["x","y"],"z":0.5}').inner[2] == "y")
+      assert(json.encode({ k = { 1, 2, 3 } }) == '{"k":[1,2,3]}')
+    end
+    local v
+    for _ = 1, 20 do -- (until a collection step ran finalizers during the decode)
+      for _ = 1, 200 do
+        if newproxy then getmetatable(newproxy(true)).__gc = finalizer -- (LuaJIT: tables have no __gc)
+        else setmetatable({}, { __gc = finalizer }) end
+      end
+      decoding = true
+      v = assert(json.decode(big))
+      decoding = false
+      if during > 0 then break end
+    end
+    assert.is_true(during > 0, "no finalizer ran during a decode")
+    assert.equal(20000, #v)
+    for i = 1, 20000, 997 do assert.same({ n = i, s = "item " .. i, a = { i, true, motomind.null } }, v[i]) end
+    assert.same({ n = 20000, s = "item 20000", a = { 20000, true, motomind.null } }, v[20000])
+  end)
 end)

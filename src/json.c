@@ -66,28 +66,17 @@ static void free_blocks(arena_block *b) {
     }
 }
 
-static void arena_delete(void *p) {
-    free_blocks(((arena *)p)->blocks);
-    free(p);
-}
 
-/* A new box, pushed on the stack, holding a new empty arena. */
-static mm_box *arena_box(lua_State *L) {
-    mm_box *box = mm_box_new(L);
-    arena *a = (arena *)malloc(sizeof *a);
-    if (!a) luaL_error(L, "out of memory");
-    a->blocks = NULL;
-    mm_box_hold(box, a, arena_delete);
-    return box;
-}
-
-/* The arena decodes reuse, one per Lua state (a userdata in the registry,
- * freed with the state): reset before each decode, it keeps its newest
- * block (the largest) unless that outgrew ARENA_KEEP, so a decode mallocs
- * nothing once the state has decoded a text of that size. A decode calls no
- * Lua function while the tree is live, so two decodes never share it; an
- * error while the tree is pushed leaves it to the next reset. */
+/* The arena json_decode and json_encode reuse, one per Lua state: a
+ * userdata kept in the registry between calls. A call takes it out of the
+ * registry (it stays on the stack), resets it, keeping its newest block (the
+ * largest) unless that outgrew ARENA_KEEP, and puts it back when done: a
+ * call mallocs nothing once the state has handled a text of that size. A
+ * call made while another holds it (a metamethod encoding from inside an
+ * encode) finds none and makes its own; a call that raises leaves its
+ * arena to the collector, and the next call makes a new one. */
 #define ARENA_KEY "motomind.json_arena"
+#define ARENA_MT "motomind.json_arena_mt"
 #define ARENA_KEEP (1u << 20)
 
 static int arena_gc(lua_State *L) {
@@ -97,12 +86,22 @@ static int arena_gc(lua_State *L) {
     return 0;
 }
 
-static arena *state_arena(lua_State *L) {
+/* Pushes the state's arena, taken out of the registry and reset. */
+static arena *take_arena(lua_State *L) {
     arena *a;
     arena_block *keep;
     lua_getfield(L, LUA_REGISTRYINDEX, ARENA_KEY);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        a = (arena *)lua_newuserdata(L, sizeof *a);
+        a->blocks = NULL;
+        luaL_getmetatable(L, ARENA_MT);
+        lua_setmetatable(L, -2);
+        return a;
+    }
     a = (arena *)lua_touserdata(L, -1);
-    lua_pop(L, 1); /* (the registry keeps it) */
+    lua_pushnil(L);
+    lua_setfield(L, LUA_REGISTRYINDEX, ARENA_KEY);
     keep = a->blocks;
     if (keep && keep->size > ARENA_KEEP) {
         free_blocks(keep);
@@ -113,6 +112,14 @@ static arena *state_arena(lua_State *L) {
         keep->used = 0;
     }
     return a;
+}
+
+/* Puts the arena at idx (take_arena's) back in the registry, off the stack. */
+static void put_arena(lua_State *L, int idx) {
+    idx = mm_absindex(L, idx);
+    lua_pushvalue(L, idx);
+    lua_setfield(L, LUA_REGISTRYINDEX, ARENA_KEY);
+    lua_remove(L, idx);
 }
 
 static void *hook_malloc(size_t n) { return cjson_arena ? arena_alloc(cjson_arena, n) : malloc(n); }
@@ -465,22 +472,21 @@ void mm_json_push_text(lua_State *L, const cJSON *tree) {
  * into it, into room for its longest possible text. */
 int mm_json_encode(lua_State *L, int idx, const char *root) {
     cJSON *tree;
-    mm_box *box;
+    arena *a;
     size_t bound = 0;
     idx = mm_absindex(L, idx);
-    box = arena_box(L);
-    tree = walk(L, idx, root, NULL, (arena *)box->ptr, &bound);
+    a = take_arena(L);
+    tree = walk(L, idx, root, NULL, a, &bound);
     if (tree && bound > INT_MAX - 64) { /* (cJSON's preallocated print takes an int) */
         mm_json_push_text(L, tree);
     } else if (tree) {
-        char *text = (char *)arena_alloc((arena *)box->ptr, bound + 64);
+        char *text = (char *)arena_alloc(a, bound + 64);
         if (!text) luaL_error(L, "out of memory");
         if (!cJSON_PrintPreallocated(tree, text, (int)bound + 64, 0))
             luaL_error(L, "motomind: a JSON text outgrew the room sized for it (a bug)");
         lua_pushstring(L, text);
     }
-    mm_box_release(box);
-    lua_remove(L, -2);
+    put_arena(L, -2);
     return tree != NULL;
 }
 
@@ -643,7 +649,7 @@ int mm_json_decode(lua_State *L, const char *text, size_t len) {
     cJSON *tree;
     size_t at = 0;
     int exact = 1;
-    cjson_arena = state_arena(L); /* (the hooks that read it: installed by mm_open_json) */
+    cjson_arena = take_arena(L); /* (the hooks that read it: installed by mm_open_json) */
     tree = parse_whole(text, len, &at);
     if (tree && has_big_number(tree)) {
         size_t from = 0;
@@ -652,10 +658,12 @@ int mm_json_decode(lua_State *L, const char *text, size_t len) {
     cjson_arena = NULL;
     if (!tree) {
         push_parse_error(L, "", at);
+        put_arena(L, -2);
         return 0;
     }
     if (!exact) return luaL_error(L, "out of memory");
     mm_json_push(L, tree);
+    put_arena(L, -2);
     return 1;
 }
 
@@ -689,15 +697,9 @@ int mm_open_json(lua_State *L) {
         lua_setfield(L, LUA_REGISTRYINDEX, ARRAY_MT_KEY);
     }
     lua_setfield(L, -2, "json_array_mt");
-    lua_getfield(L, LUA_REGISTRYINDEX, ARENA_KEY);
-    if (lua_isnil(L, -1)) {
-        arena *a = (arena *)lua_newuserdata(L, sizeof *a);
-        a->blocks = NULL;
-        lua_createtable(L, 0, 1);
+    if (luaL_newmetatable(L, ARENA_MT)) { /* (the arena itself: made by the first call) */
         lua_pushcfunction(L, arena_gc);
         lua_setfield(L, -2, "__gc");
-        lua_setmetatable(L, -2);
-        lua_setfield(L, LUA_REGISTRYINDEX, ARENA_KEY);
     }
     lua_pop(L, 1);
     lua_pushcfunction(L, l_encode);
