@@ -13,7 +13,7 @@ local PER_ROW = math.min(N, 2000) -- rows for the one-INSERT-per-row path
 local ROOT = arg[0]:match("^(.*)/bench/[^/]*$") or "."
 
 local common = require "bench.common"
-local timed = common.timed
+local timed, best = common.timed, common.best
 
 local function rss_peak_kb()
   local f = io.open("/proc/self/status")
@@ -164,7 +164,8 @@ end)
 result("one INSERT per row (pure Lua) vs raw COPY, per row", ("%.1fx"):format((t_rows / PER_ROW) / (t_raw / N)),
   ("%d rows in %.1f s"):format(PER_ROW, t_rows))
 
--- 3. the payload codec vs lua-cjson in the same process
+-- 3. the payload codec vs lua-cjson in the same process (each side the best
+-- of 7 runs: common.best)
 local ok_cjson, cjson = pcall(require, "cjson")
 local texts, types = {}, {}
 for i, line in ipairs(sample) do
@@ -172,27 +173,27 @@ for i, line in ipairs(sample) do
   texts[i], types[i] = motomind.json.encode(e.payload), e.type
 end
 local codec = payload.codec()
-local t_dec = timed(function() for i = 1, #texts do codec:decode(types[i], texts[i]) end end)
+local t_dec = best(function() for i = 1, #texts do codec:decode(types[i], texts[i]) end end)
 local tables = {}
 for i = 1, #texts do tables[i] = codec:decode(types[i], texts[i]) end
-local t_enc = timed(function() for i = 1, #texts do codec:encode(types[i], tables[i]) end end)
+local t_enc = best(function() for i = 1, #texts do codec:encode(types[i], tables[i]) end end)
 if ok_cjson then
-  local t_cdec = timed(function() for i = 1, #texts do cjson.decode(texts[i]) end end)
+  local t_cdec = best(function() for i = 1, #texts do cjson.decode(texts[i]) end end)
   local ctables = {}
   for i = 1, #texts do ctables[i] = cjson.decode(texts[i]) end
-  local t_cenc = timed(function() for i = 1, #texts do cjson.encode(ctables[i]) end end)
+  local t_cenc = best(function() for i = 1, #texts do cjson.encode(ctables[i]) end end)
   -- the peer for decode+validate: lua-cjson's decode, then the same rules
   -- in Lua (bench/lua_validator.lua; spec/payload_spec holds it to the codec)
   local schemas = dofile(ROOT .. "/tools/payload_sql.lua").load(
     require("motomind.migrate").sql_directory() .. "/payloads.json")
   local lua_check = dofile(ROOT .. "/bench/lua_validator.lua").new(schemas)
-  local t_cval = timed(function()
+  local t_cval = best(function()
     for i = 1, #texts do assert(lua_check(types[i], cjson.decode(texts[i]))) end
   end)
   result("codec decode+validate vs lua-cjson decode + the same rules in Lua", ("%.2fx"):format(t_cval / t_dec),
     ("%.0f vs %.0f payloads/s (goal >= 1.0x)"):format(#texts / t_dec, #texts / t_cval))
   -- stored payloads are trusted (the database checked them): plain decode
-  local t_jdec = timed(function() for i = 1, #texts do motomind.json.decode(texts[i]) end end)
+  local t_jdec = best(function() for i = 1, #texts do motomind.json.decode(texts[i]) end end)
   result("plain decode of stored payloads (motomind.json.decode) vs lua-cjson decode", ("%.2fx"):format(t_cdec / t_jdec),
     ("%.0f vs %.0f payloads/s (goal >= 0.8x)"):format(#texts / t_jdec, #texts / t_cdec))
   result("codec decode+validate vs lua-cjson decode (no validation)", ("%.2fx"):format(t_cdec / t_dec),
@@ -318,8 +319,8 @@ if ok_cjson then
     pages[i] = motomind.assert(timeline.page(rules, ctx, { vehicle = vehicles[(i * 7919) % #vehicles + 1], limit = 50 }))
   end
   local cpages = for_cjson(pages)
-  local t_menc = timed(function() for _ = 1, 50 do for i = 1, #pages do motomind.json.encode(pages[i]) end end end)
-  local t_cjenc = timed(function() for _ = 1, 50 do for i = 1, #cpages do cjson.encode(cpages[i]) end end end)
+  local t_menc = best(function() for _ = 1, 50 do for i = 1, #pages do motomind.json.encode(pages[i]) end end end)
+  local t_cjenc = best(function() for _ = 1, 50 do for i = 1, #cpages do cjson.encode(cpages[i]) end end end)
   result("motomind.json.encode of a page of 50 events vs lua-cjson encode", ("%.2fx"):format(t_cjenc / t_menc),
     ("%.0f vs %.0f us a page (goal >= 0.8x)"):format(t_menc / (50 * #pages) * 1e6, t_cjenc / (50 * #pages) * 1e6))
 end
