@@ -37,7 +37,7 @@ local PERIOD = " AND (e.occurred_at AT TIME ZONE v.timezone)::date BETWEEN " ..
 -- The events as JSON texts: of live vehicles only (backups), of one vehicle
 -- (opts.vehicle) or of the whole tenant; in a period or all.
 local function events_query(db, live_vehicles_only, one_vehicle, period)
-  return "SELECT jsonb_strip_nulls(jsonb_build_object(" .. event.json_pairs("e") .. "))::text FROM " ..
+  return "SELECT " .. event.json_object("e") .. " FROM " ..
     db:qualify("vehicle_events") .. " e" ..
     (period and " JOIN " .. db:qualify("vehicles") .. " v ON v.tenant_id = e.tenant_id AND v.id = e.vehicle_id" or "") ..
     " WHERE e.tenant_id = " .. TENANT ..
