@@ -66,15 +66,15 @@ static void free_blocks(arena_block *b) {
     }
 }
 
-
 /* The arena json_decode and json_encode reuse, one per Lua state: a
  * userdata kept in the registry between calls. A call takes it out of the
  * registry (it stays on the stack), resets it, keeping its newest block (the
  * largest) unless that outgrew ARENA_KEEP, and puts it back when done: a
  * call mallocs nothing once the state has handled a text of that size. A
- * call made while another holds it (a metamethod encoding from inside an
- * encode) finds none and makes its own; a call that raises leaves its
- * arena to the collector, and the next call makes a new one. */
+ * call made while another holds it (from a finalizer that a collection step
+ * runs while a decoded value's tables are built) finds none and makes its
+ * own; a call that raises leaves its arena to the collector, and the next
+ * call makes a new one. */
 #define ARENA_KEY "motomind.json_arena"
 #define ARENA_MT "motomind.json_arena_mt"
 #define ARENA_KEEP (1u << 20)
