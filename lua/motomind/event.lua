@@ -37,9 +37,10 @@ function M.casts(alias)
 end
 
 --- The SQL expression of an event row (alias) as one JSON text, its fields
--- in column order and its NULL ones left out (nested nulls of its jsonb
--- fields stripped too), spaced as jsonb prints (its jsonb fields are printed
--- by it): concat() skips the NULL that `', "k": ' || NULL` is.
+-- in column order and its NULL columns left out (a JSON null inside a jsonb
+-- field is the user's data, and stays), spaced as jsonb prints (its jsonb
+-- fields are printed by it): concat() skips the NULL that
+-- `', "k": ' || NULL` is.
 -- Written as text, not with jsonb_build_object + jsonb_strip_nulls + ::text,
 -- which built, stripped and printed a jsonb value per row: an export of
 -- 200,000 events spent 1.0 s on that, this 0.27 s (docs/design.md). The
@@ -47,7 +48,7 @@ end
 function M.json_object(alias)
   assert(M.FIELDS[1].name == "id", "the first event field is the id")
   return "concat(" .. map(function(f)
-    local value = f.type == "jsonb" and ("jsonb_strip_nulls(%s.%s)::text"):format(alias, f.name)
+    local value = f.type == "jsonb" and ("%s.%s::text"):format(alias, f.name)
       or ("to_json(%s.%s)::text"):format(alias, f.name)
     return ("'%s\"%s\": ' || %s"):format(f.name == "id" and "{" or ", ", f.name, value)
   end) .. ", '}')"
