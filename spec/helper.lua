@@ -74,12 +74,18 @@ function H.shell_quote(s)
 end
 
 --- A connection as the application role to owner's database and schema.
+--- The conninfo of db's server and database, as user (default: db's own
+-- role): for another connection or a psql process to the same place.
+function H.conninfo(db, user)
+  local where = db:row("SELECT coalesce(inet_server_addr()::text, 'localhost') AS host, " ..
+    "inet_server_port() AS port, current_database() AS db, current_user AS me")
+  return ("host=%s port=%s dbname=%s user=%s"):format(where.host:gsub("/.*", ""), where.port, where.db,
+    user or where.me)
+end
+
 function H.app_connect(owner)
-  local where = owner:row("SELECT coalesce(inet_server_addr()::text, 'localhost') AS host, " ..
-    "inet_server_port() AS port, current_database() AS db")
   local role = owner:value("SELECT value FROM settings WHERE key = 'app_role'")
-  return motomind.assert(motomind.connect(("host=%s port=%s dbname=%s user=%s"):format(
-    where.host:gsub("/.*", ""), where.port, where.db, role), { schema = owner:schema() }))
+  return motomind.assert(motomind.connect(H.conninfo(owner, role), { schema = owner:schema() }))
 end
 
 --- Inserts a user, and their membership when tenant and role are given.

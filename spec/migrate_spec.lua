@@ -143,7 +143,7 @@ describe("migrations", function()
     local other = ("SET deadlock_timeout = '60s'; BEGIN; LOCK TABLE %s.b; SELECT pg_sleep(1); LOCK TABLE %s.a; COMMIT;")
       :format(schema, schema)
     local log = os.tmpname()
-    assert(os.execute(("psql -X -q %s -c %s > /dev/null 2> %s &"):format(H.shell_quote(os.getenv("DATABASE_URL")),
+    assert(os.execute(("psql -X -q %s -c %s > /dev/null 2> %s &"):format(H.shell_quote(H.conninfo(db)),
       H.shell_quote(other), log)))
     local waited = 0 -- until the other session holds b
     while db:value("SELECT count(*)::int FROM pg_locks WHERE relation = $1::regclass AND granted AND pid <> " ..
@@ -186,8 +186,8 @@ describe("migrations", function()
         opening[#opening + 1] = line
       end
       opening = table.concat(opening, "\n")
-      local defines = false
-      for _, d in ipairs(DEFINES) do defines = defines or text:upper():find(d, 1, true) ~= nil end
+      local upper, defines = text:upper(), false
+      for _, d in ipairs(DEFINES) do defines = defines or upper:find(d, 1, true) ~= nil end
       local cites = false
       for n in opening:gmatch("%f[%d](%d%d%d%d)%f[%D]") do cites = cites or tonumber(n) < m.version end
       local generated = opening:find("GENERATED from sql/payloads.json", 1, true) ~= nil

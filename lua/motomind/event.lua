@@ -43,7 +43,7 @@ end
 -- `', "k": ' || NULL` is.
 -- Written as text, not with jsonb_build_object + jsonb_strip_nulls + ::text,
 -- which built, stripped and printed a jsonb value per row: an export of
--- 200,000 events spent 1.0 s on that, this 0.27 s (docs/design.md). The
+-- 200,000 events spent 1.0 s on that, this 0.17 s (docs/design.md). The
 -- first field is the key (never NULL), so the text starts with it.
 function M.json_object(alias)
   assert(M.FIELDS[1].name == "id", "the first event field is the id")
