@@ -2,6 +2,18 @@ local motomind = require "motomind"
 local json = motomind.json
 local H = require "spec.helper"
 
+-- A double's text as the encoder writes it: an integer's digits, else
+-- "%.15g" when it reads back within an epsilon (cJSON's rule), else "%.17g".
+local function printf_text(x)
+  if x == math.floor(x) and math.abs(x) < 2 ^ 53 then return ("%d"):format(x) end
+  local s = ("%.15g"):format(x)
+  local back = tonumber(s)
+  if math.abs(back - x) > math.max(math.abs(back), math.abs(x)) * 2.220446049250313e-16 then
+    s = ("%.17g"):format(x)
+  end
+  return s
+end
+
 describe("motomind.json", function()
   it("round-trips nested documents, keeping empty arrays as arrays", function()
     local text = '{"a":[],"b":{},"c":[1,2.5,"x",true,null],"d":{"e":[{"f":[]}]}}'
@@ -52,6 +64,82 @@ describe("motomind.json", function()
       json.encode { 2 ^ 53 - 1, 2 ^ 53, 1e15, -999999999999999.0 })
     assert.equal(2 ^ 53 - 1, json.decode(json.encode { 2 ^ 53 - 1 })[1])
     assert.equal("[-0,0,0.5,1e+16,123.456]", json.encode { -0.0, 0.0, 0.5, 1e16, 123.456 })
+  end)
+
+  -- Decimals of up to 6 places are written without printf (src/json.c,
+  -- format_short_decimal): the text must be what "%.15g" gives, or "%.17g"
+  -- when 15 digits do not read back within an epsilon, as for any double.
+  it("writes each double as printf's shortest of 15 or 17 digits", function()
+    math.randomseed(17)
+    local values = { 0.1, 0.0001, 0.00012, 999999999.999999, -41.37, 1e-5, 123456.7, 0.30000000000000004 }
+    for i = 1, 20000 do
+      local k = i % 7
+      values[#values + 1] = math.random(-10 ^ 9, 10 ^ 9) / 10 ^ k -- money, volumes: a few places
+      values[#values + 1] = (math.random() - 0.5) * 10 ^ math.random(-6, 10) -- any double
+    end
+    for _, x in ipairs(values) do
+      local text = json.encode { x }
+      assert.equal("[" .. printf_text(x) .. "]", text, ("%.17g"):format(x))
+      assert.equal(tonumber(printf_text(x)), json.decode(text)[1])
+    end
+  end)
+
+  -- json.encode writes text as it walks, without cJSON's printer: its
+  -- output must be what a canonical writer (sorted keys, cJSON's escapes)
+  -- gives, for any shape.
+  it("writes the canonical text of random documents", function()
+    math.randomseed(23)
+    local escapes = { ['"'] = '\\"', ["\\"] = "\\\\", ["\b"] = "\\b", ["\f"] = "\\f", ["\n"] = "\\n", ["\r"] = "\\r",
+      ["\t"] = "\\t" }
+    local function str(s)
+      return '"' .. s:gsub('[%c"\\]', function(c)
+        return escapes[c] or (c:byte() < 32 and ("\\u%04x"):format(c:byte()) or c)
+      end) .. '"'
+    end
+    local function canonical(v)
+      if v == motomind.null then return "null" end
+      local t = type(v)
+      if t == "boolean" then return tostring(v) end
+      if t == "number" then return printf_text(v) end
+      if t == "string" then return str(v) end
+      if #v > 0 or getmetatable(v) == json.array_mt then
+        local parts = {}
+        for i, x in ipairs(v) do parts[i] = canonical(x) end
+        return "[" .. table.concat(parts, ",") .. "]"
+      end
+      local keys, parts = {}, {}
+      for k in pairs(v) do keys[#keys + 1] = k end
+      table.sort(keys)
+      for i, k in ipairs(keys) do parts[i] = str(k) .. ":" .. canonical(v[k]) end
+      return "{" .. table.concat(parts, ",") .. "}"
+    end
+    local function random_string()
+      local bytes = {}
+      for i = 1, math.random(0, 12) do
+        local r = math.random()
+        bytes[i] = r < 0.2 and math.random(1, 31) or r < 0.3 and ('"\\/'):byte(math.random(3))
+          or r < 0.4 and math.random(128, 255) or math.random(32, 126)
+      end
+      return string.char((table.unpack or unpack)(bytes))
+    end
+    local function random_value(depth)
+      local r = math.random(depth > 3 and 6 or 8)
+      if r == 1 then return motomind.null end
+      if r == 2 then return math.random() < 0.5 end
+      if r == 3 then return math.random(-10 ^ 6, 10 ^ 6) / 10 ^ math.random(0, 3) end
+      if r == 4 then return math.random(-2 ^ 31, 2 ^ 31) * 2 ^ math.random(0, 21) end -- (other doubles: above)
+      if r <= 6 then return random_string() end
+      local t = setmetatable({}, r == 7 and json.array_mt or nil)
+      for i = 1, math.random(0, 18) do
+        if r == 7 then t[i] = random_value(depth + 1) else t[random_string()] = random_value(depth + 1) end
+      end
+      return t
+    end
+    for _ = 1, 500 do
+      local v = random_value(0)
+      if type(v) == "table" and v[1] == nil then setmetatable(v, nil) end
+      assert.equal(canonical(v), json.encode(v))
+    end
   end)
 
   -- The encoder prints into room it sizes while walking (src/json.c): the

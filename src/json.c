@@ -29,7 +29,11 @@ static void delete_tree(void *tree) { cJSON_Delete((cJSON *)tree); }
  * while it is set, so a Lua error cannot leave it set. */
 #define ARENA_FIRST 4096
 typedef struct arena_block { struct arena_block *next; size_t size, used; } arena_block;
-typedef struct arena { arena_block *blocks; } arena;
+typedef struct arena {
+    arena_block *blocks;
+    char *text; /* json_encode's text, grown with realloc */
+    size_t cap;
+} arena;
 #define BLOCK_HEADER ((sizeof(arena_block) + 15) & ~(size_t)15)
 
 static __thread arena *cjson_arena;
@@ -66,7 +70,7 @@ static void free_blocks(arena_block *b) {
     }
 }
 
-/* The arena json_decode and json_encode reuse, one per Lua state: a
+/* The arena (and text buffer) json_decode and json_encode reuse, one per Lua state: a
  * userdata kept in the registry between calls. A call takes it out of the
  * registry (it stays on the stack), resets it, keeping its newest block (the
  * largest) unless that outgrew ARENA_KEEP, and puts it back when done: a
@@ -83,6 +87,9 @@ static int arena_gc(lua_State *L) {
     arena *a = (arena *)lua_touserdata(L, 1);
     free_blocks(a->blocks);
     a->blocks = NULL;
+    free(a->text);
+    a->text = NULL;
+    a->cap = 0;
     return 0;
 }
 
@@ -95,6 +102,8 @@ static arena *take_arena(lua_State *L) {
         lua_pop(L, 1);
         a = (arena *)lua_newuserdata(L, sizeof *a);
         a->blocks = NULL;
+        a->text = NULL;
+        a->cap = 0;
         luaL_getmetatable(L, ARENA_MT);
         lua_setmetatable(L, -2);
         return a;
@@ -110,6 +119,11 @@ static arena *take_arena(lua_State *L) {
         free_blocks(keep->next);
         keep->next = NULL;
         keep->used = 0;
+    }
+    if (a->cap > ARENA_KEEP) {
+        free(a->text);
+        a->text = NULL;
+        a->cap = 0;
     }
     return a;
 }
@@ -141,20 +155,25 @@ static void install_hooks(void) {
  * ("<root>.key[2]") only when something fails. */
 typedef struct frame { const char *key; long i; } frame;
 
+/* A walk of a Lua value: into a cJSON tree held by box (mm_json_build, for
+ * a codec to check), or straight into JSON text in the arena's buffer
+ * (json_encode: no tree). */
 typedef struct encoder {
     lua_State *L;
-    mm_box *box;       /* holds the tree, when it is not in an arena */
-    arena *arena;      /* the tree's memory (json_encode), or NULL (malloc) */
-    cJSON *root;
+    mm_box *box;       /* holds the tree (mm_json_build) */
+    arena *arena;      /* json_encode's: the members' lists and the text */
+    size_t len;        /* of the text so far */
     const void *null;  /* motomind.null of this Lua state */
-    size_t bound;      /* at least the length of the tree's text (arena) */
+    const void *array_mt;          /* motomind.json.array_mt */
+    int cjson_looked;              /* lua-cjson's markers looked up, once a walk */
+    const void *cjson_array_mt;    /* lua-cjson's empty_array_mt, if loaded */
+    const void *cjson_empty_array; /* lua-cjson's empty_array, if loaded */
     const char *error; /* reason of the first failure, static text */
     int error_depth;   /* frames[0 .. error_depth) lead to the failing value */
     frame frames[MAX_DEPTH + 1];
 } encoder;
 
-static int encode_value(encoder *e, int idx, cJSON *parent, const char *key,
-                        int depth);
+static int encode_value(encoder *e, int idx, cJSON *parent, const char *key, int depth);
 
 static int fail(encoder *e, const char *reason, int depth) {
     e->error = reason;
@@ -175,78 +194,114 @@ static void format_path(const encoder *e, char *path, size_t size) {
     }
 }
 
-/* A new cJSON item of type (text: a string's or a raw item's; d: a number),
- * allocated in the encoder's arena when it has one. A tree in an arena is
- * only printed while the Lua value is alive: its strings and keys are
- * references to the Lua strings, not copies. */
-static cJSON *new_item(encoder *e, int type, const char *text, double d) {
-    cJSON *item;
-    cjson_arena = e->arena;
+/* A new cJSON item of type (text: a string's or a raw item's; d: a number). */
+static cJSON *new_item(int type, const char *text, double d) {
     switch (type) {
-    case cJSON_False: item = cJSON_CreateFalse(); break;
-    case cJSON_True: item = cJSON_CreateTrue(); break;
-    case cJSON_NULL: item = cJSON_CreateNull(); break;
-    case cJSON_Number: item = cJSON_CreateNumber(d); break;
-    case cJSON_String: item = e->arena ? cJSON_CreateStringReference(text) : cJSON_CreateString(text); break;
-    case cJSON_Raw: item = cJSON_CreateRaw(text); break;
-    case cJSON_Array: item = cJSON_CreateArray(); break;
-    default: item = cJSON_CreateObject(); break;
+    case cJSON_False: return cJSON_CreateFalse();
+    case cJSON_True: return cJSON_CreateTrue();
+    case cJSON_NULL: return cJSON_CreateNull();
+    case cJSON_Number: return cJSON_CreateNumber(d);
+    case cJSON_String: return cJSON_CreateString(text);
+    case cJSON_Raw: return cJSON_CreateRaw(text);
+    case cJSON_Array: return cJSON_CreateArray();
+    default: return cJSON_CreateObject();
     }
-    cjson_arena = NULL;
-    return item;
 }
 
-/* Links item into parent under key (an object's) or last (an array's). */
-static int link_item(encoder *e, cJSON *parent, const char *key, cJSON *item) {
-    cJSON_bool ok;
-    cjson_arena = e->arena;
-    if (!key) ok = cJSON_AddItemToArray(parent, item);
-    else if (e->arena) ok = cJSON_AddItemToObjectCS(parent, key, item);
-    else ok = cJSON_AddItemToObject(parent, key, item);
-    cjson_arena = NULL;
-    return ok;
+/* Makes room for n more bytes of text in the arena's buffer. */
+static int reserve(encoder *e, size_t n) {
+    arena *a = e->arena;
+    if (a->cap - e->len < n) {
+        size_t cap = a->cap ? a->cap * 2 : ARENA_FIRST;
+        char *text;
+        if (cap - e->len < n) cap = e->len + n;
+        if (!(text = (char *)realloc(a->text, cap))) return 0;
+        a->text = text; /* (at once: an error raised later frees it) */
+        a->cap = cap;
+    }
+    return 1;
 }
 
-/* Pushes field of lua-cjson's module when it is loaded (OpenResty), else nil. */
-static void push_cjson_field(lua_State *L, const char *field) {
+static int put(encoder *e, const char *s, size_t n) {
+    if (!reserve(e, n)) return 0;
+    memcpy(e->arena->text + e->len, s, n);
+    e->len += n;
+    return 1;
+}
+
+/* Writes s as a JSON string, escaped as cJSON's printer escapes (quote,
+ * backslash and control characters; other bytes as they are): 1, 0 out of
+ * memory, -1 when s holds a NUL byte. */
+static int put_string(encoder *e, const char *s, size_t len) {
+    static const char hex[] = "0123456789abcdef";
+    char *o;
+    size_t i;
+    if (len > ((size_t)-1 - 2) / 6 - e->len || !reserve(e, 6 * len + 2)) return 0;
+    o = e->arena->text + e->len;
+    *o++ = '"';
+    for (i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 32 && c != '"' && c != '\\') {
+            *o++ = (char)c;
+            continue;
+        }
+        if (!c) return -1;
+        *o++ = '\\';
+        switch (c) {
+        case '"': case '\\': *o++ = (char)c; break;
+        case '\b': *o++ = 'b'; break;
+        case '\f': *o++ = 'f'; break;
+        case '\n': *o++ = 'n'; break;
+        case '\r': *o++ = 'r'; break;
+        case '\t': *o++ = 't'; break;
+        default: *o++ = 'u'; *o++ = '0'; *o++ = '0'; *o++ = hex[c >> 4]; *o++ = hex[c & 15];
+        }
+    }
+    *o++ = '"';
+    e->len = (size_t)(o - e->arena->text);
+    return 1;
+}
+
+/* Looks up lua-cjson's empty_array_mt and empty_array (OpenResty), when
+ * cjson is loaded: once a walk, at the first empty table or light userdata. */
+static void look_up_cjson(encoder *e) {
+    lua_State *L = e->L;
+    if (e->cjson_looked) return;
+    e->cjson_looked = 1;
     lua_getfield(L, LUA_REGISTRYINDEX, "_LOADED");
     lua_getfield(L, -1, "cjson");
-    if (lua_istable(L, -1)) lua_getfield(L, -1, field);
-    else lua_pushnil(L);
-    lua_replace(L, -3);
-    lua_pop(L, 1);
+    if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, "empty_array_mt");
+        e->cjson_array_mt = lua_istable(L, -1) ? lua_topointer(L, -1) : NULL;
+        lua_getfield(L, -2, "empty_array");
+        e->cjson_empty_array = lua_islightuserdata(L, -1) ? lua_touserdata(L, -1) : NULL;
+        lua_pop(L, 2);
+    }
+    lua_pop(L, 2);
 }
 
 /* An empty table encodes as [] with motomind.json.array_mt or lua-cjson's
  * empty_array_mt as its metatable. */
-static int has_array_mt(lua_State *L, int idx) {
-    int is = 0;
-    if (lua_getmetatable(L, idx)) {
-        lua_getfield(L, LUA_REGISTRYINDEX, ARRAY_MT_KEY);
-        is = lua_rawequal(L, -1, -2);
-        lua_pop(L, 1);
-        if (!is) {
-            push_cjson_field(L, "empty_array_mt");
-            is = lua_rawequal(L, -1, -2);
-            lua_pop(L, 1);
-        }
-        lua_pop(L, 1);
-    }
-    return is;
+static int has_array_mt(encoder *e, int idx) {
+    const void *mt;
+    if (!lua_getmetatable(e->L, idx)) return 0;
+    mt = lua_topointer(e->L, -1);
+    lua_pop(e->L, 1);
+    if (mt == e->array_mt) return 1;
+    look_up_cjson(e);
+    return e->cjson_array_mt && mt == e->cjson_array_mt;
 }
 
 /* lua-cjson's empty_array marker (a light userdata), when cjson is loaded. */
-static int is_cjson_empty_array(lua_State *L, int idx) {
-    int is;
-    push_cjson_field(L, "empty_array");
-    is = lua_rawequal(L, idx, -1);
-    lua_pop(L, 1);
-    return is;
+static int is_cjson_empty_array(encoder *e, int idx) {
+    look_up_cjson(e);
+    return e->cjson_empty_array && lua_touserdata(e->L, idx) == e->cjson_empty_array;
 }
 
 /* Classifies a table: 1 array (keys 1..n), 0 object (string keys), -1 mixed.
  * Sets *count to the number of keys. */
-static int table_kind(lua_State *L, int idx, size_t *count) {
+static int table_kind(encoder *e, int idx, size_t *count) {
+    lua_State *L = e->L;
     size_t n = 0, strings = 0;
     lua_Number max = 0;
     lua_pushnil(L);
@@ -260,47 +315,103 @@ static int table_kind(lua_State *L, int idx, size_t *count) {
         }
     }
     *count = n;
-    if (strings == n) return n == 0 && has_array_mt(L, idx) ? 1 : 0;
+    if (strings == n) return n == 0 && has_array_mt(e, idx) ? 1 : 0;
     if (strings == 0 && max == (lua_Number)n) return 1;
     return -1;
 }
 
-static int key_cmp(const void *a, const void *b) {
-    return strcmp(*(const char *const *)a, *(const char *const *)b);
+/* An object's member: its key and the stack slot of its value (0: not on
+ * the stack, fetched again by key). */
+typedef struct member { const char *key; size_t len; int value; } member;
+
+/* Byte order of keys, as strcmp orders them (keys hold no NUL). */
+static int member_cmp(const member *a, const member *b) {
+    int c;
+    if (a->key[0] != b->key[0]) return (unsigned char)a->key[0] - (unsigned char)b->key[0]; /* ("" ends in NUL) */
+    c = memcmp(a->key, b->key, a->len < b->len ? a->len : b->len);
+    return c ? c : (a->len > b->len) - (a->len < b->len);
 }
 
+static int member_qcmp(const void *a, const void *b) { return member_cmp((const member *)a, (const member *)b); }
+
+/* Sorts members by key: insertion sort for the dozen members of an event,
+ * qsort beyond. */
+static void sort_members(member *m, size_t n) {
+    size_t i, j;
+    if (n > 16) {
+        qsort(m, n, sizeof *m, member_qcmp);
+        return;
+    }
+    for (i = 1; i < n; i++) {
+        member x = m[i];
+        for (j = i; j > 0 && member_cmp(&m[j - 1], &x) > 0; j--) m[j] = m[j - 1];
+        m[j] = x;
+    }
+}
+
+/* Objects with up to this many members keep their values on the stack
+ * while they are encoded (each read once, by lua_next); larger ones read
+ * each value again by its key. */
+#define STACK_MEMBERS 1024
+
+/* Encodes an object's members in key order: into obj, or as text. */
 static int encode_object(encoder *e, int idx, cJSON *obj, size_t n, int depth) {
     lua_State *L = e->L;
-    const char **keys = (const char **)lua_newuserdata(L, (n ? n : 1) * sizeof *keys);
-    size_t i = 0, len;
+    size_t i = 0;
+    member *m;
+    int top, on_stack;
+    if (e->arena) {
+        if (!(m = (member *)arena_alloc(e->arena, (n ? n : 1) * sizeof *m))) return fail(e, "out of memory", depth);
+    } else {
+        m = (member *)lua_newuserdata(L, (n ? n : 1) * sizeof *m);
+    }
+    top = lua_gettop(L);
+    on_stack = n <= STACK_MEMBERS && lua_checkstack(L, (int)(2 * n) + 8);
     lua_pushnil(L);
     while (lua_next(L, idx)) {
-        lua_pop(L, 1);
-        keys[i] = lua_tolstring(L, -1, &len); /* kept alive by the table */
-        if (strlen(keys[i]) != len) return fail(e, "object key contains a NUL byte", depth);
+        m[i].key = lua_tolstring(L, -2, &m[i].len); /* kept alive by the table */
+        if (memchr(m[i].key, '\0', m[i].len)) return fail(e, "object key contains a NUL byte", depth);
+        if (on_stack) {
+            m[i].value = lua_gettop(L); /* the value stays; its key goes on */
+            lua_pushvalue(L, -2);
+        } else {
+            m[i].value = 0;
+            lua_pop(L, 1);
+        }
         i++;
     }
-    qsort(keys, n, sizeof *keys, key_cmp);
+    sort_members(m, n);
+    if (e->arena && !put(e, "{", 1)) return fail(e, "out of memory", depth);
     for (i = 0; i < n; i++) {
-        e->frames[depth].key = keys[i];
-        lua_getfield(L, idx, keys[i]);
-        if (!encode_value(e, lua_gettop(L), obj, keys[i], depth + 1)) return 0;
-        lua_pop(L, 1);
+        int at = m[i].value;
+        e->frames[depth].key = m[i].key;
+        if (e->arena && (!put(e, ",", i > 0) || put_string(e, m[i].key, m[i].len) != 1 || !put(e, ":", 1)))
+            return fail(e, "out of memory", depth);
+        if (!at) {
+            lua_pushlstring(L, m[i].key, m[i].len);
+            lua_rawget(L, idx);
+            at = lua_gettop(L);
+        }
+        if (!encode_value(e, at, obj, m[i].key, depth + 1)) return 0;
+        if (!m[i].value) lua_pop(L, 1);
     }
-    lua_pop(L, 1); /* keys */
-    return 1;
+    lua_settop(L, top - (e->arena ? 0 : 1)); /* (and the members' userdata) */
+    return !e->arena || put(e, "}", 1) || fail(e, "out of memory", depth);
 }
 
+/* Encodes an array's elements: into arr, or as text. */
 static int encode_array(encoder *e, int idx, cJSON *arr, size_t n, int depth) {
     size_t i;
     e->frames[depth].key = NULL;
+    if (e->arena && !put(e, "[", 1)) return fail(e, "out of memory", depth);
     for (i = 1; i <= n; i++) {
         e->frames[depth].i = (long)i;
+        if (e->arena && !put(e, ",", i > 1)) return fail(e, "out of memory", depth);
         lua_rawgeti(e->L, idx, (int)i);
         if (!encode_value(e, lua_gettop(e->L), arr, NULL, depth + 1)) return 0;
         lua_pop(e->L, 1);
     }
-    return 1;
+    return !e->arena || put(e, "]", 1) || fail(e, "out of memory", depth);
 }
 
 /* The decimal digits of i into buf (24 bytes). */
@@ -315,6 +426,33 @@ static void format_integer(long long i, char *buf) {
     if (i < 0) *buf++ = '-';
     while (n) *buf++ = digits[--n];
     *buf = '\0';
+}
+
+/* A double that is a decimal of up to 6 places (41.37, money and volumes)
+ * within 1e-4 <= |d| < 1e9, written as that decimal: what "%.15g" prints
+ * for it (at most 15 digits, which read back as d), without printf and
+ * strtod. m / 10^k == d means d is the double nearest m * 10^-k; the
+ * smallest such k leaves no trailing zero. Returns 0 for other numbers. */
+static int format_short_decimal(double d, char *buf) {
+    static const double scale[] = { 1e1, 1e2, 1e3, 1e4, 1e5, 1e6 };
+    double a = fabs(d), m = 0;
+    char digits[24];
+    int k, n = 0, places;
+    unsigned long long u;
+    if (!(a >= 1e-4 && a < 1e9)) return 0;
+    for (k = 0; k < 6; k++) {
+        m = nearbyint(a * scale[k]);
+        if (m / scale[k] == a) break;
+    }
+    if (k == 6) return 0;
+    places = k + 1;
+    for (u = (unsigned long long)m; u || n <= places; u /= 10) digits[n++] = (char)('0' + u % 10);
+    if (d < 0) *buf++ = '-';
+    while (n > places) *buf++ = digits[--n];
+    *buf++ = '.';
+    while (n) *buf++ = digits[--n];
+    *buf = '\0';
+    return 1;
 }
 
 /* The JSON text of the finite number at idx into buf (32 bytes): an integer
@@ -335,6 +473,7 @@ static void format_number(lua_State *L, int idx, char *buf) {
         format_integer((long long)d, buf);
         return;
     }
+    if (format_short_decimal(d, buf)) return;
     snprintf(buf, 32, "%1.15g", d);
     back = strtod(buf, NULL);
     if (fabs(back - d) > fmax(fabs(back), fabs(d)) * DBL_EPSILON) snprintf(buf, 32, "%1.17g", d);
@@ -344,107 +483,139 @@ static void format_number(lua_State *L, int idx, char *buf) {
 
 /* A number item of the tree a codec checks (numbers stay cJSON numbers):
  * only Lua 5.4 integers beyond 2^53 are raw digits, to stay exact. */
-static cJSON *number_item(encoder *e, int idx) {
-    lua_State *L = e->L;
-    char buf[32];
+static cJSON *number_item(lua_State *L, int idx) {
 #if MM_HAS_INTEGERS
+    char buf[32];
     if (lua_isinteger(L, idx)) {
         lua_Integer i = lua_tointeger(L, idx);
         if (i > (lua_Integer)MM_MAX_EXACT_DOUBLE || i < -(lua_Integer)MM_MAX_EXACT_DOUBLE) {
             format_integer((long long)i, buf);
-            return new_item(e, cJSON_Raw, buf, 0);
+            return new_item(cJSON_Raw, buf, 0);
         }
     }
 #endif
-    if (!e->arena) return new_item(e, cJSON_Number, NULL, (double)lua_tonumber(L, idx));
-    /* a tree only printed (json_encode): the number's text, formatted once */
-    format_number(L, idx, buf);
-    return new_item(e, cJSON_Raw, buf, 0);
+    return new_item(cJSON_Number, NULL, (double)lua_tonumber(L, idx));
 }
 
-/* Creates the item for the value at idx, links it into parent (or into the
- * caller's box or encoder when parent is NULL) before filling it, so that a
- * Lua error at any depth leaves the whole tree owned by the box. */
-static int encode_value(encoder *e, int idx, cJSON *parent, const char *key,
-                        int depth) {
-    lua_State *L = e->L;
-    cJSON *item = NULL;
-    size_t len, n = 0;
-    int kind = 0;
-    const char *s;
-    size_t bound = 5; /* true, false, null, [], {} */
-    if (depth > MAX_DEPTH) return fail(e, "nested too deeply", depth);
-    luaL_checkstack(L, 6, "JSON nested too deeply");
-    switch (lua_type(L, idx)) {
-    case LUA_TBOOLEAN: item = new_item(e, lua_toboolean(L, idx) ? cJSON_True : cJSON_False, NULL, 0); break;
-    case LUA_TNUMBER:
-        if (!isfinite((double)lua_tonumber(L, idx)))
-            return fail(e, "cannot encode NaN or infinity", depth);
-        item = number_item(e, idx);
-        bound = 32;
-        break;
-    case LUA_TSTRING:
-        s = lua_tolstring(L, idx, &len);
-        if (strlen(s) != len) return fail(e, "string contains a NUL byte", depth);
-        item = new_item(e, cJSON_String, s, 0);
-        bound = 6 * len + 2; /* every byte as \u00XX, quoted */
-        break;
-    case LUA_TTABLE:
-        kind = table_kind(L, idx, &n);
-        if (kind < 0) return fail(e, "table mixes array and object keys (or is a sparse array)", depth);
-        item = new_item(e, kind ? cJSON_Array : cJSON_Object, NULL, 0);
-        break;
-    case LUA_TUSERDATA:
-        if (lua_touserdata(L, idx) == e->null) { item = new_item(e, cJSON_NULL, NULL, 0); break; }
-        return fail(e, "cannot encode a userdata", depth);
-    case LUA_TLIGHTUSERDATA: /* ngx.null and cjson.null are NULL; cjson.empty_array */
-        if (mm_isnull(L, idx)) { item = new_item(e, cJSON_NULL, NULL, 0); break; }
-        if (is_cjson_empty_array(L, idx)) { item = new_item(e, cJSON_Array, NULL, 0); break; }
-        return fail(e, "cannot encode a light userdata", depth);
+/* Why the value at idx, which is not a JSON value, cannot be encoded. */
+static int refuse(encoder *e, int idx, int depth) {
+    switch (lua_type(e->L, idx)) {
+    case LUA_TNUMBER: return fail(e, "cannot encode NaN or infinity", depth);
+    case LUA_TTABLE: return fail(e, "table mixes array and object keys (or is a sparse array)", depth);
+    case LUA_TUSERDATA: return fail(e, "cannot encode a userdata", depth);
+    case LUA_TLIGHTUSERDATA: return fail(e, "cannot encode a light userdata", depth);
     case LUA_TNIL: return fail(e, "cannot encode nil", depth);
     case LUA_TFUNCTION: return fail(e, "cannot encode a function", depth);
     default: return fail(e, "cannot encode a thread", depth);
     }
-    if (!item) return fail(e, "out of memory", depth);
-    e->bound += bound + (key ? 6 * strlen(key) + 4 : 1); /* "key": or , */
-    if (!parent) {
-        e->root = item;
-        if (!e->arena) mm_box_hold(e->box, item, delete_tree);
-    } else if (!link_item(e, parent, key, item)) {
-        if (!e->arena) cJSON_Delete(item);
-        return fail(e, "out of memory", depth);
-    }
-    if (lua_type(L, idx) != LUA_TTABLE) return 1;
-    return kind ? encode_array(e, idx, item, n, depth)
-                : encode_object(e, idx, item, n, depth);
 }
 
-/* Walks the value at idx into a tree (in a, or held by box when a is NULL):
- * the tree (*bound: at least its text's length, when a is given), or NULL
- * with "<root><path>: <reason>" pushed. */
-static cJSON *walk(lua_State *L, int idx, const char *root, mm_box *box, arena *a, size_t *bound) {
+/* The JSON type of the value at idx (cJSON_String ...; cJSON_Invalid for
+ * a value that has none); *n: a table's count of keys. ngx.null and
+ * cjson.null (NULL light userdata) are null, cjson.empty_array []. */
+static int json_type(encoder *e, int idx, size_t *n) {
+    lua_State *L = e->L;
+    int kind;
+    switch (lua_type(L, idx)) {
+    case LUA_TBOOLEAN: return lua_toboolean(L, idx) ? cJSON_True : cJSON_False;
+    case LUA_TNUMBER: return isfinite((double)lua_tonumber(L, idx)) ? cJSON_Number : cJSON_Invalid;
+    case LUA_TSTRING: return cJSON_String;
+    case LUA_TTABLE:
+        kind = table_kind(e, idx, n);
+        return kind < 0 ? cJSON_Invalid : kind ? cJSON_Array : cJSON_Object;
+    case LUA_TUSERDATA: return lua_touserdata(L, idx) == e->null ? cJSON_NULL : cJSON_Invalid;
+    case LUA_TLIGHTUSERDATA:
+        if (!lua_touserdata(L, idx)) return cJSON_NULL;
+        *n = 0;
+        return is_cjson_empty_array(e, idx) ? cJSON_Array : cJSON_Invalid;
+    default: return cJSON_Invalid;
+    }
+}
+
+/* Writes the JSON text of the scalar at idx of type (json_type's). */
+static int write_scalar(encoder *e, int idx, int type, int depth) {
+    char buf[32];
+    const char *s;
+    size_t len;
+    int ok;
+    switch (type) {
+    case cJSON_True: ok = put(e, "true", 4); break;
+    case cJSON_False: ok = put(e, "false", 5); break;
+    case cJSON_NULL: ok = put(e, "null", 4); break;
+    case cJSON_Number:
+        format_number(e->L, idx, buf);
+        ok = put(e, buf, strlen(buf));
+        break;
+    default:
+        s = lua_tolstring(e->L, idx, &len);
+        if ((ok = put_string(e, s, len)) < 0) return fail(e, "string contains a NUL byte", depth);
+    }
+    return ok || fail(e, "out of memory", depth);
+}
+
+/* Encodes the value at idx: as text (json_encode), or as an item linked
+ * into parent under key (or into the box when parent is NULL) before it is
+ * filled, so that a Lua error at any depth leaves the whole tree owned by
+ * the box. */
+static int encode_value(encoder *e, int idx, cJSON *parent, const char *key, int depth) {
+    lua_State *L = e->L;
+    cJSON *item;
+    size_t n = 0, len;
+    const char *s = NULL;
+    int type;
+    if (depth > MAX_DEPTH) return fail(e, "nested too deeply", depth);
+    luaL_checkstack(L, 6, "JSON nested too deeply");
+    if ((type = json_type(e, idx, &n)) == cJSON_Invalid) return refuse(e, idx, depth);
+    if (e->arena) {
+        if (type == cJSON_Array) return encode_array(e, idx, NULL, n, depth);
+        if (type == cJSON_Object) return encode_object(e, idx, NULL, n, depth);
+        return write_scalar(e, idx, type, depth);
+    }
+    if (type == cJSON_String) {
+        s = lua_tolstring(L, idx, &len);
+        if (strlen(s) != len) return fail(e, "string contains a NUL byte", depth);
+    }
+    item = type == cJSON_Number ? number_item(L, idx) : new_item(type, s, 0);
+    if (!item) return fail(e, "out of memory", depth);
+    if (!parent) {
+        mm_box_hold(e->box, item, delete_tree);
+    } else if (!(key ? cJSON_AddItemToObject(parent, key, item) : cJSON_AddItemToArray(parent, item))) {
+        cJSON_Delete(item);
+        return fail(e, "out of memory", depth);
+    }
+    if (type == cJSON_Array) return encode_array(e, idx, item, n, depth);
+    if (type == cJSON_Object) return encode_object(e, idx, item, n, depth);
+    return 1;
+}
+
+/* Walks the value at idx with an encoder for box (a tree) or a (text):
+ * 1, or 0 with "<root><path>: <reason>" pushed. */
+static int walk(lua_State *L, int idx, const char *root, mm_box *box, arena *a, size_t *len) {
     encoder e;
     char path[PATH_MAX_LEN + 32];
     int top = lua_gettop(L);
     e.L = L;
     e.box = box;
     e.arena = a;
-    e.root = NULL;
+    e.len = 0;
     mm_push_null(L);
     e.null = lua_touserdata(L, -1);
-    lua_pop(L, 1);
-    e.bound = 1;
+    lua_getfield(L, LUA_REGISTRYINDEX, ARRAY_MT_KEY);
+    e.array_mt = lua_topointer(L, -1);
+    lua_pop(L, 2);
+    e.cjson_looked = 0;
+    e.cjson_array_mt = e.cjson_empty_array = NULL;
     e.error = NULL;
     e.error_depth = 0;
     if (encode_value(&e, mm_absindex(L, idx), NULL, NULL, 0)) {
         lua_settop(L, top);
-        if (bound) *bound = e.bound;
-        return e.root;
+        if (len) *len = e.len;
+        return 1;
     }
     format_path(&e, path, sizeof path); /* (the keys are alive until the settop) */
     lua_settop(L, top); /* drop what the walk left */
     lua_pushfstring(L, "%s%s: %s", root, path, e.error);
-    return NULL;
+    return 0;
 }
 
 /* Builds the cJSON tree of the value at idx into box and returns 1, or
@@ -467,27 +638,18 @@ void mm_json_push_text(lua_State *L, const cJSON *tree) {
 }
 
 /* Pushes the JSON text of the value at idx and returns 1, or pushes
- * "<root><path>: <reason>" and returns 0. The tree is built in an arena
- * (numbers formatted as they are walked, strings referenced) and printed
- * into it, into room for its longest possible text. */
+ * "<root><path>: <reason>" and returns 0. The text is written as the value
+ * is walked, into the state's reused buffer: no tree, and cJSON's printer
+ * (a third of the time when it was used) is not needed. */
 int mm_json_encode(lua_State *L, int idx, const char *root) {
-    cJSON *tree;
     arena *a;
-    size_t bound = 0;
+    size_t len = 0;
+    int ok;
     idx = mm_absindex(L, idx);
     a = take_arena(L);
-    tree = walk(L, idx, root, NULL, a, &bound);
-    if (tree && bound > INT_MAX - 64) { /* (cJSON's preallocated print takes an int) */
-        mm_json_push_text(L, tree);
-    } else if (tree) {
-        char *text = (char *)arena_alloc(a, bound + 64);
-        if (!text) luaL_error(L, "out of memory");
-        if (!cJSON_PrintPreallocated(tree, text, (int)bound + 64, 0))
-            luaL_error(L, "motomind: a JSON text outgrew the room sized for it (a bug)");
-        lua_pushstring(L, text);
-    }
+    if ((ok = walk(L, idx, root, NULL, a, &len))) lua_pushlstring(L, a->text, len);
     put_arena(L, -2);
-    return tree != NULL;
+    return ok;
 }
 
 /* How many members an object or array has (to size its Lua table once). */
