@@ -222,29 +222,32 @@ static int reserve(encoder *e, size_t n) {
     return 1;
 }
 
-static int put(encoder *e, const char *s, size_t n) {
-    if (!reserve(e, n)) return 0;
+static inline int put(encoder *e, const char *s, size_t n) {
+    if (e->arena->cap - e->len < n && !reserve(e, n)) return 0;
     memcpy(e->arena->text + e->len, s, n);
     e->len += n;
     return 1;
 }
 
 /* Writes s as a JSON string, escaped as cJSON's printer escapes (quote,
- * backslash and control characters; other bytes as they are): 1, 0 out of
- * memory, -1 when s holds a NUL byte. */
+ * backslash and control characters; other bytes as they are, copied in
+ * runs): 1, 0 out of memory, -1 when s holds a NUL byte. */
 static int put_string(encoder *e, const char *s, size_t len) {
     static const char hex[] = "0123456789abcdef";
     char *o;
-    size_t i;
+    size_t i = 0, run;
     if (len > ((size_t)-1 - 2) / 6 - e->len || !reserve(e, 6 * len + 2)) return 0;
     o = e->arena->text + e->len;
     *o++ = '"';
-    for (i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 32 && c != '"' && c != '\\') {
-            *o++ = (char)c;
-            continue;
+    for (;;) {
+        unsigned char c = 0;
+        for (run = i; run < len; run++) {
+            c = (unsigned char)s[run];
+            if (c < 32 || c == '"' || c == '\\') break;
         }
+        memcpy(o, s + i, run - i);
+        o += run - i;
+        if (run == len) break;
         if (!c) return -1;
         *o++ = '\\';
         switch (c) {
@@ -256,6 +259,7 @@ static int put_string(encoder *e, const char *s, size_t len) {
         case '\t': *o++ = 't'; break;
         default: *o++ = 'u'; *o++ = '0'; *o++ = '0'; *o++ = hex[c >> 4]; *o++ = hex[c & 15];
         }
+        i = run + 1;
     }
     *o++ = '"';
     e->len = (size_t)(o - e->arena->text);
