@@ -1,6 +1,8 @@
-/* JSON <-> Lua through cJSON. Decoded arrays carry the array metatable, so an
- * empty array stays an array when encoded again; objects are encoded with
- * sorted keys (canonical output); integers are written exactly. */
+/* JSON -> Lua through cJSON; Lua -> JSON text written as the value is walked
+ * (or into a cJSON tree, for a codec to check). Decoded arrays carry the
+ * array metatable, so an empty array stays an array when encoded again;
+ * objects are encoded with sorted keys (canonical output); integers are
+ * written exactly. */
 #include "motomind.h"
 #include <errno.h>
 #include "text.h"
@@ -20,8 +22,8 @@
 
 static void delete_tree(void *tree) { cJSON_Delete((cJSON *)tree); }
 
-/* A trusted decode (json_decode, and every jsonb column of a result) and
- * json_encode's tree live in an arena: cJSON's nodes and strings come from a
+/* A trusted decode (json_decode, and every jsonb column of a result) lives
+ * in an arena (as do json_encode's lists of members): cJSON's nodes and strings come from a
  * few blocks freed at once, instead of a malloc and a free per node (a fifth
  * of the decode's instructions). cJSON's allocator is process-wide, so its
  * hooks read the arena of the calling thread (nginx worker threads decode
