@@ -8,7 +8,6 @@
 #include "text.h"
 #include <cJSON.h>
 #include <float.h>
-#include <limits.h>
 #include <locale.h>
 #include <math.h>
 #include <pthread.h>
