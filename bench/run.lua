@@ -145,6 +145,42 @@ result("COPY into the table with its rules vs plain partitioned COPY (the limit)
 drop(copy_rules)
 copy_rules:close()
 
+-- 1c. another app's CSV vs JSON lines, per record: the same fills imported
+-- as JSON lines into one vehicle, exported as Fuelly's CSV, and that file
+-- imported into a second vehicle (the CSV path: C reader, the format's
+-- mapping, then the same staging and rules).
+do
+  local fills = math.min(30000, N)
+  local cars = { uuid("00000003", 1), uuid("00000003", 2) }
+  local csv_db = setup("bench_csv", cars, tenant, user)
+  local lines, fuelly = os.tmpname(), os.tmpname()
+  local f = assert(io.open(lines, "w"))
+  local at, mileage = 1577836800, 10000
+  for _ = 1, fills do
+    at, mileage = at + 7200, mileage + 150 + rand(100)
+    f:write(('{"vehicle_id":"%s","type":"fuel","occurred_at":"%s","mileage":%d,"payload":{"volume":%d.%03d,' ..
+      '"unit":"us_gal","price_per_unit":3.%03d,"currency":"USD","full":%s,"station":"Shell %d"}}\n')
+      :format(cars[1], os.date("!%Y-%m-%dT%H:%M:%SZ", at), mileage, 8 + rand(10), rand(1000), rand(1000),
+        rand(10) > 0 and "true" or "false", rand(200)))
+  end
+  f:close()
+  local t_lines, by_lines = timed(function()
+    return motomind.assert(import.import(csv_db, ctx, lines, { progress = false }))
+  end)
+  motomind.assert(export.export(csv_db, ctx, fuelly, { format = "fuelly", vehicle = cars[1] }))
+  local t_csv, by_csv = timed(function()
+    return motomind.assert(import.import(csv_db, ctx, fuelly, { format = "fuelly", vehicle = cars[2], progress = false }))
+  end)
+  assert(by_lines.inserted == fills and by_csv.inserted == fills,
+    ("imported %d and %d of %d fills"):format(by_lines.inserted, by_csv.inserted, fills))
+  result("CSV import (Fuelly's fuel-ups file) vs the JSON-lines import of the same fills, per record",
+    ("%.2fx"):format(t_csv / t_lines), ("%.2f s vs %.2f s for %d fills (goal <= 1.2x)"):format(t_csv, t_lines, fills))
+  drop(csv_db)
+  csv_db:close()
+  os.remove(lines)
+  os.remove(fuelly)
+end
+
 -- 2. the same rows the way a pure-Lua user would: one INSERT per row
 local sample = {}
 for line in io.lines(jsonl) do
