@@ -99,6 +99,27 @@ describe("migrations", function()
     os.execute("rm -rf " .. dir)
   end)
 
+  -- db:transaction returns nil, message, ... (it does not raise) when BEGIN
+  -- itself fails, as when the server went away between two migrations:
+  -- migrate used to count the migration as applied and go on.
+  it("stop, saying which migration, when its transaction cannot begin", function()
+    db:migrate { to = 2 }
+    local third = migrate.load()[3]
+    local methods = getmetatable(db).__index
+    local exec = methods.exec
+    methods.exec = function(self, sql, ...) -- the server's refusal of BEGIN, as libpq reports a lost server
+      if sql == "BEGIN" then return nil, "server closed the connection unexpectedly", "08006" end
+      return exec(self, sql, ...)
+    end
+    local ok, err = pcall(db.migrate, db, {})
+    methods.exec = exec
+    assert.is_false(ok)
+    assert.equal(("migration %04d_%s (up): server closed the connection unexpectedly"):format(third.version, third.name),
+      err.message)
+    assert.equal("08006", err.sqlstate)
+    assert.same({ 1, 2 }, versions(db))
+  end)
+
   it("reject malformed file sets", function()
     local dir = copy_migrations()
     os.remove(dir .. "/0001_core_tables.down.sql")

@@ -158,10 +158,17 @@ end
 local ATTEMPTS = 3
 local TRANSIENT = { ["40P01"] = true, ["40001"] = true }
 
+-- The error of migration m failing in direction with message, sqlstate, detail.
+local function failure(m, direction, message, sqlstate, detail)
+  return setmetatable({ message = ("migration %s (%s): %s"):format(label(m), direction, message),
+                        sqlstate = sqlstate, detail = detail }, motomind.Error)
+end
+
 local function run_one(db, schema, m, direction, opts, attempt)
   attempt = attempt or 1
   local history = db:escape_identifier(schema) .. ".schema_migrations"
-  local ok, err = pcall(db.transaction, db, function()
+  -- (the transaction returns nil, message, ... when it could not begin)
+  local ok, err, message, sqlstate, detail = pcall(db.transaction, db, function()
     local started = os.clock()
     -- The owner migrates in maintenance mode (row-level security lets it see
     -- every tenant's rows); app_role names the application role to create.
@@ -171,10 +178,7 @@ local function run_one(db, schema, m, direction, opts, attempt)
       "set_config('motomind.maintenance', 'on', true), set_config('motomind.app_role', $2, true)",
       db:escape_identifier(schema) .. ", pg_temp", opts.app_role or ""))
     local ran, message, sqlstate, detail = db:script(direction == "up" and m.up_sql or read(m.down))
-    if not ran then
-      error(setmetatable({ message = ("migration %s (%s): %s"):format(label(m), direction, message),
-                           sqlstate = sqlstate, detail = detail }, motomind.Error), 0)
-    end
+    if not ran then error(failure(m, direction, message, sqlstate, detail), 0) end
     if direction == "up" then
       motomind.assert(db:exec("INSERT INTO " .. history ..
         " (version, name, checksum, duration_ms) VALUES ($1, $2, $3, $4)",
@@ -182,8 +186,10 @@ local function run_one(db, schema, m, direction, opts, attempt)
     else
       motomind.assert(db:exec("DELETE FROM " .. history .. " WHERE version = $1", m.version))
     end
+    return true
   end)
-  if ok then return end
+  if ok and err then return end
+  if ok then err = failure(m, direction, message, sqlstate, detail) end
   if type(err) == "table" and TRANSIENT[err.sqlstate] and attempt < ATTEMPTS then
     return run_one(db, schema, m, direction, opts, attempt + 1)
   end
