@@ -138,6 +138,15 @@ describe("JSON-lines import and export", function()
     assert.equal(1500, noted.mileage)
     assert.equal(motomind.null, motomind.json.decode(lines[3]).payload.extra.z.a)
     for i = 1, 2 do assert.is_nil(lines[i]:find("null", 1, true), lines[i]) end -- (no correction: absent, not null)
+    -- each line is the row's JSON as PostgreSQL writes it (uuids and
+    -- numerics are written as their text: event.json_object)
+    local fields = {}
+    for i, f in ipairs(require("motomind.event").FIELDS) do fields[i] = f.name end
+    for _, line in ipairs(lines) do
+      assert.is_true(db:value("SELECT $1::jsonb = (SELECT jsonb_object_agg(key, value) FROM vehicle_events e, " ..
+        "jsonb_each(to_jsonb(e)) WHERE e.id = ($1::jsonb->>'id')::uuid AND key IN (SELECT jsonb_array_elements_text($2)) " ..
+        "AND value <> 'null')", line, setmetatable(fields, motomind.json.array_mt)), line)
+    end
     H.drop(other)
     os.remove(path) os.remove(first) os.remove(second)
   end)

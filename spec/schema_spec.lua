@@ -75,6 +75,28 @@ describe("core schema", function()
       "VALUES ($1, $2, $3, '2025-03-02T10:00:00Z', 's3://b/x.jpg')", t, v, e.id)
   end)
 
+  -- numeric takes 'NaN' and orders it above every number: CHECK (mileage
+  -- >= 0) let a NaN mileage in, which an export wrote as NaN (not JSON).
+  it("holds every numeric column to a finite number (migration 0034)", function()
+    local t, v = H.tenant_with_vehicle(db)
+    fails("23514", "vehicle_events_mileage_finite", "INSERT INTO vehicle_events (tenant_id, vehicle_id, type, " ..
+      "occurred_at, mileage, payload) VALUES ($1, $2, 'odometer', '2025-03-01T10:00:00Z', 'NaN', " ..
+      "'{\"source\": \"manual\"}')", t, v)
+    fails("23514", "vehicles_purchase_price_finite",
+      "UPDATE vehicles SET purchase_price = 'Infinity' WHERE tenant_id = $1 AND id = $2", t, v)
+    -- every numeric column of the schema's tables and of its private schema's
+    local unchecked = motomind.assert(db:query([[
+      SELECT t.oid::regclass::text || '.' || a.attname AS col
+        FROM pg_class t JOIN pg_attribute a ON a.attrelid = t.oid
+       WHERE t.relnamespace IN (to_regnamespace($1), to_regnamespace($1 || '_private'))
+         AND t.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped
+         AND a.atttypid = 'numeric'::regtype
+         AND NOT EXISTS (SELECT 1 FROM pg_constraint c
+                          WHERE c.conrelid = t.oid AND c.contype = 'c' AND c.conkey = ARRAY[a.attnum]
+                            AND pg_get_constraintdef(c.oid) LIKE '%''Infinity''::numeric)%')]], db:schema()))
+    assert.same({}, unchecked)
+  end)
+
   it("scopes VIN and plate uniqueness to the tenant and to live rows", function()
     local vin = "1HGCM82633A004352"
     local t1 = H.tenant_with_vehicle(db, { vin = vin, plate = "AB-123" })

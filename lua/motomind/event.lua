@@ -43,13 +43,21 @@ end
 -- `', "k": ' || NULL` is.
 -- Written as text, not with jsonb_build_object + jsonb_strip_nulls + ::text,
 -- which built, stripped and printed a jsonb value per row: an export of
--- 200,000 events spent 1.0 s on that, this 0.17 s (docs/design.md). The
--- first field is the key (never NULL), so the text starts with it.
+-- 200,000 events spent 1.0 s on that, this 0.17 s (docs/design.md). A
+-- value's text is its JSON as it is for a uuid (quoted: hex and dashes) and
+-- a numeric (finite: migration 0034), to_json's for the others (text to
+-- escape, times in ISO 8601). The first field is the key (never NULL), so
+-- the text starts with it.
+local JSON_TEXT = {
+  jsonb = "%s.%s::text",
+  uuid = [['"' || %s.%s::text || '"']],
+  numeric = "%s.%s::text",
+}
+
 function M.json_object(alias)
   assert(M.FIELDS[1].name == "id", "the first event field is the id")
   return "concat(" .. map(function(f)
-    local value = f.type == "jsonb" and ("%s.%s::text"):format(alias, f.name)
-      or ("to_json(%s.%s)::text"):format(alias, f.name)
+    local value = (JSON_TEXT[f.type] or "to_json(%s.%s)::text"):format(alias, f.name)
     return ("'%s\"%s\": ' || %s"):format(f.name == "id" and "{" or ", ", f.name, value)
   end) .. ", '}')"
 end

@@ -25,14 +25,17 @@ local function copy_json_lines(db, query, sink)
     ") TO STDOUT WITH (FORMAT csv, DELIMITER E'\\x02', QUOTE E'\\x01')", sink))
 end
 
--- COPY takes no parameters: the tenant (and vehicle) come from the context.
-local TENANT = "nullif(current_setting('motomind.tenant_id', true), '')::uuid"
-local VEHICLE = "current_setting('motomind.export_vehicle')::uuid"
+-- COPY takes no parameters: the tenant (and vehicle, and period) come from
+-- the context, each read once per statement (a sub-select: an InitPlan), not
+-- per row (a setting looked up and parsed per row cost 0.1 s an export of
+-- 200,000 events).
+local TENANT = "(SELECT nullif(current_setting('motomind.tenant_id', true), '')::uuid)"
+local VEHICLE = "(SELECT current_setting('motomind.export_vehicle')::uuid)"
 -- The period (opts.from, opts.to: days in each vehicle's timezone, both
 -- included) over the events e and their vehicle v.
 local PERIOD = " AND (e.occurred_at AT TIME ZONE v.timezone)::date BETWEEN " ..
-  "coalesce(nullif(current_setting('motomind.export_from'), '')::date, '-infinity') AND " ..
-  "coalesce(nullif(current_setting('motomind.export_to'), '')::date, 'infinity')"
+  "(SELECT coalesce(nullif(current_setting('motomind.export_from'), '')::date, '-infinity')) AND " ..
+  "(SELECT coalesce(nullif(current_setting('motomind.export_to'), '')::date, 'infinity'))"
 
 -- The events as JSON texts: of live vehicles only (backups), of one vehicle
 -- (opts.vehicle) or of the whole tenant; in a period or all.
