@@ -105,7 +105,7 @@ describe("the event row, defined once", function()
   it("is the same in the C core and in the table's columns", function()
     local db = H.fresh()
     local columns = db:query([[
-      SELECT attname AS name, format_type(atttypid, NULL) AS type FROM pg_attribute
+      SELECT attname AS name, format_type(atttypid, atttypmod) AS type FROM pg_attribute
        WHERE attrelid = 'vehicle_events'::regclass AND attnum > 0 AND NOT attisdropped
          AND attname NOT IN ('tenant_id', 'created_by', 'created_at', 'import_batch_id') ORDER BY attnum]])
     local fields = {}
@@ -125,6 +125,12 @@ describe("the event row, defined once", function()
     assert.equal("vehicle_id: expected a UUID", msg)
     _, msg = timeline.append(db, ctx, { vehicle_id = car, type = "odometer", occurred_at = "2025-01-01 00:00" })
     assert.equal("occurred_at: needs a time zone (e.g. 2025-01-20T08:30:00Z or +01:00)", msg)
+    -- (the column is numeric(10,1): the database said "numeric field overflow", naming no field)
+    for _, mileage in ipairs { 1e10, 999999999.96 } do
+      _, msg = timeline.append(db, ctx, { vehicle_id = car, type = "odometer", occurred_at = "2025-01-01T00:00:00Z",
+        mileage = mileage, payload = { source = "manual" } })
+      assert.equal("mileage: expected a number below 1000000000 (at most 9 digits before the point)", msg)
+    end
     _, msg = timeline.append_batch(db, ctx, { { vehicle_id = car, type = "odometer", occurred_at = "2025-01-01T00:00:00Z",
       payload = { source = "manual" } }, { vehicle_id = car, occurred_at = "2025-01-01T00:00:00Z" } })
     assert.equal("events[2].type: is required", msg)

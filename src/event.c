@@ -2,6 +2,7 @@
 #include "event.h"
 #include "text.h"
 #include <ctype.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -10,7 +11,7 @@ const mm_field MM_EVENT_FIELDS[MM_EV_NFIELDS] = {
     {"vehicle_id", "uuid", MM_F_UUID, 1},
     {"type", "text", MM_F_TEXT, 1},
     {"occurred_at", "timestamptz", MM_F_TIME, 1},
-    {"mileage", "numeric", MM_F_NUMBER, 0},
+    {"mileage", "numeric(10,1)", MM_F_NUMBER, 0},
     {"payload", "jsonb", MM_F_JSON, 0},
     {"notes", "text", MM_F_TEXT, 0},
     {"correction", "text", MM_F_TEXT, 0},
@@ -51,10 +52,23 @@ static const char *field_error(char *err, size_t errlen, const char *name, const
     return err;
 }
 
+/* Whether d fits a numeric(p,s) column once rounded to s places; if not,
+ * writes "expected a number below 10^(p-s)" (999999999.9 for (10,1)). */
+static int numeric_fits(const char *sqltype, double d, char *why, size_t whylen) {
+    int p, sc;
+    double limit;
+    if (sscanf(sqltype, "numeric(%d,%d)", &p, &sc) != 2) return 1;
+    limit = pow(10, p - sc);
+    if (d < limit - 0.5 * pow(10, -sc)) return 1;
+    snprintf(why, whylen, "expected a number below %.0f (at most %d digits before the point)", limit, p - sc);
+    return 0;
+}
+
 const char *mm_event_check(const mm_schemas *schemas, cJSON *ev, const char *vehicle, int zoned,
                            mm_event_texts *out, char *err, size_t errlen) {
     const cJSON *k;
     cJSON *payload;
+    char why[96];
     int i, bad = 0;
     if (!cJSON_IsObject(ev)) return "expected a JSON object (one event per line)";
     for (k = ev->child; k; k = k->next) {
@@ -82,6 +96,8 @@ const char *mm_event_check(const mm_schemas *schemas, cJSON *ev, const char *veh
     k = cJSON_GetObjectItemCaseSensitive(ev, "mileage");
     if (k && !cJSON_IsNull(k)) {
         if (!cJSON_IsNumber(k) || !(k->valuedouble >= 0)) return "mileage: expected number >= 0";
+        if (!numeric_fits(MM_EVENT_FIELDS[MM_EV_MILEAGE].sqltype, k->valuedouble, why, sizeof why))
+            return field_error(err, errlen, "mileage", why);
         mm_shortest_double(k->valuedouble, out->num, sizeof out->num);
         out->f[MM_EV_MILEAGE] = out->num;
     }
