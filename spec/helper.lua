@@ -73,7 +73,6 @@ function H.shell_quote(s)
   return "'" .. tostring(s):gsub("'", "'\\''") .. "'"
 end
 
---- A connection as the application role to owner's database and schema.
 --- The conninfo of db's server and database, as user (default: db's own
 -- role): for another connection or a psql process to the same place.
 function H.conninfo(db, user)
@@ -83,6 +82,7 @@ function H.conninfo(db, user)
     user or where.me)
 end
 
+--- A connection as the application role to owner's database and schema.
 function H.app_connect(owner)
   local role = owner:value("SELECT value FROM settings WHERE key = 'app_role'")
   return motomind.assert(motomind.connect(H.conninfo(owner, role), { schema = owner:schema() }))

@@ -3,6 +3,7 @@
 #include "text.h"
 #include <ctype.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -52,16 +53,20 @@ static const char *field_error(char *err, size_t errlen, const char *name, const
     return err;
 }
 
-/* Whether d fits a numeric(p,s) column once rounded to s places; if not,
- * writes "expected a number below 10^(p-s)" (999999999.9 for (10,1)). */
-static int numeric_fits(const char *sqltype, double d, char *why, size_t whylen) {
+/* The mileage column's bound, read once from its type (numeric(p,s)):
+ * values from limit - half a unit of its scale round beyond p digits. */
+static struct { double limit, rounds_over; int digits; } mileage_bound;
+static pthread_once_t mileage_once = PTHREAD_ONCE_INIT;
+
+static void read_mileage_type(void) {
     int p, sc;
-    double limit;
-    if (sscanf(sqltype, "numeric(%d,%d)", &p, &sc) != 2) return 1;
-    limit = pow(10, p - sc);
-    if (d < limit - 0.5 * pow(10, -sc)) return 1;
-    snprintf(why, whylen, "expected a number below %.0f (at most %d digits before the point)", limit, p - sc);
-    return 0;
+    if (sscanf(MM_EVENT_FIELDS[MM_EV_MILEAGE].sqltype, "numeric(%d,%d)", &p, &sc) != 2) {
+        mileage_bound.limit = mileage_bound.rounds_over = HUGE_VAL; /* (no precision: no bound) */
+        return;
+    }
+    mileage_bound.limit = pow(10, p - sc);
+    mileage_bound.rounds_over = mileage_bound.limit - 0.5 * pow(10, -sc);
+    mileage_bound.digits = p - sc;
 }
 
 const char *mm_event_check(const mm_schemas *schemas, cJSON *ev, const char *vehicle, int zoned,
@@ -96,8 +101,12 @@ const char *mm_event_check(const mm_schemas *schemas, cJSON *ev, const char *veh
     k = cJSON_GetObjectItemCaseSensitive(ev, "mileage");
     if (k && !cJSON_IsNull(k)) {
         if (!cJSON_IsNumber(k) || !(k->valuedouble >= 0)) return "mileage: expected number >= 0";
-        if (!numeric_fits(MM_EVENT_FIELDS[MM_EV_MILEAGE].sqltype, k->valuedouble, why, sizeof why))
+        pthread_once(&mileage_once, read_mileage_type);
+        if (k->valuedouble >= mileage_bound.rounds_over) {
+            snprintf(why, sizeof why, "expected a number below %.0f (at most %d digits before the point)",
+                     mileage_bound.limit, mileage_bound.digits);
             return field_error(err, errlen, "mileage", why);
+        }
         mm_shortest_double(k->valuedouble, out->num, sizeof out->num);
         out->f[MM_EV_MILEAGE] = out->num;
     }

@@ -22,12 +22,13 @@
 static void delete_tree(void *tree) { cJSON_Delete((cJSON *)tree); }
 
 /* A trusted decode (json_decode, and every jsonb column of a result) lives
- * in an arena (as do json_encode's lists of members): cJSON's nodes and strings come from a
- * few blocks freed at once, instead of a malloc and a free per node (a fifth
- * of the decode's instructions). cJSON's allocator is process-wide, so its
- * hooks read the arena of the calling thread (nginx worker threads decode
- * concurrently), set only for the duration of cJSON calls: no Lua call runs
- * while it is set, so a Lua error cannot leave it set. */
+ * in an arena (as do json_encode's lists of members): cJSON's nodes and
+ * strings come from a few blocks freed at once, instead of a malloc and a
+ * free per node (a fifth of the decode's instructions). cJSON's allocator
+ * is process-wide, so its hooks read the arena of the calling thread (nginx
+ * worker threads decode concurrently), set only for the duration of cJSON
+ * calls: no Lua call runs while it is set, so a Lua error cannot leave it
+ * set. */
 #define ARENA_FIRST 4096
 typedef struct arena_block { struct arena_block *next; size_t size, used; } arena_block;
 typedef struct arena {
@@ -71,15 +72,15 @@ static void free_blocks(arena_block *b) {
     }
 }
 
-/* The arena (and text buffer) json_decode and json_encode reuse, one per Lua state: a
- * userdata kept in the registry between calls. A call takes it out of the
- * registry (it stays on the stack), resets it, keeping its newest block (the
- * largest) unless that outgrew ARENA_KEEP, and puts it back when done: a
- * call mallocs nothing once the state has handled a text of that size. A
- * call made while another holds it (from a finalizer that a collection step
- * runs while a decoded value's tables are built) finds none and makes its
- * own; a call that raises leaves its arena to the collector, and the next
- * call makes a new one. */
+/* The arena (and text buffer) json_decode and json_encode reuse, one per
+ * Lua state: a userdata kept in the registry between calls. A call takes it
+ * out of the registry (it stays on the stack), resets it, keeping its newest
+ * block (the largest) unless that outgrew ARENA_KEEP, and puts it back when
+ * done: a call mallocs nothing once the state has handled a text of that
+ * size. A call made while another holds it (from a finalizer that a
+ * collection step runs while a decoded value's tables are built) finds none
+ * and makes its own; a call that raises leaves its arena to the collector,
+ * and the next call makes a new one. */
 #define ARENA_KEY "motomind.json_arena"
 #define ARENA_MT "motomind.json_arena_mt"
 #define ARENA_KEEP (1u << 20)
@@ -530,7 +531,7 @@ static int json_type(encoder *e, int idx, size_t *n) {
         return kind < 0 ? cJSON_Invalid : kind ? cJSON_Array : cJSON_Object;
     case LUA_TUSERDATA: return lua_touserdata(L, idx) == e->null ? cJSON_NULL : cJSON_Invalid;
     case LUA_TLIGHTUSERDATA:
-        if (!lua_touserdata(L, idx)) return cJSON_NULL;
+        if (mm_isnull(L, idx)) return cJSON_NULL; /* ngx.null, cjson.null */
         *n = 0;
         return is_cjson_empty_array(e, idx) ? cJSON_Array : cJSON_Invalid;
     default: return cJSON_Invalid;
