@@ -4,15 +4,20 @@ local timeline = require "motomind.timeline"
 local core = require "motomind.core"
 local H = require "spec.helper"
 
--- Counts the INSERT attempts of an import (each call of insert_range is one
--- statement; bisection calls it again and again).
-local function counting_inserts(fn)
-  local real, calls = import.insert_range, 0
-  import.insert_range = function(...) calls = calls + 1 return real(...) end
-  local ok, a, b, c, d = pcall(fn)
-  import.insert_range = real
-  assert(ok, a)
-  return calls, a, b, c, d
+-- The events INSERT statements and mileage screens fn's import sends
+-- through db (the connection's exec, spied on while fn runs).
+local function counting(db, fn)
+  local methods = getmetatable(db).__index
+  local real, inserts, screens = methods.exec, 0, 0
+  methods.exec = function(self, sql, ...)
+    if sql:find("^INSERT INTO %S*vehicle_events") then inserts = inserts + 1 end
+    if sql == "SAVEPOINT motomind_screen" then screens = screens + 1 end
+    return real(self, sql, ...)
+  end
+  local ok, report = pcall(fn)
+  methods.exec = real
+  assert(ok, report)
+  return inserts, screens, report
 end
 
 local function odometer(car, day, mileage)
@@ -26,16 +31,27 @@ describe("refused import lines are found set-based", function()
   before_each(function() db, t, car, owner = H.fresh_tenant() end)
   after_each(function() H.drop(db) end)
 
-  it("reports every line below an earlier reading in one INSERT, whatever the file's order", function()
+  it("inserts a clean file in one INSERT, without the mileage screen", function()
+    local lines = {}
+    for day = 1, 28 do lines[#lines + 1] = odometer(car, day, day * 100) end
+    local inserts, screens, report = counting(db, function()
+      return assert(import.import(db, { tenant = t, user = owner }, H.write_temp(table.concat(lines, "\n"))))
+    end)
+    assert.same({ 1, 0 }, { inserts, screens })
+    assert.same({ 28, 0 }, { report.inserted, #report.rejected })
+  end)
+
+  it("reports every line below an earlier reading after one refused INSERT, whatever the file's order", function()
     -- every other line goes backwards; 1..28 days
     local lines = {}
     for day = 1, 28 do lines[#lines + 1] = odometer(car, day, day % 2 == 1 and day * 100 or day * 100 - 150) end
     local reversed = {}
     for i = #lines, 1, -1 do reversed[#reversed + 1] = lines[i] end
-    local calls, report = counting_inserts(function()
+    local inserts, screens, report = counting(db, function()
       return assert(import.import(db, { tenant = t, user = owner }, H.write_temp(table.concat(lines, "\n"))))
     end)
-    assert.equal(1, calls)
+    -- the whole file, refused by the database; the screen; the lines it left
+    assert.same({ 2, 1 }, { inserts, screens })
     assert.equal(14, report.inserted)
     assert.equal(14, #report.rejected)
     for _, r in ipairs(report.rejected) do
@@ -75,10 +91,10 @@ describe("refused import lines are found set-based", function()
     for day = 1, 20 do lines[#lines + 1] = odometer(car, day, day * 10) end
     lines[#lines + 1] = odometer("00000000-0000-4000-8000-000000000001", 21, 1)
     local path = H.write_temp(table.concat(lines, "\n"))
-    local calls, report = counting_inserts(function()
+    local inserts, _, report = counting(app, function()
       return assert(import.import(app, { tenant = t, user = viewer }, path))
     end)
-    assert.equal(0, calls)
+    assert.equal(0, inserts)
     assert.equal(21, #report.rejected)
     assert.equal(("vehicle_id: vehicle %s is not writable by this user"):format(car), report.rejected[1].reason)
     assert.equal("42501", report.rejected[1].sqlstate)

@@ -2,8 +2,8 @@
 -- the CSV exports of other apps (formats.lua). The path runs one way: this
 -- module stages the file through the C driver (src/import.c: a source reads
 -- each record, the event check of src/event.c validates it, rows go through
--- COPY without a Lua table per row), screens the staged rows set-based and
--- inserts them in one statement.
+-- COPY without a Lua table per row) and inserts them in one statement; only
+-- when the database refuses it are the staged rows screened set-based.
 local motomind = require "motomind"
 local core = require "motomind.core"
 local event = require "motomind.event"
@@ -59,13 +59,10 @@ local function replace_earlier(db, ctx, path, checksum, options, replace)
   return undone
 end
 
---- insert_range(db, sql, tenant, lo, hi, report, ...) runs sql (an INSERT of
--- staged lines $2..$3 for tenant $1, ... its further parameters) over lo..hi; when the database refuses,
--- halves the range until each refused line stands alone, and rejects it with
--- the database's message. Returns the rows added. The screens below leave it
--- what they cannot foresee (corrections, values the database cannot read),
--- so a file's refusals cost O(n) statements only in those cases.
-function M.insert_range(db, sql, tenant, lo, hi, report, ...)
+-- One try of sql (an INSERT of staged lines $2..$3 for tenant $1, ... its
+-- further parameters) in a savepoint: the rows added, or nil and the
+-- database's refusal (raised instead when the transaction cannot go on).
+local function attempt(db, sql, tenant, lo, hi, ...)
   assert(db:exec("SAVEPOINT motomind_import"))
   local n, err, sqlstate = db:exec(sql, tenant, lo, hi, ...)
   if n then
@@ -75,6 +72,18 @@ function M.insert_range(db, sql, tenant, lo, hi, report, ...)
   if RETRYABLE[sqlstate] or db:status() ~= "ok" then motomind.raise(err, sqlstate) end
   assert(db:exec("ROLLBACK TO SAVEPOINT motomind_import"))
   assert(db:exec("RELEASE SAVEPOINT motomind_import"))
+  return nil, err, sqlstate
+end
+
+--- insert_range(db, sql, tenant, lo, hi, report, ...) runs sql (an INSERT of
+-- staged lines $2..$3 for tenant $1, ... its further parameters) over lo..hi; when the database refuses,
+-- halves the range until each refused line stands alone, and rejects it with
+-- the database's message. Returns the rows added. The screens below leave it
+-- what they cannot foresee (corrections, values the database cannot read),
+-- so a file's refusals cost O(n) statements only in those cases.
+function M.insert_range(db, sql, tenant, lo, hi, report, ...)
+  local n, err, sqlstate = attempt(db, sql, tenant, lo, hi, ...)
+  if n then return n end
   if lo == hi then
     reject(report, lo, err, sqlstate)
     return 0
@@ -359,12 +368,20 @@ function M.import(db, ctx, path, opts)
       if report.converted then convert_mileage(db, report.converted) end
       screen_vehicles(db, report)
       reissue_undone(db, ctx.tenant)
-      screen_mileage(db, ctx.tenant, report)
       -- CSV records may span lines: the range is the staged lines'.
       local last = db:value("SELECT max(line) FROM pg_temp.motomind_import")
-      if last ~= motomind.null then -- (the screens may have refused every line)
+      if last ~= motomind.null then -- (the screen may have refused every line)
         motomind.assert(db:exec("CREATE INDEX ON pg_temp.motomind_import (line)"))
-        report.inserted = M.insert_range(db, events_sql(db), ctx.tenant, 1, last, report, report.batch)
+        -- Optimistic: the file's lines in one INSERT; only when the database
+        -- refuses it does the mileage screen walk the staged readings (the
+        -- database's own walk found them good otherwise), and the lines left
+        -- are inserted, bisecting for what no screen foresees.
+        local sql = events_sql(db)
+        report.inserted = attempt(db, sql, ctx.tenant, 1, last, report.batch)
+        if not report.inserted then
+          screen_mileage(db, ctx.tenant, report)
+          report.inserted = M.insert_range(db, sql, ctx.tenant, 1, last, report, report.batch)
+        end
       end
     end
     if format == "backup" then -- records that may reference the events
