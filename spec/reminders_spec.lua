@@ -122,6 +122,27 @@ describe("reminders", function()
       assert.equal(day(20), r.projected_on)
     end)
 
+    it("reads the last 90 days of a long history, not the whole of it", function()
+      -- 1,000 daily readings, 10 a day, one statement (not analyzed yet); the
+      -- latest time twice: the highest reading at it is the odometer
+      motomind.assert(db:exec([[INSERT INTO vehicle_events (tenant_id, vehicle_id, type, occurred_at, mileage, payload)
+        SELECT $1, $2, 'odometer', date_trunc('hour', now()) - (1000 - least(i, 1000)) * interval '1 day',
+               i * 10 - (i / 1001) * 5, '{"source": "manual"}'
+          FROM generate_series(1, 1001) i]], t, car))
+      -- the index tuples fetched from the events' partitions by one call, in this transaction
+      local fetched = [[SELECT coalesce(sum(idx_tup_fetch), 0)::bigint FROM pg_stat_xact_user_tables
+        WHERE relid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = 'vehicle_events'::regclass)]]
+      local odo = motomind.assert(db:transaction(function()
+        local before = motomind.assert(db:value(fetched))
+        local o = motomind.assert(db:row("SELECT mileage, distance_per_day FROM vehicle_odometer($1, $2)", t, car))
+        o.fetched = motomind.assert(db:value(fetched)) - before
+        return o
+      end))
+      assert.equal(10005, tonumber(odo.mileage))
+      assert.near((10005 - 9100) / 90, tonumber(odo.distance_per_day), 1e-9) -- from the reading 90 days before
+      assert.is_true(odo.fetched < 150, ("%d index tuples fetched"):format(odo.fetched))
+    end)
+
     it("has none with a single reading or none, and stays sane", function()
       local r = add({ due_mileage = 5000 })
       assert.equal(null, due_of(r.id).projected_on)

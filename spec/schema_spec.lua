@@ -97,6 +97,23 @@ describe("core schema", function()
     assert.same({}, unchecked)
   end)
 
+  it("plans no query of the events again on every call of a function (migration 0035)", function()
+    -- A SQL function with a SET clause is never inlined, and its queries are
+    -- planned again at every call: over the events' partitions and policies
+    -- that took 19 ms for vehicle_odometer, which every write of a reading
+    -- called (a one-event append took 10 ms, 3 ms since). Such functions
+    -- are PL/pgSQL, whose plans a session keeps.
+    local replanned = motomind.assert(db:query([[
+      SELECT p.proname FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+       WHERE p.pronamespace IN (to_regnamespace($1), to_regnamespace($1 || '_private'))
+         AND l.lanname = 'sql' AND p.proconfig IS NOT NULL AND p.prosrc ~ 'vehicle_events']], db:schema()))
+    assert.same({}, replanned)
+    local t, v = H.tenant_with_vehicle(db)
+    motomind.assert(db:exec("INSERT INTO vehicle_events (tenant_id, vehicle_id, type, occurred_at, mileage, payload) " ..
+      "VALUES ($1, $2, 'odometer', '2025-03-01T10:00:00Z', 1200, '{\"source\": \"manual\"}')", t, v))
+    assert.equal(1200, tonumber(motomind.assert(db:value("SELECT mileage FROM vehicle_odometer($1, $2)", t, v))))
+  end)
+
   it("scopes VIN and plate uniqueness to the tenant and to live rows", function()
     local vin = "1HGCM82633A004352"
     local t1 = H.tenant_with_vehicle(db, { vin = vin, plate = "AB-123" })
