@@ -143,6 +143,29 @@ describe("reminders", function()
       assert.is_true(odo.fetched < 150, ("%d index tuples fetched"):format(odo.fetched))
     end)
 
+    it("reads each vehicle's own readings when a statement writes a fleet's", function()
+      -- 6,000 vehicles, three readings each at the same three times, one
+      -- statement (the tables not analyzed yet): a plan that looked a time up
+      -- and then the readings at it read them through the tenant's index,
+      -- every vehicle's readings at that time for each vehicle (36M fetched)
+      for y = 2025, 2027 do
+        motomind.assert(db:query("SELECT create_event_partition($1, $2)", y .. "-01-01T00:00:00Z", (y + 1) .. "-01-01T00:00:00Z"))
+      end
+      motomind.assert(db:exec("INSERT INTO vehicles (tenant_id, id) SELECT $1, gen_random_uuid() FROM generate_series(1, 6000)", t))
+      local fetched = [[SELECT coalesce(sum(idx_tup_fetch), 0)::bigint FROM pg_stat_xact_user_tables
+        WHERE relid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = 'vehicle_events'::regclass)]]
+      local n = motomind.assert(db:transaction(function()
+        local before = motomind.assert(db:value(fetched))
+        motomind.assert(db:exec([[INSERT INTO vehicle_events (tenant_id, vehicle_id, type, occurred_at, mileage, payload)
+          SELECT $1, v.id, 'odometer', now() - make_interval(days => 90 - 40 * k), 1000 + k * 500, '{"source": "manual"}'
+            FROM vehicles v, generate_series(0, 2) k WHERE v.tenant_id = $1 AND v.id <> $2]], t, car))
+        return motomind.assert(db:value(fetched)) - before
+      end))
+      assert.is_true(n < 40 * 18000, ("%d index tuples fetched for 18,000 readings"):format(n))
+      assert.equal(12.5, tonumber(db:value("SELECT distance_per_day FROM vehicle_event_heads WHERE tenant_id = $1 " ..
+        "AND vehicle_id = (SELECT id FROM vehicles WHERE tenant_id = $1 AND id <> $2 LIMIT 1)", t, car)))
+    end)
+
     it("has none with a single reading or none, and stays sane", function()
       local r = add({ due_mileage = 5000 })
       assert.equal(null, due_of(r.id).projected_on)

@@ -16,41 +16,35 @@
 --   DESC, mileage DESC LIMIT 1) is served by the index only when the planner
 --   picks an incremental sort: on a table not analyzed yet it sorted the
 --   whole history (3,000 rows fetched for one call). Each reading is now
---   found in two index lookups: its time, in the index's order, then the
---   highest or lowest mileage at that time.
+--   the readings at the first time in the index's order (FETCH FIRST 1 ROW
+--   WITH TIES), the highest or lowest of them. (Looking the time up first and
+--   then the readings at it let a generic plan read them through the
+--   tenant's (tenant_id, occurred_at) index: every vehicle's readings at
+--   that time, 57 s for a fleet of 10,000 written in one statement.)
 CREATE OR REPLACE FUNCTION vehicle_odometer(p_tenant uuid, p_vehicle uuid,
   OUT mileage numeric, OUT mileage_at timestamptz, OUT distance_per_day numeric)
 LANGUAGE plpgsql STABLE SET search_path FROM CURRENT SET plan_cache_mode TO force_generic_plan AS $$
 #variable_conflict use_column
 BEGIN
-  WITH last_at AS (
-    SELECT e.occurred_at FROM vehicle_events_effective e
-     WHERE e.tenant_id = p_tenant AND e.vehicle_id = p_vehicle AND e.mileage IS NOT NULL
-     ORDER BY e.occurred_at DESC LIMIT 1),
-  recent_at AS (
-    SELECT e.occurred_at FROM vehicle_events_effective e
-     WHERE e.tenant_id = p_tenant AND e.vehicle_id = p_vehicle AND e.mileage IS NOT NULL
-       AND e.occurred_at >= (SELECT occurred_at FROM last_at) - interval '90 days'
-     ORDER BY e.occurred_at LIMIT 1),
-  first_at AS (
-    SELECT e.occurred_at FROM vehicle_events_effective e
-     WHERE e.tenant_id = p_tenant AND e.vehicle_id = p_vehicle AND e.mileage IS NOT NULL
-     ORDER BY e.occurred_at LIMIT 1),
-  last AS (
-    SELECT e.mileage, e.occurred_at FROM vehicle_events_effective e
-     WHERE e.tenant_id = p_tenant AND e.vehicle_id = p_vehicle AND e.mileage IS NOT NULL
-       AND e.occurred_at = (SELECT occurred_at FROM last_at)
-     ORDER BY e.mileage DESC LIMIT 1),
+  WITH last AS (
+    SELECT t.mileage, t.occurred_at FROM (
+      SELECT e.mileage, e.occurred_at FROM vehicle_events_effective e
+       WHERE e.tenant_id = p_tenant AND e.vehicle_id = p_vehicle AND e.mileage IS NOT NULL
+       ORDER BY e.occurred_at DESC FETCH FIRST 1 ROW WITH TIES) t
+     ORDER BY t.mileage DESC LIMIT 1),
   recent AS (
-    SELECT e.mileage, e.occurred_at FROM vehicle_events_effective e
-     WHERE e.tenant_id = p_tenant AND e.vehicle_id = p_vehicle AND e.mileage IS NOT NULL
-       AND e.occurred_at = (SELECT occurred_at FROM recent_at)
-     ORDER BY e.mileage LIMIT 1),
+    SELECT t.mileage, t.occurred_at FROM (
+      SELECT e.mileage, e.occurred_at FROM vehicle_events_effective e
+       WHERE e.tenant_id = p_tenant AND e.vehicle_id = p_vehicle AND e.mileage IS NOT NULL
+         AND e.occurred_at >= (SELECT l.occurred_at FROM last l) - interval '90 days'
+       ORDER BY e.occurred_at FETCH FIRST 1 ROW WITH TIES) t
+     ORDER BY t.mileage LIMIT 1),
   first AS (
-    SELECT e.mileage, e.occurred_at FROM vehicle_events_effective e
-     WHERE e.tenant_id = p_tenant AND e.vehicle_id = p_vehicle AND e.mileage IS NOT NULL
-       AND e.occurred_at = (SELECT occurred_at FROM first_at)
-     ORDER BY e.mileage LIMIT 1),
+    SELECT t.mileage, t.occurred_at FROM (
+      SELECT e.mileage, e.occurred_at FROM vehicle_events_effective e
+       WHERE e.tenant_id = p_tenant AND e.vehicle_id = p_vehicle AND e.mileage IS NOT NULL
+       ORDER BY e.occurred_at FETCH FIRST 1 ROW WITH TIES) t
+     ORDER BY t.mileage LIMIT 1),
   base AS (
     SELECT CASE WHEN last.occurred_at - recent.occurred_at >= interval '14 days' THEN recent.mileage ELSE first.mileage END AS mileage,
            CASE WHEN last.occurred_at - recent.occurred_at >= interval '14 days' THEN recent.occurred_at ELSE first.occurred_at END AS at
