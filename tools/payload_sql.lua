@@ -273,11 +273,14 @@ $$;
 
 local function jsonb_lit(v) return lit(core.json_encode(v)) .. "::jsonb" end
 
---- A cheap test that the value v (SQL jsonb) certainly meets spec: no casts,
--- nothing that can raise, so evaluation order does not matter. It may say
--- false for a valid value (the exact checks then decide) but never true for
--- an invalid one; the parity specs hold it to that.
-local function fast_value(spec, v)
+--- A cheap test that field `name` of the object o (SQL jsonb) certainly
+-- meets spec: no casts, nothing that can raise, so evaluation order does not
+-- matter. It may say false for a valid value (the exact checks then decide)
+-- but never true for an invalid one; the parity specs hold it to that. Text
+-- is read with ->> (one lookup; o -> name #>> '{}' built a jsonb value
+-- first). NULL when the field is absent, or is a JSON null read as text.
+local function fast_value(spec, o, name)
+  local v, text = ("(%s -> %s)"):format(o, lit(name)), ("(%s ->> %s)"):format(o, lit(name))
   local t = spec.type
   if t == "number" or t == "integer" then
     -- jsonb orders types Null < String < Number < Boolean < Array < Object, so
@@ -285,25 +288,32 @@ local function fast_value(spec, v)
     local parts = {}
     parts[#parts + 1] = ("%s %s %s"):format(v, spec.exclusive_min and ">" or ">=", jsonb_lit(spec.min or -1e300))
     parts[#parts + 1] = ("%s <= %s"):format(v, jsonb_lit(spec.max or 1e300))
-    if t == "integer" then parts[#parts + 1] = ("(%s #>> '{}') ~ '^-?[0-9]+$'"):format(v) end
+    if t == "integer" then parts[#parts + 1] = ("%s ~ '^-?[0-9]+$'"):format(text) end
     return table.concat(parts, " AND ")
   elseif t == "string" then
     if spec.enum then
-      local alts = {}
-      for i, e in ipairs(spec.enum) do alts[i] = lit(core.json_encode(e)) end
+      -- Compared as text when only a string's text can equal a member: one
+      -- that begins with a letter and is not true or false (the text of a
+      -- number, object or array begins otherwise).
+      local alts, as_text = {}, true
+      for i, e in ipairs(spec.enum) do
+        alts[i] = lit(core.json_encode(e))
+        if not e:match("^%a") or e == "true" or e == "false" then as_text = false end
+      end
+      if as_text then return ("%s = ANY (%s)"):format(text, array_sql(spec.enum)) end
       return ("%s = ANY (ARRAY[%s]::jsonb[])"):format(v, table.concat(alts, ", "))
     end
     local parts = { ("jsonb_typeof(%s) = 'string'"):format(v) }
-    if spec.format == "currency" then parts[#parts + 1] = ("(%s #>> '{}') ~ '^[A-Z]{3}$'"):format(v) end
+    if spec.format == "currency" then parts[#parts + 1] = ("%s ~ '^[A-Z]{3}$'"):format(text) end
     if spec.format == "url" then
-      parts[#parts + 1] = ("(%s #>> '{}') ~ '^[A-Za-z][A-Za-z0-9+.-]*://[^ \t\n\r\f\v]+$'"):format(v)
+      parts[#parts + 1] = ("%s ~ '^[A-Za-z][A-Za-z0-9+.-]*://[^ \t\n\r\f\v]+$'"):format(text)
     end
-    if spec.max_length then parts[#parts + 1] = ("length(%s #>> '{}') <= %d"):format(v, spec.max_length) end
+    if spec.max_length then parts[#parts + 1] = ("length(%s) <= %d"):format(text, spec.max_length) end
     return table.concat(parts, " AND ")
   elseif t == "boolean" then
     return ("jsonb_typeof(%s) = 'boolean'"):format(v)
   elseif t == "date" then
-    return ("jsonb_typeof(%s) = 'string' AND payload_valid_date(%s #>> '{}')"):format(v, v)
+    return ("jsonb_typeof(%s) = 'string' AND payload_valid_date(%s)"):format(v, text)
   elseif t == "array" then
     return ("%s = '[]'::jsonb"):format(v) -- items are left to the exact checks
   end
@@ -322,9 +332,9 @@ function M.fast_object(spec, v, top)
   end
   for _, n in ipairs(spec.required or {}) do parts[#parts + 1] = ("%s ? %s"):format(v, lit(n)) end
   for _, n in ipairs(names) do
-    -- An absent field makes the test NULL, which coalesce turns to true.
+    -- A NULL test is true for an absent field, false for a JSON null.
     local f = spec.fields[n]
-    parts[#parts + 1] = ("coalesce(%s, true)"):format(fast_value(f, ("(%s -> %s)"):format(v, lit(n))))
+    parts[#parts + 1] = ("coalesce(%s, NOT (%s ? %s))"):format(fast_value(f, v, n), v, lit(n))
     for _, r in ipairs(f.requires or {}) do
       parts[#parts + 1] = ("(%s ? %s OR NOT (%s ? %s))"):format(v, lit(r), v, lit(n))
     end
