@@ -101,6 +101,19 @@ describe("reminders", function()
   end)
 
   describe("projected due date", function()
+    -- index_fetches(fn) -> the index tuples fn's statements fetched from the
+    -- events' partitions (in one transaction), fn's result.
+    local function index_fetches(fn)
+      local fetched = [[SELECT coalesce(sum(idx_tup_fetch), 0)::bigint FROM pg_stat_xact_user_tables
+        WHERE relid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = 'vehicle_events'::regclass)]]
+      local r = motomind.assert(db:transaction(function()
+        local before = motomind.assert(db:value(fetched))
+        local result = fn()
+        return { n = motomind.assert(db:value(fetched)) - before, result = result }
+      end))
+      return r.n, r.result
+    end
+
     it("follows a steady driving rate from the latest reading", function()
       for i = 0, 9 do reading(-90 + i * 10, 1000 + i * 500) end -- 50 a day, latest 5,500 on day -0
       local r = due_of(add({ due_mileage = 8000 }).id)
@@ -129,38 +142,28 @@ describe("reminders", function()
         SELECT $1, $2, 'odometer', date_trunc('hour', now()) - (1000 - least(i, 1000)) * interval '1 day',
                i * 10 - (i / 1001) * 5, '{"source": "manual"}'
           FROM generate_series(1, 1001) i]], t, car))
-      -- the index tuples fetched from the events' partitions by one call, in this transaction
-      local fetched = [[SELECT coalesce(sum(idx_tup_fetch), 0)::bigint FROM pg_stat_xact_user_tables
-        WHERE relid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = 'vehicle_events'::regclass)]]
-      local odo = motomind.assert(db:transaction(function()
-        local before = motomind.assert(db:value(fetched))
-        local o = motomind.assert(db:row("SELECT mileage, distance_per_day FROM vehicle_odometer($1, $2)", t, car))
-        o.fetched = motomind.assert(db:value(fetched)) - before
-        return o
-      end))
+      local fetched, odo = index_fetches(function()
+        return motomind.assert(db:row("SELECT mileage, distance_per_day FROM vehicle_odometer($1, $2)", t, car))
+      end)
       assert.equal(10005, tonumber(odo.mileage))
       assert.near((10005 - 9100) / 90, tonumber(odo.distance_per_day), 1e-9) -- from the reading 90 days before
-      assert.is_true(odo.fetched < 150, ("%d index tuples fetched"):format(odo.fetched))
+      assert.is_true(fetched < 150, ("%d index tuples fetched"):format(fetched))
     end)
 
     it("reads each vehicle's own readings when a statement writes a fleet's", function()
       -- 6,000 vehicles, three readings each at the same three times, one
       -- statement (the tables not analyzed yet): a plan that looked a time up
       -- and then the readings at it read them through the tenant's index,
-      -- every vehicle's readings at that time for each vehicle (36M fetched)
+      -- every vehicle's readings at that time for each vehicle (108M fetched)
       for y = 2025, 2027 do
         motomind.assert(db:query("SELECT create_event_partition($1, $2)", y .. "-01-01T00:00:00Z", (y + 1) .. "-01-01T00:00:00Z"))
       end
       motomind.assert(db:exec("INSERT INTO vehicles (tenant_id, id) SELECT $1, gen_random_uuid() FROM generate_series(1, 6000)", t))
-      local fetched = [[SELECT coalesce(sum(idx_tup_fetch), 0)::bigint FROM pg_stat_xact_user_tables
-        WHERE relid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = 'vehicle_events'::regclass)]]
-      local n = motomind.assert(db:transaction(function()
-        local before = motomind.assert(db:value(fetched))
-        motomind.assert(db:exec([[INSERT INTO vehicle_events (tenant_id, vehicle_id, type, occurred_at, mileage, payload)
+      local n = index_fetches(function()
+        return motomind.assert(db:exec([[INSERT INTO vehicle_events (tenant_id, vehicle_id, type, occurred_at, mileage, payload)
           SELECT $1, v.id, 'odometer', now() - make_interval(days => 90 - 40 * k), 1000 + k * 500, '{"source": "manual"}'
             FROM vehicles v, generate_series(0, 2) k WHERE v.tenant_id = $1 AND v.id <> $2]], t, car))
-        return motomind.assert(db:value(fetched)) - before
-      end))
+      end)
       assert.is_true(n < 40 * 18000, ("%d index tuples fetched for 18,000 readings"):format(n))
       assert.equal(12.5, tonumber(db:value("SELECT distance_per_day FROM vehicle_event_heads WHERE tenant_id = $1 " ..
         "AND vehicle_id = (SELECT id FROM vehicles WHERE tenant_id = $1 AND id <> $2 LIMIT 1)", t, car)))

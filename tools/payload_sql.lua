@@ -273,6 +273,16 @@ $$;
 
 local function jsonb_lit(v) return lit(core.json_encode(v)) .. "::jsonb" end
 
+-- Whether only a JSON string's text (->>) can equal a member of enum: each
+-- begins with a letter and is not true or false (the text of a number,
+-- object or array begins otherwise; a JSON null reads as NULL).
+local function text_only(enum)
+  for _, e in ipairs(enum) do
+    if not e:match("^%a") or e == "true" or e == "false" then return false end
+  end
+  return true
+end
+
 --- A cheap test that field `name` of the object o (SQL jsonb) certainly
 -- meets spec: no casts, nothing that can raise, so evaluation order does not
 -- matter. It may say false for a valid value (the exact checks then decide)
@@ -292,15 +302,9 @@ local function fast_value(spec, o, name)
     return table.concat(parts, " AND ")
   elseif t == "string" then
     if spec.enum then
-      -- Compared as text when only a string's text can equal a member: one
-      -- that begins with a letter and is not true or false (the text of a
-      -- number, object or array begins otherwise).
-      local alts, as_text = {}, true
-      for i, e in ipairs(spec.enum) do
-        alts[i] = lit(core.json_encode(e))
-        if not e:match("^%a") or e == "true" or e == "false" then as_text = false end
-      end
-      if as_text then return ("%s = ANY (%s)"):format(text, array_sql(spec.enum)) end
+      if text_only(spec.enum) then return ("%s = ANY (%s)"):format(text, array_sql(spec.enum)) end
+      local alts = {}
+      for i, e in ipairs(spec.enum) do alts[i] = lit(core.json_encode(e)) end
       return ("%s = ANY (ARRAY[%s]::jsonb[])"):format(v, table.concat(alts, ", "))
     end
     local parts = { ("jsonb_typeof(%s) = 'string'"):format(v) }
