@@ -1,8 +1,11 @@
 /* libFuzzer target for the payload codec (src/payload.c): the first byte
  * picks an event type, the rest is JSON text. Whatever the input, the codec
  * must not crash, leak or hit undefined behaviour, and a payload it accepts
- * must print to canonical JSON that it accepts again, printing the same. */
+ * must print to canonical JSON that it accepts again, printing the same.
+ * The input is also read as a time by mm_utc_text (text.c), whose UTC text,
+ * read again with a Z, must give itself. */
 #include "schemas.h"
+#include "../src/text.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,11 +28,25 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     return 0;
 }
 
+/* A time C normalizes stays what it is when read again in UTC. */
+static void check_utc_text(const uint8_t *data, size_t size) {
+    char *when = (char *)malloc(size + 1), utc[40], zoned[48], again[40];
+    if (!when) abort();
+    memcpy(when, data, size);
+    when[size] = '\0';
+    if (mm_utc_text(when, utc, sizeof utc)) {
+        snprintf(zoned, sizeof zoned, "%sZ", utc);
+        if (!mm_utc_text(zoned, again, sizeof again) || strcmp(utc, again) != 0) abort();
+    }
+    free(when);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char err[1024], err2[1024];
     const char *type;
     cJSON *tree, *again;
     char *text, *text2;
+    check_utc_text(data, size);
     if (size < 1) return 0;
     type = types[data[0] % (ntypes + 1)];
     tree = cJSON_ParseWithLength((const char *)data + 1, size - 1);

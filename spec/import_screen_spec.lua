@@ -5,19 +5,25 @@ local core = require "motomind.core"
 local H = require "spec.helper"
 
 -- The events INSERT statements and mileage screens fn's import sends
--- through db (the connection's exec, spied on while fn runs).
+-- through db, and its COPYs straight into the events table and into the
+-- staging table (the connection's methods, spied on while fn runs).
 local function counting(db, fn)
   local methods = getmetatable(db).__index
-  local real, inserts, screens = methods.exec, 0, 0
+  local real, real_copy, inserts, screens, copies = methods.exec, methods.copy_events, 0, 0, { direct = 0, staged = 0 }
   methods.exec = function(self, sql, ...)
     if sql:find("^INSERT INTO %S*vehicle_events") then inserts = inserts + 1 end
     if sql == "SAVEPOINT motomind_screen" then screens = screens + 1 end
     return real(self, sql, ...)
   end
+  methods.copy_events = function(self, sql, ...)
+    local into = sql:find("^COPY %S*vehicle_events") and "direct" or "staged"
+    copies[into] = copies[into] + 1
+    return real_copy(self, sql, ...)
+  end
   local ok, report = pcall(fn)
-  methods.exec = real
+  methods.exec, methods.copy_events = real, real_copy
   assert(ok, report)
-  return inserts, screens, report
+  return inserts, screens, report, copies
 end
 
 local function odometer(car, day, mileage)
@@ -31,13 +37,25 @@ describe("refused import lines are found set-based", function()
   before_each(function() db, t, car, owner = H.fresh_tenant() end)
   after_each(function() H.drop(db) end)
 
-  it("inserts a clean file in one INSERT, without the mileage screen", function()
+  it("inserts a clean file in one COPY straight into the events table: nothing staged, no screen", function()
     local lines = {}
     for day = 1, 28 do lines[#lines + 1] = odometer(car, day, day * 100) end
-    local inserts, screens, report = counting(db, function()
+    local inserts, screens, report, copies = counting(db, function()
       return assert(import.import(db, { tenant = t, user = owner }, H.write_temp(table.concat(lines, "\n"))))
     end)
-    assert.same({ 1, 0 }, { inserts, screens })
+    assert.same({ 0, 0, 1, 0 }, { inserts, screens, copies.direct, copies.staged })
+    assert.same({ 28, 0 }, { report.inserted, #report.rejected })
+  end)
+
+  it("stages a clean file in one INSERT, without the mileage screen, when the direct path is off", function()
+    local lines = {}
+    for day = 1, 28 do lines[#lines + 1] = odometer(car, day, day * 100) end
+    import.direct = false
+    finally(function() import.direct = true end)
+    local inserts, screens, report, copies = counting(db, function()
+      return assert(import.import(db, { tenant = t, user = owner }, H.write_temp(table.concat(lines, "\n"))))
+    end)
+    assert.same({ 1, 0, 0, 1 }, { inserts, screens, copies.direct, copies.staged })
     assert.same({ 28, 0 }, { report.inserted, #report.rejected })
   end)
 
@@ -213,5 +231,118 @@ describe("a soft-deleted vehicle", function()
          AND NOT EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND p.polname = 'live_vehicle')]])
     assert.same({}, missing)
     H.drop(db)
+  end)
+end)
+
+describe("the direct path of a JSON-lines import", function()
+  local db, t, car, owner
+
+  before_each(function() db, t, car, owner = H.fresh_tenant() end)
+  after_each(function()
+    import.direct = true
+    H.drop(db)
+  end)
+
+  -- Events in increasing time, written in every form of time C reads
+  -- ('T' or ' ', seconds or not, 0-6 fraction digits, trailing zeros, Z and
+  -- offsets of each kind, across days, months and years), with texts a
+  -- content id must take as they are ("|", tab, newline, backslash, UTF-8).
+  local function corpus(vehicle, n)
+    local offsets = { "Z", "+00:00", "-00:00", "+05:30", "-03:30", "+14:00", "-12:00", "+0545", "-08", "+15:59",
+      "-0930", "+01" }
+    local notes = { "plain", "a|b", "tab\there", "line\nbreak", "back\\slash", "Müller ✓ 🚗", "" }
+    local lines, at = {}, -631152000 -- 1950-01-01
+    for i = 1, n do
+      at = at + ((i * 7919) % 400 + 1) * 86400 + (i * 104729) % 86400
+      local offset = offsets[i % #offsets + 1]
+      local sign, h, m = offset:match("^([+-])(%d%d):?(%d?%d?)$")
+      local shift = sign and (sign == "-" and -1 or 1) * (tonumber(h) * 3600 + (tonumber(m) or 0) * 60) or 0
+      local digits = i % 7
+      local fraction = digits > 0 and "." .. (("%06d"):format((i * 37) % 1000000)):sub(1, digits) or ""
+      local clock = i % 5 == 0 and "%H:%M" or "%H:%M:%S" .. fraction
+      local when = os.date("!%Y-%m-%d" .. (i % 2 == 0 and "T" or " ") .. clock, at + shift) .. offset
+      local ev = { vehicle_id = vehicle, type = "odometer", occurred_at = when, payload = { source = "manual" } }
+      if i % 3 == 0 then ev.mileage = i * 100.5 end
+      if i % 4 == 0 then ev.notes = notes[i % #notes + 1] end
+      if i % 6 == 0 then ev.location = { lat = i % 90, lon = -(i % 180) } end
+      if i % 8 == 0 then ev.tags = { "t" .. i, "x|y" } end
+      if i % 9 == 0 then
+        ev.type, ev.payload = "fuel", { volume = 40 + i / 100, unit = "l", total = 61.5, currency = "EUR", full = true }
+      end
+      lines[#lines + 1] = motomind.json.encode(ev)
+    end
+    -- times across a leap day, a month and a year, in UTC
+    for _, when in ipairs { "2024-02-29T23:30:00-02:00", "2000-02-29 00:15+01:00", "1999-12-31T23:59:59.999999-00:30",
+                            "2023-12-31T22:00:00.500000-05:00", "1970-01-01T00:00:00.10+00:01" } do
+      lines[#lines + 1] = motomind.json.encode { vehicle_id = vehicle, type = "odometer", occurred_at = when,
+        payload = { source = "manual" } }
+    end
+    return table.concat(lines, "\n") .. "\n"
+  end
+
+  it("gives each event the content id the staged path gives it (its import again adds nothing)", function()
+    local ctx = { tenant = t, user = owner }
+    local path = H.write_temp(corpus(car, 400))
+    local _, _, first, copies = counting(db, function() return assert(import.import(db, ctx, path)) end)
+    assert.same({ 1, 0 }, { copies.direct, copies.staged })
+    assert.same({ 405, 0 }, { first.inserted, #first.rejected })
+    -- the same file staged (ids computed by SQL): every event is found again
+    import.direct = false
+    local again = assert(import.import(db, ctx, path))
+    assert.same({ 0, 405, 0 }, { again.inserted, again.duplicates, #again.rejected })
+    -- and the events are the ones the staged path inserts in another tenant
+    local other = H.fresh()
+    local t2, car2 = H.tenant_with_vehicle(other)
+    local owner2 = H.user(other, t2, "owner")
+    local staged = assert(import.import(other, { tenant = t2, user = owner2 }, H.write_temp(corpus(car2, 400))))
+    assert.equal(405, staged.inserted)
+    local function events(conn)
+      return conn:query("SELECT occurred_at, mileage, notes, location, tags, payload FROM vehicle_events ORDER BY occurred_at")
+    end
+    assert.same(events(db), events(other))
+    H.drop(other)
+  end)
+
+  it("stages a file with a time C leaves to PostgreSQL, or a refused line, and lands what the staged path lands", function()
+    local ctx = { tenant = t, user = owner }
+    local lines = { odometer(car, 1, 100), odometer(car, 2, 200) }
+    lines[3] = motomind.json.encode { vehicle_id = car, type = "odometer", mileage = 300,
+      occurred_at = "2025-01-03T10:00:00.1234567+01:00", payload = { source = "manual" } } -- 7 digits: rounded
+    local _, _, report, copies = counting(db, function() return assert(import.import(db, ctx, H.write_temp(table.concat(lines, "\n")))) end)
+    assert.same({ 1, 1 }, { copies.direct, copies.staged })
+    assert.same({ 3, 0 }, { report.inserted, #report.rejected })
+    assert.equal("2025-01-03 09:00:00.123457+00",
+      db:value("SELECT (occurred_at AT TIME ZONE 'UTC')::text || '+00' FROM vehicle_events WHERE mileage = 300"))
+    lines = { odometer(car, 10, 1000), '{"vehicle_id": "' .. car .. '", "type": "odometer"}', odometer(car, 12, 1200) }
+    _, _, report, copies = counting(db, function() return assert(import.import(db, ctx, H.write_temp(table.concat(lines, "\n")))) end)
+    assert.same({ 1, 1 }, { copies.direct, copies.staged })
+    assert.same({ 2, 1 }, { report.inserted, #report.rejected })
+    assert.same({ line = 2, reason = "occurred_at: is required" },
+      { line = report.rejected[1].line, reason = report.rejected[1].reason })
+  end)
+
+  it("is not tried by the application role, to which row-level security applies (COPY FROM is refused there)", function()
+    local app = H.app_connect(db)
+    local manager = H.user(db, t, "manager")
+    local _, _, report, copies = counting(app, function()
+      return assert(import.import(app, { tenant = t, user = manager }, H.write_temp(odometer(car, 1, 100))))
+    end)
+    assert.same({ 0, 1 }, { copies.direct, copies.staged })
+    assert.equal(1, report.inserted)
+    local refused = { app:exec("COPY vehicle_events (tenant_id) FROM STDIN") }
+    assert.same({ "0A000", "COPY FROM not supported with row-level security" }, { refused[3], refused[2] })
+    app:close()
+  end)
+
+  it("stages a file for a soft-deleted vehicle, whose lines the screen refuses", function()
+    local ctx = { tenant = t, user = owner }
+    assert(db:exec("UPDATE vehicles SET deleted_at = now() WHERE id = $1", car))
+    local _, _, report, copies = counting(db, function()
+      return assert(import.import(db, ctx, H.write_temp(odometer(car, 1, 100) .. "\n" .. odometer(car, 2, 200))))
+    end)
+    assert.same({ 1, 1 }, { copies.direct, copies.staged })
+    assert.same({ 0, 2 }, { report.inserted, #report.rejected })
+    assert.equal(("vehicle_id: no vehicle %s in this tenant"):format(car), report.rejected[1].reason)
+    assert.equal(0, db:value("SELECT count(*) FROM vehicle_events"))
   end)
 end)

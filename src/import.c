@@ -10,6 +10,7 @@
 #include <string.h>
 #include <errno.h>
 #include <sys/types.h>
+#include <openssl/evp.h>
 
 #define CHUNK 65536
 #define PROGRESS_EVERY 10000
@@ -60,13 +61,69 @@ static int put_field(outbuf *b, const char *s, int last) {
     return ok && put(b, last ? "\n" : "\t", 1);
 }
 
+/* Direct mode: rows for the events table itself (tenant, import batch,
+ * then the fields), an event without an id given its content id, as the
+ * staged path's SQL computes it: md5 of concat_ws('|', tenant, the content
+ * fields' texts), a time as PostgreSQL prints it in UTC. */
+typedef struct direct {
+    const char *tenant, *batch;
+    int content[MM_EV_NFIELDS], ncontent; /* field indexes, in order */
+    EVP_MD_CTX *md;
+    int vehicles;            /* stack index of the set of vehicle ids seen */
+    char last_vehicle[64];
+} direct;
+
+static void free_md(void *p) { EVP_MD_CTX_free((EVP_MD_CTX *)p); }
+
+static const char NOT_DIRECT[] = "not for the direct path";
+
+/* The content id of an event (t) into out as a UUID; NOT_DIRECT when a
+ * time is not one mm_utc_text normalizes, else NULL. */
+static const char *content_id(direct *d, const mm_event_texts *t, char out[37]) {
+    static const char hex[] = "0123456789abcdef";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len, i, o = 0;
+    char utc[40];
+    int k, ok = EVP_DigestInit_ex(d->md, EVP_md5(), NULL) &&
+                EVP_DigestUpdate(d->md, d->tenant, strlen(d->tenant));
+    for (k = 0; ok && k < d->ncontent; k++) {
+        const char *v = t->f[d->content[k]];
+        if (!v) continue; /* concat_ws skips NULLs */
+        if (MM_EVENT_FIELDS[d->content[k]].kind == MM_F_TIME) {
+            if (!mm_utc_text(v, utc, sizeof utc)) return NOT_DIRECT;
+            v = utc;
+        }
+        ok = EVP_DigestUpdate(d->md, "|", 1) && EVP_DigestUpdate(d->md, v, strlen(v));
+    }
+    if (!ok || !EVP_DigestFinal_ex(d->md, md, &len) || len != 16) return "out of memory";
+    for (i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) out[o++] = '-';
+        out[o++] = hex[md[i] >> 4];
+        out[o++] = hex[md[i] & 15];
+    }
+    out[o] = '\0';
+    return NULL;
+}
+
+/* Adds the event's vehicle to the direct path's set (in Lua; consecutive
+ * repeats skipped, as files keep a vehicle's events together). */
+static void note_vehicle(lua_State *L, direct *d, const char *vehicle) {
+    if (!strcmp(vehicle, d->last_vehicle)) return;
+    snprintf(d->last_vehicle, sizeof d->last_vehicle, "%s", vehicle);
+    lua_pushstring(L, vehicle);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, d->vehicles);
+}
+
 /* Checks one event object (event.c) and appends its COPY row (line number
- * first, then the fields of MM_EVENT_FIELDS in order). Returns NULL, or the
- * reason the record is refused (in err). Every text field is checked, so a
- * bad record is refused by its line instead of failing the whole COPY. */
-static const char *event_row(const mm_schemas *schemas, cJSON *ev, long line, const char *vehicle, int zoned,
-                             outbuf *b, char *err, size_t errlen) {
-    char linebuf[24], *json[MM_EV_NFIELDS] = {NULL};
+ * first, then the fields of MM_EVENT_FIELDS in order; in direct mode the
+ * tenant and batch, then the fields, the id filled in). Returns NULL, or
+ * the reason the record is refused (in err; NOT_DIRECT: it must be staged).
+ * Every text field is checked, so a bad record is refused by its line
+ * instead of failing the whole COPY. */
+static const char *event_row(lua_State *L, const mm_schemas *schemas, cJSON *ev, long line, const char *vehicle,
+                             int zoned, direct *d, outbuf *b, char *err, size_t errlen) {
+    char linebuf[24], id[37], *json[MM_EV_NFIELDS] = {NULL};
     mm_event_texts t;
     int i, bad = 0;
     const char *why = mm_event_check(schemas, ev, vehicle, zoned, &t, err, errlen);
@@ -78,11 +135,51 @@ static const char *event_row(const mm_schemas *schemas, cJSON *ev, long line, co
         if (!v || cJSON_IsNull(v)) continue;
         bad = !(t.f[i] = json[i] = cJSON_PrintUnformatted(v));
     }
-    snprintf(linebuf, sizeof linebuf, "%ld", line);
-    if (!bad) bad = !put_field(b, linebuf, 0);
-    for (i = 0; i < MM_EV_NFIELDS && !bad; i++) bad = !put_field(b, t.f[i], i == MM_EV_NFIELDS - 1);
+    if (!bad && d) {
+        if (!t.f[MM_EV_ID] && (why = content_id(d, &t, id)) == NULL) t.f[MM_EV_ID] = id;
+        if (!why) {
+            note_vehicle(L, d, t.f[MM_EV_VEHICLE]);
+            bad = !put_field(b, d->tenant, 0) || !put_field(b, d->batch, 0);
+        }
+    } else if (!bad) {
+        snprintf(linebuf, sizeof linebuf, "%ld", line);
+        bad = !put_field(b, linebuf, 0);
+    }
+    for (i = 0; i < MM_EV_NFIELDS && !bad && !why; i++) bad = !put_field(b, t.f[i], i == MM_EV_NFIELDS - 1);
     for (i = 0; i < MM_EV_NFIELDS; i++) cJSON_free(json[i]);
-    return bad ? "out of memory" : NULL;
+    return bad ? "out of memory" : why;
+}
+
+/* opts.direct = { tenant, batch, content = { field names }, vehicles = {} }
+ * (at idx) read into d, or 0 without it. */
+static int read_direct(lua_State *L, int idx, direct *d) {
+    int k;
+    if (lua_isnil(L, idx)) return 0;
+    luaL_checktype(L, idx, LUA_TTABLE);
+    memset(d, 0, sizeof *d);
+    lua_getfield(L, idx, "tenant");
+    lua_getfield(L, idx, "batch");
+    lua_getfield(L, idx, "vehicles");
+    lua_getfield(L, idx, "content");
+    d->tenant = luaL_checkstring(L, -4);
+    d->batch = luaL_checkstring(L, -3);
+    luaL_checktype(L, -2, LUA_TTABLE);
+    luaL_checktype(L, -1, LUA_TTABLE);
+    d->vehicles = lua_gettop(L) - 1;
+    d->ncontent = (int)mm_rawlen(L, -1);
+    luaL_argcheck(L, d->ncontent <= MM_EV_NFIELDS, 5, "direct.content: too many fields");
+    for (k = 0; k < d->ncontent; k++) {
+        const char *name;
+        int i;
+        lua_rawgeti(L, -1, k + 1);
+        name = luaL_checkstring(L, -1);
+        for (i = 0; i < MM_EV_NFIELDS && strcmp(MM_EVENT_FIELDS[i].name, name); i++) {}
+        if (i == MM_EV_NFIELDS) return luaL_error(L, "direct.content: no event field %s", name);
+        d->content[k] = i;
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1); /* content: the strings stay referenced by opts */
+    return 1;
 }
 
 /* ---- JSON lines --------------------------------------------------------- */
@@ -160,14 +257,18 @@ static void call_back(lua_State *L, mm_conn *c, int fn, long n, const char *a, c
 }
 
 /* db:copy_events(copy_sql, path, codec, opts) -> rows_sent, records
- *   | nil, message, sqlstate, detail.
+ *   | false, line, reason | nil, message, sqlstate, detail.
  * Streams a file of events into a COPY whose rows are: the record's line,
  * then the fields of MM_EVENT_FIELDS in order (text format). Records are the file's
  * events and refused or non-event records (not blank lines or headers). opts: csv = a spec (see
  * csv.c; JSON lines otherwise), vehicle = the vehicle of every event,
  * on_reject(line, reason, column), on_record(line, json_text) for a backup's
  * non-event records (refused without it), on_progress(records, bytes) every
- * PROGRESS_EVERY records. */
+ * PROGRESS_EVERY records. direct = { tenant, batch, content, vehicles }: rows
+ * for the events table itself (see struct direct), each vehicle id added to
+ * the set vehicles; the first record that is refused, or that needs
+ * PostgreSQL to read its time, cancels the COPY and returns false, its line
+ * and why (the caller stages the file instead). */
 static int l_copy_events(lua_State *L) {
     mm_conn *c = mm_check_conn(L, 1);
     const char *sql = luaL_checkstring(L, 2);
@@ -181,6 +282,7 @@ static int l_copy_events(lua_State *L) {
     FILE *f;
     char err[1024];
     long records = 0, sent = 0;
+    direct dm, *d = NULL;
     int r;
     luaL_checktype(L, 5, LUA_TTABLE);
     lua_settop(L, 5);
@@ -189,8 +291,15 @@ static int l_copy_events(lua_State *L) {
     lua_getfield(L, 5, "on_progress"); /* 8 */
     lua_getfield(L, 5, "vehicle");     /* 9 */
     lua_getfield(L, 5, "csv");         /* 10 */
+    lua_getfield(L, 5, "direct");      /* 11 */
     luaL_argcheck(L, lua_isfunction(L, 6), 5, "on_reject: expected a function");
     vehicle = lua_tostring(L, 9);
+    if (read_direct(L, 11, &dm)) { /* 12-14: its tenant, batch and vehicles */
+        mm_box *mbox = mm_box_new(L);
+        d = &dm;
+        if (!(d->md = EVP_MD_CTX_new())) return luaL_error(L, "out of memory");
+        mm_box_hold(mbox, d->md, free_md);
+    }
     fbox = mm_box_new(L);
     f = fopen(path, "rb");
     if (!f) {
@@ -221,9 +330,16 @@ static int l_copy_events(lua_State *L) {
         }
         if (item.record && lua_isnil(L, 7)) item.reason = "a backup record (import the file as a backup)";
         else if (item.record) call_back(L, c, 7, item.line, item.record, NULL);
-        reason = item.event ? event_row(schemas, item.event, item.line, vehicle, src->zoned, out, err, sizeof err)
+        reason = item.event ? event_row(L, schemas, item.event, item.line, vehicle, src->zoned, d, out, err, sizeof err)
                             : item.reason;
         mm_box_release(tbox);
+        if (reason && d) { /* the file is staged instead */
+            mm_copy_cancel(c, "staged instead");
+            lua_pushboolean(L, 0);
+            lua_pushinteger(L, (lua_Integer)item.line);
+            lua_pushstring(L, reason);
+            return 3;
+        }
         if (reason) call_back(L, c, 6, item.line, reason, reason == item.reason ? item.column : NULL);
         else if (item.event) sent++;
         if (out->len >= CHUNK) {

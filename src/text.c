@@ -57,6 +57,83 @@ int mm_has_zone(const char *when) {
     return 0;
 }
 
+/* n digits at s as a number, or -1. */
+static int number(const char *s, int n) {
+    int v = 0;
+    for (; n > 0; n--, s++) {
+        if (!is_digit(*s)) return -1;
+        v = v * 10 + (*s - '0');
+    }
+    return v;
+}
+
+/* Days from 1970-01-01 to a proleptic Gregorian date, and back (H. Hinnant's
+ * civil calendar algorithms; years here are 0-10000, never negative). */
+static long long days_from_civil(long long y, int m, int d) {
+    long long era, yoe, doy;
+    y -= m <= 2;
+    era = y / 400;
+    yoe = y - era * 400;
+    doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+    return era * 146097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719468;
+}
+
+static void civil_from_days(long long z, long long *y, int *m, int *d) {
+    long long era, doe, yoe, doy, mp;
+    z += 719468;
+    era = z / 146097;
+    doe = z - era * 146097;
+    yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    mp = (5 * doy + 2) / 153;
+    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *y = yoe + era * 400 + (*m <= 2);
+}
+
+int mm_utc_text(const char *s, char *out, size_t n) {
+    static const int month_days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int y, mo, d, h, mi, sec = 0, oh = 0, om = 0, sign, fd = 0;
+    long long t, yy;
+    char frac[8] = "";
+    /* in order: a character is read only when those before it were digits */
+    if ((y = number(s, 4)) < 1 || s[4] != '-' || (mo = number(s + 5, 2)) < 1 || mo > 12 || s[7] != '-') return 0;
+    if ((d = number(s + 8, 2)) < 1) return 0;
+    if (d > month_days[mo - 1] + (mo == 2 && (y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)))) return 0;
+    if (s[10] != 'T' && s[10] != ' ') return 0;
+    s += 11;
+    if ((h = number(s, 2)) < 0 || h > 23 || s[2] != ':' || (mi = number(s + 3, 2)) < 0 || mi > 59) return 0;
+    s += 5;
+    if (*s == ':') {
+        if ((sec = number(s + 1, 2)) < 0 || sec > 59) return 0;
+        s += 3;
+        if (*s == '.') {
+            for (s++; is_digit(*s); s++) {
+                if (fd == 6) return 0; /* PostgreSQL rounds to microseconds */
+                frac[fd++] = *s;
+            }
+            if (!fd) return 0;
+            while (fd > 0 && frac[fd - 1] == '0') frac[--fd] = '\0';
+        }
+    }
+    if (*s == 'Z') {
+        if (s[1]) return 0;
+        sign = 0;
+    } else if (*s == '+' || *s == '-') {
+        sign = *s == '-' ? -1 : 1;
+        if ((oh = number(s + 1, 2)) < 0 || oh > 15) return 0;
+        s += 3;
+        if (*s == ':') s++;
+        if (*s && ((om = number(s, 2)) < 0 || om > 59 || s[2])) return 0;
+    } else return 0;
+    t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - sign * (oh * 3600 + om * 60);
+    civil_from_days(t >= 0 ? t / 86400 : -((-t + 86399) / 86400), &yy, &mo, &d);
+    t -= (t >= 0 ? t / 86400 : -((-t + 86399) / 86400)) * 86400;
+    if (yy < 1 || yy > 9999) return 0;
+    return snprintf(out, n, "%04d-%02d-%02d %02d:%02d:%02d%s%s", (int)yy, mo, d, (int)(t / 3600), (int)(t / 60 % 60),
+                    (int)(t % 60), fd ? "." : "", frac) < (int)n;
+}
+
 void mm_shortest_double(double d, char *out, size_t n) {
     int p;
     for (p = 15; p <= 17; p++) {

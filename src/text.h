@@ -16,6 +16,14 @@ int mm_json_has_nul(const char *text, size_t len);
 /* Whether an ISO 8601 time ends in a zone (Z, +hh, +hh:mm, +hhmm, -...). */
 int mm_has_zone(const char *when);
 
+/* The UTC text PostgreSQL prints for (when::timestamptz AT TIME ZONE 'UTC')
+ * under DateStyle ISO ("YYYY-MM-DD HH:MM:SS[.ffffff]", trailing zeros of
+ * the fraction dropped), into out (at least 32 bytes). Reads only the strict
+ * form YYYY-MM-DD{T| }HH:MM[:SS[.f{1,6}]]{Z|+hh|+hhmm|+hh:mm|-...} of a
+ * real date and time in years 1-9999; returns 0 for anything else (which
+ * PostgreSQL may still read: the caller then leaves it to PostgreSQL). */
+int mm_utc_text(const char *when, char *out, size_t n);
+
 /* The shortest decimal text (at most 17 significant digits, out holding at
  * least 32 bytes) that reads back as the same finite double. The one
  * formatter of the core: COPY rows, query parameters and payload texts. */

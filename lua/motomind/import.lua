@@ -18,13 +18,25 @@ local M = {}
 
 local STAGE = "CREATE TEMP TABLE motomind_import (" .. event.staging_columns() .. ") ON COMMIT DROP"
 
--- The id of a staged row without one, derived from its content (tenant $1),
+-- The id of an event without one is derived from its content: md5 of
+-- concat_ws('|', the tenant, these fields' staged texts, a time in UTC),
 -- so importing a file twice adds nothing. Kept as written: changing it would
 -- give re-imported files new ids (fields added later come last: concat_ws
--- skips NULLs, so a row without them keeps its id).
-local CONTENT_ID = [[coalesce(s.id::uuid, md5(concat_ws('|', $1::text, s.vehicle_id, s.type,
-  (s.occurred_at::timestamptz AT TIME ZONE 'UTC')::text, s.mileage, s.payload, s.notes,
-  s.correction, s.corrects_id, s.location, s.tags))::uuid)]]
+-- skips NULLs, so a row without them keeps its id). The staged path computes
+-- it in SQL (CONTENT_ID), the direct path in C (src/import.c) from this list.
+local CONTENT = { "vehicle_id", "type", "occurred_at", "mileage", "payload", "notes", "correction", "corrects_id",
+  "location", "tags" }
+
+-- CONTENT's id of staged row s (tenant $1), or the id it gives.
+local CONTENT_ID = (function()
+  local types, texts = {}, {}
+  for _, f in ipairs(event.FIELDS) do types[f.name] = f.type end
+  for i, name in ipairs(CONTENT) do
+    texts[i] = types[name] == "timestamptz" and ("(s.%s::timestamptz AT TIME ZONE 'UTC')::text"):format(name)
+      or "s." .. name
+  end
+  return ("coalesce(s.id::uuid, md5(concat_ws('|', $1::text, %s))::uuid)"):format(table.concat(texts, ", "))
+end)()
 
 -- Staged lines $2..$3 into the events of tenant $1, in import batch $4.
 local function events_sql(db)
@@ -59,20 +71,27 @@ local function replace_earlier(db, ctx, path, checksum, options, replace)
   return undone
 end
 
--- One try of sql (an INSERT of staged lines $2..$3 for tenant $1, ... its
--- further parameters) in a savepoint: the rows added, or nil and the
--- database's refusal (raised instead when the transaction cannot go on).
-local function attempt(db, sql, tenant, lo, hi, ...)
+-- fn() in a savepoint: its results, or (when its first is falsy) nil and
+-- the database's refusal, its work undone (raised instead when the
+-- transaction cannot go on).
+local function in_savepoint(db, fn)
   assert(db:exec("SAVEPOINT motomind_import"))
-  local n, err, sqlstate = db:exec(sql, tenant, lo, hi, ...)
-  if n then
+  local r = table.pack(fn())
+  if r[1] then
     assert(db:exec("RELEASE SAVEPOINT motomind_import"))
-    return n
+    return table.unpack(r, 1, r.n)
   end
-  if RETRYABLE[sqlstate] or db:status() ~= "ok" then motomind.raise(err, sqlstate) end
+  if RETRYABLE[r[3]] or db:status() ~= "ok" then motomind.raise(r[2], r[3]) end
   assert(db:exec("ROLLBACK TO SAVEPOINT motomind_import"))
   assert(db:exec("RELEASE SAVEPOINT motomind_import"))
-  return nil, err, sqlstate
+  return nil, r[2], r[3]
+end
+
+-- One try of sql (an INSERT of staged lines $2..$3 for tenant $1, ... its
+-- further parameters): the rows added, or nil and the database's refusal.
+local function attempt(db, sql, tenant, lo, hi, ...)
+  local args = table.pack(...)
+  return in_savepoint(db, function() return db:exec(sql, tenant, lo, hi, table.unpack(args, 1, args.n)) end)
 end
 
 --- insert_range(db, sql, tenant, lo, hi, report, ...) runs sql (an INSERT of
@@ -170,6 +189,53 @@ local function screen_mileage(db, tenant, report)
   return true
 end
 
+-- Whether the tenant has undone an import.
+local function has_undone(db, tenant)
+  local undone, err, sqlstate = db:value("SELECT EXISTS (SELECT 1 FROM " .. db:qualify("import_batches") ..
+    " WHERE tenant_id = $1 AND undone_at IS NOT NULL)", tenant)
+  if undone == nil then motomind.raise(err, sqlstate) end
+  return undone
+end
+
+--- Whether a JSON-lines file is first tried straight into the events table
+-- (copy_direct); false stages every file (the specs compare the two paths).
+M.direct = true
+
+-- The optimistic path of a JSON-lines file: its events COPYed straight into
+-- the events table in a savepoint, ids filled in by C as CONTENT_ID would.
+-- Only for a writer the tables' row-level security does not apply to (a
+-- superuser, the embedded default's role, a BYPASSRLS maintenance role):
+-- PostgreSQL refuses COPY FROM where it applies, so the application role's
+-- imports are staged. Whatever the staged path would treat otherwise undoes
+-- it and returns nil (the file is then staged): a record the C check
+-- refuses or whose time C leaves to PostgreSQL, a row the database refuses
+-- (a duplicate of an earlier import, a rule), a vehicle the screen refuses
+-- (deleted, or not writable by the context's user), a tenant with undone
+-- imports (their rows come back under other ids). Returns rows, records.
+local function copy_direct(db, ctx, path, report, progress)
+  if not M.direct then return nil end
+  local secured, err, sqlstate = db:value("SELECT row_security_active($1::regclass)", db:qualify("vehicle_events"))
+  if secured == nil then motomind.raise(err, sqlstate) end
+  if secured or has_undone(db, ctx.tenant) then return nil end
+  local sql = ("COPY %s (tenant_id, import_batch_id, %s) FROM STDIN"):format(db:qualify("vehicle_events"),
+    event.columns())
+  local screen = "SELECT EXISTS (SELECT 1 FROM " .. db:qualify("refused_event_vehicles") ..
+    "(ARRAY(SELECT jsonb_array_elements_text($1::jsonb)::uuid)))"
+  local vehicles = {}
+  return in_savepoint(db, function()
+    local sent, records, sqlstate = db:copy_events(sql, path, payload.codec(), {
+      on_reject = function() end, on_progress = progress or nil,
+      direct = { tenant = ctx.tenant, batch = report.batch, content = CONTENT, vehicles = vehicles } })
+    if sent == nil then return nil, records, sqlstate end -- the database refused a row
+    if not sent or records == 0 then return nil end
+    local ids = setmetatable({}, motomind.json.array_mt)
+    for id in pairs(vehicles) do ids[#ids + 1] = id end
+    local refused, err, state = db:value(screen, ids)
+    if refused ~= false then return nil, err, state end -- (a refused vehicle: staged, to be reported)
+    return sent, records
+  end)
+end
+
 -- Rows of an undone import come back when imported again: a staged row
 -- whose content id is an event voided by the undo of its batch takes the id
 -- md5(that id | that batch), following the chain through later undos, so
@@ -177,8 +243,7 @@ end
 -- same bytes finds them). Events amended since the undo kept theirs, and stay
 -- duplicates. Only a tenant with an undone batch pays for the lookup.
 local function reissue_undone(db, tenant)
-  if db:value("SELECT EXISTS (SELECT 1 FROM " .. db:qualify("import_batches") ..
-    " WHERE tenant_id = $1 AND undone_at IS NOT NULL)", tenant) ~= true then return end
+  if not has_undone(db, tenant) then return end
   local sql = ([[
     WITH RECURSIVE chain AS (
       SELECT s.line, ]] .. CONTENT_ID .. [[ AS id, s.occurred_at::timestamptz AS at, 0 AS depth
@@ -272,6 +337,53 @@ local function with_category(spec, category)
   if not found then motomind.raise("category: this format holds no maintenance records", "22023") end
 end
 
+-- The staged path: the file COPYed into a temporary table (C checks each
+-- record; refused ones are reported), screened, and inserted in one
+-- statement; only when the database refuses it are the staged lines
+-- screened for the mileage rule and bisected. Returns the records refused
+-- before any insert (read from the file).
+local function stage(db, ctx, path, format, csv, opts, report, staged_records, progress)
+  motomind.assert(db:exec(STAGE))
+  local staged, records = motomind.assert(db:copy_events("COPY pg_temp.motomind_import FROM STDIN", path,
+    payload.codec(), {
+      csv = csv, vehicle = opts.vehicle, on_progress = progress or nil,
+      on_reject = function(line, reason, column)
+        report.rejected[#report.rejected + 1] = { file = path, line = line, column = column, reason = reason }
+      end,
+      on_record = (format == "backup" or csv) and function(line, text)
+        staged_records[#staged_records + 1] = { line, text }
+      end or nil,
+    }))
+  report.staged, report.records = staged, records
+  if records == 0 then motomind.raise(path .. ": no records (the file is empty, or holds only a header)", "22023") end
+  if format == "backup" then
+    backup.stage_records(db, staged_records, report)
+    backup.restore_records(db, ctx, staged_records, report, M.insert_range)
+  elseif #staged_records > 0 then reminders.import_records(db, ctx, opts.vehicle, staged_records, report, M.insert_range) end
+  local refused = #report.rejected
+  if staged > 0 then
+    if report.converted then convert_mileage(db, report.converted) end
+    screen_vehicles(db, report)
+    reissue_undone(db, ctx.tenant)
+    -- CSV records may span lines: the range is the staged lines'.
+    local last = db:value("SELECT max(line) FROM pg_temp.motomind_import")
+    if last ~= motomind.null then -- (the screen may have refused every line)
+      motomind.assert(db:exec("CREATE INDEX ON pg_temp.motomind_import (line)"))
+      -- Optimistic: the file's lines in one INSERT; only when the database
+      -- refuses it does the mileage screen walk the staged readings (the
+      -- database's own walk found them good otherwise), and the lines left
+      -- are inserted, bisecting for what no screen foresees.
+      local sql = events_sql(db)
+      report.inserted = attempt(db, sql, ctx.tenant, 1, last, report.batch)
+      if not report.inserted then
+        screen_mileage(db, ctx.tenant, report)
+        report.inserted = M.insert_range(db, sql, ctx.tenant, 1, last, report, report.batch)
+      end
+    end
+  end
+  return refused
+end
+
 --- import(db, ctx, path, opts) -> report | nil, message, sqlstate, detail.
 -- opts: format (jsonl, backup, a CSV format of formats.lua, or a CSV
 -- layout of one's own, motomind.layout; by default recognised from the
@@ -345,51 +457,20 @@ function M.import(db, ctx, path, opts)
         category = opts.category, vehicle = vehicle, path = path }
       if opts.category ~= nil then with_category(csv, opts.category) end
     end
-    motomind.assert(db:exec(STAGE))
-    local staged, records = motomind.assert(db:copy_events("COPY pg_temp.motomind_import FROM STDIN", path,
-      payload.codec(), {
-        csv = csv, vehicle = opts.vehicle, on_progress = progress or nil,
-        on_reject = function(line, reason, column)
-          report.rejected[#report.rejected + 1] = { file = path, line = line, column = column, reason = reason }
-        end,
-        on_record = (format == "backup" or csv) and function(line, text)
-          staged_records[#staged_records + 1] = { line, text }
-        end or nil,
-      }))
-    if drawn then io.stderr:write("\n") end
-    report.staged, report.records = staged, records
-    if records == 0 then motomind.raise(path .. ": no records (the file is empty, or holds only a header)", "22023") end
-    if format == "backup" then
-      backup.stage_records(db, staged_records, report)
-      backup.restore_records(db, ctx, staged_records, report, M.insert_range)
-    elseif #staged_records > 0 then reminders.import_records(db, ctx, opts.vehicle, staged_records, report, M.insert_range) end
-    local refused = #report.rejected
-    if staged > 0 then
-      if report.converted then convert_mileage(db, report.converted) end
-      screen_vehicles(db, report)
-      reissue_undone(db, ctx.tenant)
-      -- CSV records may span lines: the range is the staged lines'.
-      local last = db:value("SELECT max(line) FROM pg_temp.motomind_import")
-      if last ~= motomind.null then -- (the screen may have refused every line)
-        motomind.assert(db:exec("CREATE INDEX ON pg_temp.motomind_import (line)"))
-        -- Optimistic: the file's lines in one INSERT; only when the database
-        -- refuses it does the mileage screen walk the staged readings (the
-        -- database's own walk found them good otherwise), and the lines left
-        -- are inserted, bisecting for what no screen foresees.
-        local sql = events_sql(db)
-        report.inserted = attempt(db, sql, ctx.tenant, 1, last, report.batch)
-        if not report.inserted then
-          screen_mileage(db, ctx.tenant, report)
-          report.inserted = M.insert_range(db, sql, ctx.tenant, 1, last, report, report.batch)
-        end
-      end
+    local sent, records, refused = nil, nil, 0
+    if format == "jsonl" then sent, records = copy_direct(db, ctx, path, report, progress) end
+    if sent then
+      report.staged, report.records, report.inserted = sent, records, sent
+    else
+      refused = stage(db, ctx, path, format, csv, opts, report, staged_records, progress)
     end
+    if drawn then io.stderr:write("\n") end
     if format == "backup" then -- records that may reference the events
       local before = #report.rejected
       backup.restore_records(db, ctx, staged_records, report, M.insert_range, true)
       refused = refused + (#report.rejected - before)
     end
-    report.duplicates = staged - report.inserted - (#report.rejected - refused)
+    report.duplicates = report.staged - report.inserted - (#report.rejected - refused)
     table.sort(report.rejected, function(a, b) return a.line < b.line end)
     if opts.atomic and #report.rejected > 0 then
       motomind.raise(("%s: %d of %d records refused; nothing imported (atomic)"):format(path, #report.rejected,
