@@ -340,9 +340,10 @@ end
 -- The staged path: the file COPYed into a temporary table (C checks each
 -- record; refused ones are reported), screened, and inserted in one
 -- statement; only when the database refuses it are the staged lines
--- screened for the mileage rule and bisected. Returns the records refused
--- before any insert (read from the file).
-local function stage(db, ctx, path, format, csv, opts, report, staged_records, progress)
+-- screened for the mileage rule and bisected (at once when checked, the
+-- database's refusal of the file's direct COPY by a rule). Returns the
+-- records refused before any insert (read from the file).
+local function stage(db, ctx, path, format, csv, opts, report, staged_records, progress, checked)
   motomind.assert(db:exec(STAGE))
   local staged, records = motomind.assert(db:copy_events("COPY pg_temp.motomind_import FROM STDIN", path,
     payload.codec(), {
@@ -374,7 +375,7 @@ local function stage(db, ctx, path, format, csv, opts, report, staged_records, p
       -- database's own walk found them good otherwise), and the lines left
       -- are inserted, bisecting for what no screen foresees.
       local sql = events_sql(db)
-      report.inserted = attempt(db, sql, ctx.tenant, 1, last, report.batch)
+      report.inserted = not checked and attempt(db, sql, ctx.tenant, 1, last, report.batch)
       if not report.inserted then
         screen_mileage(db, ctx.tenant, report)
         report.inserted = M.insert_range(db, sql, ctx.tenant, 1, last, report, report.batch)
@@ -457,12 +458,12 @@ function M.import(db, ctx, path, opts)
         category = opts.category, vehicle = vehicle, path = path }
       if opts.category ~= nil then with_category(csv, opts.category) end
     end
-    local sent, records, refused = nil, nil, 0
-    if format == "jsonl" then sent, records = copy_direct(db, ctx, path, report, progress) end
+    local sent, records, sqlstate, refused = nil, nil, nil, 0
+    if format == "jsonl" then sent, records, sqlstate = copy_direct(db, ctx, path, report, progress) end
     if sent then
       report.staged, report.records, report.inserted = sent, records, sent
-    else
-      refused = stage(db, ctx, path, format, csv, opts, report, staged_records, progress)
+    else -- (a CHECK refused the direct COPY: the file's one INSERT would be refused too)
+      refused = stage(db, ctx, path, format, csv, opts, report, staged_records, progress, sqlstate == "23514")
     end
     if drawn then io.stderr:write("\n") end
     if format == "backup" then -- records that may reference the events
