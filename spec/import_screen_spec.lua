@@ -37,27 +37,22 @@ describe("refused import lines are found set-based", function()
   before_each(function() db, t, car, owner = H.fresh_tenant() end)
   after_each(function() H.drop(db) end)
 
-  it("inserts a clean file in one COPY straight into the events table: nothing staged, no screen", function()
-    local lines = {}
-    for day = 1, 28 do lines[#lines + 1] = odometer(car, day, day * 100) end
-    local inserts, screens, report, copies = counting(db, function()
-      return assert(import.import(db, { tenant = t, user = owner }, H.write_temp(table.concat(lines, "\n"))))
-    end)
-    assert.same({ 0, 0, 1, 0 }, { inserts, screens, copies.direct, copies.staged })
-    assert.same({ 28, 0 }, { report.inserted, #report.rejected })
-  end)
-
-  it("stages a clean file in one INSERT, without the mileage screen, when the direct path is off", function()
-    local lines = {}
-    for day = 1, 28 do lines[#lines + 1] = odometer(car, day, day * 100) end
-    import.direct = false
-    finally(function() import.direct = true end)
-    local inserts, screens, report, copies = counting(db, function()
-      return assert(import.import(db, { tenant = t, user = owner }, H.write_temp(table.concat(lines, "\n"))))
-    end)
-    assert.same({ 1, 0, 0, 1 }, { inserts, screens, copies.direct, copies.staged })
-    assert.same({ 28, 0 }, { report.inserted, #report.rejected })
-  end)
+  -- direct: { inserts, screens, direct COPYs, staged COPYs } of a clean file
+  for direct, counts in pairs { [true] = { 0, 0, 1, 0 }, [false] = { 1, 0, 0, 1 } } do
+    it(direct and "inserts a clean file in one COPY straight into the events table: nothing staged, no screen"
+      or "stages a clean file and inserts it in one INSERT, without the mileage screen, when the direct path is off",
+      function()
+        local lines = {}
+        for day = 1, 28 do lines[#lines + 1] = odometer(car, day, day * 100) end
+        import.direct = direct
+        finally(function() import.direct = true end)
+        local inserts, screens, report, copies = counting(db, function()
+          return assert(import.import(db, { tenant = t, user = owner }, H.write_temp(table.concat(lines, "\n"))))
+        end)
+        assert.same(counts, { inserts, screens, copies.direct, copies.staged })
+        assert.same({ 28, 0 }, { report.inserted, #report.rejected })
+      end)
+  end
 
   it("reports every line below an earlier reading after one refused statement, whatever the file's order", function()
     -- every other line goes backwards; 1..28 days

@@ -1,9 +1,10 @@
 --- Bulk import: JSON lines of events, whole-tenant backups (backup.lua) and
 -- the CSV exports of other apps (formats.lua). The path runs one way: this
--- module stages the file through the C driver (src/import.c: a source reads
+-- module streams the file through the C driver (src/import.c: a source reads
 -- each record, the event check of src/event.c validates it, rows go through
--- COPY without a Lua table per row) and inserts them in one statement; only
--- when the database refuses it are the staged rows screened set-based.
+-- COPY without a Lua table per row), straight into the events table when it
+-- can (copy_direct), else into a staging table inserted in one statement;
+-- only when the database refuses it are the staged rows screened set-based.
 local motomind = require "motomind"
 local core = require "motomind.core"
 local event = require "motomind.event"
