@@ -72,27 +72,29 @@ local function replace_earlier(db, ctx, path, checksum, options, replace)
   return undone
 end
 
--- fn() in a savepoint: its results, or (when its first is falsy) nil and
--- the database's refusal, its work undone (raised instead when the
--- transaction cannot go on).
+-- fn() in a savepoint: its two results, or (when its first is falsy) nil
+-- and the database's refusal (message, sqlstate), its work undone (raised
+-- instead when the transaction cannot go on).
 local function in_savepoint(db, fn)
   assert(db:exec("SAVEPOINT motomind_import"))
-  local r = table.pack(fn())
-  if r[1] then
+  local a, b, c = fn()
+  if a then
     assert(db:exec("RELEASE SAVEPOINT motomind_import"))
-    return table.unpack(r, 1, r.n)
+    return a, b
   end
-  if RETRYABLE[r[3]] or db:status() ~= "ok" then motomind.raise(r[2], r[3]) end
+  if RETRYABLE[c] or db:status() ~= "ok" then motomind.raise(b, c) end
   assert(db:exec("ROLLBACK TO SAVEPOINT motomind_import"))
   assert(db:exec("RELEASE SAVEPOINT motomind_import"))
-  return nil, r[2], r[3]
+  return nil, b, c
 end
+
+local unpack = table.unpack or unpack
 
 -- One try of sql (an INSERT of staged lines $2..$3 for tenant $1, ... its
 -- further parameters): the rows added, or nil and the database's refusal.
 local function attempt(db, sql, tenant, lo, hi, ...)
-  local args = table.pack(...)
-  return in_savepoint(db, function() return db:exec(sql, tenant, lo, hi, table.unpack(args, 1, args.n)) end)
+  local args = { n = select("#", ...), ... }
+  return in_savepoint(db, function() return db:exec(sql, tenant, lo, hi, unpack(args, 1, args.n)) end)
 end
 
 --- insert_range(db, sql, tenant, lo, hi, report, ...) runs sql (an INSERT of
