@@ -16,11 +16,29 @@ end
 
 --- best(fn) -> the least of 7 runs of fn, in seconds: for the in-process
 -- codec figures, whose single runs last milliseconds and whose ratios a
--- stray scheduling delay on one side would otherwise move by a tenth.
+-- stray scheduling delay on one side would otherwise move by a tenth. Each
+-- run starts after a full garbage collection, so no run pays for the
+-- garbage of the one before (or of the other side of a ratio).
 function M.best(fn)
   local least = math.huge
-  for _ = 1, 7 do least = math.min(least, (M.timed(fn))) end
+  for _ = 1, 7 do
+    collectgarbage()
+    least = math.min(least, (M.timed(fn)))
+  end
   return least
+end
+
+--- best_pair(a, b) -> best of a, best of b, their runs alternating: a ratio
+-- of the two is then measured over the same stretch of the machine's time.
+function M.best_pair(a, b)
+  local la, lb = math.huge, math.huge
+  for _ = 1, 7 do
+    collectgarbage()
+    la = math.min(la, (M.timed(a)))
+    collectgarbage()
+    lb = math.min(lb, (M.timed(b)))
+  end
+  return la, lb
 end
 
 --- p50(fn) -> the median of 11 runs of fn, in ms.
