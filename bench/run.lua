@@ -236,7 +236,7 @@ result("one INSERT per row (pure Lua) vs raw COPY, per row", ("%.1fx"):format((t
   ("%d rows in %.1f s"):format(PER_ROW, t_rows))
 
 -- 3. the payload codec vs lua-cjson in the same process (each side the best
--- of 7 runs: common.best)
+-- of 7 runs, the two sides' runs alternating: common.best_pair)
 local ok_cjson, cjson = pcall(require, "cjson")
 local texts, types = {}, {}
 for i, line in ipairs(sample) do
@@ -244,27 +244,28 @@ for i, line in ipairs(sample) do
   texts[i], types[i] = motomind.json.encode(e.payload), e.type
 end
 local codec = payload.codec()
-local t_dec = best(function() for i = 1, #texts do codec:decode(types[i], texts[i]) end end)
+local function decode_all() for i = 1, #texts do codec:decode(types[i], texts[i]) end end
 local tables = {}
 for i = 1, #texts do tables[i] = codec:decode(types[i], texts[i]) end
-local t_enc = best(function() for i = 1, #texts do codec:encode(types[i], tables[i]) end end)
+local function encode_all() for i = 1, #texts do codec:encode(types[i], tables[i]) end end
 if ok_cjson then
-  local t_cdec = best(function() for i = 1, #texts do cjson.decode(texts[i]) end end)
+  -- each figure's two sides alternate their runs (common.best_pair)
   local ctables = {}
   for i = 1, #texts do ctables[i] = cjson.decode(texts[i]) end
-  local t_cenc = best(function() for i = 1, #texts do cjson.encode(ctables[i]) end end)
+  local t_enc, t_cenc = common.best_pair(encode_all, function() for i = 1, #texts do cjson.encode(ctables[i]) end end)
   -- the peer for decode+validate: lua-cjson's decode, then the same rules
   -- in Lua (bench/lua_validator.lua; spec/payload_spec holds it to the codec)
   local schemas = dofile(ROOT .. "/tools/payload_sql.lua").load(
     require("motomind.migrate").sql_directory() .. "/payloads.json")
   local lua_check = dofile(ROOT .. "/bench/lua_validator.lua").new(schemas)
-  local t_cval = best(function()
+  local t_dec, t_cval = common.best_pair(decode_all, function()
     for i = 1, #texts do assert(lua_check(types[i], cjson.decode(texts[i]))) end
   end)
   result("codec decode+validate vs lua-cjson decode + the same rules in Lua", ("%.2fx"):format(t_cval / t_dec),
     ("%.0f vs %.0f payloads/s (goal >= 1.0x)"):format(#texts / t_dec, #texts / t_cval))
   -- stored payloads are trusted (the database checked them): plain decode
-  local t_jdec = best(function() for i = 1, #texts do motomind.json.decode(texts[i]) end end)
+  local t_jdec, t_cdec = common.best_pair(function() for i = 1, #texts do motomind.json.decode(texts[i]) end end,
+    function() for i = 1, #texts do cjson.decode(texts[i]) end end)
   result("plain decode of stored payloads (motomind.json.decode) vs lua-cjson decode", ("%.2fx"):format(t_cdec / t_jdec),
     ("%.0f vs %.0f payloads/s (goal >= 0.8x)"):format(#texts / t_jdec, #texts / t_cdec))
   result("codec decode+validate vs lua-cjson decode (no validation)", ("%.2fx"):format(t_cdec / t_dec),
@@ -273,7 +274,7 @@ if ok_cjson then
   result("codec encode (canonical) vs lua-cjson encode", ("%.2fx"):format(t_cenc / t_enc),
     ("%.0f vs %.0f payloads/s"):format(#texts / t_enc, #texts / t_cenc))
 else
-  result("codec decode+validate", ("%.0f/s"):format(#texts / t_dec), "lua-cjson not installed: no ratio")
+  result("codec decode+validate", ("%.0f/s"):format(#texts / best(decode_all)), "lua-cjson not installed: no ratio")
 end
 
 -- 4. export vs raw COPY TO of the same rows
