@@ -329,6 +329,34 @@ describe("the direct path of a JSON-lines import", function()
     app:close()
   end)
 
+  it("stages a viewer's file sent through a connection row-level security does not bind, which the screen refuses",
+    function()
+      local viewer = H.user(db, t, "viewer")
+      local _, _, report, copies = counting(db, function()
+        return assert(import.import(db, { tenant = t, user = viewer }, H.write_temp(odometer(car, 1, 100))))
+      end)
+      assert.same({ 1, 1 }, { copies.direct, copies.staged })
+      assert.same({ 0, 1, "42501" }, { report.inserted, #report.rejected, report.rejected[1].sqlstate })
+      assert.equal(0, db:value("SELECT count(*) FROM vehicle_events"))
+    end)
+
+  it("brings an undone import's events back: new events go straight in, the undone ones are staged", function()
+    local imports = require "motomind.imports"
+    local ctx = { tenant = t, user = owner }
+    local path = H.write_temp(odometer(car, 1, 100) .. "\n" .. odometer(car, 2, 200))
+    local first = assert(import.import(db, ctx, path))
+    assert.equal(2, motomind.assert(imports.undo(db, ctx, first.batch)).voided)
+    local _, _, fresh, copies = counting(db, function()
+      return assert(import.import(db, ctx, H.write_temp(odometer(car, 3, 300))))
+    end)
+    assert.same({ 1, 0, 1 }, { copies.direct, copies.staged, fresh.inserted })
+    local back
+    _, _, back, copies = counting(db, function() return assert(import.import(db, ctx, path)) end)
+    assert.same({ 1, 1 }, { copies.direct, copies.staged })
+    assert.same({ 2, 0 }, { back.inserted, back.duplicates })
+    assert.equal(3, db:value("SELECT count(*) FROM vehicle_events_effective"))
+  end)
+
   it("stages a file for a soft-deleted vehicle, whose lines the screen refuses", function()
     local ctx = { tenant = t, user = owner }
     assert(db:exec("UPDATE vehicles SET deleted_at = now() WHERE id = $1", car))

@@ -94,7 +94,7 @@ static void civil_from_days(long long z, long long *y, int *m, int *d) {
 int mm_utc_text(const char *s, char *out, size_t n) {
     static const int month_days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     int y, mo, d, h, mi, sec = 0, oh = 0, om = 0, sign, fd = 0;
-    long long t, yy;
+    long long t, days, yy;
     char frac[8] = "";
     /* in order: a character is read only when those before it were digits */
     if ((y = number(s, 4)) < 1 || s[4] != '-' || (mo = number(s + 5, 2)) < 1 || mo > 12 || s[7] != '-') return 0;
@@ -127,8 +127,9 @@ int mm_utc_text(const char *s, char *out, size_t n) {
         if (*s && ((om = number(s, 2)) < 0 || om > 59 || s[2])) return 0;
     } else return 0;
     t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - sign * (oh * 3600 + om * 60);
-    civil_from_days(t >= 0 ? t / 86400 : -((-t + 86399) / 86400), &yy, &mo, &d);
-    t -= (t >= 0 ? t / 86400 : -((-t + 86399) / 86400)) * 86400;
+    days = t / 86400 - (t % 86400 < 0); /* floored: before 1970 too */
+    t -= days * 86400;
+    civil_from_days(days, &yy, &mo, &d);
     if (yy < 1 || yy > 9999) return 0;
     return snprintf(out, n, "%04d-%02d-%02d %02d:%02d:%02d%s%s", (int)yy, mo, d, (int)(t / 3600), (int)(t / 60 % 60),
                     (int)(t % 60), fd ? "." : "", frac) < (int)n;

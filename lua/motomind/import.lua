@@ -192,14 +192,6 @@ local function screen_mileage(db, tenant, report)
   return true
 end
 
--- Whether the tenant has undone an import.
-local function has_undone(db, tenant)
-  local undone, err, sqlstate = db:value("SELECT EXISTS (SELECT 1 FROM " .. db:qualify("import_batches") ..
-    " WHERE tenant_id = $1 AND undone_at IS NOT NULL)", tenant)
-  if undone == nil then motomind.raise(err, sqlstate) end
-  return undone
-end
-
 --- Whether a JSON-lines file is first tried straight into the events table
 -- (copy_direct); false stages every file (the specs compare the two paths).
 M.direct = true
@@ -212,14 +204,13 @@ M.direct = true
 -- imports are staged. Whatever the staged path would treat otherwise undoes
 -- it and returns nil (the file is then staged): a record the C check
 -- refuses or whose time C leaves to PostgreSQL, a row the database refuses
--- (a duplicate of an earlier import, a rule), a vehicle the screen refuses
--- (deleted, or not writable by the context's user), a tenant with undone
--- imports (their rows come back under other ids). Returns rows, records.
+-- (a duplicate of an earlier import, a rule; an event of an undone import
+-- too, whose voided row keeps its id: staged, it comes back under another
+-- id), a vehicle the screen refuses (deleted, or not writable by the
+-- context's user). Returns rows, records.
 local function copy_direct(db, ctx, path, report, progress)
-  if not M.direct then return nil end
-  local secured, err, sqlstate = db:value("SELECT row_security_active($1::regclass)", db:qualify("vehicle_events"))
-  if secured == nil then motomind.raise(err, sqlstate) end
-  if secured or has_undone(db, ctx.tenant) then return nil end
+  if not M.direct or motomind.assert(db:row("SELECT row_security_active($1::regclass) AS active",
+    db:qualify("vehicle_events"))).active then return nil end
   local sql = ("COPY %s (tenant_id, import_batch_id, %s) FROM STDIN"):format(db:qualify("vehicle_events"),
     event.columns())
   local screen = "SELECT EXISTS (SELECT 1 FROM " .. db:qualify("refused_event_vehicles") ..
@@ -246,7 +237,8 @@ end
 -- same bytes finds them). Events amended since the undo kept theirs, and stay
 -- duplicates. Only a tenant with an undone batch pays for the lookup.
 local function reissue_undone(db, tenant)
-  if not has_undone(db, tenant) then return end
+  if db:value("SELECT EXISTS (SELECT 1 FROM " .. db:qualify("import_batches") ..
+    " WHERE tenant_id = $1 AND undone_at IS NOT NULL)", tenant) ~= true then return end
   local sql = ([[
     WITH RECURSIVE chain AS (
       SELECT s.line, ]] .. CONTENT_ID .. [[ AS id, s.occurred_at::timestamptz AS at, 0 AS depth
@@ -343,10 +335,10 @@ end
 -- The staged path: the file COPYed into a temporary table (C checks each
 -- record; refused ones are reported), screened, and inserted in one
 -- statement; only when the database refuses it are the staged lines
--- screened for the mileage rule and bisected (at once when checked, the
--- database's refusal of the file's direct COPY by a rule). Returns the
--- records refused before any insert (read from the file).
-local function stage(db, ctx, path, format, csv, opts, report, staged_records, progress, checked)
+-- screened for the mileage rule and bisected (at once when refused_whole:
+-- a rule refused the file's direct COPY). Returns the records refused
+-- before any insert (read from the file).
+local function stage(db, ctx, path, format, csv, opts, report, staged_records, progress, refused_whole)
   motomind.assert(db:exec(STAGE))
   local staged, records = motomind.assert(db:copy_events("COPY pg_temp.motomind_import FROM STDIN", path,
     payload.codec(), {
@@ -378,7 +370,7 @@ local function stage(db, ctx, path, format, csv, opts, report, staged_records, p
       -- database's own walk found them good otherwise), and the lines left
       -- are inserted, bisecting for what no screen foresees.
       local sql = events_sql(db)
-      report.inserted = not checked and attempt(db, sql, ctx.tenant, 1, last, report.batch)
+      report.inserted = not refused_whole and attempt(db, sql, ctx.tenant, 1, last, report.batch)
       if not report.inserted then
         screen_mileage(db, ctx.tenant, report)
         report.inserted = M.insert_range(db, sql, ctx.tenant, 1, last, report, report.batch)
