@@ -23,7 +23,7 @@ PREFIX ?= /usr/local
 LUADIR ?= $(PREFIX)/share/lua/5.4
 LIBDIR ?= $(PREFIX)/lib/lua/5.4
 
-.PHONY: all build deps demo test bench bench-report bench-scale bench-captures bench-sealed bench-openresty check-memory fuzz payload-migration distribution-plan schema install clean pg-start pg-stop
+.PHONY: all build deps demo test bench bench-report bench-scale bench-captures bench-sealed bench-openresty check-memory fuzz payload-migration distribution-plan schema install install-pg pg-module clean pg-start pg-stop
 
 all build: $(CORE)
 
@@ -36,18 +36,18 @@ deps:
 	@tools/deps
 
 demo: deps
-	@$(MAKE) --no-print-directory build
+	@$(MAKE) --no-print-directory build pg-module
 	@tools/with-db $(LUA) bin/motomind demo --out build/demo-report.html
 
 test: deps
-	@$(MAKE) --no-print-directory build LUA=lua5.4
+	@$(MAKE) --no-print-directory build pg-module LUA=lua5.4
 	@$(MAKE) --no-print-directory build LUA=luajit
 	@tools/with-db tools/run-suite
 
 # Figures measured in one run on generated data; N events (default 200000).
 N ?= 200000
 bench: deps
-	@$(MAKE) --no-print-directory build LUA=lua5.4
+	@$(MAKE) --no-print-directory build pg-module LUA=lua5.4
 	@tools/with-db env LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/lua5.4/?.so;;" \
 	  MOTOMIND_SQL=$(CURDIR)/sql lua5.4 bench/run.lua $(N)
 
@@ -59,7 +59,7 @@ bench-report: deps
 
 # A node at scale: SCALE_EVENTS (10M) events of 1,000 tenants, 20,000 vehicles.
 bench-scale: deps
-	@$(MAKE) --no-print-directory build LUA=lua5.4
+	@$(MAKE) --no-print-directory build pg-module LUA=lua5.4
 	@tools/with-db env LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/lua5.4/?.so;;" \
 	  MOTOMIND_SQL=$(CURDIR)/sql lua5.4 bench/scale.lua
 
@@ -82,6 +82,24 @@ bench-openresty: deps
 	@$(MAKE) --no-print-directory build LUA=luajit
 	@tools/with-db env LUA_PATH="lua/?.lua;lua/?/init.lua;;" LUA_CPATH="build/lua5.4/?.so;;" \
 	  MOTOMIND_SQL=$(CURDIR)/sql lua5.4 bench/openresty.lua
+
+# The payload rules in C inside PostgreSQL (src/pg/motomind_pg.c, optional:
+# migration 0038 uses them when PostgreSQL can load the library, else the
+# generated SQL rules run). install-pg puts it in PostgreSQL's library
+# directory; pg-module does so when that directory is writable (as root),
+# and otherwise says the rules stay in SQL.
+PG_CONFIG ?= pg_config
+PG_MODULE := build/pg/motomind_pg.so
+$(PG_MODULE): src/pg/motomind_pg.c src/payload.c src/payload.h src/text.c src/text.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -std=gnu99 -Wall -Wextra -Werror -Wmissing-prototypes -Wno-unused-parameter -fPIC -shared \
+	  -I$(shell $(PG_CONFIG) --includedir-server) $(shell pkg-config --cflags libcjson) \
+	  -o $@ src/pg/motomind_pg.c src/payload.c src/text.c $(shell pkg-config --libs libcjson)
+install-pg: $(PG_MODULE)
+	install -m 755 $(PG_MODULE) $(DESTDIR)$(shell $(PG_CONFIG) --pkglibdir)/
+pg-module: $(PG_MODULE)
+	@dir=$$($(PG_CONFIG) --pkglibdir); if [ -w "$$dir" ]; then install -C -m 755 $(PG_MODULE) "$$dir/"; \
+	  else echo "motomind: $$dir is not writable, so the payload rules stay in SQL (make install-pg as root)" >&2; fi
 
 check-memory: deps
 	@$(MAKE) --no-print-directory build LUA=lua5.4

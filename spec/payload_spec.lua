@@ -104,16 +104,63 @@ describe("payload rules in the database", function()
   setup(function() db = H.fresh() end)
   teardown(function() H.drop(db) end)
 
-  -- The set-based and the row-at-a-time rules must agree with each other too.
+  -- Whether PostgreSQL can load the motomind_pg library (make test installs
+  -- it): then migration 0038 declared the native rules.
+  local function library_installed()
+    local dir = H.run("pg_config --pkglibdir"):gsub("%s+$", "")
+    return H.read(dir .. "/motomind_pg.so") ~= nil
+  end
+  local function native_declared()
+    local declared, err = db:value("SELECT to_regprocedure('payload_problem_native(text,text,jsonb)') IS NOT NULL")
+    assert(declared ~= nil, err)
+    return declared
+  end
+
+  -- The set-based and the row-at-a-time rules must agree with each other,
+  -- and with the native ones (the same C in the server) when declared.
   local function db_verdict(type, text)
+    local native = native_declared()
     local ok, row = pcall(function()
       return motomind.assert(db:row("SELECT payload_problem($1, $2::jsonb) AS whole, " ..
-        "payload_problem_row($1, $2::jsonb) AS one", type, text))
+        "payload_problem_row($1, $2::jsonb) AS one" ..
+        (native and ", payload_problem_native(payload_document(), $1, $2::jsonb) AS native" or ""), type, text))
     end)
     if not ok then return "refused by the server: " .. tostring(row) end
     assert.equal(row.whole, row.one, text)
+    if native then assert.equal(row.whole, row.native, text) end
     return row.whole ~= motomind.null and row.whole or nil
   end
+
+  it("run in C inside the server when its library is installed", function()
+    assert.equal(library_installed(), native_declared(), "payload_problem_native declared iff motomind_pg is installed")
+  end)
+
+  -- The insert trigger: the native rules while declared, the SQL ones once
+  -- they are dropped; the same refusal either way, the good row let in.
+  it("refuse a bad payload on insert the same way natively and in SQL", function()
+    local t, v = H.tenant_with_vehicle(db)
+    local function insert(at, body)
+      return db:exec("INSERT INTO vehicle_events (tenant_id, vehicle_id, type, occurred_at, payload) " ..
+        "SELECT $1, $2, 'fuel', $3::timestamptz + g * interval '1 day', $4::jsonb FROM generate_series(1, 20) g",
+        t, v, at, body)
+    end
+    local bad = '{"volume": 40, "unit": "l", "currency": "usd", "total": 60}'
+    local outcomes = {}
+    for round, at in ipairs { "2024-01-01T00:00:00Z", "2024-03-01T00:00:00Z" } do
+      if round == 2 and native_declared() then
+        motomind.assert(db:exec("DROP FUNCTION payload_problem_native(text, text, jsonb)"))
+      end
+      local ok, err, code = insert(at, bad)
+      outcomes[round] = { ok, err, code }
+      motomind.assert(insert(at, '{"volume": 40, "unit": "l", "currency": "USD", "total": 60}'))
+    end
+    assert.is_nil(outcomes[1][1])
+    assert.equal("23514", outcomes[1][3])
+    assert.matches("payload.currency: expected ISO 4217 currency code, got \"usd\"", outcomes[1][2], 1, true)
+    assert.same(outcomes[1], outcomes[2])
+    assert.is_false(native_declared())
+    assert.equal(40, motomind.assert(db:value("SELECT count(*)::int FROM vehicle_events WHERE vehicle_id = $1", v)))
+  end)
 
   it("are generated from the same schema document as the codec", function()
     local out, ok = H.run(H.lua .. " " .. H.root .. "/tools/gen-payload-migration --check")

@@ -348,7 +348,7 @@ function M.fast_object(spec, v, top)
 end
 
 --- The SQL that installs the rules for a decoded schema document.
-function M.generate(schemas)
+function M.generate(schemas, document)
   local types = sorted_keys(schemas)
   local whens = {}
   helpers = {}
@@ -386,6 +386,10 @@ function M.generate(schemas)
     "LANGUAGE plpgsql STABLE PARALLEL SAFE AS $$\nBEGIN\n",
     table.concat(dispatch, "\n"), "\n",
     "  RETURN 'type: unknown event type ' || to_jsonb(left(type, 64))::text;\nEND\n$$;\n\n",
+    "-- The schema document itself, for the same rules in C inside the database\n",
+    "-- (payload_problem_native, when the motomind_pg library is installed).\n",
+    "CREATE OR REPLACE FUNCTION payload_document() RETURNS text\n",
+    "LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$\n  SELECT ", lit(document), "::text\n$$;\n\n",
     "ALTER TABLE vehicle_events DROP CONSTRAINT IF EXISTS vehicle_events_type_check;\n",
     "ALTER TABLE vehicle_events ADD CONSTRAINT vehicle_events_type_check\n",
     "  CHECK (type = ANY (", array_sql(types), "));\n",
