@@ -135,6 +135,28 @@ describe("payload rules in the database", function()
     assert.equal(library_installed(), native_declared(), "payload_problem_native declared iff motomind_pg is installed")
   end)
 
+  -- The native rules allocate each row's tree in a context reset before the
+  -- next row: a million checks (valid and refused) leave the server process's
+  -- private memory where the first run left it. Read from /proc, so only
+  -- when the server runs on this machine (as the suite's own cluster does).
+  it("run natively without growing the server's memory", function()
+    if not native_declared() then return end
+    local pid = motomind.assert(db:value("SELECT pg_backend_pid()"))
+    local function private_kb()
+      local status = H.read(("/proc/%d/status"):format(pid))
+      return status and tonumber(status:match("RssAnon:%s*(%d+)"))
+    end
+    if not private_kb() then return end
+    local sql = "SELECT count(payload_problem_native(payload_document(), 'fuel', jsonb_build_object(" ..
+      "'volume', g % 90 + 1, 'unit', 'l', 'currency', CASE WHEN g % 3 = 0 THEN 'eur' ELSE 'EUR' END, " ..
+      "'total', g * 1.5, 'station', repeat('x', g % 50), 'extra', jsonb_build_object('n', g, 'tags', '[1, 2]'::jsonb))))" ..
+      "::int FROM generate_series(1, 250000) g"
+    assert.equal(math.floor(250000 / 3), motomind.assert(db:value(sql)))
+    local before = private_kb()
+    for _ = 1, 4 do motomind.assert(db:value(sql)) end
+    assert.is_true(private_kb() - before < 4096, ("the server grew by %d kB"):format(private_kb() - before))
+  end)
+
   -- The insert trigger: the native rules while declared, the SQL ones once
   -- they are dropped; the same refusal either way, the good row let in.
   it("refuse a bad payload on insert the same way natively and in SQL", function()
