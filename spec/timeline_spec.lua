@@ -141,6 +141,23 @@ describe("timeline rules", function()
       assert.equal(1, flagged)
     end)
 
+    -- The walk judges a reading by the one after it too: in one statement of
+    -- thirty back-dated readings, only the last is flagged, by its jump to
+    -- the reading that was already there.
+    it("flags a back-dated reading by its jump to the next one, in a statement of many", function()
+      assert(add("2025-09-30T00:00:00Z", 90000))
+      assert(db:exec("INSERT INTO vehicle_events (tenant_id, vehicle_id, type, occurred_at, mileage, payload) " ..
+        "SELECT $1, $2, 'odometer', '2025-09-01T00:00:00Z'::timestamptz + g * interval '12 hours', 1000 + g * 100, " ..
+        "'{\"source\": \"manual\"}' FROM generate_series(1, 30) g", ctx.tenant, car))
+      local flags = assert(db:query("SELECT e.mileage::int AS mileage, f.detail FROM vehicle_event_flags f " ..
+        "JOIN vehicle_events e ON e.tenant_id = f.tenant_id AND e.id = f.event_id AND e.occurred_at = f.occurred_at " ..
+        "WHERE f.vehicle_id = $1", car))
+      assert.equal(1, #flags)
+      assert.equal(4000, flags[1].mileage)
+      assert.equal(3900, flags[1].detail.previous_mileage)
+      assert.equal(90000, flags[1].detail.next_mileage)
+    end)
+
     it("takes the threshold from motomind.max_daily_distance", function()
       db:exec("SET motomind.max_daily_distance = '100'")
       assert(add("2025-07-01T00:00:00Z", 1000))
