@@ -96,9 +96,9 @@ $(PG_MODULE): src/pg/motomind_pg.c src/payload.c src/payload.h src/text.c src/te
 	  -I$(shell $(PG_CONFIG) --includedir-server) $(shell pkg-config --cflags libcjson) \
 	  -o $@ src/pg/motomind_pg.c src/payload.c src/text.c $(shell pkg-config --libs libcjson)
 install-pg: $(PG_MODULE)
-	install -m 755 $(PG_MODULE) $(DESTDIR)$(shell $(PG_CONFIG) --pkglibdir)/
+	install -C -m 755 $(PG_MODULE) $(DESTDIR)$(shell $(PG_CONFIG) --pkglibdir)/
 pg-module: $(PG_MODULE)
-	@dir=$$($(PG_CONFIG) --pkglibdir); if [ -w "$$dir" ]; then install -C -m 755 $(PG_MODULE) "$$dir/"; \
+	@dir=$$($(PG_CONFIG) --pkglibdir); if [ -w "$$dir" ]; then $(MAKE) --no-print-directory install-pg; \
 	  else echo "motomind: $$dir is not writable, so the payload rules stay in SQL (make install-pg as root)" >&2; fi
 
 check-memory: deps

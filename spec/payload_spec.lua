@@ -135,6 +135,18 @@ describe("payload rules in the database", function()
     assert.equal(library_installed(), native_declared(), "payload_problem_native declared iff motomind_pg is installed")
   end)
 
+  -- The trigger passes the document as a constant, compiled once per
+  -- statement; a document that differs from row to row is honoured row by row.
+  it("run natively under the document each call passes", function()
+    if not native_declared() then return end
+    local rows = motomind.assert(db:query("SELECT payload_problem_native(CASE WHEN g % 2 = 0 THEN " ..
+      "payload_document() ELSE '{\"fuel\": {\"fields\": {\"volume\": {\"type\": \"string\"}}}}' END, " ..
+      "'fuel', '{\"volume\": 3}') AS problem FROM generate_series(1, 4) g ORDER BY g"))
+    assert.same({ "payload.volume: expected string, got 3", "payload.volume: needs payload.unit",
+      "payload.volume: expected string, got 3", "payload.volume: needs payload.unit" },
+      { rows[1].problem, rows[2].problem, rows[3].problem, rows[4].problem })
+  end)
+
   -- The native rules allocate each row's tree in a context reset before the
   -- next row: a million checks (valid and refused) leave the server process's
   -- private memory where the first run left it. Read from /proc, so only
