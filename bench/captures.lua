@@ -81,8 +81,7 @@ assert(db:exec("ANALYZE"))
 local counts = db:row([[SELECT (SELECT count(*) FROM capture_sessions) AS sessions, (SELECT count(*) FROM vision_accuracy) AS results,
   (SELECT count(*) FROM location_corrections) AS corrections, (SELECT count(*) FROM conversation_messages) AS messages]])
 
-local app_role = motomind.assert(db:value("SELECT value FROM settings WHERE key = 'app_role'"))
-local app = assert(motomind.connect(nil, { schema = SCHEMA, user = app_role }))
+local app = common.app_connect(db)
 local super = assert(motomind.connect(nil, { schema = SCHEMA }))
 assert(super:value("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"), "the limit needs a superuser")
 local ctx = { tenant = tenant, user = user }

@@ -82,6 +82,17 @@ function M.fresh(schema)
   return db
 end
 
+--- app_connect(db, opts) -> a connection to db's schema as the application
+-- role (the one settings names), to which the tables' policies apply; opts
+-- adds connect options (e.g. field_key).
+function M.app_connect(db, opts)
+  local motomind = require "motomind"
+  local o = { schema = db:schema(),
+    user = motomind.assert(db:value("SELECT value FROM settings WHERE key = 'app_role'")) }
+  for k, v in pairs(opts or {}) do o[k] = v end
+  return motomind.assert(motomind.connect(nil, o))
+end
+
 --- generator(seed) -> rand(n), 0 <= rand(n) < n: Park-Miller, exact in
 -- doubles, so the same data under Lua 5.4 and LuaJIT.
 function M.generator(seed)

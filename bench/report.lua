@@ -46,8 +46,7 @@ end)
 local t_metrics = timed(function() return motomind.assert(db:value("SELECT recompute_metrics()")) end)
 motomind.assert(db:exec("ANALYZE"))
 
-local app_role = motomind.assert(db:value("SELECT value FROM settings WHERE key = 'app_role'"))
-local app = assert(motomind.connect(nil, { schema = SCHEMA, user = app_role }))
+local app = common.app_connect(db)
 local ctx = { tenant = tenant, user = user }
 local YEAR = { from = "2025-01-01", to = "2025-12-31" }
 local report

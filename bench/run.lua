@@ -153,8 +153,7 @@ copy_rules:close()
 -- application role, to which the policies apply and COPY FROM is refused,
 -- stages the file and inserts it in one INSERT ... SELECT.
 local staged_db = setup("bench_staged", vehicles, tenant, user)
-local app = assert(motomind.connect(nil, { schema = "bench_staged",
-  user = motomind.assert(staged_db:value("SELECT value FROM settings WHERE key = 'app_role'")) }))
+local app = common.app_connect(staged_db)
 local t_staged = timed(function() return assert(import.import(app, ctx, jsonl, { progress = false })) end)
 result("validated import as the application role (staged: COPY FROM is refused under row-level security) " ..
   "vs plain partitioned COPY (the limit)", ("%.2fx"):format(t_staged / t_plain),
@@ -185,8 +184,7 @@ do
         rand(10) > 0 and "true" or "false", rand(200)))
   end
   f:close()
-  local app = assert(motomind.connect(nil, { schema = "bench_csv",
-    user = motomind.assert(csv_db:value("SELECT value FROM settings WHERE key = 'app_role'")) }))
+  local app = common.app_connect(csv_db)
   -- seconds to import lines into cars[1] and the CSV into cars[2], as who
   -- (between: what runs between the two, untimed)
   local function pair(who, between)
@@ -344,8 +342,7 @@ result("tenant feed page (50): the timeline_feed table vs indexed tables, p50", 
 -- alternate, the same vehicle for each, so a ratio is not a drift of the
 -- machine between two blocks of runs.
 local function page_latency(db, among, events)
-  local app = assert(motomind.connect(nil, { schema = db:schema(),
-    user = motomind.assert(db:value("SELECT value FROM settings WHERE key = 'app_role'")) }))
+  local app = common.app_connect(db)
   local who = { { "owner", db, {} }, { "application role", app, {} } }
   for i = -30, 300 do
     local v = among[(math.abs(i) * 7919) % #among + 1]
@@ -471,8 +468,7 @@ local t_reminders = timed(function()
            generate_series(0, 4) k]], tenant))
 end)
 motomind.assert(due_db:exec("ANALYZE"))
-local app_role = motomind.assert(due_db:value("SELECT value FROM settings WHERE key = 'app_role'"))
-local app = assert(motomind.connect(nil, { schema = "bench_due", user = app_role }))
+local app = common.app_connect(due_db)
 local function due_latency(opts)
   local lat, rows = {}, 0
   for i = 1, 21 do

@@ -46,8 +46,7 @@ local function vehicles_of(t)
   return list
 end
 
-local app_role = motomind.assert(db:value("SELECT value FROM settings WHERE key = 'app_role'"))
-local app = assert(motomind.connect(nil, { schema = "bench_scale", user = app_role }))
+local app = common.app_connect(db)
 
 local result, figure_rows = common.figures()
 

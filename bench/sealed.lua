@@ -16,8 +16,7 @@ local common = require "bench.common"
 local timed, p50 = common.timed, common.p50
 
 local db = common.fresh("bench_sealed")
-local role = motomind.assert(db:value("SELECT value FROM settings WHERE key = 'app_role'"))
-local app = motomind.assert(motomind.connect(nil, { schema = db:schema(), user = role, field_key = KEY }))
+local app = common.app_connect(db, { field_key = KEY })
 
 -- A tenant with its owner, N vehicles (VIN, plate) and a thread of N messages.
 local function tenant(name)
