@@ -673,8 +673,9 @@ void mm_json_push(lua_State *L, const cJSON *item) {
     if (cJSON_IsObject(item)) {
         lua_createtable(L, 0, members(item));
         for (child = item->child; child; child = child->next) {
+            lua_pushlstring(L, child->string, strlen(child->string)); /* (lua_pushstring: a cache lookup first) */
             mm_json_push(L, child);
-            lua_setfield(L, -2, child->string);
+            lua_rawset(L, -3);
         }
     } else if (cJSON_IsArray(item)) {
         lua_createtable(L, members(item), 0);
@@ -685,7 +686,7 @@ void mm_json_push(lua_State *L, const cJSON *item) {
         lua_getfield(L, LUA_REGISTRYINDEX, ARRAY_MT_KEY);
         lua_setmetatable(L, -2);
     } else if (cJSON_IsString(item)) {
-        lua_pushstring(L, item->valuestring);
+        lua_pushlstring(L, item->valuestring, strlen(item->valuestring));
     } else if (cJSON_IsNumber(item)) {
         double d = item->valuedouble;
 #if MM_HAS_INTEGERS

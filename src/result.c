@@ -96,19 +96,28 @@ static void push_value(lua_State *L, const PGresult *res, int row, int col, Oid 
 }
 
 /* Pushes an array of rows; each row maps column names to converted values,
- * with SQL NULL as motomind.null so that every column is present. */
+ * with SQL NULL as motomind.null so that every column is present. The
+ * column names and the null are pushed once and copied into each row
+ * (lua_setfield would intern the name again for every cell). */
 void mm_push_rows(lua_State *L, const PGresult *res) {
-    int nrows = PQntuples(res), ncols = PQnfields(res), r, c;
+    int nrows = PQntuples(res), ncols = PQnfields(res), r, c, rows, null;
+    luaL_checkstack(L, ncols + 4, "too many columns");
     lua_createtable(L, nrows, 0);
+    rows = lua_gettop(L);
+    mm_push_null(L);
+    null = rows + 1;
+    for (c = 0; c < ncols; c++) lua_pushstring(L, PQfname(res, c));
     for (r = 0; r < nrows; r++) {
         lua_createtable(L, 0, ncols);
         for (c = 0; c < ncols; c++) {
-            if (PQgetisnull(res, r, c)) mm_push_null(L);
+            lua_pushvalue(L, null + 1 + c);
+            if (PQgetisnull(res, r, c)) lua_pushvalue(L, null);
             else push_value(L, res, r, c, PQftype(res, c));
-            lua_setfield(L, -2, PQfname(res, c));
+            lua_rawset(L, -3);
         }
-        lua_rawseti(L, -2, r + 1);
+        lua_rawseti(L, rows, r + 1);
     }
+    lua_settop(L, rows);
 }
 
 static void set_field(lua_State *L, const PGresult *res, int code, const char *name) {
