@@ -158,6 +158,31 @@ describe("timeline rules", function()
       assert.equal(90000, flags[1].detail.next_mileage)
     end)
 
+    it("walks each vehicle of a statement apart, across partitions, with equal times ordered by mileage", function()
+      local van = assert(db:value("INSERT INTO vehicles (tenant_id, nickname) VALUES ($1, 'van') RETURNING id", ctx.tenant))
+      for y = 2011, 2012 do
+        assert(db:query("SELECT create_event_partition($1, $2)", y .. "-01-01T00:00:00Z", (y + 1) .. "-01-01T00:00:00Z"))
+      end
+      local insert = "INSERT INTO vehicle_events (tenant_id, vehicle_id, type, occurred_at, mileage, payload) " ..
+        "SELECT $1, (r->>'v')::uuid, 'odometer', (r->>'at')::timestamptz, (r->>'km')::numeric, '{\"source\": \"manual\"}' " ..
+        "FROM jsonb_array_elements($2::jsonb) r"
+      local function rows(list) return motomind.json.encode(setmetatable(list, motomind.json.array_mt)) end
+      -- Interleaved in time, far apart in mileage, over a year's end, two
+      -- readings at one instant in reverse order: none clashes.
+      assert(db:exec(insert, ctx.tenant, rows {
+        { v = car, at = "2011-12-31T20:00:00Z", km = 1000 }, { v = van, at = "2011-12-31T21:00:00Z", km = 50000 },
+        { v = car, at = "2012-01-01T08:00:00Z", km = 1100 }, { v = car, at = "2012-01-01T08:00:00Z", km = 1050 },
+        { v = van, at = "2012-01-01T09:00:00Z", km = 50100 } }))
+      -- One decrease, in the second vehicle, among the first's readings: its
+      -- vehicle is named.
+      local ok, msg, _, detail = db:exec(insert, ctx.tenant, rows {
+        { v = car, at = "2012-01-02T08:00:00Z", km = 1200 }, { v = van, at = "2012-01-02T09:00:00Z", km = 50050 },
+        { v = car, at = "2012-01-03T08:00:00Z", km = 1300 } })
+      assert.is_nil(ok)
+      assert.equal("mileage 50050 on 2012-01-02 is below 50100 recorded on 2012-01-01", msg)
+      assert.truthy(detail.detail:find(van, 1, true), detail.detail)
+    end)
+
     it("takes the threshold from motomind.max_daily_distance", function()
       db:exec("SET motomind.max_daily_distance = '100'")
       assert(add("2025-07-01T00:00:00Z", 1000))

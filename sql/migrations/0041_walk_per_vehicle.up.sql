@@ -1,0 +1,48 @@
+-- motomind 0041: the mileage walk one vehicle at a time (#17). The walk
+-- read every touched vehicle's readings and sorted them all by vehicle and
+-- time before its window ran: at a million new readings an external sort
+-- of 80 MB, 2.0 of the walk's 6.2 s (auto_explain, timed). Each vehicle's
+-- window now runs in a LATERAL subquery over its own readings, which its
+-- index returns in occurred_at order (merged across partitions): only
+-- readings with equal times are sorted (by mileage), in memory, and the
+-- walk took 2.4 s. The window's partition was the vehicle and its order
+-- the same, so the verdicts and flags are the same. Edited in place from
+-- the catalog, the edit checked to match exactly once.
+DO $do$
+DECLARE
+  def text := pg_get_functiondef('check_new_events()'::regprocedure);
+  edits text[] := ARRAY[
+$e$  walk AS (
+    SELECT e.tenant_id, e.vehicle_id, e.id, e.occurred_at, e.mileage, b.tz, b.per_day,
+           lag(e.mileage) OVER w AS prev_mileage, lag(e.occurred_at) OVER w AS prev_at,
+           lead(e.mileage) OVER w AS next_mileage, lead(e.occurred_at) OVER w AS next_at
+      FROM bounds b JOIN vehicle_events_effective e
+        ON e.tenant_id = b.tenant_id AND e.vehicle_id = b.vehicle_id
+       AND e.occurred_at BETWEEN b.from_at AND b.to_at AND e.mileage IS NOT NULL
+    WINDOW w AS (PARTITION BY e.tenant_id, e.vehicle_id ORDER BY e.occurred_at, e.mileage)),
+$e$,
+$e$  -- One vehicle at a time (LATERAL): its readings come in occurred_at
+  -- order from its index and are sorted only among equal times.
+  walk AS (
+    SELECT b.tenant_id, b.vehicle_id, e.id, e.occurred_at, e.mileage, b.tz, b.per_day,
+           e.prev_mileage, e.prev_at, e.next_mileage, e.next_at
+      FROM bounds b CROSS JOIN LATERAL (
+        SELECT e.id, e.occurred_at, e.mileage,
+               lag(e.mileage) OVER w AS prev_mileage, lag(e.occurred_at) OVER w AS prev_at,
+               lead(e.mileage) OVER w AS next_mileage, lead(e.occurred_at) OVER w AS next_at
+          FROM vehicle_events_effective e
+         WHERE e.tenant_id = b.tenant_id AND e.vehicle_id = b.vehicle_id
+           AND e.occurred_at BETWEEN b.from_at AND b.to_at AND e.mileage IS NOT NULL
+        WINDOW w AS (ORDER BY e.occurred_at, e.mileage)) e),
+$e$];
+  i int;
+BEGIN
+  FOR i IN 1 .. array_length(edits, 1) BY 2 LOOP
+    IF (length(def) - length(replace(def, edits[i], ''))) <> length(edits[i]) THEN
+      RAISE EXCEPTION '0041: check_new_events has not exactly one "%"', edits[i];
+    END IF;
+    def := replace(def, edits[i], edits[i + 1]);
+  END LOOP;
+  EXECUTE def;
+END
+$do$;
