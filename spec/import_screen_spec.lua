@@ -54,6 +54,31 @@ describe("refused import lines are found set-based", function()
       end)
   end
 
+  it("stages a file with duplicates in a plain INSERT refused by the first, then one that skips them: the first line wins",
+    function()
+      import.direct = false
+      finally(function() import.direct = true end)
+      local ctx = { tenant = t, user = owner }
+      local id = "0b0b0b0b-0000-4000-8000-000000000001"
+      local function line(day, notes)
+        return motomind.json.encode { id = id, vehicle_id = car, type = "odometer", mileage = 100,
+          occurred_at = "2025-03-01T00:00:00Z", notes = notes, payload = { source = "manual" } } .. "\n" ..
+          odometer(car, day, day * 10)
+      end
+      -- the same event twice in one file: two INSERTs, no screen
+      local inserts, screens, report = counting(db, function()
+        return assert(import.import(db, ctx, H.write_temp(line(1, "first") .. "\n" .. line(2, "second"))))
+      end)
+      assert.same({ 2, 0 }, { inserts, screens })
+      assert.same({ 3, 1, 0 }, { report.inserted, report.duplicates, #report.rejected })
+      assert.equal("first", db:value("SELECT notes FROM vehicle_events WHERE id = $1", id))
+      -- a clean file: one plain INSERT
+      inserts, screens, report = counting(db, function()
+        return assert(import.import(db, ctx, H.write_temp(odometer(car, 3, 30) .. "\n" .. odometer(car, 4, 40))))
+      end)
+      assert.same({ 1, 0, 2, 0 }, { inserts, screens, report.inserted, report.duplicates })
+    end)
+
   it("reports every line below an earlier reading after one refused statement, whatever the file's order", function()
     -- every other line goes backwards; 1..28 days
     local lines = {}

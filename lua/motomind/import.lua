@@ -39,12 +39,14 @@ local CONTENT_ID = (function()
   return ("coalesce(s.id::uuid, md5(concat_ws('|', $1::text, %s))::uuid)"):format(table.concat(texts, ", "))
 end)()
 
--- Staged lines $2..$3 into the events of tenant $1, in import batch $4.
-local function events_sql(db)
+-- Staged lines $2..$3 into the events of tenant $1, in import batch $4:
+-- skipping duplicates (the first of a file's lines wins), or, plain, refused
+-- by the first duplicate (no sort, no speculative insertion per row).
+local function events_sql(db, plain)
   local casts = event.casts("s"):gsub("^s%.id::uuid", function() return CONTENT_ID end)
   return ("INSERT INTO %s (tenant_id, import_batch_id, %s) SELECT $1::uuid, $4::uuid, %s FROM pg_temp.motomind_import s " ..
-    "WHERE s.line BETWEEN $2::bigint AND $3::bigint ORDER BY s.line ON CONFLICT DO NOTHING")
-    :format(db:qualify("vehicle_events"), event.columns(), casts)
+    "WHERE s.line BETWEEN $2::bigint AND $3::bigint%s")
+    :format(db:qualify("vehicle_events"), event.columns(), casts, plain and "" or " ORDER BY s.line ON CONFLICT DO NOTHING")
 end
 
 local RETRYABLE = { ["40001"] = true, ["40P01"] = true, ["08006"] = true, ["57P01"] = true }
@@ -335,10 +337,10 @@ end
 -- The staged path: the file COPYed into a temporary table (C checks each
 -- record; refused ones are reported), screened, and inserted in one
 -- statement; only when the database refuses it are the staged lines
--- screened for the mileage rule and bisected (at once when refused_whole:
--- a rule refused the file's direct COPY). Returns the records refused
--- before any insert (read from the file).
-local function stage(db, ctx, path, format, csv, opts, report, staged_records, progress, refused_whole)
+-- screened for the mileage rule and bisected (at once when a rule refused
+-- the file's direct COPY: direct_refusal, its sqlstate). Returns the records
+-- refused before any insert (read from the file).
+local function stage(db, ctx, path, format, csv, opts, report, staged_records, progress, direct_refusal)
   motomind.assert(db:exec(STAGE))
   local staged, records = motomind.assert(db:copy_events("COPY pg_temp.motomind_import FROM STDIN", path,
     payload.codec(), {
@@ -365,12 +367,18 @@ local function stage(db, ctx, path, format, csv, opts, report, staged_records, p
     local last = db:value("SELECT max(line) FROM pg_temp.motomind_import")
     if last ~= motomind.null then -- (the screen may have refused every line)
       motomind.assert(db:exec("CREATE INDEX ON pg_temp.motomind_import (line)"))
-      -- Optimistic: the file's lines in one INSERT; only when the database
-      -- refuses it does the mileage screen walk the staged readings (the
+      -- Optimistic: the file's lines in one plain INSERT, then (refused by a
+      -- duplicate) in one that skips duplicates; only when the database
+      -- refuses that does the mileage screen walk the staged readings (the
       -- database's own walk found them good otherwise), and the lines left
       -- are inserted, bisecting for what no screen foresees.
-      local sql = events_sql(db)
-      report.inserted = not refused_whole and attempt(db, sql, ctx.tenant, 1, last, report.batch)
+      -- (A direct COPY refused by a rule or a duplicate: that INSERT would be too.)
+      local sql, n, _, sqlstate = events_sql(db), nil, nil, direct_refusal
+      if sqlstate ~= "23514" and sqlstate ~= "23505" then
+        n, _, sqlstate = attempt(db, events_sql(db, true), ctx.tenant, 1, last, report.batch)
+      end
+      if not n and sqlstate == "23505" then n = attempt(db, sql, ctx.tenant, 1, last, report.batch) end
+      report.inserted = n
       if not report.inserted then
         screen_mileage(db, ctx.tenant, report)
         report.inserted = M.insert_range(db, sql, ctx.tenant, 1, last, report, report.batch)
@@ -457,8 +465,8 @@ function M.import(db, ctx, path, opts)
     if format == "jsonl" then sent, records, sqlstate = copy_direct(db, ctx, path, report, progress) end
     if sent then
       report.staged, report.records, report.inserted = sent, records, sent
-    else -- (a CHECK refused the direct COPY: the file's one INSERT would be refused too)
-      refused = stage(db, ctx, path, format, csv, opts, report, staged_records, progress, sqlstate == "23514")
+    else -- (a rule refused the direct COPY: the file's one INSERT would be refused too)
+      refused = stage(db, ctx, path, format, csv, opts, report, staged_records, progress, sqlstate)
     end
     if drawn then io.stderr:write("\n") end
     if format == "backup" then -- records that may reference the events
