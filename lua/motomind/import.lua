@@ -465,7 +465,7 @@ function M.import(db, ctx, path, opts)
     if format == "jsonl" then sent, records, sqlstate = copy_direct(db, ctx, path, report, progress) end
     if sent then
       report.staged, report.records, report.inserted = sent, records, sent
-    else -- (a rule refused the direct COPY: the file's one INSERT would be refused too)
+    else -- (staged; with the sqlstate that refused the direct COPY, if it was tried)
       refused = stage(db, ctx, path, format, csv, opts, report, staged_records, progress, sqlstate)
     end
     if drawn then io.stderr:write("\n") end
