@@ -59,6 +59,49 @@ describe("connection", function()
     db:close()
   end)
 
+  it("reads its socket for the spin budget before blocking: a slow answer costs the budget's CPU once", function()
+    -- Client CPU time (os.clock) while the server sleeps 0.2 s: spinning
+    -- for up to 0.1 s burns most of that; blocking at once burns almost none.
+    local function cpu_during_sleep(d)
+      local t0 = os.clock()
+      assert(d:query("SELECT pg_sleep(0.2)"))
+      return os.clock() - t0
+    end
+    assert.equal(1000, db:set_spin(100000)) -- the default on a machine of two CPUs or more
+    assert.is_true(cpu_during_sleep(db) > 0.05)
+    assert.equal(100000, db:set_spin(0))
+    assert.is_true(cpu_during_sleep(db) < 0.03)
+    local spun = H.connect({ spin = 100000 })
+    assert.is_true(cpu_during_sleep(spun) > 0.05)
+    spun:close()
+    assert.has_error(function() db:set_spin(-1) end, "bad argument #1 to 'set_spin' (expected 0 to 1000000 microseconds)")
+    assert.has_error(function() motomind.connect(nil, { spin = 1.5 }) end,
+      "connect: spin must be a whole number of microseconds from 0 to 1000000")
+  end)
+
+  it("answers the same with and without the spin: statements, prepared ones, pipelines, scripts, COPY, errors", function()
+    local function run(d)
+      local out = {}
+      out[1] = d:query("SELECT $1::int + 1 AS n", 41)[1].n
+      out[2] = d:exec("CREATE TEMP TABLE IF NOT EXISTS spin_t (n int)")
+      assert(d:prepare("spin_p", "SELECT $1::text || 'x' AS s"))
+      out[3] = d:query_prepared("spin_p", "a")[1].s
+      out[4] = d:query_prepared_after("SELECT set_config('motomind.spec', $1, true)", { "pipelined" },
+        "spin_p", "b")[1].s
+      out[5] = d:script("SELECT 1; SELECT 2 AS two")[1].two
+      out[6] = d:copy_in("COPY spin_t FROM STDIN", coroutine.wrap(function() coroutine.yield("1\n2\n") end))
+      out[7] = select(3, d:query("SELECT 1 / $1::int", 0))
+      out[8] = d:value("SELECT count(*) FROM spin_t")
+      return out
+    end
+    db:set_spin(0)
+    local blocking = run(db)
+    local spinning = H.connect()
+    assert.same(blocking, run(spinning))
+    spinning:close()
+    assert.same({ 42, 0, "ax", "bx", 2, 2, "22012", 2 }, blocking)
+  end)
+
   it("keeps the server's notices for db:notices(), oldest first, then forgets them", function()
     local db = H.connect()
     assert(db:exec("DO $$ BEGIN RAISE NOTICE 'hello %', 1; RAISE WARNING 'careful'; END $$"))

@@ -98,6 +98,7 @@ static int l_connect(lua_State *L) {
     c->reader = LUA_NOREF;
     c->owned = 0;
     c->pooled = 0;
+    c->spin_us = mm_default_spin();
     mm_setmetatable(L, MM_CONN_MT);
     c->pg = PQconnectdbParams(keys, values, 1);
     if (!c->pg) return luaL_error(L, "out of memory");
@@ -212,7 +213,7 @@ static PGresult *run(lua_State *L, mm_conn *c) {
     const char **values = mm_params(L, 3, top);
     PGresult *res;
     box = mm_box_new(L);
-    res = PQexecParams(c->pg, sql, top - 2, NULL, values, NULL, NULL, 0);
+    res = PQsendQueryParams(c->pg, sql, top - 2, NULL, values, NULL, NULL, 0) ? mm_finish(c) : NULL;
     mm_box_hold(box, res, free_result);
     if (is_copy(res)) abandon_copy(c->pg, PQresultStatus(res));
     return res;
@@ -235,7 +236,7 @@ static int l_prepare(lua_State *L) {
     const char *name = check_text(L, 2, "statement name");
     const char *sql = check_text(L, 3, "SQL text");
     mm_box *box = mm_box_new(L);
-    PGresult *res = PQprepare(c->pg, name, sql, 0, NULL);
+    PGresult *res = PQsendPrepare(c->pg, name, sql, 0, NULL) ? mm_finish(c) : NULL;
     mm_box_hold(box, res, free_result);
     if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) return mm_conn_error(L, c->pg, res);
     lua_pushboolean(L, 1);
@@ -249,7 +250,7 @@ static int l_query_prepared(lua_State *L) {
     int top = lua_gettop(L);
     const char **values = mm_params(L, 3, top);
     mm_box *box = mm_box_new(L);
-    PGresult *res = PQexecPrepared(c->pg, name, top - 2, values, NULL, NULL, 0);
+    PGresult *res = PQsendQueryPrepared(c->pg, name, top - 2, values, NULL, NULL, 0) ? mm_finish(c) : NULL;
     mm_box_hold(box, res, free_result);
     if (!ok_status(res)) return mm_conn_error(L, c->pg, res);
     mm_push_rows(L, res);
@@ -287,6 +288,7 @@ static int drain_pipeline(mm_conn *c, int keep, mm_box *keep_box, PGresult **kep
     int stmt = 0;
     PGresult *res;
     while (PQstatus(c->pg) == CONNECTION_OK) {
+        mm_spin(c);
         if (!(res = PQgetResult(c->pg))) { stmt++; continue; } /* the end of one statement's results */
         if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
             PQclear(res);
@@ -383,7 +385,7 @@ static int l_script(lua_State *L) {
     mm_conn *c = check_open(L);
     const char *sql = check_text(L, 2, "SQL text");
     mm_box *box = mm_box_new(L);
-    PGresult *res = PQexec(c->pg, sql);
+    PGresult *res = PQsendQuery(c->pg, sql) ? mm_finish(c) : NULL;
     mm_box_hold(box, res, free_result);
     if (is_copy(res)) {
         abandon_copy(c->pg, PQresultStatus(res));
@@ -462,6 +464,18 @@ static int l_tostring(lua_State *L) {
     return 1;
 }
 
+/* db:set_spin(microseconds) -> the previous budget: how long the client
+ * reads its socket without blocking before libpq blocks (src/wait.c); 0
+ * blocks at once. */
+static int l_set_spin(lua_State *L) {
+    mm_conn *c = check_open(L);
+    lua_Integer us = luaL_checkinteger(L, 2);
+    luaL_argcheck(L, us >= 0 && us <= 1000000, 2, "expected 0 to 1000000 microseconds");
+    lua_pushinteger(L, (lua_Integer)c->spin_us);
+    c->spin_us = (long)us;
+    return 1;
+}
+
 static const luaL_Reg methods[] = {
     {"query", l_query},
     {"exec", l_exec},
@@ -475,6 +489,7 @@ static const luaL_Reg methods[] = {
     {"query_prepared_after", l_query_prepared_after},
     {"set_reader", l_set_reader},
     {"set_pooled", l_set_pooled},
+    {"set_spin", l_set_spin},
     {"get_reader", l_get_reader},
     {"notices", l_notices},
     {"server_version", l_server_version},

@@ -12,7 +12,7 @@ static void free_result(void *p) { PQclear((PGresult *)p); }
 
 int mm_copy_start(lua_State *L, mm_conn *c, const char *sql, ExecStatusType want) {
     mm_box *box = mm_box_new(L);
-    PGresult *res = PQexec(c->pg, sql);
+    PGresult *res = PQsendQuery(c->pg, sql) ? mm_finish(c) : NULL;
     mm_box_hold(box, res, free_result);
     if (res && PQresultStatus(res) == want) {
         mm_box_release(box);
@@ -30,6 +30,7 @@ int mm_copy_finish(lua_State *L, mm_conn *c) {
     PGresult *res, *more;
     int n;
     c->busy = 0;
+    mm_spin(c);
     res = PQgetResult(c->pg);
     mm_box_hold(box, res, free_result);
     while ((more = PQgetResult(c->pg)) != NULL) PQclear(more);

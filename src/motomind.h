@@ -59,8 +59,14 @@ typedef struct mm_conn {
     int reader;           /* registry ref of the read connection it owns, or LUA_NOREF */
     int owned;            /* it is another connection's reader */
     int pooled;           /* a pool's (db:set_pooled): __gc closes it without a warning */
+    long spin_us;         /* how long to read without blocking before libpq blocks (wait.c) */
 } mm_conn;
 int mm_open_conn(lua_State *L);
+/* wait.c: spin before blocking on a result; PQexec's finish with the spin. */
+#define MM_SPIN_US 1000
+void mm_spin(mm_conn *c);
+long mm_default_spin(void);
+PGresult *mm_finish(mm_conn *c);
 /* The open, idle connection at idx (raises when closed or busy). */
 mm_conn *mm_check_conn(lua_State *L, int idx);
 /* The connection's method table, for copy.c and import.c to add to. */

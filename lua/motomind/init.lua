@@ -84,7 +84,7 @@ function M.configured()
 end
 
 --- connect([conninfo_or_url], [{ schema = "motomind", user = nil, connect_timeout = nil,
---   maintenance = false, read = nil, field_key = nil }])
+--   maintenance = false, read = nil, field_key = nil, spin = nil }])
 -- -> db | nil, message, sqlstate. Without a conninfo: DATABASE_URL, else
 -- libpq's PG* variables (libpq's multi-host URLs work: "host1:5432,host2:5432"
 -- with target_session_attrs). user and connect_timeout (seconds; libpq's, at
@@ -94,18 +94,25 @@ end
 -- db:reader()); connected when first needed. field_key: the secret (16+
 -- characters) that seals and opens the sealed fields of tenants that seal
 -- them (set for the session, never stored; see tenants.seal_fields).
+-- spin: microseconds the client reads its socket without blocking before
+-- it blocks for an answer (db:set_spin; default 1000 with two CPUs or
+-- more, 0 on one): a virtual machine's halted vCPU is slow to wake.
 function M.connect(conninfo, opts)
   if conninfo ~= nil and type(conninfo) ~= "string" then
     error("bad argument #1 to 'connect' (string expected, got " .. type(conninfo) .. ")", 2)
   end
   opts = opts or {}
   if opts.field_key ~= nil and type(opts.field_key) ~= "string" then error("connect: field_key must be a string", 2) end
+  if opts.spin ~= nil and not (type(opts.spin) == "number" and opts.spin >= 0 and opts.spin <= 1000000 and opts.spin % 1 == 0) then
+    error("connect: spin must be a whole number of microseconds from 0 to 1000000", 2)
+  end
   local db, err, sqlstate = core.connect(conninfo or os.getenv("DATABASE_URL") or "", opts.user,
     opts.connect_timeout and tostring(opts.connect_timeout))
   if not db then return nil, err, sqlstate end
+  if opts.spin ~= nil then db:set_spin(opts.spin) end
   local schema = opts.schema or M.DEFAULT_SCHEMA
   settings[db] = { schema = schema, read = opts.read and { conninfo = opts.read, user = opts.user,
-    connect_timeout = opts.connect_timeout, field_key = opts.field_key } }
+    connect_timeout = opts.connect_timeout, field_key = opts.field_key, spin = opts.spin } }
   -- Unqualified names in ad-hoc queries resolve to motomind's schema first.
   local ok, e2, s2 = db:query("SELECT set_config('search_path', $1, false), " ..
     "set_config('motomind.maintenance', $2, false), set_config('motomind.field_key', $3, false)",
@@ -158,7 +165,7 @@ function Connection:reader()
   if not r or r:status() ~= "ok" then
     if read.retry_at and os.time() < read.retry_at then return self end
     r = M.connect(read.conninfo, { schema = s.schema, user = read.user, connect_timeout = read.connect_timeout,
-      field_key = read.field_key })
+      field_key = read.field_key, spin = read.spin })
     self:set_reader(r) -- (nil: the one that failed is closed)
     if not r then
       read.retry_at = os.time() + READ_RETRY
