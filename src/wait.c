@@ -1,7 +1,7 @@
 /* Waiting for the server: a short spin before libpq blocks.
  *
  * On a virtual machine a blocked client's idle vCPU halts, and waking it
- * when the answer arrives costs far more than a short query: on the
+ * when the answer arrives can cost more than a short query: on the
  * machines this was measured on, a SELECT 1 round trip took 0.31-0.38 ms
  * when libpq blocked in poll() and 0.04 ms when the client kept reading its
  * socket (docs/design.md). So after sending, the client reads without
@@ -20,8 +20,8 @@ static long elapsed_us(const struct timespec *t0) {
 
 /* Reads what has arrived, without blocking, until libpq has a whole result
  * (or the connection failed: PQgetResult reports that) or the budget is
- * spent. (Yielding the CPU between reads was measured: it made the round
- * trip 1.2-1.4 ms, the server waiting behind the spin.) */
+ * spent. (Yielding the CPU between reads, sched_yield, was measured: the
+ * round trip took 1.2-1.4 ms. Not done.) */
 void mm_spin(mm_conn *c) {
     struct timespec t0;
     if (c->spin_us <= 0 || !PQisBusy(c->pg)) return;
