@@ -470,7 +470,8 @@ static int l_tostring(lua_State *L) {
 static int l_set_spin(lua_State *L) {
     mm_conn *c = check_open(L);
     lua_Integer us = luaL_checkinteger(L, 2);
-    luaL_argcheck(L, us >= 0 && us <= 1000000, 2, "expected 0 to 1000000 microseconds");
+    if (us < 0 || us > MM_SPIN_MAX)
+        return luaL_argerror(L, 2, lua_pushfstring(L, "expected 0 to %d microseconds", MM_SPIN_MAX));
     lua_pushinteger(L, (lua_Integer)c->spin_us);
     c->spin_us = (long)us;
     return 1;
@@ -511,8 +512,9 @@ void mm_push_conn_methods(lua_State *L) {
     lua_remove(L, -2);
 }
 
-/* Adds connect() and Connection (the method table, open to Lua-side
- * methods and to copy.c and import.c) to the module table. */
+/* Adds connect(), spin_max (db:set_spin's bound, for connect's check) and
+ * Connection (the method table, open to Lua-side methods and to copy.c and
+ * import.c) to the module table. */
 int mm_open_conn(lua_State *L) {
     if (luaL_newmetatable(L, MM_CONN_MT)) {
         mm_setfuncs(L, metamethods, 0);
@@ -524,5 +526,7 @@ int mm_open_conn(lua_State *L) {
     lua_pop(L, 1);
     lua_pushcfunction(L, l_connect);
     lua_setfield(L, -2, "connect");
+    lua_pushinteger(L, MM_SPIN_MAX);
+    lua_setfield(L, -2, "spin_max");
     return 0;
 }

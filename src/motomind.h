@@ -64,6 +64,7 @@ typedef struct mm_conn {
 int mm_open_conn(lua_State *L);
 /* wait.c: spin before blocking on a result; PQexec's finish with the spin. */
 #define MM_SPIN_US 1000
+#define MM_SPIN_MAX 1000000 /* the largest budget db:set_spin takes */
 void mm_spin(mm_conn *c);
 long mm_default_spin(void);
 PGresult *mm_finish(mm_conn *c);

@@ -103,8 +103,9 @@ function M.connect(conninfo, opts)
   end
   opts = opts or {}
   if opts.field_key ~= nil and type(opts.field_key) ~= "string" then error("connect: field_key must be a string", 2) end
-  if opts.spin ~= nil and not (type(opts.spin) == "number" and opts.spin >= 0 and opts.spin <= 1000000 and opts.spin % 1 == 0) then
-    error("connect: spin must be a whole number of microseconds from 0 to 1000000", 2)
+  if opts.spin ~= nil and not (type(opts.spin) == "number" and opts.spin >= 0 and opts.spin <= core.spin_max
+      and opts.spin % 1 == 0) then -- (checked before connecting; the bound is db:set_spin's)
+    error("connect: spin must be a whole number of microseconds from 0 to " .. core.spin_max, 2)
   end
   local db, err, sqlstate = core.connect(conninfo or os.getenv("DATABASE_URL") or "", opts.user,
     opts.connect_timeout and tostring(opts.connect_timeout))
