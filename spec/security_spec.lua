@@ -428,3 +428,96 @@ describe("tenant isolation", function()
     end)
   end)
 end)
+
+-- Migration 0042: with the motomind_pg library, the membership check
+-- (current_tenant_role()) runs once per statement, not once per policy, and
+-- its answer follows the statement's snapshot: a membership revoked by a
+-- commit elsewhere, or by the transaction itself, is seen by the next
+-- statement, as when it ran per policy.
+describe("the tenant context", function()
+  local owner, other, t, car, user, app_role
+  setup(function()
+    owner = H.fresh()
+    other = H.connect { schema = owner:schema() }
+    t, car = H.tenant_with_vehicle(owner)
+    user = H.user(owner, t, "viewer")
+    assert(owner:exec("INSERT INTO vehicle_events (tenant_id, vehicle_id, type, occurred_at, payload) " ..
+      "VALUES ($1, $2, 'odometer', '2025-01-01T00:00:00Z', '{\"source\": \"manual\"}')", t, car))
+    app_role = owner:value("SELECT value FROM settings WHERE key = 'app_role'")
+  end)
+  teardown(function() other:close() H.drop(owner) end)
+
+  local function library_installed()
+    local dir = H.run("pg_config --pkglibdir"):gsub("%s+$", "")
+    return H.read(dir .. "/motomind_pg.so") ~= nil
+  end
+  local function cached()
+    return owner:value("SELECT to_regprocedure('tenant_role_cached(regprocedure)') IS NOT NULL")
+  end
+
+  -- fn(count) inside one transaction as the application role in t's
+  -- context; count() is how many times the membership check has run in it.
+  local function as_app(fn)
+    return owner:transaction(function()
+      assert(owner:exec("SET LOCAL track_functions = 'pl'"))
+      assert(owner:exec("SET LOCAL ROLE " .. owner:escape_identifier(app_role)))
+      assert(owner:query("SELECT set_config('motomind.tenant_id', $1, true), set_config('motomind.user_id', $2, true)", t, user))
+      return fn(function()
+        return owner:value("SELECT coalesce(pg_stat_get_xact_function_calls('current_tenant_role()'::regprocedure), 0)")
+      end)
+    end)
+  end
+
+  local PAGE = "SELECT count(*) FROM vehicle_events_effective e JOIN vehicles v ON v.id = e.vehicle_id " ..
+    "LEFT JOIN vehicle_event_flags f ON f.event_id = e.id"
+
+  it("is checked once per statement when the library is installed, per policy otherwise", function()
+    assert.equal(library_installed(), cached(), "tenant_role_cached declared iff motomind_pg is installed")
+    local calls, seen = as_app(function(count)
+      local before = count()
+      local n = owner:value(PAGE)
+      return count() - before, n
+    end)
+    assert.equal(1, seen)
+    if cached() then assert.equal(1, calls) else assert.is_true(calls > 1) end
+  end)
+
+  it("follows the statement's snapshot: a revoked membership is seen by the next statement", function()
+    local function revoke(db, at)
+      assert(db:exec("UPDATE memberships SET deleted_at = " .. at .. " WHERE tenant_id = $1 AND user_id = $2", t, user))
+    end
+    local before, after = as_app(function()
+      local n = owner:value(PAGE)
+      revoke(other, "now()") -- committed elsewhere, read committed
+      return n, owner:value(PAGE)
+    end)
+    assert.same({ 1, 0 }, { before, after })
+    revoke(other, "NULL")
+    before, after = as_app(function()
+      local n = owner:value(PAGE)
+      assert(owner:exec("RESET ROLE"))
+      revoke(owner, "now()") -- by this transaction itself
+      assert(owner:exec("SET LOCAL ROLE " .. owner:escape_identifier(app_role)))
+      return n, owner:value(PAGE)
+    end)
+    assert.same({ 1, 0 }, { before, after })
+    revoke(other, "NULL")
+  end)
+
+  it("runs no verifier its caller could not run", function()
+    if not cached() then return pending("the motomind_pg library is not installed (make install-pg as root; make test installs it)") end
+    assert(owner:exec("CREATE FUNCTION secret() RETURNS text LANGUAGE sql AS $$ SELECT 'owner' $$"))
+    assert(owner:exec("REVOKE EXECUTE ON FUNCTION secret() FROM PUBLIC"))
+    local ok, msg, sqlstate = as_app(function()
+      return owner:value("SELECT tenant_role_cached('secret()')")
+    end)
+    assert.is_nil(ok)
+    assert.equal("42501", sqlstate, msg)
+    ok, msg, sqlstate = as_app(function()
+      return owner:value("SELECT tenant_role_cached('claimed_tenant_id()')")
+    end)
+    assert.is_nil(ok)
+    assert.equal("22023", sqlstate)
+    assert.matches("the verifier must take no arguments and return text", msg, 1, true)
+  end)
+end)

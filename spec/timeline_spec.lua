@@ -415,6 +415,45 @@ describe("timeline pages", function()
     assert.equal(1, old.events[1].payload.retired_field)
   end)
 
+  -- Flags and photos are joined to the page's rows after its LIMIT, once
+  -- for the page: an amendment shows its own photos and its original's.
+  it("carry each event's local time, flags and photos (an amendment's and its original's)", function()
+    local photos = require "motomind.photos"
+    local t, v = H.tenant_with_vehicle(db)
+    db:exec("UPDATE vehicles SET timezone = 'Asia/Kolkata' WHERE id = $1", v)
+    local mine = { tenant = t, user = H.user(db, t, "owner") }
+    local function reading(at, mileage)
+      return assert(timeline.append(db, mine, { vehicle_id = v, type = "odometer", occurred_at = at,
+        mileage = mileage, payload = { source = "manual" } }))
+    end
+    local first = reading("2024-05-01T08:59:59.900Z", 1000)
+    local jump = reading("2024-05-02T08:00:00Z", 9000)
+    reading("2024-05-03T08:00:00Z", 9100)
+    local a = assert(photos.add(db, mine, { vehicle_id = v, storage_url = "s3://b/a.jpg", checksum = ("%064x"):format(1) }))
+    local b = assert(photos.add(db, mine, { vehicle_id = v, storage_url = "s3://b/b.jpg", checksum = ("%064x"):format(2) }))
+    assert(photos.attach(db, mine, first, a.id, { role = "odometer", position = 2 }))
+    local amended = assert(timeline.correct(db, mine, first, { notes = "read again" }))
+    assert(photos.attach(db, mine, amended, b.id, { position = 1 }))
+    local page = assert(timeline.page(db, mine, { vehicle = v }))
+    local by_id = {}
+    for _, e in ipairs(page.events) do by_id[e.id] = e end
+    assert.equal(3, #page.events) -- the original is superseded
+    local shown = by_id[amended.id]
+    assert.equal("2024-05-01 14:29", shown.local_time) -- +05:30, minutes truncated
+    assert.equal(2, #shown.photos)
+    assert.same({ b.id, a.id }, { shown.photos[1].image_id, shown.photos[2].image_id }) -- by position
+    assert.equal("odometer", shown.photos[2].role)
+    assert.is_nil(shown.photos[1].tenant_id)
+    assert.equal(1, #by_id[jump.id].flags)
+    assert.equal("implausible_jump", by_id[jump.id].flags[1].flag)
+    assert.equal(1000, by_id[jump.id].flags[1].detail.previous_mileage)
+    assert.equal(0, #shown.photos - 2 + #by_id[jump.id].photos)
+    for _, e in ipairs(page.events) do
+      assert.equal(motomind.json.array_mt, getmetatable(e.flags))
+      assert.equal(motomind.json.array_mt, getmetatable(e.photos))
+    end
+  end)
+
   it("plan each shape of filters on its own: index scans, partitions outside the range pruned", function()
     local q = internal.page_query(db, ctx, { vehicle = cars[1], from = "2024-03-01T00:00:00Z",
       to = "2024-04-01T00:00:00Z", limit = 20 })
