@@ -1,29 +1,41 @@
--- motomind 0042: the tenant context's membership check runs once per
--- statement (#17). Row-level security evaluates current_tenant_id() once
--- per policy (an InitPlan each: ten in a timeline page read by the
--- application role), and each ran the membership lookup, the SECURITY
--- DEFINER PL/pgSQL current_tenant_role(): ~9 us a call, ~0.1 ms of the
--- ~0.35 ms the policies add to a page (docs/design.md). When the
--- motomind_pg library loads (as for 0038), tenant_role_cached(verifier)
--- runs current_tenant_role() once and gives its answer again while the
--- transaction, the statement's snapshot (its command id, and the count of
--- transactions completed when it was taken), the calling role and the
--- claimed tenant and user are the same (src/pg/context.c): a statement
--- sees the membership its snapshot sees, as before. Otherwise a warning
--- says why, and current_tenant_id() checks per policy as before. Who may
--- see what is unchanged: the security spec's matrix runs through it.
+-- motomind 0042: the tenant context's lookups run once per statement
+-- (#17). Row-level security evaluates current_tenant_id() and
+-- deleted_vehicle_ids() once per policy (an InitPlan each: ten in a
+-- timeline page read by the application role), and each ran a SECURITY
+-- DEFINER PL/pgSQL lookup: the membership check current_tenant_role()
+-- (~9 us) or the tenant's deleted vehicles (~20 us), together ~0.15 ms of
+-- the ~0.35 ms the policies added to a page (docs/design.md). When the
+-- motomind_pg library loads (as for 0038), cached_text(fn) and
+-- cached_uuids(fn) run fn once and give its answer again while the
+-- transaction, what the statement's snapshot sees (its command id and the
+-- transactions it counts as running) and the claimed tenant and user are
+-- the same (src/pg/context.c): a statement sees what its snapshot sees, as
+-- before. current_tenant_id() checks the membership through cached_text;
+-- deleted_vehicle_ids() keeps its name and OID (the policies call it) and
+-- reads its old body, now deleted_vehicle_ids_lookup(), through
+-- cached_uuids. Without the library a warning says why, and both run per
+-- policy as before. Who may see what is unchanged: the security spec's
+-- matrix runs through them.
 DO $do$
+DECLARE
+  s text := quote_ident(current_schema());
 BEGIN
-  CREATE FUNCTION tenant_role_cached(verifier regprocedure) RETURNS text
-    LANGUAGE C STABLE AS 'motomind_pg', 'motomind_tenant_role_cached';
+  CREATE FUNCTION cached_text(fn regprocedure) RETURNS text
+    LANGUAGE C STABLE AS 'motomind_pg', 'motomind_cached';
+  CREATE FUNCTION cached_uuids(fn regprocedure) RETURNS uuid[]
+    LANGUAGE C STABLE AS 'motomind_pg', 'motomind_cached';
+  EXECUTE replace(pg_get_functiondef('deleted_vehicle_ids()'::regprocedure),
+                  '.deleted_vehicle_ids()', '.deleted_vehicle_ids_lookup()');
   EXECUTE format($f$
     CREATE OR REPLACE FUNCTION %1$s.current_tenant_id() RETURNS uuid
     LANGUAGE sql STABLE AS $$
-      SELECT CASE WHEN %1$s.tenant_role_cached(%2$L) IS NOT NULL THEN %1$s.claimed_tenant_id() END
+      SELECT CASE WHEN %1$s.cached_text(%2$L) IS NOT NULL THEN %1$s.claimed_tenant_id() END
     $$;
-  $f$, quote_ident(current_schema()), quote_ident(current_schema()) || '.current_tenant_role()');
+    CREATE OR REPLACE FUNCTION %1$s.deleted_vehicle_ids() RETURNS uuid[]
+    LANGUAGE sql STABLE AS $$ SELECT %1$s.cached_uuids(%3$L) $$;
+  $f$, s, s || '.current_tenant_role()', s || '.deleted_vehicle_ids_lookup()');
 EXCEPTION WHEN OTHERS THEN
-  RAISE WARNING 'motomind: the tenant context is checked once per policy (%)', SQLERRM
+  RAISE WARNING 'motomind: the tenant context is looked up once per policy (%)', SQLERRM
     USING HINT = 'make install-pg puts the motomind_pg library where PostgreSQL loads it; a superuser migrates';
 END
 $do$;

@@ -1,25 +1,25 @@
-/* motomind_pg: the tenant context's membership check, once per statement.
+/* motomind_pg: the tenant context's lookups, once per statement.
  *
- * Row-level security evaluates current_tenant_id() once per policy in a
- * statement (an InitPlan each: ten in a timeline page read by the
- * application role), and each ran the membership lookup, the SECURITY
- * DEFINER PL/pgSQL current_tenant_role(): ~9 us each, a third of what the
- * policies add to a page (docs/design.md). Migration 0042 declares
- *   tenant_role_cached(verifier regprocedure) -> text
- * over this function when the library loads, and current_tenant_id() calls
- * it with its schema's current_tenant_role(): the verifier runs once, and
- * its answer is reused while nothing that could change it has changed.
+ * Row-level security evaluates current_tenant_id() and
+ * deleted_vehicle_ids() once per policy in a statement (an InitPlan each:
+ * ten in a timeline page read by the application role), and each ran a
+ * SECURITY DEFINER PL/pgSQL lookup: the membership check
+ * (current_tenant_role(), ~9 us a call) or the tenant's deleted vehicles
+ * (~20 us). Migration 0042 declares
+ *   cached_text(fn regprocedure) -> text, cached_uuids(fn regprocedure) -> uuid[]
+ * over this function when the library loads, and those two go through
+ * them: the lookup runs once, and its answer is reused while nothing that
+ * could change it has changed.
  *
- * The answer is kept with everything it depends on: the verifier (a
- * SECURITY DEFINER function: whoever calls it, it answers the same), the
- * claimed tenant and user (the settings), the
- * transaction (its local id) and what the statement's snapshot sees: its
- * command id and the transactions it counts as running (xmin, xmax and the
- * in-progress lists), which is all an MVCC snapshot's visibility depends
- * on. A commit anywhere (a membership revoked, say) changes what a new
- * snapshot holds, and so does a write of the transaction itself (its
- * command id): a statement sees the membership its own snapshot sees, as
- * when the verifier ran for every policy. */
+ * An answer is kept with everything it depends on: the function (SECURITY
+ * DEFINER: whoever calls it, it answers the same), the claimed tenant and
+ * user (the settings it reads), the transaction (its local id) and what the
+ * statement's snapshot sees: its command id and the transactions it counts
+ * as running (xmin, xmax and the in-progress lists), which is all an MVCC
+ * snapshot's visibility depends on. A commit anywhere (a membership
+ * revoked, say) changes what a new snapshot holds, and so does a write of
+ * the transaction itself (its command id): a statement sees what its own
+ * snapshot sees, as when the lookups ran for every policy. */
 #include "postgres.h"
 
 #include "fmgr.h"
@@ -27,19 +27,23 @@
 #include "storage/proc.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/datum.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
 #include <string.h>
 
-PG_FUNCTION_INFO_V1(motomind_tenant_role_cached);
+PG_FUNCTION_INFO_V1(motomind_cached);
 
 #define SETTING_MAX 64 /* a uuid's text is 36; longer claims are not kept */
 #define RUNNING_MAX 64 /* in-progress transactions a kept snapshot may list */
+#define SLOTS 4        /* functions kept at once (two are used) */
 
-/* What a snapshot sees, for comparison (memcmp: zeroed before filled). */
-typedef struct seen {
+/* What a statement's context is, for comparison (memcmp: zeroed before
+ * filled): the snapshot's visibility and the claimed tenant and user. */
+typedef struct context {
     LocalTransactionId lxid;
     CommandId curcid;
     TransactionId xmin, xmax;
@@ -47,18 +51,33 @@ typedef struct seen {
     int32 subxcnt;
     bool suboverflowed;
     TransactionId running[RUNNING_MAX];
-} seen;
+    char tenant[SETTING_MAX], user[SETTING_MAX];
+} context;
 
-static struct {
-    bool valid, isnull;
-    Oid verifier;
-    seen snap;
-    char tenant[SETTING_MAX], user[SETTING_MAX], role[NAMEDATALEN];
-} kept;
+/* One function's last answer (value in TopMemoryContext unless by value). */
+typedef struct slot {
+    Oid fn;
+    bool valid, isnull, byval;
+    Datum value;
+    context ctx;
+} slot;
 
-/* What the active snapshot sees into out; false when there is none, it is
- * not an MVCC snapshot, or it lists too many running transactions. */
-static bool snapshot_seen(seen *out) {
+static slot slots[SLOTS];
+static int next_victim;
+
+/* The setting's value into buf (empty when unset); false when too long. */
+static bool setting(const char *name, char *buf) {
+    const char *v = GetConfigOption(name, true, false);
+    size_t n = v ? strlen(v) : 0;
+    if (n >= SETTING_MAX) return false;
+    memcpy(buf, v ? v : "", n + 1);
+    return true;
+}
+
+/* The current context into out; false when it cannot be kept: no active
+ * snapshot, not an MVCC one, too many running transactions listed, or a
+ * setting too long. */
+static bool current_context(context *out) {
     Snapshot s;
     memset(out, 0, sizeof *out);
     if (!ActiveSnapshotSet()) return false;
@@ -74,58 +93,62 @@ static bool snapshot_seen(seen *out) {
     out->suboverflowed = s->suboverflowed;
     if (s->xcnt) memcpy(out->running, s->xip, s->xcnt * sizeof(TransactionId));
     if (s->subxcnt) memcpy(out->running + s->xcnt, s->subxip, (size_t)s->subxcnt * sizeof(TransactionId));
-    return true;
+    return setting("motomind.tenant_id", out->tenant) && setting("motomind.user_id", out->user);
 }
 
-/* The setting's value into buf (empty when unset); false when too long. */
-static bool setting(const char *name, char *buf) {
-    const char *v = GetConfigOption(name, true, false);
-    size_t n = v ? strlen(v) : 0;
-    if (n >= SETTING_MAX) return false;
-    memcpy(buf, v ? v : "", n + 1);
-    return true;
+static void slot_clear(slot *s) {
+    if (s->valid && !s->isnull && !s->byval) pfree(DatumGetPointer(s->value));
+    s->valid = false;
 }
 
-/* tenant_role_cached(verifier) -> the verifier's answer (its role text or
- * NULL), run at most once for the same statement snapshot and context.
- * The caller must be allowed to execute the verifier, which takes no
- * arguments and returns text: this runs nothing the caller could not. */
-Datum motomind_tenant_role_cached(PG_FUNCTION_ARGS) {
-    Oid verifier = PG_GETARG_OID(0);
-    seen snap;
-    char tenant[SETTING_MAX], user[SETTING_MAX];
-    bool keep = snapshot_seen(&snap) && setting("motomind.tenant_id", tenant) && setting("motomind.user_id", user);
-    Datum role;
+/* cached_text(fn) / cached_uuids(fn) -> fn() (which takes no arguments and
+ * returns the caller's declared type), run at most once for the same
+ * statement context. The caller must be allowed to execute fn: this runs
+ * nothing the caller could not. */
+Datum motomind_cached(PG_FUNCTION_ARGS) {
+    Oid fn = PG_GETARG_OID(0), type = get_fn_expr_rettype(fcinfo->flinfo);
+    context ctx;
+    bool keep = current_context(&ctx), byval;
+    int16 len;
+    slot *s = NULL;
+    Datum value;
     LOCAL_FCINFO(call, 0);
     FmgrInfo flinfo;
+    int i;
 
-    if (pg_proc_aclcheck(verifier, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
-        aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_FUNCTION, get_func_name(verifier));
-    if (keep && kept.valid && kept.verifier == verifier && memcmp(&kept.snap, &snap, sizeof snap) == 0 &&
-        strcmp(kept.tenant, tenant) == 0 && strcmp(kept.user, user) == 0) {
-        if (kept.isnull) PG_RETURN_NULL();
-        PG_RETURN_TEXT_P(cstring_to_text(kept.role));
+    if (pg_proc_aclcheck(fn, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
+        aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_FUNCTION, get_func_name(fn));
+    get_typlenbyval(type, &len, &byval);
+    for (i = 0; i < SLOTS; i++)
+        if (slots[i].valid && slots[i].fn == fn) s = &slots[i];
+    if (keep && s && memcmp(&s->ctx, &ctx, sizeof ctx) == 0) {
+        if (s->isnull) PG_RETURN_NULL();
+        PG_RETURN_DATUM(datumCopy(s->value, byval, len));
     }
-    if (get_func_nargs(verifier) != 0 || get_func_rettype(verifier) != TEXTOID)
+    if (get_func_nargs(fn) != 0 || get_func_rettype(fn) != type)
         ereport(ERROR, (errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-                        errmsg("tenant_role_cached: the verifier must take no arguments and return text")));
-
-    kept.valid = false; /* (the verifier may raise: nothing half-kept) */
-    fmgr_info(verifier, &flinfo);
+                        errmsg("%s: the function must take no arguments and return %s",
+                               get_func_name(fcinfo->flinfo->fn_oid), format_type_be(type))));
+    if (keep && !s) {
+        for (i = 0; i < SLOTS && slots[i].valid; i++) continue;
+        s = &slots[i < SLOTS ? i : (next_victim++ % SLOTS)];
+    }
+    if (s) slot_clear(s); /* (fn may raise: nothing half-kept) */
+    fmgr_info(fn, &flinfo);
     InitFunctionCallInfoData(*call, &flinfo, 0, InvalidOid, NULL, NULL);
-    role = FunctionCallInvoke(call);
+    value = FunctionCallInvoke(call);
     if (keep) {
-        char *got = call->isnull ? NULL : text_to_cstring(DatumGetTextPP(role));
-        if (!got || strlen(got) < NAMEDATALEN) {
-            kept.isnull = got == NULL;
-            if (got) strcpy(kept.role, got);
-            kept.verifier = verifier;
-            kept.snap = snap;
-            strcpy(kept.tenant, tenant);
-            strcpy(kept.user, user);
-            kept.valid = true;
+        s->fn = fn;
+        s->isnull = call->isnull;
+        s->byval = byval;
+        if (!call->isnull) {
+            MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+            s->value = datumCopy(len == -1 ? PointerGetDatum(PG_DETOAST_DATUM(value)) : value, byval, len);
+            MemoryContextSwitchTo(old);
         }
+        s->ctx = ctx;
+        s->valid = true;
     }
     if (call->isnull) PG_RETURN_NULL();
-    PG_RETURN_DATUM(role);
+    PG_RETURN_DATUM(value);
 }
