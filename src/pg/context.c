@@ -106,7 +106,7 @@ static void slot_clear(slot *s) {
  * statement context. The caller must be allowed to execute fn: this runs
  * nothing the caller could not. */
 Datum motomind_cached(PG_FUNCTION_ARGS) {
-    Oid fn = PG_GETARG_OID(0), type = get_fn_expr_rettype(fcinfo->flinfo);
+    Oid fn = PG_GETARG_OID(0), type = get_func_rettype(fcinfo->flinfo->fn_oid); /* this declaration's */
     context ctx;
     bool keep = current_context(&ctx), byval;
     int16 len;
