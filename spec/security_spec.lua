@@ -506,6 +506,22 @@ describe("the tenant context", function()
     end)
     assert.same({ 1, 0 }, { before, after })
     revoke(other, "NULL")
+    -- revoked in a subtransaction rolled back: back again, though the next
+    -- statement's snapshot is the same (a later transaction completed
+    -- first, so the rollback moves no bound) and so is the command id
+    local seen = as_app(function()
+      local out = { owner:value(PAGE) }
+      assert(owner:exec("SAVEPOINT s"))
+      assert(owner:exec("RESET ROLE"))
+      revoke(owner, "now()")
+      assert(owner:exec("SET LOCAL ROLE " .. owner:escape_identifier(app_role)))
+      assert(other:exec("UPDATE tenants SET name = name WHERE id = $1", t)) -- a later xid, committed
+      out[2] = owner:value(PAGE)
+      assert(owner:exec("ROLLBACK TO SAVEPOINT s"))
+      out[3] = owner:value(PAGE)
+      return out
+    end)
+    assert.same({ 1, 0, 1 }, seen)
   end)
 
   it("follows the statement's snapshot: a deleted vehicle's events leave the next statement", function()

@@ -7,10 +7,10 @@
 -- the ~0.35 ms the policies added to a page (docs/design.md). When the
 -- motomind_pg library loads (as for 0038), cached_text(fn) and
 -- cached_uuids(fn) run fn once and give its answer again while the
--- transaction, what the statement's snapshot sees (its command id and the
--- transactions it counts as running) and the claimed tenant and user are
--- the same (src/pg/context.c): a statement sees what its snapshot sees, as
--- before. current_tenant_id() checks the membership through cached_text;
+-- transaction and subtransaction, what the statement's snapshot sees (its
+-- command id and the transactions it counts as running) and the claimed
+-- tenant and user are the same (src/pg/context.c): a statement sees what
+-- its snapshot sees, as before. current_tenant_id() checks the membership through cached_text;
 -- deleted_vehicle_ids() keeps its name and OID (the policies call it) and
 -- reads its old body, now deleted_vehicle_ids_lookup(), through
 -- cached_uuids. Without the library a warning says why, and both run per

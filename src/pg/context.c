@@ -13,15 +13,19 @@
  *
  * An answer is kept with everything it depends on: the function (SECURITY
  * DEFINER: whoever calls it, it answers the same), the claimed tenant and
- * user (the settings it reads), the transaction (its local id) and what the
- * statement's snapshot sees: its command id and the transactions it counts
- * as running (xmin, xmax and the in-progress lists), which is all an MVCC
+ * user (the settings it reads), the transaction and subtransaction (ids
+ * never reused within it) and what the statement's snapshot sees: its
+ * command id and the transactions it counts as running (xmin, xmax and the
+ * in-progress lists), which with the (sub)transaction is all an MVCC
  * snapshot's visibility depends on. A commit anywhere (a membership
- * revoked, say) changes what a new snapshot holds, and so does a write of
- * the transaction itself (its command id): a statement sees what its own
+ * revoked, say) changes what a new snapshot holds, a write of the
+ * transaction itself its command id, and a rollback to a savepoint the
+ * subtransaction (the snapshot may not change: a spec rolls back a revoke
+ * after a later transaction completed): a statement sees what its own
  * snapshot sees, as when the lookups ran for every policy. */
 #include "postgres.h"
 
+#include "access/xact.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/proc.h"
@@ -45,6 +49,7 @@ PG_FUNCTION_INFO_V1(motomind_cached);
  * filled): the snapshot's visibility and the claimed tenant and user. */
 typedef struct context {
     LocalTransactionId lxid;
+    SubTransactionId subxid;
     CommandId curcid;
     TransactionId xmin, xmax;
     uint32 xcnt;
@@ -85,6 +90,7 @@ static bool current_context(context *out) {
     if (s->snapshot_type != SNAPSHOT_MVCC || s->subxcnt < 0 || s->xcnt + (uint32)s->subxcnt > RUNNING_MAX)
         return false;
     out->lxid = MyProc->lxid;
+    out->subxid = GetCurrentSubTransactionId();
     out->curcid = s->curcid;
     out->xmin = s->xmin;
     out->xmax = s->xmax;
