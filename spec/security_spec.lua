@@ -453,7 +453,8 @@ describe("the tenant context", function()
     return H.read(dir .. "/motomind_pg.so") ~= nil
   end
   local function cached()
-    return owner:value("SELECT to_regprocedure('cached_text(regprocedure)') IS NOT NULL")
+    return owner:value("SELECT l.lanname = 'c' FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang " ..
+      "WHERE p.oid = 'current_tenant_id()'::regprocedure")
   end
 
   -- fn(count) inside one transaction as the application role in t's
@@ -476,7 +477,7 @@ describe("the tenant context", function()
     "LEFT JOIN vehicle_event_flags f ON f.event_id = e.id"
 
   it("is looked up once per statement when the library is installed, per policy otherwise", function()
-    assert.equal(library_installed(), cached(), "cached_text declared iff motomind_pg is installed")
+    assert.equal(library_installed(), cached(), "current_tenant_id() in C iff motomind_pg is installed")
     local calls, seen = as_app(function(count)
       local before = count()
       local n = owner:value(PAGE)
@@ -534,20 +535,27 @@ describe("the tenant context", function()
     assert.same({ 1, 0 }, { before, after })
   end)
 
-  it("runs nothing its caller could not run", function()
+  it("runs nothing its caller could not run, and only its own lookup", function()
     if not cached() then return pending("the motomind_pg library is not installed (make install-pg as root; make test installs it)") end
-    assert(owner:exec("CREATE FUNCTION secret() RETURNS text LANGUAGE sql AS $$ SELECT 'owner' $$"))
-    assert(owner:exec("REVOKE EXECUTE ON FUNCTION secret() FROM PUBLIC"))
-    local ok, msg, sqlstate = as_app(function()
-      return owner:value("SELECT cached_text('secret()')")
+    local ok, msg, sqlstate = owner:transaction(function()
+      assert(owner:exec("REVOKE EXECUTE ON FUNCTION deleted_vehicle_ids_lookup() FROM PUBLIC"))
+      assert(owner:exec("SET LOCAL ROLE " .. owner:escape_identifier(app_role)))
+      assert(owner:query("SELECT set_config('motomind.tenant_id', $1, true), set_config('motomind.user_id', $2, true)", t, user))
+      local got, m, code = owner:value("SELECT deleted_vehicle_ids()")
+      return got, m, code
     end)
     assert.is_nil(ok)
     assert.equal("42501", sqlstate, msg)
-    ok, msg, sqlstate = as_app(function()
-      return owner:value("SELECT cached_text('claimed_tenant_id()')")
-    end)
+    assert.matches("deleted_vehicle_ids_lookup", msg, 1, true)
+    -- declared over the same C with no lookup beside it: refused by name
+    assert(owner:exec("CREATE FUNCTION probe() RETURNS text LANGUAGE C STABLE AS 'motomind_pg', 'motomind_cached'"))
+    ok, msg, sqlstate = owner:value("SELECT probe()")
     assert.is_nil(ok)
-    assert.equal("22023", sqlstate)
-    assert.matches("cached_text: the function must take no arguments and return text", msg, 1, true)
+    assert.equal("42883", sqlstate)
+    assert.matches("probe: no function .*probe_lookup%(%) returning text to run", msg)
+    assert(owner:exec("CREATE FUNCTION probe_lookup() RETURNS integer LANGUAGE sql AS 'SELECT 1'"))
+    ok, msg = owner:value("SELECT probe()")
+    assert.is_nil(ok)
+    assert.matches("returning text", msg, 1, true)
   end)
 end)

@@ -62,6 +62,18 @@ describe("Supabase mode", function()
       assert.is_nil((db:exec("INSERT INTO vehicles (tenant_id) VALUES ($1)", other_tenant)))
     end)
     as_jwt("", function(db) assert.equal(0, db:value("SELECT count(*) FROM vehicles")) end)
+    -- claims changed inside one transaction: the next statement reads under
+    -- them (the context's lookups, kept per statement by motomind_pg, are
+    -- keyed by the JWT's claims too)
+    as_jwt(claims, function(db)
+      local seen = { db:value("SELECT count(*) FROM vehicles") }
+      assert(db:query("SELECT set_config('request.jwt.claims', $1, true)",
+        motomind.json.encode { sub = uid, tenant_id = other_tenant }))
+      seen[2] = db:value("SELECT count(*) FROM vehicles")
+      assert(db:query("SELECT set_config('request.jwt.claims', $1, true)", claims))
+      seen[3] = db:value("SELECT count(*) FROM vehicles")
+      assert.same({ 1, 0, 1 }, seen)
+    end)
   end)
 
   it("trusts the verified JWT over motomind.user_id, keeps email Supabase's, and takes sign-ups without one", function()

@@ -1,11 +1,10 @@
--- Undoes 0042: current_tenant_id() as 0030 left it, deleted_vehicle_ids()
--- with its own body again (lookups per policy), and no cached functions.
+-- Undoes 0042: current_tenant_id() as 0030 left it and deleted_vehicle_ids()
+-- with its own body again (looked up per policy); no _lookup functions.
 DO $do$
 BEGIN
   IF to_regprocedure('deleted_vehicle_ids_lookup()') IS NOT NULL THEN
     EXECUTE replace(pg_get_functiondef('deleted_vehicle_ids_lookup()'::regprocedure),
                     '.deleted_vehicle_ids_lookup()', '.deleted_vehicle_ids()');
-    DROP FUNCTION deleted_vehicle_ids_lookup();
   END IF;
   EXECUTE format($f$
     CREATE OR REPLACE FUNCTION %1$s.current_tenant_id() RETURNS uuid
@@ -15,5 +14,5 @@ BEGIN
   $f$, quote_ident(current_schema()));
 END
 $do$;
-DROP FUNCTION IF EXISTS cached_text(regprocedure);
-DROP FUNCTION IF EXISTS cached_uuids(regprocedure);
+DROP FUNCTION IF EXISTS deleted_vehicle_ids_lookup();
+DROP FUNCTION IF EXISTS current_tenant_id_lookup();
