@@ -139,8 +139,6 @@ static site *site_for(FunctionCallInfo fcinfo) {
         ereport(ERROR, (errcode(ERRCODE_UNDEFINED_FUNCTION),
                         errmsg("%s: no function %s.%s() returning %s to run", name, schema, lookup,
                                format_type_be(type))));
-    if (pg_proc_aclcheck(fn, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
-        aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_FUNCTION, lookup);
     st = MemoryContextAllocZero(fcinfo->flinfo->fn_mcxt, sizeof *st);
     fmgr_info_cxt(fn, &st->lookup, fcinfo->flinfo->fn_mcxt);
     get_typlenbyval(type, &st->len, &st->byval);
@@ -161,6 +159,10 @@ Datum motomind_cached(PG_FUNCTION_ARGS) {
     LOCAL_FCINFO(call, 0);
     int i;
 
+    /* (each call: a PL/pgSQL expression keeps its call site across a
+     * transaction, whose role may change) */
+    if (pg_proc_aclcheck(fn, GetUserId(), ACL_EXECUTE) != ACLCHECK_OK)
+        aclcheck_error(ACLCHECK_NO_PRIV, OBJECT_FUNCTION, get_func_name(fn));
     for (i = 0; i < SLOTS; i++)
         if (slots[i].valid && slots[i].fn == fn) s = &slots[i];
     if (keep && s && memcmp(&s->ctx, &ctx, sizeof ctx) == 0) {
