@@ -116,6 +116,15 @@ function H.fresh_tenant()
   return db, t, car, H.user(db, t, "owner")
 end
 
+--- Whether PostgreSQL can load the motomind_pg server library (make test
+-- installs it as root): migrations 0038 and 0042 then use it.
+function H.pg_library_installed()
+  local dir = H.run("pg_config --pkglibdir"):gsub("%s+$", "")
+  local f = io.open(dir .. "/motomind_pg.so", "rb")
+  if f then f:close() end
+  return f ~= nil
+end
+
 --- The whole content of a file.
 function H.read(path)
   local f = assert(io.open(path, "rb"))

@@ -104,12 +104,6 @@ describe("payload rules in the database", function()
   setup(function() db = H.fresh() end)
   teardown(function() H.drop(db) end)
 
-  -- Whether PostgreSQL can load the motomind_pg library (make test installs
-  -- it): then migration 0038 declared the native rules.
-  local function library_installed()
-    local dir = H.run("pg_config --pkglibdir"):gsub("%s+$", "")
-    return H.read(dir .. "/motomind_pg.so") ~= nil
-  end
   local function native_declared()
     local declared, err = db:value("SELECT to_regprocedure('payload_problem_native(text,text,jsonb)') IS NOT NULL")
     assert(declared ~= nil, err)
@@ -132,7 +126,7 @@ describe("payload rules in the database", function()
   end
 
   it("run in C inside the server when its library is installed", function()
-    assert.equal(library_installed(), native_declared(), "payload_problem_native declared iff motomind_pg is installed")
+    assert.equal(H.pg_library_installed(), native_declared(), "payload_problem_native declared iff motomind_pg is installed")
   end)
 
   -- The trigger passes the document as a constant, compiled once per

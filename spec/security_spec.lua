@@ -448,10 +448,6 @@ describe("the tenant context", function()
   end)
   teardown(function() other:close() H.drop(owner) end)
 
-  local function library_installed()
-    local dir = H.run("pg_config --pkglibdir"):gsub("%s+$", "")
-    return H.read(dir .. "/motomind_pg.so") ~= nil
-  end
   local function cached()
     return owner:value("SELECT l.lanname = 'c' FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang " ..
       "WHERE p.oid = 'current_tenant_id()'::regprocedure")
@@ -477,7 +473,7 @@ describe("the tenant context", function()
     "LEFT JOIN vehicle_event_flags f ON f.event_id = e.id"
 
   it("is looked up once per statement when the library is installed, per policy otherwise", function()
-    assert.equal(library_installed(), cached(), "current_tenant_id() in C iff motomind_pg is installed")
+    assert.equal(H.pg_library_installed(), cached(), "current_tenant_id() in C iff motomind_pg is installed")
     local calls, seen = as_app(function(count)
       local before = count()
       local n = owner:value(PAGE)

@@ -22,11 +22,11 @@ DECLARE
 BEGIN
   EXECUTE replace(pg_get_functiondef('deleted_vehicle_ids()'::regprocedure),
                   '.deleted_vehicle_ids()', '.deleted_vehicle_ids_lookup()');
+  -- current_tenant_id() is SQL (0030): its query, as PL/pgSQL
+  EXECUTE format('CREATE FUNCTION %s.current_tenant_id_lookup() RETURNS uuid LANGUAGE plpgsql STABLE AS %L', s,
+                 'BEGIN RETURN (' || (SELECT prosrc FROM pg_proc WHERE oid = 'current_tenant_id()'::regprocedure) ||
+                 '); END');
   EXECUTE format($f$
-    CREATE FUNCTION %1$s.current_tenant_id_lookup() RETURNS uuid
-    LANGUAGE plpgsql STABLE AS $$BEGIN
-      RETURN CASE WHEN %1$s.current_tenant_role() IS NOT NULL THEN %1$s.claimed_tenant_id() END;
-    END$$;
     CREATE OR REPLACE FUNCTION %1$s.current_tenant_id() RETURNS uuid
       LANGUAGE C STABLE AS 'motomind_pg', 'motomind_cached';
     CREATE OR REPLACE FUNCTION %1$s.deleted_vehicle_ids() RETURNS uuid[]

@@ -51,7 +51,7 @@ PG_FUNCTION_INFO_V1(motomind_cached);
 #define SLOTS 4        /* functions kept at once (two are used) */
 
 /* What a statement's context is, for comparison (memcmp: zeroed before
- * filled): the snapshot's visibility and the claimed tenant and user. */
+ * filled): the (sub)transaction, the snapshot's visibility and the claims. */
 typedef struct context {
     LocalTransactionId lxid;
     SubTransactionId subxid;
