@@ -531,6 +531,26 @@ describe("the tenant context", function()
     assert.same({ 1, 0 }, { before, after })
   end)
 
+  -- 0042 moves the two functions' bodies to their lookups from the catalog,
+  -- and its down script moves them back: the same definitions as before.
+  it("goes back to the functions 0041 left when rolled back", function()
+    if not cached() then return pending("the motomind_pg library is not installed (make install-pg as root; make test installs it)") end
+    local db = H.fresh { migrate = false }
+    local function defs()
+      return db:query("SELECT pg_get_functiondef(to_regprocedure(f)) AS def FROM " ..
+        "unnest(ARRAY['current_tenant_id()', 'deleted_vehicle_ids()', 'current_tenant_id_lookup()']) f " ..
+        "WHERE to_regprocedure(f) IS NOT NULL ORDER BY f")
+    end
+    assert(db:migrate { to = 41 })
+    local before = defs()
+    assert(db:migrate())
+    assert.equal(3, #defs())
+    assert.matches("LANGUAGE c", defs()[1].def, 1, true)
+    assert(db:migrate { to = 41 })
+    assert.same(before, defs())
+    H.drop(db)
+  end)
+
   it("runs nothing its caller could not run, and only its own lookup", function()
     if not cached() then return pending("the motomind_pg library is not installed (make install-pg as root; make test installs it)") end
     local ok, msg, sqlstate = owner:transaction(function()
