@@ -44,6 +44,28 @@ describe("a COPY callback that reaches back into its connection", function()
     refused(function() db:copy_out("COPY sink TO STDOUT", function() db:exec("SELECT 1") end) end)
   end)
 
+  it("refuses close() and queries from a copy_out_events consumer, and rows not of the event's fields", function()
+    local fields = require("motomind.event").columns()
+    assert(db:exec("CREATE TABLE events_like AS SELECT * FROM vehicle_events WITH NO DATA"))
+    local t, car = H.tenant_with_vehicle(db)
+    assert(db:exec("INSERT INTO events_like (tenant_id, id, vehicle_id, type, occurred_at, payload) " ..
+      "SELECT $1, gen_random_uuid(), $2, 'odometer', now(), '{}' FROM generate_series(1, 5000)", t, car))
+    local sql = "COPY (SELECT " .. fields .. " FROM events_like) TO STDOUT"
+    refused(function() db:copy_out_events(sql, function() db:close() end) end,
+      "cannot close a connection inside its own COPY")
+    refused(function() db:copy_out_events(sql, function() db:exec("SELECT 1") end) end)
+    refused(function() db:copy_out_events(sql, function() error("consumer failed") end) end, "consumer failed")
+    refused(function() db:copy_out_events("COPY (SELECT id, vehicle_id FROM events_like) TO STDOUT", function() end) end,
+      "a COPY row that is not the event's fields in order")
+    refused(function() db:copy_out_events("COPY (SELECT " .. fields .. ", 1 FROM events_like) TO STDOUT",
+      function() end) end, "a COPY row that is not the event's fields in order")
+    local chunks = {}
+    assert.equal(5000, db:copy_out_events(sql, function(chunk) chunks[#chunks + 1] = chunk end))
+    assert.is_true(#chunks > 1 and #chunks < 5000 / 10, #chunks) -- chunks of many lines, not a call per row
+    local _, lines = table.concat(chunks):gsub('{"id": "[^\n]*"payload": {}}\n', "")
+    assert.equal(5000, lines)
+  end)
+
   it("ends the COPY when a callback raises or yields", function()
     refused(function() db:copy_in("COPY sink FROM STDIN", function() error("producer failed") end) end,
       "producer failed")

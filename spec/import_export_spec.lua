@@ -139,7 +139,7 @@ describe("JSON-lines import and export", function()
     assert.equal(motomind.null, motomind.json.decode(lines[3]).payload.extra.z.a)
     for i = 1, 2 do assert.is_nil(lines[i]:find("null", 1, true), lines[i]) end -- (no correction: absent, not null)
     -- each line is the row's JSON as PostgreSQL writes it (uuids and
-    -- numerics are written as their text: event.json_object)
+    -- numerics are written as their text)
     local fields = {}
     for i, f in ipairs(require("motomind.event").FIELDS) do fields[i] = f.name end
     for _, line in ipairs(lines) do
@@ -149,5 +149,50 @@ describe("JSON-lines import and export", function()
     end
     H.drop(other)
     os.remove(path) os.remove(first) os.remove(second)
+  end)
+
+  -- The client writes the JSON from the COPY rows (src/event.c): each value
+  -- must be the text PostgreSQL's to_json gives the column, whatever the
+  -- text holds and whatever the session's time zone.
+  it("writes each field as to_json prints it: every control byte, quotes, backslashes, zones with minutes and seconds", function()
+    local controls = {}
+    for b = 1, 31 do controls[#controls + 1] = ("\\u%04x"):format(b) end
+    local tricky = table.concat(controls) .. [[ \" \\ \/ \u007f é ✓ \\N \\t end]]
+    local path = write {
+      '{"vehicle_id": "' .. car .. '", "type": "odometer", "occurred_at": "1890-06-01T12:00:00Z", "mileage": 0.5, ' ..
+        '"payload": {"source": "manual"}, "notes": "' .. tricky .. '"}',
+      '{"vehicle_id": "' .. car .. '", "type": "fuel", "occurred_at": "2025-03-30T01:30:00.25Z", "mileage": 123456.7, ' ..
+        '"payload": {"total": 10, "currency": "EUR", "station": "' .. tricky .. '"}, ' ..
+        '"tags": ["a\\tb", "\\\\"], "location": {"lat": 48.85, "lon": 2.35, "place": "' .. tricky .. '"}}',
+      event("2025-07-01T23:59:59.999999+14:00", 123457),
+    }
+    local report = assert(import.import(db, ctx, path))
+    assert.same({ 3, {} }, { report.inserted, report.rejected })
+    local amended = db:value("SELECT id FROM vehicle_events WHERE mileage = 123457")
+    assert(db:exec("INSERT INTO vehicle_events (tenant_id, vehicle_id, type, occurred_at, mileage, payload, " ..
+      "correction, corrects_id, corrects_occurred_at) SELECT tenant_id, vehicle_id, type, occurred_at, 123458, " ..
+      "payload, 'amend', id, occurred_at FROM vehicle_events WHERE id = $1", amended))
+    local reference = {}
+    for _, f in ipairs(require("motomind.event").FIELDS) do
+      reference[#reference + 1] = ("', \"%s\": ' || to_json(e.%s)::text"):format(f.name, f.name)
+    end
+    local expected_sql = "SELECT '{' || substr(concat(" .. table.concat(reference, ", ") .. "), 3) || '}' AS line " ..
+      "FROM vehicle_events e ORDER BY e.vehicle_id, e.occurred_at, e.created_at, e.id"
+    local written = {}
+    for _, zone in ipairs { "UTC", "Asia/Kolkata", "America/St_Johns", "Europe/Paris", "Pacific/Kiritimati" } do
+      assert(db:exec("SELECT set_config('TimeZone', $1, false)", zone))
+      local chunks = {}
+      assert.equal(4, export.export(db, ctx, function(chunk) chunks[#chunks + 1] = chunk end))
+      local expected = {}
+      for _, row in ipairs(assert(db:query(expected_sql))) do expected[#expected + 1] = row.line .. "\n" end
+      written[zone] = table.concat(chunks)
+      assert.equal(table.concat(expected), written[zone], zone)
+    end
+    -- (zones of whole hours, of minutes and of seconds: Paris's mean time in 1890)
+    assert.matches('"occurred_at": "2025%-03%-30T01:30:00.25%+00:00"', written.UTC)
+    assert.matches('"occurred_at": "2025%-03%-30T07:00:00.25%+05:30"', written["Asia/Kolkata"])
+    assert.matches('"occurred_at": "1890%-06%-01T12:09:21%+00:09:21"', written["Europe/Paris"])
+    assert.matches('"notes": "\\u0001\\u0002', written.UTC)
+    os.remove(path)
   end)
 end)

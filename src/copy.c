@@ -5,6 +5,7 @@
  * COPY is ended before the error is re-raised, so the connection stays
  * usable. */
 #include "motomind.h"
+#include "event.h"
 #include <stdlib.h>
 
 static void free_pq(void *p) { PQfreemem(p); }
@@ -82,6 +83,17 @@ static int l_copy_in(lua_State *L) {
     return mm_copy_finish(L, c);
 }
 
+/* Ends a COPY TO that a Lua error interrupted (the rest read and dropped,
+ * the connection idle again) and re-raises that error. */
+static int copy_out_abort(lua_State *L, mm_conn *c) {
+    PGresult *r;
+    char *buf;
+    c->busy = 0;
+    while (PQgetCopyData(c->pg, &buf, 0) > 0) PQfreemem(buf);
+    while ((r = PQgetResult(c->pg)) != NULL) PQclear(r);
+    return lua_error(L);
+}
+
 /* db:copy_out(sql, consumer) -> rows | nil, message, sqlstate, detail.
  * consumer(chunk) is called with each piece of COPY data (a row, in text
  * formats). */
@@ -99,14 +111,61 @@ static int l_copy_out(lua_State *L) {
         lua_pushvalue(L, 3);
         lua_pushlstring(L, buf, (size_t)len);
         mm_box_release(box);
-        if (lua_pcall(L, 1, 0, 0) != 0) {
-            PGresult *r;
-            c->busy = 0;
-            while (PQgetCopyData(c->pg, &buf, 0) > 0) PQfreemem(buf); /* drain the rest */
-            while ((r = PQgetResult(c->pg)) != NULL) PQclear(r);
-            return lua_error(L);
+        if (lua_pcall(L, 1, 0, 0) != 0) return copy_out_abort(L, c);
+    }
+    lua_pop(L, 1);
+    return mm_copy_finish(L, c);
+}
+
+#define EVENTS_CHUNK 65536
+
+/* db:copy_out_events(sql, consumer) -> rows | nil, message, sqlstate, detail.
+ * sql: a COPY TO STDOUT, text format, of the event fields in their order
+ * (event.h); consumer(chunk) gets the events as JSON lines
+ * (mm_event_json_line), in chunks of about 64 KiB. The server only prints
+ * the columns; the JSON is written here, beside it. */
+static int l_copy_out_events(lua_State *L) {
+    mm_conn *c = mm_check_conn(L, 1);
+    const char *sql = luaL_checkstring(L, 2);
+    mm_box *box;
+    char *out = NULL, *buf;
+    size_t len = 0, cap = 0;
+    int n;
+    luaL_checktype(L, 3, LUA_TFUNCTION);
+    if (!mm_copy_start(L, c, sql, PGRES_COPY_OUT)) return 4;
+    box = mm_box_new(L);
+    while ((n = PQgetCopyData(c->pg, &buf, 0)) > 0) {
+        size_t need = len + mm_event_json_bound((size_t)n), wrote;
+        if (need > cap) {
+            size_t grown = need > 2 * EVENTS_CHUNK ? need : 2 * EVENTS_CHUNK;
+            char *more = realloc(out, grown);
+            if (!more) {
+                PQfreemem(buf);
+                lua_pushliteral(L, "copy_out_events: out of memory");
+                return copy_out_abort(L, c);
+            }
+            mm_box_hold(box, out = more, free);
+            cap = grown;
+        }
+        wrote = mm_event_json_line(buf, (size_t)n, out + len);
+        PQfreemem(buf);
+        if (!wrote) {
+            lua_pushliteral(L, "copy_out_events: a COPY row that is not the event's fields in order");
+            return copy_out_abort(L, c);
+        }
+        if ((len += wrote) >= EVENTS_CHUNK) {
+            lua_pushvalue(L, 3);
+            lua_pushlstring(L, out, len);
+            len = 0;
+            if (lua_pcall(L, 1, 0, 0) != 0) return copy_out_abort(L, c);
         }
     }
+    if (len > 0) {
+        lua_pushvalue(L, 3);
+        lua_pushlstring(L, out, len);
+        if (lua_pcall(L, 1, 0, 0) != 0) return copy_out_abort(L, c);
+    }
+    mm_box_release(box);
     lua_pop(L, 1);
     return mm_copy_finish(L, c);
 }
@@ -114,6 +173,7 @@ static int l_copy_out(lua_State *L) {
 static const luaL_Reg methods[] = {
     {"copy_in", l_copy_in},
     {"copy_out", l_copy_out},
+    {"copy_out_events", l_copy_out_events},
     {NULL, NULL}
 };
 

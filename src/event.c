@@ -126,3 +126,114 @@ const char *mm_event_check(const mm_schemas *schemas, cJSON *ev, const char *veh
         return err;
     return NULL;
 }
+
+/* One byte of a COPY text field at *s (its backslash escape decoded),
+ * advancing *s; e is the field's end. */
+static unsigned char copy_byte(const char **s, const char *e) {
+    unsigned char c = (unsigned char)*(*s)++;
+    if (c != '\\' || *s == e) return c;
+    switch (c = (unsigned char)*(*s)++) {
+    case 'b': return '\b';
+    case 'f': return '\f';
+    case 'n': return '\n';
+    case 'r': return '\r';
+    case 't': return '\t';
+    case 'v': return '\v';
+    default: return c; /* \\ and any other escaped byte: itself */
+    }
+}
+
+/* A text as a JSON string, escaped as PostgreSQL's to_json escapes it. */
+static char *put_text(char *o, const char *s, const char *e) {
+    static const char hex[] = "0123456789abcdef";
+    *o++ = '"';
+    while (s < e) {
+        unsigned char c = copy_byte(&s, e);
+        const char *short_escape = c == '\b' ? "\\b" : c == '\f' ? "\\f" : c == '\n' ? "\\n" : c == '\r' ? "\\r"
+                                 : c == '\t' ? "\\t" : c == '"' ? "\\\"" : c == '\\' ? "\\\\" : NULL;
+        if (short_escape) {
+            *o++ = short_escape[0];
+            *o++ = short_escape[1];
+        } else if (c < ' ') {
+            memcpy(o, "\\u00", 4);
+            o[4] = hex[c >> 4];
+            o[5] = hex[c & 15];
+            o += 6;
+        } else {
+            *o++ = (char)c;
+        }
+    }
+    *o++ = '"';
+    return o;
+}
+
+/* A timestamptz as DateStyle ISO prints it ("2025-01-20 08:30:00.5+01",
+ * "... BC", "infinity") in to_json's form: a T between date and time, the
+ * zone's minutes always written ("+01:00"). */
+static char *put_time(char *o, const char *s, const char *e) {
+    const char *space = memchr(s, ' ', (size_t)(e - s));
+    *o++ = '"';
+    if (space) {
+        memcpy(o, s, (size_t)(space - s));
+        o += space - s;
+        *o++ = 'T';
+        for (s = space + 1; s < e && *s != '+' && *s != '-'; ) *o++ = *s++;
+        if (s < e) { /* the zone: +hh[:mm[:ss]] */
+            *o++ = *s++;
+            while (s < e && isdigit((unsigned char)*s)) *o++ = *s++;
+            if (s == e || *s != ':') {
+                memcpy(o, ":00", 3);
+                o += 3;
+            }
+        }
+    }
+    memcpy(o, s, (size_t)(e - s)); /* the rest: ":mm[:ss]", " BC", or all of "infinity" */
+    o += e - s;
+    *o++ = '"';
+    return o;
+}
+
+size_t mm_event_json_bound(size_t len) { return 6 * len + 512; }
+
+size_t mm_event_json_line(const char *row, size_t len, char *out) {
+    const char *s = row, *end = row + len - 1; /* (without the newline) */
+    char *o = out;
+    int i, first = 1;
+    if (len == 0 || *end != '\n') return 0;
+    for (i = 0; i < MM_EV_NFIELDS; i++) {
+        const mm_field *fd = &MM_EVENT_FIELDS[i];
+        const char *f = s, *fe;
+        size_t name = strlen(fd->name);
+        while (s < end && *s != '\t') s += *s == '\\' && s + 1 < end ? 2 : 1;
+        fe = s;
+        if (i < MM_EV_NFIELDS - 1) {
+            if (s == end) return 0; /* too few fields */
+            s++;
+        }
+        if (fe - f == 2 && f[0] == '\\' && f[1] == 'N') continue; /* NULL: left out */
+        memcpy(o, first ? "{\"" : ", \"", first ? 2 : 3);
+        o += first ? 2 : 3;
+        first = 0;
+        memcpy(o, fd->name, name);
+        o += name;
+        memcpy(o, "\": ", 3);
+        o += 3;
+        switch (fd->kind) {
+        case MM_F_TEXT: o = put_text(o, f, fe); break;
+        case MM_F_TIME: o = put_time(o, f, fe); break;
+        case MM_F_UUID:
+            *o++ = '"';
+            memcpy(o, f, (size_t)(fe - f));
+            o += fe - f;
+            *o++ = '"';
+            break;
+        case MM_F_NUMBER: memcpy(o, f, (size_t)(fe - f)); o += fe - f; break;
+        case MM_F_JSON: while (f < fe) *o++ = (char)copy_byte(&f, fe); break;
+        }
+    }
+    if (s != end) return 0; /* too many fields */
+    if (first) *o++ = '{';
+    *o++ = '}';
+    *o++ = '\n';
+    return (size_t)(o - out);
+}

@@ -42,6 +42,17 @@ typedef struct mm_event_texts {
 const char *mm_event_check(const mm_schemas *schemas, cJSON *ev, const char *vehicle, int zoned,
                            mm_event_texts *out, char *err, size_t errlen);
 
+/* The JSON line of one event from its COPY row (text format, the fields
+ * of MM_EVENT_FIELDS in order, ending in a newline): an object of its
+ * fields in order, NULLs left out (a JSON null inside a jsonb field is data
+ * and stays), each value as PostgreSQL's to_json prints it (uuids and
+ * numerics as their text, jsonb as is), spaced as jsonb prints: the export
+ * format, built by the client so the server only prints the columns.
+ * Writes into out (at least mm_event_json_bound(len) bytes) and returns the
+ * bytes written, or 0 for a row of another shape. */
+size_t mm_event_json_bound(size_t len);
+size_t mm_event_json_line(const char *row, size_t len, char *out);
+
 /* Whether s is a UUID as PostgreSQL reads it: 32 hex digits, optionally in
  * braces, with a hyphen allowed after any group of four. */
 int mm_uuid_valid(const char *s);

@@ -37,17 +37,19 @@ local PERIOD = " AND (e.occurred_at AT TIME ZONE v.timezone)::date BETWEEN " ..
   "(SELECT coalesce(nullif(current_setting('motomind.export_from'), '')::date, '-infinity')) AND " ..
   "(SELECT coalesce(nullif(current_setting('motomind.export_to'), '')::date, 'infinity'))"
 
--- The events as JSON texts: of live vehicles only (backups), of one vehicle
--- (opts.vehicle) or of the whole tenant; in a period or all.
-local function events_query(db, live_vehicles_only, one_vehicle, period)
-  return "SELECT " .. event.json_object("e") .. " FROM " ..
+-- The events' columns (of live vehicles only (backups), of one vehicle
+-- (opts.vehicle) or of the whole tenant; in a period or all) as COPY
+-- rows, which db:copy_out_events writes as JSON lines: the server prints
+-- the columns, the client the JSON (docs/design.md).
+local function export_events(db, sink, live_vehicles_only, one_vehicle, period)
+  return motomind.assert(db:copy_out_events("COPY (SELECT " .. event.columns("e") .. " FROM " ..
     db:qualify("vehicle_events") .. " e" ..
     (period and " JOIN " .. db:qualify("vehicles") .. " v ON v.tenant_id = e.tenant_id AND v.id = e.vehicle_id" or "") ..
     " WHERE e.tenant_id = " .. TENANT ..
     (one_vehicle and " AND e.vehicle_id = " .. VEHICLE or "") .. (period and PERIOD or "") ..
     (live_vehicles_only and " AND EXISTS (SELECT 1 FROM " .. db:qualify("vehicles") ..
       " v WHERE v.tenant_id = e.tenant_id AND v.id = e.vehicle_id AND v.deleted_at IS NULL)" or "") ..
-    " ORDER BY e.vehicle_id, e.occurred_at, e.created_at, e.id"
+    " ORDER BY e.vehicle_id, e.occurred_at, e.created_at, e.id) TO STDOUT", sink))
 end
 
 local function export_backup(db, sink)
@@ -55,7 +57,7 @@ local function export_backup(db, sink)
   sink(header)
   local n = 0
   for i, q in ipairs(queries) do
-    if i == before_events + 1 then n = n + copy_json_lines(db, events_query(db, true), sink) end
+    if i == before_events + 1 then n = n + export_events(db, sink, true) end
     n = n + copy_json_lines(db, q, sink)
   end
   return n
@@ -134,7 +136,7 @@ function M.export(db, ctx, sink, opts)
     local write
     write, file = open_sink(sink)
     if format == "backup" then return export_backup(db, write) end
-    if format == "jsonl" then return copy_json_lines(db, events_query(db, false, opts.vehicle ~= nil, period), write) end
+    if format == "jsonl" then return export_events(db, write, false, opts.vehicle ~= nil, period) end
     return export_csv(db, csv, unit, period, write)
   end)
   if outer then db:exec(ok and n and "COMMIT" or "ROLLBACK") end
