@@ -111,9 +111,9 @@ FUZZ_SECONDS ?= 60
 FUZZ_CFLAGS := -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZER := build/fuzz/payload_fuzz
 CSV_FUZZER := build/fuzz/csv_fuzz
-$(FUZZER): fuzz/payload_fuzz.c fuzz/schemas.h src/payload.c src/payload.h src/text.c src/text.h
+$(FUZZER): fuzz/payload_fuzz.c fuzz/schemas.h src/payload.c src/payload.h src/text.c src/text.h src/event.c src/event.h
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) $(DEP_CFLAGS) -o $@ fuzz/payload_fuzz.c src/payload.c src/text.c $(DEP_LIBS)
+	clang $(FUZZ_CFLAGS) $(DEP_CFLAGS) -o $@ fuzz/payload_fuzz.c src/payload.c src/text.c src/event.c $(DEP_LIBS) -lm
 $(CSV_FUZZER): fuzz/csv_fuzz.c fuzz/schemas.h src/csv.c src/csv_spec.c src/box.c src/payload.c src/text.c $(HDRS)
 	@mkdir -p $(dir $@)
 	clang $(FUZZ_CFLAGS) -D_POSIX_C_SOURCE=200809L $(shell pkg-config --cflags lua5.4) $(DEP_CFLAGS) \

@@ -3,8 +3,11 @@
  * must not crash, leak or hit undefined behaviour, and a payload it accepts
  * must print to canonical JSON that it accepts again, printing the same.
  * The input is also read as a time by mm_utc_text (text.c), whose UTC text,
- * read again with a Z, must give itself. */
+ * read again with a Z, must give itself, and as a COPY row of the event's
+ * fields, whose JSON line (mm_event_json_line, event.c) must stay inside
+ * its bound and be an object on one line. */
 #include "schemas.h"
+#include "../src/event.h"
 #include "../src/text.h"
 #include <stdint.h>
 #include <stdio.h>
@@ -41,12 +44,27 @@ static void check_utc_text(const uint8_t *data, size_t size) {
     free(when);
 }
 
+/* The input as a COPY row: its JSON line is written within the bound
+ * (ASan guards the buffer's end) and is one object ending the line. */
+static void check_event_json_line(const uint8_t *data, size_t size) {
+    size_t bound = mm_event_json_bound(size + 1), n;
+    char *row = (char *)malloc(size + 1), *out = (char *)malloc(bound);
+    if (!row || !out) abort();
+    memcpy(row, data, size);
+    row[size] = '\n';
+    n = mm_event_json_line(row, size + 1, out);
+    if (n && (n > bound || out[0] != '{' || out[n - 2] != '}' || out[n - 1] != '\n')) abort();
+    free(row);
+    free(out);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char err[1024], err2[1024];
     const char *type;
     cJSON *tree, *again;
     char *text, *text2;
     check_utc_text(data, size);
+    check_event_json_line(data, size);
     if (size < 1) return 0;
     type = types[data[0] % (ntypes + 1)];
     tree = cJSON_ParseWithLength((const char *)data + 1, size - 1);
