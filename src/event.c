@@ -196,10 +196,11 @@ static char *put_time(char *o, const char *s, const char *e) {
 size_t mm_event_json_bound(size_t len) { return 6 * len + 512; }
 
 size_t mm_event_json_line(const char *row, size_t len, char *out) {
-    const char *s = row, *end = row + len - 1; /* (without the newline) */
+    const char *s = row, *end;
     char *o = out;
     int i, first = 1;
-    if (len == 0 || *end != '\n') return 0;
+    if (len == 0 || row[len - 1] != '\n') return 0;
+    end = row + len - 1; /* (without the newline) */
     for (i = 0; i < MM_EV_NFIELDS; i++) {
         const mm_field *fd = &MM_EVENT_FIELDS[i];
         const char *f = s, *fe;
