@@ -119,6 +119,14 @@ static int l_copy_out(lua_State *L) {
 
 #define EVENTS_CHUNK 65536
 
+/* Hands the JSON lines written so far to the consumer (at 3); a Lua error
+ * ends the COPY and is re-raised. */
+static void events_flush(lua_State *L, mm_conn *c, const char *out, size_t len) {
+    lua_pushvalue(L, 3);
+    lua_pushlstring(L, out, len);
+    if (lua_pcall(L, 1, 0, 0) != 0) copy_out_abort(L, c);
+}
+
 /* db:copy_out_events(sql, consumer) -> rows | nil, message, sqlstate, detail.
  * sql: a COPY TO STDOUT, text format, of the event fields in their order
  * (event.h); consumer(chunk) gets the events as JSON lines
@@ -154,17 +162,11 @@ static int l_copy_out_events(lua_State *L) {
             return copy_out_abort(L, c);
         }
         if ((len += wrote) >= EVENTS_CHUNK) {
-            lua_pushvalue(L, 3);
-            lua_pushlstring(L, out, len);
+            events_flush(L, c, out, len);
             len = 0;
-            if (lua_pcall(L, 1, 0, 0) != 0) return copy_out_abort(L, c);
         }
     }
-    if (len > 0) {
-        lua_pushvalue(L, 3);
-        lua_pushlstring(L, out, len);
-        if (lua_pcall(L, 1, 0, 0) != 0) return copy_out_abort(L, c);
-    }
+    if (len > 0) events_flush(L, c, out, len);
     mm_box_release(box);
     lua_pop(L, 1);
     return mm_copy_finish(L, c);
