@@ -9,7 +9,8 @@ local H = require "spec.helper"
 -- staging table (the connection's methods, spied on while fn runs).
 local function counting(db, fn)
   local methods = getmetatable(db).__index
-  local real, real_copy, inserts, screens, copies = methods.exec, methods.copy_events, 0, 0, { direct = 0, staged = 0 }
+  local real, real_copy, inserts, screens, copies = methods.exec, methods.copy_events, 0, 0,
+    { direct = 0, staged = 0, typed = 0 }
   methods.exec = function(self, sql, ...)
     if sql:find("^INSERT INTO %S*vehicle_events") then inserts = inserts + 1 end
     if sql == "SAVEPOINT motomind_screen" then screens = screens + 1 end
@@ -18,6 +19,7 @@ local function counting(db, fn)
   methods.copy_events = function(self, sql, ...)
     local into = sql:find("^COPY %S*vehicle_events") and "direct" or "staged"
     copies[into] = copies[into] + 1
+    if sql:find("content_id) FROM STDIN", 1, true) then copies.typed = copies.typed + 1 end
     return real_copy(self, sql, ...)
   end
   local ok, report = pcall(fn)
@@ -259,7 +261,7 @@ describe("the direct path of a JSON-lines import", function()
 
   before_each(function() db, t, car, owner = H.fresh_tenant() end)
   after_each(function()
-    import.direct = true
+    import.direct, import.typed_staging = true, true
     H.drop(db)
   end)
 
@@ -306,10 +308,14 @@ describe("the direct path of a JSON-lines import", function()
     local _, _, first, copies = counting(db, function() return assert(import.import(db, ctx, path)) end)
     assert.same({ 1, 0 }, { copies.direct, copies.staged })
     assert.same({ 405, 0 }, { first.inserted, #first.rejected })
-    -- the same file staged (ids computed by SQL): every event is found again
-    import.direct = false
+    -- the same file staged as texts (ids computed by SQL): every event is found again
+    import.direct, import.typed_staging = false, false
     local again = assert(import.import(db, ctx, path))
     assert.same({ 0, 405, 0 }, { again.inserted, again.duplicates, #again.rejected })
+    -- and staged typed (ids computed by C again, for staged rows): found again too
+    import.typed_staging = true
+    local typed = assert(import.import(db, ctx, path))
+    assert.same({ 0, 405, 0 }, { typed.inserted, typed.duplicates, #typed.rejected })
     -- and the events are the ones the staged path inserts in another tenant
     local other = H.fresh()
     local t2, car2 = H.tenant_with_vehicle(other)
@@ -329,16 +335,48 @@ describe("the direct path of a JSON-lines import", function()
     lines[3] = motomind.json.encode { vehicle_id = car, type = "odometer", mileage = 300,
       occurred_at = "2025-01-03T10:00:00.1234567+01:00", payload = { source = "manual" } } -- 7 digits: rounded
     local _, _, report, copies = counting(db, function() return assert(import.import(db, ctx, H.write_temp(table.concat(lines, "\n")))) end)
-    assert.same({ 1, 1 }, { copies.direct, copies.staged })
+    -- (staged typed first, which that time undoes too: then as texts)
+    assert.same({ 1, 2, 1 }, { copies.direct, copies.staged, copies.typed })
     assert.same({ 3, 0 }, { report.inserted, #report.rejected })
     assert.equal("2025-01-03 09:00:00.123457+00",
       db:value("SELECT (occurred_at AT TIME ZONE 'UTC')::text || '+00' FROM vehicle_events WHERE mileage = 300"))
     lines = { odometer(car, 10, 1000), '{"vehicle_id": "' .. car .. '", "type": "odometer"}', odometer(car, 12, 1200) }
     _, _, report, copies = counting(db, function() return assert(import.import(db, ctx, H.write_temp(table.concat(lines, "\n")))) end)
-    assert.same({ 1, 1 }, { copies.direct, copies.staged })
+    assert.same({ 1, 1, 1 }, { copies.direct, copies.staged, copies.typed })
     assert.same({ 2, 1 }, { report.inserted, #report.rejected })
     assert.same({ line = 2, reason = "occurred_at: is required" },
       { line = report.rejected[1].line, reason = report.rejected[1].reason })
+  end)
+
+  it("puts every event on the vehicle the import names, as the staged paths do", function()
+    local ctx = { tenant = t, user = owner }
+    local other = db:value("INSERT INTO vehicles (tenant_id, id) VALUES ($1, gen_random_uuid()) RETURNING id", t)
+    local path = H.write_temp(odometer(other, 1, 100) .. "\n")
+    for _, path_taken in ipairs { { true, true }, { false, true }, { false, false } } do
+      import.direct, import.typed_staging = path_taken[1], path_taken[2]
+      local report = assert(import.import(db, ctx, path, { vehicle = car }))
+      assert.same({ 1, 0 }, { report.staged, #report.rejected })
+      assert.same({ 1, 0 }, { db:value("SELECT count(*) FROM vehicle_events WHERE vehicle_id = $1", car),
+        db:value("SELECT count(*) FROM vehicle_events WHERE vehicle_id = $1", other) })
+    end
+  end)
+
+  it("stages a file typed, or as texts when PostgreSQL cannot read a value as its type, and reports that line", function()
+    local ctx = { tenant = t, user = owner }
+    import.direct = false
+    local lines = { odometer(car, 1, 100), odometer(car, 2, 200), odometer(car, 3, 300) }
+    local _, _, report, copies = counting(db, function() return assert(import.import(db, ctx, H.write_temp(table.concat(lines, "\n")))) end)
+    assert.same({ 0, 1, 1 }, { copies.direct, copies.staged, copies.typed })
+    assert.same({ 3, 0 }, { report.inserted, #report.rejected })
+    -- (an event with its own id has no content id to compute: C leaves its time to PostgreSQL, which refuses it)
+    lines = { odometer(car, 10, 1000), motomind.json.encode { id = "6b9f7a4e-5d0c-4a43-9c2e-2f1d1c0b0a01", vehicle_id = car,
+      type = "odometer", mileage = 1100, occurred_at = "2025-02-30T10:00:00Z", payload = { source = "manual" } },
+      odometer(car, 12, 1200) }
+    _, _, report, copies = counting(db, function() return assert(import.import(db, ctx, H.write_temp(table.concat(lines, "\n")))) end)
+    assert.same({ 0, 2, 1 }, { copies.direct, copies.staged, copies.typed })
+    assert.same({ 2, 1 }, { report.inserted, #report.rejected })
+    assert.same({ line = 2, sqlstate = "22008" }, { line = report.rejected[1].line, sqlstate = report.rejected[1].sqlstate })
+    assert.matches("2025%-02%-30", report.rejected[1].reason)
   end)
 
   it("is not tried by the application role, to which row-level security applies (COPY FROM is refused there)", function()
@@ -347,7 +385,7 @@ describe("the direct path of a JSON-lines import", function()
     local _, _, report, copies = counting(app, function()
       return assert(import.import(app, { tenant = t, user = manager }, H.write_temp(odometer(car, 1, 100))))
     end)
-    assert.same({ 0, 1 }, { copies.direct, copies.staged })
+    assert.same({ 0, 1, 1 }, { copies.direct, copies.staged, copies.typed })
     assert.equal(1, report.inserted)
     local refused = { app:exec("COPY vehicle_events (tenant_id) FROM STDIN") }
     assert.same({ "0A000", "COPY FROM not supported with row-level security" }, { refused[3], refused[2] })

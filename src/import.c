@@ -61,12 +61,15 @@ static int put_field(outbuf *b, const char *s, int last) {
     return ok && put(b, last ? "\n" : "\t", 1);
 }
 
-/* Direct mode: rows for the events table itself (tenant, import batch,
- * then the fields), an event without an id given its content id, as the
- * staged path's SQL computes it: md5 of concat_ws('|', tenant, the content
- * fields' texts), a time as PostgreSQL prints it in UTC. */
+/* Content ids: an event without an id gets md5 of concat_ws('|', tenant,
+ * the content fields' texts), a time as PostgreSQL prints it in UTC, as the
+ * staged path's SQL computes it. Direct mode: rows for the events table
+ * itself (tenant, import batch, then the fields, the id filled in). Typed
+ * staging (ids_only): the staged row as usual, then the content id (NULL
+ * for an event with an id). */
 typedef struct direct {
     const char *tenant, *batch;
+    int ids_only;
     int content[MM_EV_NFIELDS], ncontent; /* field indexes, in order */
     EVP_MD_CTX *md;
     int vehicles;            /* stack index of the set of vehicle ids seen */
@@ -116,16 +119,18 @@ static void note_vehicle(lua_State *L, direct *d, const char *vehicle) {
 }
 
 /* Checks one event object (event.c) and appends its COPY row (line number
- * first, then the fields of MM_EVENT_FIELDS in order; in direct mode the
- * tenant and batch, then the fields, the id filled in). Returns NULL, or
- * the reason the record is refused (in err; NOT_DIRECT: it must be staged).
+ * first, then the fields of MM_EVENT_FIELDS in order, then with d ids_only
+ * the content id; in direct mode the tenant and batch, then the fields, the
+ * id filled in). Returns NULL, or the reason the record is refused (in err;
+ * NOT_DIRECT: the file must be staged as texts).
  * Every text field is checked, so a bad record is refused by its line
  * instead of failing the whole COPY. */
 static const char *event_row(lua_State *L, const mm_schemas *schemas, cJSON *ev, long line, const char *vehicle,
                              int zoned, direct *d, outbuf *b, char *err, size_t errlen) {
     char linebuf[24], id[37], *json[MM_EV_NFIELDS] = {NULL};
+    const char *cid = NULL;
     mm_event_texts t;
-    int i, bad = 0;
+    int i, bad = 0, ids_only = d && d->ids_only;
     const char *why = mm_event_check(schemas, ev, vehicle, zoned, &t, err, errlen);
     if (why) return why;
     for (i = 0; i < MM_EV_NFIELDS && !bad; i++) {
@@ -135,35 +140,40 @@ static const char *event_row(lua_State *L, const mm_schemas *schemas, cJSON *ev,
         if (!v || cJSON_IsNull(v)) continue;
         bad = !(t.f[i] = json[i] = cJSON_PrintUnformatted(v));
     }
-    if (!bad && d) {
-        if (!t.f[MM_EV_ID] && (why = content_id(d, &t, id)) == NULL) t.f[MM_EV_ID] = id;
-        if (!why) {
-            note_vehicle(L, d, t.f[MM_EV_VEHICLE]);
-            bad = !put_field(b, d->tenant, 0) || !put_field(b, d->batch, 0);
-        }
-    } else if (!bad) {
+    if (!bad && d && !t.f[MM_EV_ID] && (why = content_id(d, &t, id)) == NULL) cid = id; /* (before the row) */
+    if (!bad && !why && d && !ids_only) {
+        if (cid) t.f[MM_EV_ID] = cid;
+        note_vehicle(L, d, t.f[MM_EV_VEHICLE]);
+        bad = !put_field(b, d->tenant, 0) || !put_field(b, d->batch, 0);
+    } else if (!bad && !why) {
         snprintf(linebuf, sizeof linebuf, "%ld", line);
         bad = !put_field(b, linebuf, 0);
     }
-    for (i = 0; i < MM_EV_NFIELDS && !bad && !why; i++) bad = !put_field(b, t.f[i], i == MM_EV_NFIELDS - 1);
+    for (i = 0; i < MM_EV_NFIELDS && !bad && !why; i++)
+        bad = !put_field(b, t.f[i], i == MM_EV_NFIELDS - 1 && !ids_only);
+    if (ids_only && !bad && !why) bad = !put_field(b, cid, 1);
     for (i = 0; i < MM_EV_NFIELDS; i++) cJSON_free(json[i]);
     return bad ? "out of memory" : why;
 }
 
 /* opts.direct = { tenant, batch, content = { field names }, vehicles = {} }
- * (at idx) read into d, or 0 without it. */
-static int read_direct(lua_State *L, int idx, direct *d) {
+ * or, ids_only, opts.content_ids = { tenant, content } (at idx) read into d
+ * (its tenant, batch and vehicles left on the stack), or 0 without it. */
+static int read_direct(lua_State *L, int idx, direct *d, int ids_only) {
     int k;
     if (lua_isnil(L, idx)) return 0;
     luaL_checktype(L, idx, LUA_TTABLE);
     memset(d, 0, sizeof *d);
+    d->ids_only = ids_only;
     lua_getfield(L, idx, "tenant");
     lua_getfield(L, idx, "batch");
     lua_getfield(L, idx, "vehicles");
     lua_getfield(L, idx, "content");
     d->tenant = luaL_checkstring(L, -4);
-    d->batch = luaL_checkstring(L, -3);
-    luaL_checktype(L, -2, LUA_TTABLE);
+    if (!ids_only) {
+        d->batch = luaL_checkstring(L, -3);
+        luaL_checktype(L, -2, LUA_TTABLE);
+    }
     luaL_checktype(L, -1, LUA_TTABLE);
     d->vehicles = lua_gettop(L) - 1;
     d->ncontent = (int)mm_rawlen(L, -1);
@@ -268,7 +278,10 @@ static void call_back(lua_State *L, mm_conn *c, int fn, long n, const char *a, c
  * for the events table itself (see struct direct), each vehicle id added to
  * the set vehicles; the first record that is refused, or that needs
  * PostgreSQL to read its time, cancels the COPY and returns false, its line
- * and why (the caller stages the file instead). */
+ * and why (the caller stages the file instead). content_ids = { tenant,
+ * content }: each row ends with the event's content id (NULL when it has an
+ * id); a record whose time only PostgreSQL reads cancels the COPY and
+ * returns false, its line and why (the caller stages the file as texts). */
 static int l_copy_events(lua_State *L) {
     mm_conn *c = mm_check_conn(L, 1);
     const char *sql = luaL_checkstring(L, 2);
@@ -292,9 +305,10 @@ static int l_copy_events(lua_State *L) {
     lua_getfield(L, 5, "vehicle");     /* 9 */
     lua_getfield(L, 5, "csv");         /* 10 */
     lua_getfield(L, 5, "direct");      /* 11 */
+    lua_getfield(L, 5, "content_ids"); /* 12 */
     luaL_argcheck(L, lua_isfunction(L, 6), 5, "on_reject: expected a function");
     vehicle = lua_tostring(L, 9);
-    if (read_direct(L, 11, &dm)) { /* 12-14: its tenant, batch and vehicles */
+    if (read_direct(L, 11, &dm, 0) || read_direct(L, 12, &dm, 1)) { /* 13-15: its tenant, batch and vehicles */
         mm_box *mbox = mm_box_new(L);
         d = &dm;
         if (!(d->md = EVP_MD_CTX_new())) return luaL_error(L, "out of memory");
@@ -333,7 +347,7 @@ static int l_copy_events(lua_State *L) {
         reason = item.event ? event_row(L, schemas, item.event, item.line, vehicle, src->zoned, d, out, err, sizeof err)
                             : item.reason;
         mm_box_release(tbox);
-        if (reason && d) { /* the file is staged instead */
+        if (reason && d && (!d->ids_only || reason == NOT_DIRECT)) { /* the file is staged (as texts) instead */
             mm_copy_cancel(c, "staged instead");
             lua_pushboolean(L, 0);
             lua_pushinteger(L, (lua_Integer)item.line);

@@ -17,18 +17,26 @@ local imports = require "motomind.imports"
 
 local M = {}
 
-local STAGE = "CREATE TEMP TABLE motomind_import (" .. event.staging_columns() .. ") ON COMMIT DROP"
+-- The staging table: the file's rows as texts, or typed (stage_typed),
+-- each then with the content id C gave it.
+local function stage_sql(typed)
+  return ("CREATE TEMP TABLE motomind_import (%s, content_id %s) ON COMMIT DROP"):format(
+    typed and "line bigint, " .. event.typed_columns() or event.staging_columns(), typed and "uuid" or "text")
+end
 
 -- The id of an event without one is derived from its content: md5 of
 -- concat_ws('|', the tenant, these fields' staged texts, a time in UTC),
 -- so importing a file twice adds nothing. Kept as written: changing it would
 -- give re-imported files new ids (fields added later come last: concat_ws
--- skips NULLs, so a row without them keeps its id). The staged path computes
--- it in SQL (CONTENT_ID), the direct path in C (src/import.c) from this list.
+-- skips NULLs, so a row without them keeps its id). C computes it
+-- (src/import.c) from this list for the direct path and typed staging, the
+-- SQL (CONTENT_ID) for rows staged as texts.
 local CONTENT = { "vehicle_id", "type", "occurred_at", "mileage", "payload", "notes", "correction", "corrects_id",
   "location", "tags" }
 
--- CONTENT's id of staged row s (tenant $1), or the id it gives.
+-- CONTENT's id of staged row s (tenant $1): the id it gives, or the one C
+-- gave it (typed staging gives every row without an id one), or computed
+-- here from its texts.
 local CONTENT_ID = (function()
   local types, texts = {}, {}
   for _, f in ipairs(event.FIELDS) do types[f.name] = f.type end
@@ -36,7 +44,8 @@ local CONTENT_ID = (function()
     texts[i] = types[name] == "timestamptz" and ("(s.%s::timestamptz AT TIME ZONE 'UTC')::text"):format(name)
       or "s." .. name
   end
-  return ("coalesce(s.id::uuid, md5(concat_ws('|', $1::text, %s))::uuid)"):format(table.concat(texts, ", "))
+  return ("coalesce(s.id::uuid, s.content_id::uuid, md5(concat_ws('|', $1::text, %s))::uuid)")
+    :format(table.concat(texts, ", "))
 end)()
 
 -- Staged lines $2..$3 into the events of tenant $1, in import batch $4:
@@ -198,6 +207,10 @@ end
 -- (copy_direct); false stages every file (the specs compare the two paths).
 M.direct = true
 
+--- Whether a JSON-lines file that is staged is first staged typed
+-- (stage_typed); false stages it as texts (the specs compare the two).
+M.typed_staging = true
+
 -- The optimistic path of a JSON-lines file: its events COPYed straight into
 -- the events table in a savepoint, ids filled in by C as CONTENT_ID would.
 -- Only for a writer the tables' row-level security does not apply to (a
@@ -210,7 +223,7 @@ M.direct = true
 -- too, whose voided row keeps its id: staged, it comes back under another
 -- id), a vehicle the screen refuses (deleted, or not writable by the
 -- context's user). Returns rows, records.
-local function copy_direct(db, ctx, path, report, progress)
+local function copy_direct(db, ctx, path, opts, report, progress)
   if not M.direct or motomind.assert(db:row("SELECT row_security_active($1::regclass) AS active",
     db:qualify("vehicle_events"))).active then return nil end
   local sql = ("COPY %s (tenant_id, import_batch_id, %s) FROM STDIN"):format(db:qualify("vehicle_events"),
@@ -220,7 +233,7 @@ local function copy_direct(db, ctx, path, report, progress)
   local vehicles = {}
   return in_savepoint(db, function()
     local sent, records, sqlstate = db:copy_events(sql, path, payload.codec(), {
-      on_reject = function() end, on_progress = progress or nil,
+      on_reject = function() end, on_progress = progress or nil, vehicle = opts.vehicle,
       direct = { tenant = ctx.tenant, batch = report.batch, content = CONTENT, vehicles = vehicles } })
     if sent == nil then return nil, records, sqlstate end -- the database refused a row
     if not sent or records == 0 then return nil end
@@ -251,7 +264,7 @@ local function reissue_undone(db, tenant)
         JOIN %s b ON b.tenant_id = $1::uuid AND b.id = e.import_batch_id AND b.undone_at IS NOT NULL
        WHERE EXISTS (SELECT 1 FROM %s v WHERE v.tenant_id = $1::uuid AND v.corrects_id = e.id
                         AND v.corrects_occurred_at = e.occurred_at AND v.correction = 'void'))
-    UPDATE pg_temp.motomind_import s SET id = c.id::text
+    UPDATE pg_temp.motomind_import s SET id = c.id
       FROM (SELECT DISTINCT ON (line) line, id, depth FROM chain ORDER BY line, depth DESC) c
      WHERE s.line = c.line AND c.depth > 0]]):format(db:qualify("vehicle_events"), db:qualify("import_batches"),
     db:qualify("vehicle_events"))
@@ -334,6 +347,31 @@ local function with_category(spec, category)
   if not found then motomind.raise("category: this format holds no maintenance records", "22023") end
 end
 
+-- Typed staging of a JSON-lines file, in a savepoint: PostgreSQL reads
+-- each staged value as its type while C checks the records after it (the
+-- staging COPY is bound by the client, the INSERT by the server), and C
+-- gives each event without an id its content id, so the INSERT reads no
+-- text and hashes nothing (docs/design.md). A record whose time only
+-- PostgreSQL reads, or a value it cannot read as its type, undoes it (what
+-- C refused meanwhile is reported once, by the staging as texts that
+-- follows). Returns whether the file is staged.
+local function stage_typed(db, ctx, path, opts, report, progress, on_reject)
+  local before = #report.rejected
+  local staged = in_savepoint(db, function()
+    motomind.assert(db:exec(stage_sql(true)))
+    local sent, records, sqlstate = db:copy_events(("COPY pg_temp.motomind_import (line, %s, content_id) FROM STDIN")
+      :format(event.columns()), path, payload.codec(), { vehicle = opts.vehicle, on_progress = progress or nil,
+        on_reject = on_reject, content_ids = { tenant = ctx.tenant, content = CONTENT } })
+    if not sent then return nil, records, sqlstate end
+    report.staged, report.records = sent, records
+    return true
+  end)
+  if not staged then
+    for i = #report.rejected, before + 1, -1 do report.rejected[i] = nil end
+  end
+  return staged
+end
+
 -- The staged path: the file COPYed into a temporary table (C checks each
 -- record; refused ones are reported), screened, and inserted in one
 -- statement; only when the database refuses it are the staged lines
@@ -341,25 +379,26 @@ end
 -- the file's direct COPY: direct_refusal, its sqlstate). Returns the records
 -- refused before any insert (read from the file).
 local function stage(db, ctx, path, format, csv, opts, report, staged_records, progress, direct_refusal)
-  motomind.assert(db:exec(STAGE))
-  local staged, records = motomind.assert(db:copy_events("COPY pg_temp.motomind_import FROM STDIN", path,
-    payload.codec(), {
-      csv = csv, vehicle = opts.vehicle, on_progress = progress or nil,
-      on_reject = function(line, reason, column)
-        report.rejected[#report.rejected + 1] = { file = path, line = line, column = column, reason = reason }
-      end,
-      on_record = (format == "backup" or csv) and function(line, text)
-        staged_records[#staged_records + 1] = { line, text }
-      end or nil,
-    }))
-  report.staged, report.records = staged, records
-  if records == 0 then motomind.raise(path .. ": no records (the file is empty, or holds only a header)", "22023") end
+  local function on_reject(line, reason, column)
+    report.rejected[#report.rejected + 1] = { file = path, line = line, column = column, reason = reason }
+  end
+  if not (format == "jsonl" and M.typed_staging and stage_typed(db, ctx, path, opts, report, progress, on_reject)) then
+    motomind.assert(db:exec(stage_sql(false)))
+    report.staged, report.records = motomind.assert(db:copy_events(
+      ("COPY pg_temp.motomind_import (line, %s) FROM STDIN"):format(event.columns()), path, payload.codec(), {
+        csv = csv, vehicle = opts.vehicle, on_progress = progress or nil, on_reject = on_reject,
+        on_record = (format == "backup" or csv) and function(line, text)
+          staged_records[#staged_records + 1] = { line, text }
+        end or nil,
+      }))
+  end
+  if report.records == 0 then motomind.raise(path .. ": no records (the file is empty, or holds only a header)", "22023") end
   if format == "backup" then
     backup.stage_records(db, staged_records, report)
     backup.restore_records(db, ctx, staged_records, report, M.insert_range)
   elseif #staged_records > 0 then reminders.import_records(db, ctx, opts.vehicle, staged_records, report, M.insert_range) end
   local refused = #report.rejected
-  if staged > 0 then
+  if report.staged > 0 then
     if report.converted then convert_mileage(db, report.converted) end
     screen_vehicles(db, report)
     reissue_undone(db, ctx.tenant)
@@ -462,7 +501,7 @@ function M.import(db, ctx, path, opts)
       if opts.category ~= nil then with_category(csv, opts.category) end
     end
     local sent, records, sqlstate, refused = nil, nil, nil, 0
-    if format == "jsonl" then sent, records, sqlstate = copy_direct(db, ctx, path, report, progress) end
+    if format == "jsonl" then sent, records, sqlstate = copy_direct(db, ctx, path, opts, report, progress) end
     if sent then
       report.staged, report.records, report.inserted = sent, records, sent
     else -- (staged; with the sqlstate that refused the direct COPY, if it was tried)
