@@ -17,8 +17,9 @@ local imports = require "motomind.imports"
 
 local M = {}
 
--- The staging table: the file's rows as texts, or typed (stage_typed),
--- each then with the content id C gave it.
+-- The staging table: the file's rows typed (stage_typed), each with the
+-- content id C gave it, or as texts, their content_id left NULL (the
+-- column is there so that one CONTENT_ID reads both).
 local function stage_sql(typed)
   return ("CREATE TEMP TABLE motomind_import (%s, content_id %s) ON COMMIT DROP"):format(
     typed and "line bigint, " .. event.typed_columns() or event.staging_columns(), typed and "uuid" or "text")
