@@ -127,43 +127,25 @@ const char *mm_event_check(const mm_schemas *schemas, cJSON *ev, const char *veh
     return NULL;
 }
 
-/* One byte of a COPY text field at *s (its backslash escape decoded),
- * advancing *s; e is the field's end. */
-static unsigned char copy_byte(const char **s, const char *e) {
-    unsigned char c = (unsigned char)*(*s)++;
-    if (c != '\\' || *s == e) return c;
-    switch (c = (unsigned char)*(*s)++) {
-    case 'b': return '\b';
-    case 'f': return '\f';
-    case 'n': return '\n';
-    case 'r': return '\r';
-    case 't': return '\t';
-    case 'v': return '\v';
-    default: return c; /* \\ and any other escaped byte: itself */
-    }
-}
-
-/* A text as a JSON string, escaped as PostgreSQL's to_json escapes it. */
-static char *put_text(char *o, const char *s, const char *e) {
-    static const char hex[] = "0123456789abcdef";
-    *o++ = '"';
-    while (s < e) {
-        unsigned char c = copy_byte(&s, e);
-        const char *short_escape = c == '\b' ? "\\b" : c == '\f' ? "\\f" : c == '\n' ? "\\n" : c == '\r' ? "\\r"
-                                 : c == '\t' ? "\\t" : c == '"' ? "\\\"" : c == '\\' ? "\\\\" : NULL;
-        if (short_escape) {
-            *o++ = short_escape[0];
-            *o++ = short_escape[1];
-        } else if (c < ' ') {
-            memcpy(o, "\\u00", 4);
-            o[4] = hex[c >> 4];
-            o[5] = hex[c & 15];
-            o += 6;
-        } else {
-            *o++ = (char)c;
+/* Decodes a COPY text field's backslash escapes in place (a field never
+ * grows); returns its decoded end. */
+static char *copy_unescape(char *f, char *e) {
+    char *o = f;
+    while (f < e) {
+        char c = *f++;
+        if (c == '\\' && f < e) {
+            switch (c = *f++) {
+            case 'b': c = '\b'; break;
+            case 'f': c = '\f'; break;
+            case 'n': c = '\n'; break;
+            case 'r': c = '\r'; break;
+            case 't': c = '\t'; break;
+            case 'v': c = '\v'; break;
+            default: break; /* \\ and any other escaped byte: itself */
+            }
         }
+        *o++ = c;
     }
-    *o++ = '"';
     return o;
 }
 
@@ -195,15 +177,15 @@ static char *put_time(char *o, const char *s, const char *e) {
 
 size_t mm_event_json_bound(size_t len) { return 6 * len + 512; }
 
-size_t mm_event_json_line(const char *row, size_t len, char *out) {
-    const char *s = row, *end;
+size_t mm_event_json_line(char *row, size_t len, char *out) {
+    char *s = row, *end;
     char *o = out;
     int i, first = 1;
     if (len == 0 || row[len - 1] != '\n') return 0;
     end = row + len - 1; /* (without the newline) */
     for (i = 0; i < MM_EV_NFIELDS; i++) {
         const mm_field *fd = &MM_EVENT_FIELDS[i];
-        const char *f = s, *fe;
+        char *f = s, *fe;
         size_t name = strlen(fd->name);
         while (s < end && *s != '\t') s += *s == '\\' && s + 1 < end ? 2 : 1;
         fe = s;
@@ -219,8 +201,11 @@ size_t mm_event_json_line(const char *row, size_t len, char *out) {
         o += name;
         memcpy(o, "\": ", 3);
         o += 3;
+        fe = copy_unescape(f, fe);
         switch (fd->kind) {
-        case MM_F_TEXT: o = put_text(o, f, fe); break;
+        case MM_F_TEXT:
+            if (!(o = mm_json_string(o, f, (size_t)(fe - f)))) return 0; /* (COPY never sends a NUL) */
+            break;
         case MM_F_TIME: o = put_time(o, f, fe); break;
         case MM_F_UUID:
             *o++ = '"';
@@ -228,8 +213,8 @@ size_t mm_event_json_line(const char *row, size_t len, char *out) {
             o += fe - f;
             *o++ = '"';
             break;
-        case MM_F_NUMBER: memcpy(o, f, (size_t)(fe - f)); o += fe - f; break;
-        case MM_F_JSON: while (f < fe) *o++ = (char)copy_byte(&f, fe); break;
+        case MM_F_NUMBER: /* (numerics and jsonb as PostgreSQL printed them) */
+        case MM_F_JSON: memcpy(o, f, (size_t)(fe - f)); o += fe - f; break;
         }
     }
     if (s != end) return 0; /* too many fields */

@@ -49,9 +49,10 @@ const char *mm_event_check(const mm_schemas *schemas, cJSON *ev, const char *veh
  * numerics as their text, jsonb as is), spaced as jsonb prints: the export
  * format, built by the client so the server only prints the columns.
  * Writes into out (at least mm_event_json_bound(len) bytes) and returns the
- * bytes written, or 0 for a row of another shape. */
+ * bytes written, or 0 for a row of another shape. Decodes the row's COPY
+ * escapes in place. */
 size_t mm_event_json_bound(size_t len);
-size_t mm_event_json_line(const char *row, size_t len, char *out);
+size_t mm_event_json_line(char *row, size_t len, char *out);
 
 /* Whether s is a UUID as PostgreSQL reads it: 32 hex digits, optionally in
  * braces, with a hyphen allowed after any group of four. */

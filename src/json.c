@@ -231,40 +231,13 @@ static inline int put(encoder *e, const char *s, size_t n) {
     return 1;
 }
 
-/* Writes s as a JSON string, escaped as cJSON's printer escapes (quote,
- * backslash and control characters; other bytes as they are, copied in
- * runs): 1, 0 out of memory, -1 when s holds a NUL byte. */
+/* Writes s as a JSON string (mm_json_string): 1, 0 out of memory, -1
+ * when s holds a NUL byte. */
 static int put_string(encoder *e, const char *s, size_t len) {
-    static const char hex[] = "0123456789abcdef";
-    char *o;
-    size_t i = 0, run;
+    char *end;
     if (len > ((size_t)-1 - 2) / 6 - e->len || !reserve(e, 6 * len + 2)) return 0;
-    o = e->arena->text + e->len;
-    *o++ = '"';
-    for (;;) {
-        unsigned char c = 0;
-        for (run = i; run < len; run++) {
-            c = (unsigned char)s[run];
-            if (c < 32 || c == '"' || c == '\\') break;
-        }
-        memcpy(o, s + i, run - i);
-        o += run - i;
-        if (run == len) break;
-        if (!c) return -1;
-        *o++ = '\\';
-        switch (c) {
-        case '"': case '\\': *o++ = (char)c; break;
-        case '\b': *o++ = 'b'; break;
-        case '\f': *o++ = 'f'; break;
-        case '\n': *o++ = 'n'; break;
-        case '\r': *o++ = 'r'; break;
-        case '\t': *o++ = 't'; break;
-        default: *o++ = 'u'; *o++ = '0'; *o++ = '0'; *o++ = hex[c >> 4]; *o++ = hex[c & 15];
-        }
-        i = run + 1;
-    }
-    *o++ = '"';
-    e->len = (size_t)(o - e->arena->text);
+    if (!(end = mm_json_string(e->arena->text + e->len, s, len))) return -1;
+    e->len = (size_t)(end - e->arena->text);
     return 1;
 }
 

@@ -142,3 +142,34 @@ void mm_shortest_double(double d, char *out, size_t n) {
         if (strtod(out, NULL) == d) return;
     }
 }
+
+char *mm_json_string(char *out, const char *s, size_t len) {
+    static const char hex[] = "0123456789abcdef";
+    char *o = out;
+    size_t i = 0, run;
+    *o++ = '"';
+    for (;;) {
+        unsigned char c = 0;
+        for (run = i; run < len; run++) { /* a run of bytes written as they are */
+            c = (unsigned char)s[run];
+            if (c < 32 || c == '"' || c == '\\') break;
+        }
+        memcpy(o, s + i, run - i);
+        o += run - i;
+        if (run == len) break;
+        if (!c) return NULL;
+        *o++ = '\\';
+        switch (c) {
+        case '"': case '\\': *o++ = (char)c; break;
+        case '\b': *o++ = 'b'; break;
+        case '\f': *o++ = 'f'; break;
+        case '\n': *o++ = 'n'; break;
+        case '\r': *o++ = 'r'; break;
+        case '\t': *o++ = 't'; break;
+        default: *o++ = 'u'; *o++ = '0'; *o++ = '0'; *o++ = hex[c >> 4]; *o++ = hex[c & 15];
+        }
+        i = run + 1;
+    }
+    *o++ = '"';
+    return o;
+}

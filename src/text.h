@@ -9,6 +9,13 @@
  * surrogates, nothing above U+10FFFF. */
 int mm_utf8_valid(const unsigned char *s);
 
+/* Writes s (len bytes) at out as a JSON string: quoted, the quote,
+ * backslash and control characters escaped as cJSON's printer and
+ * PostgreSQL's to_json escape them (\n, ..., \u001f), other bytes as they
+ * are. out holds at least 6 * len + 2 bytes. Returns the end of what it
+ * wrote, or NULL when s holds a NUL byte. */
+char *mm_json_string(char *out, const char *s, size_t len);
+
 /* Whether a JSON text holds the escape \u0000 (a NUL inside a string, which
  * cJSON would silently cut the string at, and PostgreSQL text refuses). */
 int mm_json_has_nul(const char *text, size_t len);
