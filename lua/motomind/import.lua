@@ -17,13 +17,6 @@ local imports = require "motomind.imports"
 
 local M = {}
 
--- The staging table: the file's rows typed (stage_typed), each with the
--- content id C gave it, or as texts, their content_id left NULL (the
--- column is there so that one CONTENT_ID reads both).
-local function stage_sql(typed)
-  return ("CREATE TEMP TABLE motomind_import (%s, content_id %s) ON COMMIT DROP"):format(
-    typed and "line bigint, " .. event.typed_columns() or event.staging_columns(), typed and "uuid" or "text")
-end
 
 -- The id of an event without one is derived from its content: md5 of
 -- concat_ws('|', the tenant, these fields' staged texts, a time in UTC),
@@ -348,6 +341,17 @@ local function with_category(spec, category)
   if not found then motomind.raise("category: this format holds no maintenance records", "22023") end
 end
 
+-- The file COPYed by C (copy_events with opts) into a new staging table:
+-- its rows typed (stage_typed), each with the content id C gave it, or as
+-- texts, their content_id left NULL (the column is there so that one
+-- CONTENT_ID reads both). Returns what copy_events returns.
+local function copy_staged(db, path, typed, opts)
+  motomind.assert(db:exec(("CREATE TEMP TABLE motomind_import (%s, content_id %s) ON COMMIT DROP"):format(
+    typed and "line bigint, " .. event.typed_columns() or event.staging_columns(), typed and "uuid" or "text")))
+  return db:copy_events(("COPY pg_temp.motomind_import (line, %s%s) FROM STDIN"):format(event.columns(),
+    typed and ", content_id" or ""), path, payload.codec(), opts)
+end
+
 -- Typed staging of a JSON-lines file, in a savepoint: PostgreSQL reads
 -- each staged value as its type while C checks the records after it (the
 -- staging COPY is bound by the client, the INSERT by the server), and C
@@ -359,10 +363,8 @@ end
 local function stage_typed(db, ctx, path, opts, report, progress, on_reject)
   local before = #report.rejected
   local staged = in_savepoint(db, function()
-    motomind.assert(db:exec(stage_sql(true)))
-    local sent, records, sqlstate = db:copy_events(("COPY pg_temp.motomind_import (line, %s, content_id) FROM STDIN")
-      :format(event.columns()), path, payload.codec(), { vehicle = opts.vehicle, on_progress = progress or nil,
-        on_reject = on_reject, content_ids = { tenant = ctx.tenant, content = CONTENT } })
+    local sent, records, sqlstate = copy_staged(db, path, true, { vehicle = opts.vehicle,
+      on_progress = progress or nil, on_reject = on_reject, content_ids = { tenant = ctx.tenant, content = CONTENT } })
     if not sent then return nil, records, sqlstate end
     report.staged, report.records = sent, records
     return true
@@ -384,14 +386,12 @@ local function stage(db, ctx, path, format, csv, opts, report, staged_records, p
     report.rejected[#report.rejected + 1] = { file = path, line = line, column = column, reason = reason }
   end
   if not (format == "jsonl" and M.typed_staging and stage_typed(db, ctx, path, opts, report, progress, on_reject)) then
-    motomind.assert(db:exec(stage_sql(false)))
-    report.staged, report.records = motomind.assert(db:copy_events(
-      ("COPY pg_temp.motomind_import (line, %s) FROM STDIN"):format(event.columns()), path, payload.codec(), {
-        csv = csv, vehicle = opts.vehicle, on_progress = progress or nil, on_reject = on_reject,
-        on_record = (format == "backup" or csv) and function(line, text)
-          staged_records[#staged_records + 1] = { line, text }
-        end or nil,
-      }))
+    report.staged, report.records = motomind.assert(copy_staged(db, path, false, {
+      csv = csv, vehicle = opts.vehicle, on_progress = progress or nil, on_reject = on_reject,
+      on_record = (format == "backup" or csv) and function(line, text)
+        staged_records[#staged_records + 1] = { line, text }
+      end or nil,
+    }))
   end
   if report.records == 0 then motomind.raise(path .. ": no records (the file is empty, or holds only a header)", "22023") end
   if format == "backup" then
