@@ -90,11 +90,11 @@ bench-openresty: deps
 # and otherwise says the rules stay in SQL.
 PG_CONFIG ?= pg_config
 PG_MODULE := build/pg/motomind_pg.so
-$(PG_MODULE): src/pg/motomind_pg.c src/pg/context.c src/payload.c src/payload.h src/text.c src/text.h
+$(PG_MODULE): src/pg/motomind_pg.c src/pg/context.c src/pg/walk.c src/payload.c src/payload.h src/text.c src/text.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -std=gnu99 -Wall -Wextra -Werror -Wmissing-prototypes -Wno-unused-parameter -fPIC -shared \
 	  -I$(shell $(PG_CONFIG) --includedir-server) $(shell pkg-config --cflags libcjson) \
-	  -o $@ src/pg/motomind_pg.c src/pg/context.c src/payload.c src/text.c $(shell pkg-config --libs libcjson)
+	  -o $@ src/pg/motomind_pg.c src/pg/context.c src/pg/walk.c src/payload.c src/text.c $(shell pkg-config --libs libcjson)
 install-pg: $(PG_MODULE)
 	install -C -m 755 $(PG_MODULE) $(DESTDIR)$(shell $(PG_CONFIG) --pkglibdir)/
 pg-module: $(PG_MODULE)

@@ -194,6 +194,135 @@ describe("timeline rules", function()
     end)
   end)
 
+  -- Migration 0043: a vehicle whose head the statement created and none of
+  -- whose events it corrects is left out of the walk when mileage_chain
+  -- (the server library) proves it has nothing to refuse or flag.
+  describe("the walk's fast path for new vehicles", function()
+    local function chain_declared()
+      return motomind.assert(db:value("SELECT to_regprocedure('mileage_chain(timestamptz,numeric)') IS NOT NULL"))
+    end
+    local function chain(rows)
+      return motomind.assert(db:value("SELECT mileage_chain((r->>0)::timestamptz, (r->>1)::numeric)::text " ..
+        "FROM jsonb_array_elements($1::jsonb) r", motomind.json.encode(setmetatable(rows, motomind.json.array_mt))))
+    end
+
+    after_each(function() db:exec("ROLLBACK") end) -- (a failed case's transaction)
+
+    it("is declared iff the server library is installed", function()
+      assert.equal(H.pg_library_installed(), chain_declared())
+    end)
+
+    it("answers the largest step in the walk's order, or NULL where mileage goes down", function()
+      if not chain_declared() then return pending("the motomind_pg library is not installed") end
+      local d1, d2, d3 = "2025-01-01T00:00:00Z", "2025-01-02T00:00:00Z", "2025-01-03T00:00:00Z"
+      assert.equal("400", chain { { d1, 100 }, { d2, 500 }, { d3, 520 } })
+      assert.equal("400", chain { { d3, 520 }, { d1, 100 }, { d2, 500 } }) -- any arrival order
+      assert.equal("20", chain { { d1, 100 }, { d1, 130 }, { d1, 110 } }) -- one instant: by mileage
+      assert.equal("0", chain { { d2, 7 } })
+      assert.equal("0", chain { { d1, 5 }, { d2, 5 } })
+      assert.equal(null, chain { { d1, 100 }, { d2, 99.9 }, { d3, 500 } })
+      assert.equal(null, chain { { d3, 100 }, { d1, 200 } })
+      assert.equal(null, chain {})
+      assert.equal("2.5", motomind.assert(db:value("SELECT mileage_chain(t, m)::text FROM (VALUES " ..
+        "('2025-01-01'::timestamptz, 1.5::numeric), ('2025-01-02', NULL), (NULL, 0), ('2025-01-03', 4)) v(t, m)")))
+    end)
+
+    -- Each case runs in one statement on a new vehicle, with the aggregate
+    -- and after it is dropped (every vehicle walked): the same refusals and
+    -- the same flags.
+    it("refuses and flags exactly what the walk does", function()
+      local cases = {
+        clean_out_of_order = { { 0, 3000 }, { -48, 1000 }, { -24, 2000 }, { 24, 3100 } },
+        jump = { { 0, 1000 }, { 24, 1200 }, { 48, 9000 }, { 72, 9100 } },
+        decrease = { { 0, 1000 }, { 24, 1200 }, { 48, 1100 } },
+        tie_by_mileage = { { 0, 1000 }, { 24, 1300 }, { 24, 1200 } },
+        -- the middle reading voided in the same statement: 1000 -> 3800 in a
+        -- day is a jump the statement's own readings do not show
+        voided = { { 0, 1000 }, { 12, 2400 }, { 24, 3800 }, void = 2 },
+        -- not a new vehicle (a reading written before, above the
+        -- statement's), beside a new one
+        existing = { { 24, 1000 }, { 48, 1100 }, before = 5000, beside_new = true },
+      }
+      local insert = "INSERT INTO vehicle_events (tenant_id, id, vehicle_id, type, occurred_at, mileage, payload, " ..
+        "correction, corrects_id, corrects_occurred_at) " ..
+        "SELECT $1, coalesce((r->>'id')::uuid, gen_random_uuid()), coalesce((r->>'v')::uuid, $2), 'odometer', (r->>'at')::timestamptz, (r->>'km')::numeric, " ..
+        "CASE WHEN r ? 'void' THEN '{}' ELSE '{\"source\": \"manual\"}' END::jsonb, " ..
+        "r->>'void', (r->>'of')::uuid, (r->>'of_at')::timestamptz FROM jsonb_array_elements($3::jsonb) r"
+      local runs = 0
+      local function run(name)
+        runs = runs + 1
+        local v = assert(db:value("INSERT INTO vehicles (tenant_id, nickname) VALUES ($1, $2) RETURNING id", ctx.tenant, name))
+        local rows, at = {}, {}
+        for i, r in ipairs(cases[name]) do
+          at[i] = os.date("!%Y-%m-%dT%H:%M:%SZ", 1735689600 + r[1] * 3600)
+          rows[i] = { id = ("00000000-0000-4000-8000-%06d%06d"):format(runs, i), at = at[i], km = r[2] }
+        end
+        if cases[name].before then
+          motomind.assert(db:exec("INSERT INTO vehicle_events (tenant_id, vehicle_id, type, occurred_at, mileage, payload) " ..
+            "VALUES ($1, $2, 'odometer', '2024-12-31T00:00:00Z', $3, '{\"source\": \"manual\"}')", ctx.tenant, v,
+            cases[name].before))
+        end
+        if cases[name].beside_new then
+          local other = assert(db:value("INSERT INTO vehicles (tenant_id) VALUES ($1) RETURNING id", ctx.tenant))
+          rows[#rows + 1] = { v = other, at = at[1], km = 10 }
+        end
+        local void = cases[name].void
+        if void then rows[#rows + 1] = { void = "void", at = at[void], of = rows[void].id, of_at = at[void] } end
+        motomind.assert(db:exec("SAVEPOINT walk_case"))
+        local ok, msg = db:exec(insert, ctx.tenant, v, motomind.json.encode(setmetatable(rows, motomind.json.array_mt)))
+        motomind.assert(db:exec(ok and "RELEASE walk_case" or "ROLLBACK TO walk_case"))
+        local flagged = assert(db:query("SELECT e.mileage::int AS km FROM vehicle_event_flags f JOIN vehicle_events e " ..
+          "ON e.tenant_id = f.tenant_id AND e.id = f.event_id AND e.occurred_at = f.occurred_at " ..
+          "WHERE f.vehicle_id = $1 ORDER BY 1", v))
+        local kms = {}
+        for i, f in ipairs(flagged) do kms[i] = f.km end
+        return { ok = ok ~= nil, message = msg, flagged = kms }
+      end
+      local fast = {}
+      motomind.assert(db:exec("BEGIN"))
+      for name in pairs(cases) do fast[name] = run(name) end
+      motomind.assert(db:exec("COMMIT"))
+      assert.same({ ok = true, flagged = {} }, fast.clean_out_of_order)
+      assert.same({ ok = true, flagged = { 1200, 9000 } }, fast.jump)
+      assert.same({ ok = false, flagged = {},
+        message = "mileage 1100 on 2025-01-03 is below 1200 recorded on 2025-01-02" }, fast.decrease)
+      assert.same({ ok = true, flagged = {} }, fast.tie_by_mileage)
+      assert.same({ ok = true, flagged = { 1000, 3800 } }, fast.voided)
+      assert.same({ ok = false, flagged = {},
+        message = "mileage 1000 on 2025-01-02 is below 5000 recorded on 2024-12-31" }, fast.existing)
+      motomind.assert(db:exec("BEGIN")) -- (the aggregate comes back with the rollback)
+      if chain_declared() then motomind.assert(db:exec("DROP AGGREGATE mileage_chain(timestamptz, numeric)")) end
+      local walked = {}
+      for name in pairs(cases) do walked[name] = run(name) end
+      motomind.assert(db:exec("ROLLBACK"))
+      for name in pairs(cases) do assert.same(fast[name], walked[name], name) end
+    end)
+
+    -- The walk reads a vehicle's readings back through an index; a new
+    -- vehicle's clean readings are not read back at all.
+    it("does not read a new vehicle's clean readings back", function()
+      if not chain_declared() then return pending("the motomind_pg library is not installed") end
+      -- rows read through indexes by a statement of 300 clean readings of a new vehicle
+      local function tuples_read(nickname)
+        local v = assert(db:value("INSERT INTO vehicles (tenant_id, nickname) VALUES ($1, $2) RETURNING id", ctx.tenant, nickname))
+        local sql = "SELECT coalesce(sum(idx_tup_fetch), 0)::int FROM pg_stat_xact_user_tables " ..
+          "WHERE schemaname = current_schema() AND relname LIKE 'vehicle_events%'"
+        local before = motomind.assert(db:value(sql))
+        motomind.assert(db:exec("INSERT INTO vehicle_events (tenant_id, vehicle_id, type, occurred_at, mileage, payload) " ..
+          "SELECT $1, $2, 'odometer', '2024-03-01'::timestamptz + g * interval '1 day', 1000 + g * 50, " ..
+          "'{\"source\": \"manual\"}' FROM generate_series(1, 300) g", ctx.tenant, v))
+        return motomind.assert(db:value(sql)) - before
+      end
+      motomind.assert(db:exec("BEGIN"))
+      local fast = tuples_read("fast")
+      motomind.assert(db:exec("DROP AGGREGATE mileage_chain(timestamptz, numeric)"))
+      local walked = tuples_read("walked")
+      motomind.assert(db:exec("ROLLBACK"))
+      assert.is_true(walked >= 300, ("walked: %d rows read through indexes"):format(walked))
+      assert.is_true(fast < 30, ("fast path: %d rows read through indexes"):format(fast))
+    end)
+  end)
+
   describe("payloads", function()
     it("are refused by the database with the codec's message, for any writer", function()
       local ok, msg, sqlstate, detail = db:exec("INSERT INTO vehicle_events (tenant_id, vehicle_id, type, " ..
