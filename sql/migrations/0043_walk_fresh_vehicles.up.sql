@@ -15,7 +15,8 @@
 -- vehicle is walked as before, so the walk stays the one definition of the
 -- verdicts and flags. The heads' upsert now also gives the walk its
 -- vehicles and bounds (arrays in the vehicles' order, which the chain's
--- array follows), where the walk grouped the statement's rows again.
+-- array follows), where the walk grouped the statement's rows again;
+-- a statement without corrections skips the two statements about them.
 -- Without the library a warning says why, and every vehicle is walked.
 DO $do$
 BEGIN
@@ -97,6 +98,93 @@ $e$      FROM unnest(heads_t, heads_v, heads_lo, heads_hi, heads_corrected, head
       JOIN vehicles v ON v.tenant_id = g.tenant_id AND v.id = g.vehicle_id
      WHERE g.lo IS NOT NULL
        AND NOT coalesce(g.created AND NOT g.corrected AND g.step <= max_daily_distance(v.odometer_unit), false)),
+$e$,
+$e$  -- Corrections point at an original event of the same vehicle (not at
+  -- another correction), and an amendment keeps the original's type.
+  SELECT n.id, n.corrects_id, n.type, o.id AS found, o.vehicle_id <> n.vehicle_id AS other_vehicle,
+         o.correction AS o_correction, o.type AS o_type INTO bad
+    FROM new_events n
+    LEFT JOIN vehicle_events o ON o.tenant_id = n.tenant_id AND o.id = n.corrects_id
+                              AND o.occurred_at = n.corrects_occurred_at
+   WHERE n.corrects_id IS NOT NULL
+     AND (o.id IS NULL OR o.vehicle_id <> n.vehicle_id OR o.correction IS NOT NULL
+          OR (n.correction = 'amend' AND o.type <> n.type))
+   LIMIT 1;
+  IF FOUND THEN
+    RAISE EXCEPTION USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'vehicle_events_correction_check',
+      TABLE = 'vehicle_events', COLUMN = 'corrects_id', DETAIL = format('event %s', bad.id),
+      MESSAGE = CASE
+        WHEN bad.found IS NULL OR bad.other_vehicle THEN
+          format('corrects_id: no event %s at that time for this vehicle', bad.corrects_id)
+        WHEN bad.o_correction IS NOT NULL THEN
+          format('corrects_id: event %s is itself a correction; correct the original event', bad.corrects_id)
+        ELSE format('type: an amendment keeps the type of the event it corrects (%s, not %s)', bad.o_type, bad.type)
+      END;
+  END IF;
+
+  -- The latest correction of an event wins: the original and every earlier
+  -- correction of it leave the effective timeline.
+  WITH roots AS (
+    SELECT DISTINCT tenant_id, corrects_id AS id, corrects_occurred_at AS at
+      FROM new_events WHERE corrects_id IS NOT NULL),
+  chain AS (
+    SELECT e.tenant_id, e.id, e.occurred_at, e.created_at, r.id AS root
+      FROM roots r JOIN vehicle_events e
+        ON e.tenant_id = r.tenant_id AND e.corrects_id = r.id AND e.corrects_occurred_at = r.at),
+  latest AS (
+    SELECT DISTINCT ON (tenant_id, root) tenant_id, root, id
+      FROM chain ORDER BY tenant_id, root, created_at DESC, id DESC)
+  INSERT INTO vehicle_event_supersessions AS s (tenant_id, event_id, occurred_at, superseded_by)
+  SELECT r.tenant_id, r.id, r.at, l.id FROM roots r JOIN latest l ON l.tenant_id = r.tenant_id AND l.root = r.id
+  UNION ALL
+  SELECT c.tenant_id, c.id, c.occurred_at, l.id FROM chain c
+    JOIN latest l ON l.tenant_id = c.tenant_id AND l.root = c.root WHERE c.id <> l.id
+  ON CONFLICT (tenant_id, event_id, occurred_at) DO UPDATE SET superseded_by = excluded.superseded_by;
+$e$,
+$e$  -- Corrections (a statement without any skips both checks).
+  IF true = ANY (heads_corrected) THEN
+    -- Corrections point at an original event of the same vehicle (not at
+    -- another correction), and an amendment keeps the original's type.
+    SELECT n.id, n.corrects_id, n.type, o.id AS found, o.vehicle_id <> n.vehicle_id AS other_vehicle,
+           o.correction AS o_correction, o.type AS o_type INTO bad
+      FROM new_events n
+      LEFT JOIN vehicle_events o ON o.tenant_id = n.tenant_id AND o.id = n.corrects_id
+                                AND o.occurred_at = n.corrects_occurred_at
+     WHERE n.corrects_id IS NOT NULL
+       AND (o.id IS NULL OR o.vehicle_id <> n.vehicle_id OR o.correction IS NOT NULL
+            OR (n.correction = 'amend' AND o.type <> n.type))
+     LIMIT 1;
+    IF FOUND THEN
+      RAISE EXCEPTION USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'vehicle_events_correction_check',
+        TABLE = 'vehicle_events', COLUMN = 'corrects_id', DETAIL = format('event %s', bad.id),
+        MESSAGE = CASE
+          WHEN bad.found IS NULL OR bad.other_vehicle THEN
+            format('corrects_id: no event %s at that time for this vehicle', bad.corrects_id)
+          WHEN bad.o_correction IS NOT NULL THEN
+            format('corrects_id: event %s is itself a correction; correct the original event', bad.corrects_id)
+          ELSE format('type: an amendment keeps the type of the event it corrects (%s, not %s)', bad.o_type, bad.type)
+        END;
+    END IF;
+
+    -- The latest correction of an event wins: the original and every earlier
+    -- correction of it leave the effective timeline.
+    WITH roots AS (
+      SELECT DISTINCT tenant_id, corrects_id AS id, corrects_occurred_at AS at
+        FROM new_events WHERE corrects_id IS NOT NULL),
+    chain AS (
+      SELECT e.tenant_id, e.id, e.occurred_at, e.created_at, r.id AS root
+        FROM roots r JOIN vehicle_events e
+          ON e.tenant_id = r.tenant_id AND e.corrects_id = r.id AND e.corrects_occurred_at = r.at),
+    latest AS (
+      SELECT DISTINCT ON (tenant_id, root) tenant_id, root, id
+        FROM chain ORDER BY tenant_id, root, created_at DESC, id DESC)
+    INSERT INTO vehicle_event_supersessions AS s (tenant_id, event_id, occurred_at, superseded_by)
+    SELECT r.tenant_id, r.id, r.at, l.id FROM roots r JOIN latest l ON l.tenant_id = r.tenant_id AND l.root = r.id
+    UNION ALL
+    SELECT c.tenant_id, c.id, c.occurred_at, l.id FROM chain c
+      JOIN latest l ON l.tenant_id = c.tenant_id AND l.root = c.root WHERE c.id <> l.id
+    ON CONFLICT (tenant_id, event_id, occurred_at) DO UPDATE SET superseded_by = excluded.superseded_by;
+  END IF;
 $e$];
   i int;
 BEGIN
