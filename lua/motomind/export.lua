@@ -89,13 +89,25 @@ end
 -- the events e, their vehicle v and, when spec.fills, each fill's economy
 -- f from vehicle_fills), in the vehicle's local
 -- days, same-day rows by odometer (apps without times read them in order).
+-- Every effective fuel event has its row in vehicle_fills, so with fills the
+-- fills are computed once (a MATERIALIZED CTE) and each looks its event up
+-- by the primary key (LATERAL, kept apart by OFFSET 0 so the vehicle's
+-- conditions cannot turn it into a scan of its events): joined
+-- the other way, on tables not analyzed yet (right after an import) the
+-- planner expected one event and ran the fills' windows once per event,
+-- 57 s for 30,000 fills.
 local function export_csv(db, spec, unit, period, sink)
   local columns = type(spec.columns) == "function" and spec.columns(unit) or spec.columns
-  return motomind.assert(db:copy_out("COPY (SELECT " .. columns .. " FROM " ..
-    db:qualify("vehicle_events_effective") .. " e JOIN " .. db:qualify("vehicles") ..
-    " v ON v.tenant_id = e.tenant_id AND v.id = e.vehicle_id" ..
-    (spec.fills and " LEFT JOIN " .. db:qualify("vehicle_fills") ..
-      " f ON f.tenant_id = e.tenant_id AND f.vehicle_id = e.vehicle_id AND f.event_id = e.id" or "") ..
+  local events = spec.fills and
+    ("(SELECT * FROM %s x WHERE x.tenant_id = f.tenant_id AND x.id = f.event_id AND x.occurred_at = f.occurred_at " ..
+     "OFFSET 0) e")
+      :format(db:qualify("vehicle_events_effective"))
+    or db:qualify("vehicle_events_effective") .. " e"
+  return motomind.assert(db:copy_out("COPY (" ..
+    (spec.fills and "WITH f AS MATERIALIZED (SELECT * FROM " .. db:qualify("vehicle_fills") ..
+      " WHERE tenant_id = " .. TENANT .. " AND vehicle_id = " .. VEHICLE .. ") " or "") ..
+    "SELECT " .. columns .. " FROM " .. (spec.fills and "f CROSS JOIN LATERAL " or "") .. events ..
+    " JOIN " .. db:qualify("vehicles") .. " v ON v.tenant_id = e.tenant_id AND v.id = e.vehicle_id" ..
     " WHERE e.tenant_id = " .. TENANT .. " AND e.vehicle_id = " .. VEHICLE .. " AND e.type = '" .. spec.type .. "'" ..
     (spec.where and " AND " .. spec.where or "") .. (period and PERIOD or "") ..
     " ORDER BY (e.occurred_at AT TIME ZONE v.timezone)::date, e.mileage, e.occurred_at, e.id)" ..
