@@ -299,6 +299,18 @@ describe("the direct path of a JSON-lines import", function()
       lines[#lines + 1] = motomind.json.encode { vehicle_id = vehicle, type = "odometer", occurred_at = when,
         payload = { source = "manual" } }
     end
+    -- members in no sorted order, nested, as a file may write them (the
+    -- ids hash them as written, by C and by SQL alike)
+    for k, json in ipairs {
+      '"payload":{"total":50,"provider":{"technician":"Sam","name":"Quick Lube"},"currency":"USD",' ..
+        '"service_type":"oil_change","parts":[{"unit_cost":9.5,"quantity":1,"name":"filter"}]}',
+      '"payload":{"service_type":"brakes","currency":"EUR","total":120},' ..
+        '"location":{"place":"Garage","accuracy_m":5,"lon":2.35,"lat":48.85}',
+      '"payload":{"currency":"EUR","total":120,"service_type":"brakes"},' ..
+        '"location":{"lat":48.85,"lon":2.35,"accuracy_m":5,"place":"Garage"}' } do
+      lines[#lines + 1] = ('{"vehicle_id":"%s","type":"maintenance","occurred_at":"2025-06-0%dT10:00:00Z",%s}')
+        :format(vehicle, k, json)
+    end
     return table.concat(lines, "\n") .. "\n"
   end
 
@@ -307,21 +319,21 @@ describe("the direct path of a JSON-lines import", function()
     local path = H.write_temp(corpus(car, 400))
     local _, _, first, copies = counting(db, function() return assert(import.import(db, ctx, path)) end)
     assert.same({ 1, 0 }, { copies.direct, copies.staged })
-    assert.same({ 405, 0 }, { first.inserted, #first.rejected })
+    assert.same({ 408, 0 }, { first.inserted, #first.rejected })
     -- the same file staged as texts (ids computed by SQL): every event is found again
     import.direct, import.typed_staging = false, false
     local again = assert(import.import(db, ctx, path))
-    assert.same({ 0, 405, 0 }, { again.inserted, again.duplicates, #again.rejected })
+    assert.same({ 0, 408, 0 }, { again.inserted, again.duplicates, #again.rejected })
     -- and staged typed (ids computed by C again, for staged rows): found again too
     import.typed_staging = true
     local typed = assert(import.import(db, ctx, path))
-    assert.same({ 0, 405, 0 }, { typed.inserted, typed.duplicates, #typed.rejected })
+    assert.same({ 0, 408, 0 }, { typed.inserted, typed.duplicates, #typed.rejected })
     -- and the events are the ones the staged path inserts in another tenant
     local other = H.fresh()
     local t2, car2 = H.tenant_with_vehicle(other)
     local owner2 = H.user(other, t2, "owner")
     local staged = assert(import.import(other, { tenant = t2, user = owner2 }, H.write_temp(corpus(car2, 400))))
-    assert.equal(405, staged.inserted)
+    assert.equal(408, staged.inserted)
     local function events(conn)
       return conn:query("SELECT occurred_at, mileage, notes, location, tags, payload FROM vehicle_events ORDER BY occurred_at")
     end
