@@ -34,12 +34,28 @@ EXCEPTION WHEN OTHERS THEN
 END
 $do$;
 
--- check_new_events, edited in place from the catalog (each edit checked to
--- match exactly once).
-DO $do$
+-- edit_function(fn, edits, label): recreates fn from its definition in the
+-- catalog with each edits[i] (odd i) replaced by edits[i + 1], each
+-- checked to match exactly once (label names the migration in the error).
+-- The migrations before this one each carried this loop.
+CREATE FUNCTION edit_function(fn regprocedure, edits text[], label text) RETURNS void
+LANGUAGE plpgsql AS $f$
 DECLARE
-  def text := pg_get_functiondef('check_new_events()'::regprocedure);
-  edits text[] := ARRAY[
+  def text := pg_get_functiondef(fn);
+  i int;
+BEGIN
+  FOR i IN 1 .. array_length(edits, 1) BY 2 LOOP
+    IF (length(def) - length(replace(def, edits[i], ''))) <> length(edits[i]) THEN
+      RAISE EXCEPTION '%: % has not exactly one "%"', label, fn, edits[i];
+    END IF;
+    def := replace(def, edits[i], edits[i + 1]);
+  END LOOP;
+  EXECUTE def;
+END
+$f$;
+REVOKE ALL ON FUNCTION edit_function(regprocedure, text[], text) FROM PUBLIC;
+
+SELECT edit_function('check_new_events()', ARRAY[
 $e$DECLARE
   bad record;
 $e$,
@@ -100,100 +116,13 @@ $e$      FROM unnest(heads_t, heads_v, heads_lo, heads_hi, heads_corrected, head
        AND NOT coalesce(g.created AND NOT g.corrected AND g.step <= max_daily_distance(v.odometer_unit), false)),
 $e$,
 $e$  -- Corrections point at an original event of the same vehicle (not at
-  -- another correction), and an amendment keeps the original's type.
-  SELECT n.id, n.corrects_id, n.type, o.id AS found, o.vehicle_id <> n.vehicle_id AS other_vehicle,
-         o.correction AS o_correction, o.type AS o_type INTO bad
-    FROM new_events n
-    LEFT JOIN vehicle_events o ON o.tenant_id = n.tenant_id AND o.id = n.corrects_id
-                              AND o.occurred_at = n.corrects_occurred_at
-   WHERE n.corrects_id IS NOT NULL
-     AND (o.id IS NULL OR o.vehicle_id <> n.vehicle_id OR o.correction IS NOT NULL
-          OR (n.correction = 'amend' AND o.type <> n.type))
-   LIMIT 1;
-  IF FOUND THEN
-    RAISE EXCEPTION USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'vehicle_events_correction_check',
-      TABLE = 'vehicle_events', COLUMN = 'corrects_id', DETAIL = format('event %s', bad.id),
-      MESSAGE = CASE
-        WHEN bad.found IS NULL OR bad.other_vehicle THEN
-          format('corrects_id: no event %s at that time for this vehicle', bad.corrects_id)
-        WHEN bad.o_correction IS NOT NULL THEN
-          format('corrects_id: event %s is itself a correction; correct the original event', bad.corrects_id)
-        ELSE format('type: an amendment keeps the type of the event it corrects (%s, not %s)', bad.o_type, bad.type)
-      END;
-  END IF;
-
-  -- The latest correction of an event wins: the original and every earlier
-  -- correction of it leave the effective timeline.
-  WITH roots AS (
-    SELECT DISTINCT tenant_id, corrects_id AS id, corrects_occurred_at AS at
-      FROM new_events WHERE corrects_id IS NOT NULL),
-  chain AS (
-    SELECT e.tenant_id, e.id, e.occurred_at, e.created_at, r.id AS root
-      FROM roots r JOIN vehicle_events e
-        ON e.tenant_id = r.tenant_id AND e.corrects_id = r.id AND e.corrects_occurred_at = r.at),
-  latest AS (
-    SELECT DISTINCT ON (tenant_id, root) tenant_id, root, id
-      FROM chain ORDER BY tenant_id, root, created_at DESC, id DESC)
-  INSERT INTO vehicle_event_supersessions AS s (tenant_id, event_id, occurred_at, superseded_by)
-  SELECT r.tenant_id, r.id, r.at, l.id FROM roots r JOIN latest l ON l.tenant_id = r.tenant_id AND l.root = r.id
-  UNION ALL
-  SELECT c.tenant_id, c.id, c.occurred_at, l.id FROM chain c
-    JOIN latest l ON l.tenant_id = c.tenant_id AND l.root = c.root WHERE c.id <> l.id
-  ON CONFLICT (tenant_id, event_id, occurred_at) DO UPDATE SET superseded_by = excluded.superseded_by;
 $e$,
-$e$  -- Corrections (a statement without any skips both checks).
+$e$  -- (A statement without corrections skips the two statements about them.)
   IF true = ANY (heads_corrected) THEN
-    -- Corrections point at an original event of the same vehicle (not at
-    -- another correction), and an amendment keeps the original's type.
-    SELECT n.id, n.corrects_id, n.type, o.id AS found, o.vehicle_id <> n.vehicle_id AS other_vehicle,
-           o.correction AS o_correction, o.type AS o_type INTO bad
-      FROM new_events n
-      LEFT JOIN vehicle_events o ON o.tenant_id = n.tenant_id AND o.id = n.corrects_id
-                                AND o.occurred_at = n.corrects_occurred_at
-     WHERE n.corrects_id IS NOT NULL
-       AND (o.id IS NULL OR o.vehicle_id <> n.vehicle_id OR o.correction IS NOT NULL
-            OR (n.correction = 'amend' AND o.type <> n.type))
-     LIMIT 1;
-    IF FOUND THEN
-      RAISE EXCEPTION USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'vehicle_events_correction_check',
-        TABLE = 'vehicle_events', COLUMN = 'corrects_id', DETAIL = format('event %s', bad.id),
-        MESSAGE = CASE
-          WHEN bad.found IS NULL OR bad.other_vehicle THEN
-            format('corrects_id: no event %s at that time for this vehicle', bad.corrects_id)
-          WHEN bad.o_correction IS NOT NULL THEN
-            format('corrects_id: event %s is itself a correction; correct the original event', bad.corrects_id)
-          ELSE format('type: an amendment keeps the type of the event it corrects (%s, not %s)', bad.o_type, bad.type)
-        END;
-    END IF;
-
-    -- The latest correction of an event wins: the original and every earlier
-    -- correction of it leave the effective timeline.
-    WITH roots AS (
-      SELECT DISTINCT tenant_id, corrects_id AS id, corrects_occurred_at AS at
-        FROM new_events WHERE corrects_id IS NOT NULL),
-    chain AS (
-      SELECT e.tenant_id, e.id, e.occurred_at, e.created_at, r.id AS root
-        FROM roots r JOIN vehicle_events e
-          ON e.tenant_id = r.tenant_id AND e.corrects_id = r.id AND e.corrects_occurred_at = r.at),
-    latest AS (
-      SELECT DISTINCT ON (tenant_id, root) tenant_id, root, id
-        FROM chain ORDER BY tenant_id, root, created_at DESC, id DESC)
-    INSERT INTO vehicle_event_supersessions AS s (tenant_id, event_id, occurred_at, superseded_by)
-    SELECT r.tenant_id, r.id, r.at, l.id FROM roots r JOIN latest l ON l.tenant_id = r.tenant_id AND l.root = r.id
-    UNION ALL
-    SELECT c.tenant_id, c.id, c.occurred_at, l.id FROM chain c
-      JOIN latest l ON l.tenant_id = c.tenant_id AND l.root = c.root WHERE c.id <> l.id
-    ON CONFLICT (tenant_id, event_id, occurred_at) DO UPDATE SET superseded_by = excluded.superseded_by;
+  -- Corrections point at an original event of the same vehicle (not at
+$e$,
+$e$  ON CONFLICT (tenant_id, event_id, occurred_at) DO UPDATE SET superseded_by = excluded.superseded_by;
+$e$,
+$e$  ON CONFLICT (tenant_id, event_id, occurred_at) DO UPDATE SET superseded_by = excluded.superseded_by;
   END IF;
-$e$];
-  i int;
-BEGIN
-  FOR i IN 1 .. array_length(edits, 1) BY 2 LOOP
-    IF (length(def) - length(replace(def, edits[i], ''))) <> length(edits[i]) THEN
-      RAISE EXCEPTION '0043: check_new_events has not exactly one "%"', edits[i];
-    END IF;
-    def := replace(def, edits[i], edits[i + 1]);
-  END LOOP;
-  EXECUTE def;
-END
-$do$;
+$e$], '0043');
