@@ -37,7 +37,10 @@ describe("refused import lines are found set-based", function()
   local db, t, car, owner
 
   before_each(function() db, t, car, owner = H.fresh_tenant() end)
-  after_each(function() H.drop(db) end)
+  after_each(function()
+    import.typed_staging = true
+    H.drop(db)
+  end)
 
   -- direct: { inserts, screens, direct COPYs, staged COPYs } of a clean file
   for direct, counts in pairs { [true] = { 0, 0, 1, 0 }, [false] = { 1, 0, 0, 1 } } do
@@ -124,25 +127,30 @@ describe("refused import lines are found set-based", function()
     assert.same({ 0, 2, 1 }, { again.inserted, again.duplicates, #again.rejected })
   end)
 
+  -- Staged typed (the vehicles C noted) and as texts (read from the lines).
   it("refuses a viewer's or a stranger's lines per vehicle, without trying to insert them", function()
     local viewer = H.user(db, t, "viewer")
+    local manager = H.user(db, t, "manager")
     local app = H.app_connect(db)
     local lines = {}
     for day = 1, 20 do lines[#lines + 1] = odometer(car, day, day * 10) end
     lines[#lines + 1] = odometer("00000000-0000-4000-8000-000000000001", 21, 1)
     local path = H.write_temp(table.concat(lines, "\n"))
-    local inserts, _, report = counting(app, function()
-      return assert(import.import(app, { tenant = t, user = viewer }, path))
-    end)
-    assert.equal(0, inserts)
-    assert.equal(21, #report.rejected)
-    assert.equal(("vehicle_id: vehicle %s is not writable by this user"):format(car), report.rejected[1].reason)
-    assert.equal("42501", report.rejected[1].sqlstate)
-    assert.equal("vehicle_id: no vehicle 00000000-0000-4000-8000-000000000001 in this tenant", report.rejected[21].reason)
-    assert.equal("23503", report.rejected[21].sqlstate)
+    for _, typed in ipairs { true, false } do
+      import.typed_staging = typed
+      local inserts, _, report = counting(app, function()
+        return assert(import.import(app, { tenant = t, user = viewer }, path))
+      end)
+      assert.equal(0, inserts)
+      assert.equal(21, #report.rejected)
+      assert.equal(("vehicle_id: vehicle %s is not writable by this user"):format(car), report.rejected[1].reason)
+      assert.equal("42501", report.rejected[1].sqlstate)
+      assert.equal("vehicle_id: no vehicle 00000000-0000-4000-8000-000000000001 in this tenant", report.rejected[21].reason)
+      assert.equal("23503", report.rejected[21].sqlstate)
+    end
+    import.typed_staging = true -- (and after_each, should an assertion fail)
     -- a manager writes the same file: every line lands but the unknown vehicle's
-    local manager = H.user(db, t, "manager")
-    report = assert(import.import(app, { tenant = t, user = manager }, path))
+    local report = assert(import.import(app, { tenant = t, user = manager }, path))
     assert.same({ 20, 1 }, { report.inserted, #report.rejected })
     app:close()
   end)

@@ -108,7 +108,7 @@ static const char *content_id(direct *d, const mm_event_texts *t, char out[37]) 
     return NULL;
 }
 
-/* Adds the event's vehicle to the direct path's set (in Lua; consecutive
+/* Adds the event's vehicle to the set of vehicles (in Lua; consecutive
  * repeats skipped, as files keep a vehicle's events together). */
 static void note_vehicle(lua_State *L, direct *d, const char *vehicle) {
     if (!strcmp(vehicle, d->last_vehicle)) return;
@@ -146,6 +146,7 @@ static const char *event_row(lua_State *L, const mm_schemas *schemas, cJSON *ev,
         note_vehicle(L, d, t.f[MM_EV_VEHICLE]);
         bad = !put_field(b, d->tenant, 0) || !put_field(b, d->batch, 0);
     } else if (!bad && !why) {
+        if (d && d->vehicles) note_vehicle(L, d, t.f[MM_EV_VEHICLE]);
         snprintf(linebuf, sizeof linebuf, "%ld", line);
         bad = !put_field(b, linebuf, 0);
     }
@@ -157,7 +158,8 @@ static const char *event_row(lua_State *L, const mm_schemas *schemas, cJSON *ev,
 }
 
 /* opts.direct = { tenant, batch, content = { field names }, vehicles = {} }
- * or, ids_only, opts.content_ids = { tenant, content } (at idx) read into d
+ * or, ids_only, opts.content_ids = { tenant, content, vehicles = {} or nil }
+ * (at idx) read into d
  * (its tenant, batch and vehicles left on the stack), or 0 without it. */
 static int read_direct(lua_State *L, int idx, direct *d, int ids_only) {
     int k;
@@ -175,7 +177,7 @@ static int read_direct(lua_State *L, int idx, direct *d, int ids_only) {
         luaL_checktype(L, -2, LUA_TTABLE);
     }
     luaL_checktype(L, -1, LUA_TTABLE);
-    d->vehicles = lua_gettop(L) - 1;
+    d->vehicles = lua_istable(L, -2) ? lua_gettop(L) - 1 : 0; /* (optional when ids_only) */
     d->ncontent = (int)mm_rawlen(L, -1);
     luaL_argcheck(L, d->ncontent <= MM_EV_NFIELDS, 5, "direct.content: too many fields");
     for (k = 0; k < d->ncontent; k++) {
@@ -279,8 +281,8 @@ static void call_back(lua_State *L, mm_conn *c, int fn, long n, const char *a, c
  * the set vehicles; the first record that is refused, or that needs
  * PostgreSQL to read its time, cancels the COPY and returns false, its line
  * and why (the caller stages the file instead). content_ids = { tenant,
- * content }: each row ends with the event's content id (NULL when it has an
- * id); a record whose time only PostgreSQL reads cancels the COPY and
+ * content, vehicles }: each row ends with the event's content id (NULL when
+ * it has an id), each vehicle id added to the set vehicles when given; a record whose time only PostgreSQL reads cancels the COPY and
  * returns false, its line and why (the caller stages the file as texts). */
 static int l_copy_events(lua_State *L) {
     mm_conn *c = mm_check_conn(L, 1);
