@@ -346,6 +346,14 @@ describe("the direct path of a JSON-lines import", function()
       return conn:query("SELECT occurred_at, mileage, notes, location, tags, payload FROM vehicle_events ORDER BY occurred_at")
     end
     assert.same(events(db), events(other))
+    -- the texts arrive as written (COPY's escapes undone by the server)
+    local stored = {}
+    for _, r in ipairs(assert(db:query("SELECT DISTINCT notes FROM vehicle_events WHERE notes IS NOT NULL ORDER BY 1"))) do
+      stored[#stored + 1] = r.notes
+    end
+    local written = { "", "Müller ✓ 🚗", "a|b", "back\\slash", "line\nbreak", "plain", "tab\there" }
+    table.sort(written)
+    assert.same(written, stored)
     H.drop(other)
   end)
 

@@ -44,19 +44,21 @@ static int put(outbuf *b, const char *s, size_t n) {
     return 1;
 }
 
-/* One COPY text field: escaped, or \N for NULL. */
+/* One COPY text field: escaped, or \N for NULL. Runs of bytes that need
+ * no escape go in whole (byte by byte, this was a tenth of an import's
+ * client time). */
 static int put_field(outbuf *b, const char *s, int last) {
-    const char *p;
     int ok = 1;
     if (!s) ok = put(b, "\\N", 2);
-    for (p = s; ok && p && *p; p++) {
-        switch (*p) {
-        case '\\': ok = put(b, "\\\\", 2); break;
-        case '\t': ok = put(b, "\\t", 2); break;
-        case '\n': ok = put(b, "\\n", 2); break;
-        case '\r': ok = put(b, "\\r", 2); break;
-        default: ok = put(b, p, 1);
+    while (ok && s && *s) {
+        size_t run = strcspn(s, "\\\t\n\r");
+        if (run) {
+            ok = put(b, s, run);
+            s += run;
+            continue;
         }
+        ok = put(b, *s == '\\' ? "\\\\" : *s == '\t' ? "\\t" : *s == '\n' ? "\\n" : "\\r", 2);
+        s++;
     }
     return ok && put(b, last ? "\n" : "\t", 1);
 }
