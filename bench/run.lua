@@ -103,11 +103,10 @@ assert(report.inserted == N, ("imported %d of %d"):format(report.inserted, N))
 -- The imported rows as COPY text, for the baselines: in the file's order
 -- (the generator writes vehicle after vehicle, ascending, each in time
 -- order), which is the order the import writes them in. The order costs
--- the indexes: the same rows in the table's order (partition after
--- partition, as a plain COPY (SELECT ...) reads them) load faster, since
--- each partition's time index then grows at one end (a plain COPY of 1M:
--- 7.1-7.3 s against 8.5-8.8 s in the file's order); that figure is printed
--- beside the limit, never used as it.
+-- the loads: the same rows in the table's order (partition after
+-- partition, as a plain COPY (SELECT ...) reads them) load faster (a plain
+-- COPY of 1M: 7.1-7.3 s against 8.5-8.8 s in the file's order); that
+-- figure is printed beside the limit, never used as it.
 -- The event row's columns (one definition: src/event.c), the tenant first.
 local COLUMNS = "tenant_id, " .. event.columns()
 local function rows_file(order)

@@ -143,12 +143,11 @@ static const char *event_row(lua_State *L, const mm_schemas *schemas, cJSON *ev,
         bad = !(t.f[i] = json[i] = cJSON_PrintUnformatted(v));
     }
     if (!bad && d && !t.f[MM_EV_ID] && (why = content_id(d, &t, id)) == NULL) cid = id; /* (before the row) */
+    if (!bad && !why && d && d->vehicles) note_vehicle(L, d, t.f[MM_EV_VEHICLE]);
     if (!bad && !why && d && !ids_only) {
         if (cid) t.f[MM_EV_ID] = cid;
-        note_vehicle(L, d, t.f[MM_EV_VEHICLE]);
         bad = !put_field(b, d->tenant, 0) || !put_field(b, d->batch, 0);
     } else if (!bad && !why) {
-        if (d && d->vehicles) note_vehicle(L, d, t.f[MM_EV_VEHICLE]);
         snprintf(linebuf, sizeof linebuf, "%ld", line);
         bad = !put_field(b, linebuf, 0);
     }

@@ -17,7 +17,6 @@ local imports = require "motomind.imports"
 
 local M = {}
 
-
 -- The id of an event without one is derived from its content: md5 of
 -- concat_ws('|', the tenant, these fields' staged texts, a time in UTC),
 -- so importing a file twice adds nothing. Kept as written: changing it would
@@ -42,13 +41,13 @@ local CONTENT_ID = (function()
     :format(table.concat(texts, ", "))
 end)()
 
--- Staged lines $2..$3 into the events of tenant $1, in import batch $4:
--- skipping duplicates (the first of a file's lines wins), or, plain, refused
--- by the first duplicate (no sort, no speculative insertion per row).
 -- The upper bound of a range of every staged line (a bigint's text: Lua
 -- 5.4's and LuaJIT's numbers both bind it exactly).
 local EVERY_LINE = "9223372036854775807"
 
+-- Staged lines $2..$3 into the events of tenant $1, in import batch $4:
+-- skipping duplicates (the first of a file's lines wins), or, plain, refused
+-- by the first duplicate (no sort, no speculative insertion per row).
 local function events_sql(db, plain)
   local casts = event.casts("s"):gsub("^s%.id::uuid", function() return CONTENT_ID end)
   return ("INSERT INTO %s (tenant_id, import_batch_id, %s) SELECT $1::uuid, $4::uuid, %s FROM pg_temp.motomind_import s " ..
@@ -123,6 +122,9 @@ function M.insert_range(db, sql, tenant, lo, hi, report, ...)
   return M.insert_range(db, sql, tenant, lo, mid, report, ...) + M.insert_range(db, sql, tenant, mid + 1, hi, report, ...)
 end
 
+-- The vehicles of a set (id_list) passed as $1, as uuid[].
+local VEHICLES_PARAM = "ARRAY(SELECT jsonb_array_elements_text($1::jsonb)::uuid)"
+
 -- The keys of a set, as a JSON array.
 local function id_list(set)
   local list = setmetatable({}, motomind.json.array_mt)
@@ -136,13 +138,12 @@ end
 -- from the staged lines (a DISTINCT over them: 0.4 s at a million).
 -- Returns the number of lines refused.
 local function screen_vehicles(db, report, vehicles)
-  local ids = vehicles and id_list(vehicles) or "(SELECT array_agg(DISTINCT vehicle_id::uuid) FROM pg_temp.motomind_import)"
   local sql = ([[
     WITH r AS (SELECT * FROM %s(%s))
     DELETE FROM pg_temp.motomind_import s USING r WHERE s.vehicle_id::uuid = r.vehicle_id
-    RETURNING s.line, r.reason, r.sqlstate]]):format(db:qualify("refused_event_vehicles"),
-      vehicles and "ARRAY(SELECT jsonb_array_elements_text($1::jsonb)::uuid)" or ids)
-  local rows = motomind.assert(vehicles and db:query(sql, ids) or db:query(sql))
+    RETURNING s.line, r.reason, r.sqlstate]]):format(db:qualify("refused_event_vehicles"), vehicles and VEHICLES_PARAM
+      or "(SELECT array_agg(DISTINCT vehicle_id::uuid) FROM pg_temp.motomind_import)")
+  local rows = motomind.assert(vehicles and db:query(sql, id_list(vehicles)) or db:query(sql))
   for _, r in ipairs(rows) do reject(report, r.line, r.reason, r.sqlstate) end
   return #rows
 end
@@ -240,8 +241,7 @@ local function copy_direct(db, ctx, path, opts, report, progress)
     db:qualify("vehicle_events"))).active then return nil end
   local sql = ("COPY %s (tenant_id, import_batch_id, %s) FROM STDIN"):format(db:qualify("vehicle_events"),
     event.columns())
-  local screen = "SELECT EXISTS (SELECT 1 FROM " .. db:qualify("refused_event_vehicles") ..
-    "(ARRAY(SELECT jsonb_array_elements_text($1::jsonb)::uuid)))"
+  local screen = "SELECT EXISTS (SELECT 1 FROM " .. db:qualify("refused_event_vehicles") .. "(" .. VEHICLES_PARAM .. "))"
   local vehicles = {}
   return in_savepoint(db, function()
     local sent, records, sqlstate = db:copy_events(sql, path, payload.codec(), {

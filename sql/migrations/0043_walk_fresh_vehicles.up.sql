@@ -90,13 +90,12 @@ $e$  -- (xmax = 0: the row was inserted, not updated.)
            dirty_from = least(h.dirty_from, excluded.dirty_from),
            changed_at = excluded.changed_at
     RETURNING h.tenant_id, h.vehicle_id, h.xmax = 0 AS created)
-  SELECT (SELECT array_agg(tenant_id ORDER BY tenant_id, vehicle_id) FROM g),
-         (SELECT array_agg(vehicle_id ORDER BY tenant_id, vehicle_id) FROM g),
-         (SELECT array_agg(lo ORDER BY tenant_id, vehicle_id) FROM g),
-         (SELECT array_agg(hi ORDER BY tenant_id, vehicle_id) FROM g),
-         (SELECT array_agg(corrected ORDER BY tenant_id, vehicle_id) FROM g),
+  SELECT array_agg(tenant_id ORDER BY tenant_id, vehicle_id), array_agg(vehicle_id ORDER BY tenant_id, vehicle_id),
+         array_agg(lo ORDER BY tenant_id, vehicle_id), array_agg(hi ORDER BY tenant_id, vehicle_id),
+         array_agg(corrected ORDER BY tenant_id, vehicle_id),
          (SELECT array_agg(created ORDER BY tenant_id, vehicle_id) FROM up)
-    INTO heads_t, heads_v, heads_lo, heads_hi, heads_corrected, heads_created;
+    INTO heads_t, heads_v, heads_lo, heads_hi, heads_corrected, heads_created
+    FROM g;
   IF true = ANY (heads_created) AND to_regprocedure('mileage_chain(timestamptz,numeric)') IS NOT NULL THEN
     SELECT array_agg(step ORDER BY tenant_id, vehicle_id) INTO heads_step
       FROM (SELECT tenant_id, vehicle_id, mileage_chain(occurred_at, mileage) FILTER (WHERE mileage IS NOT NULL) AS step
