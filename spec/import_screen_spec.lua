@@ -5,16 +5,21 @@ local core = require "motomind.core"
 local H = require "spec.helper"
 
 -- The events INSERT statements and mileage screens fn's import sends
--- through db, and its COPYs straight into the events table and into the
--- staging table (the connection's methods, spied on while fn runs).
+-- through db (exec, or send for a chunk), and its COPYs straight into the
+-- events table and into the staging table (the connection's methods, spied
+-- on while fn runs).
 local function counting(db, fn)
   local methods = getmetatable(db).__index
-  local real, real_copy, inserts, screens, copies = methods.exec, methods.copy_events, 0, 0,
+  local real, real_send, real_copy, inserts, screens, copies = methods.exec, methods.send, methods.copy_events, 0, 0,
     { direct = 0, staged = 0, typed = 0 }
   methods.exec = function(self, sql, ...)
     if sql:find("^INSERT INTO %S*vehicle_events") then inserts = inserts + 1 end
     if sql == "SAVEPOINT motomind_screen" then screens = screens + 1 end
     return real(self, sql, ...)
+  end
+  methods.send = function(self, sql, ...)
+    if sql:find("^INSERT INTO %S*vehicle_events") then inserts = inserts + 1 end
+    return real_send(self, sql, ...)
   end
   methods.copy_events = function(self, sql, ...)
     local into = sql:find("^COPY %S*vehicle_events") and "direct" or "staged"
@@ -23,7 +28,7 @@ local function counting(db, fn)
     return real_copy(self, sql, ...)
   end
   local ok, report = pcall(fn)
-  methods.exec, methods.copy_events = real, real_copy
+  methods.exec, methods.send, methods.copy_events = real, real_send, real_copy
   assert(ok, report)
   return inserts, screens, report, copies
 end

@@ -42,6 +42,7 @@ mm_conn *mm_check_conn(lua_State *L, int idx) {
     mm_conn *c = (mm_conn *)luaL_checkudata(L, idx, MM_CONN_MT);
     if (!c->pg) luaL_error(L, "attempt to use a closed connection");
     if (c->busy) luaL_error(L, "attempt to use a connection inside its own COPY (from a COPY callback)");
+    if (c->sent) luaL_error(L, "attempt to use a connection whose statement from db:send() is running (db:result() first)");
     return c;
 }
 
@@ -68,7 +69,7 @@ static void drop_reader(lua_State *L, mm_conn *c) {
     lua_rawgeti(L, LUA_REGISTRYINDEX, c->reader);
     r = (mm_conn *)lua_touserdata(L, -1);
     r->owned = 0;
-    if (!r->busy) conn_close(r);
+    if (!r->busy && !r->held) conn_close(r);
     lua_pop(L, 1);
     luaL_unref(L, LUA_REGISTRYINDEX, c->reader);
     c->reader = LUA_NOREF;
@@ -91,7 +92,7 @@ static int l_connect(lua_State *L) {
     c = (mm_conn *)lua_newuserdata(L, sizeof *c);
     PGresult *res;
     c->pg = NULL;
-    c->busy = 0;
+    c->busy = c->held = c->sent = 0;
     c->notices = NULL;
     c->notices_len = 0;
     c->notices_dropped = 0;
@@ -119,17 +120,18 @@ static int l_connect(lua_State *L) {
 static int l_close(lua_State *L) {
     mm_conn *c = check_conn(L);
     if (c->busy) return luaL_error(L, "cannot close a connection inside its own COPY (from a COPY callback)");
+    if (c->held) return luaL_error(L, "cannot close a connection inside its own import (from an import's callback)");
     drop_reader(L, c);
     conn_close(c);
     lua_pushboolean(L, 1);
     return 1;
 }
 
-/* __close: closes quietly (a busy connection is on its COPY's stack, so
- * never leaves its scope while busy). */
+/* __close: closes quietly (a busy or held connection is on its COPY's or
+ * import's stack, so never leaves its scope meanwhile). */
 static int l_close_scope(lua_State *L) {
     mm_conn *c = check_conn(L);
-    if (!c->busy) drop_reader(L, c), conn_close(c);
+    if (!c->busy && !c->held) drop_reader(L, c), conn_close(c);
     return 0;
 }
 
@@ -139,11 +141,11 @@ static int l_close_scope(lua_State *L) {
  * the collector close what it still holds when its Lua state ends. */
 static int l_gc(lua_State *L) {
     mm_conn *c = check_conn(L);
-    if (c->pg && !c->busy && !c->owned && !c->pooled) {
+    if (c->pg && !c->busy && !c->held && !c->owned && !c->pooled) {
         fputs("motomind: warning: a connection was garbage-collected while open; "
               "close it with db:close() or a <close> variable\n", stderr);
     }
-    if (!c->busy) drop_reader(L, c), conn_close(c);
+    if (!c->busy && !c->held) drop_reader(L, c), conn_close(c);
     return 0;
 }
 
@@ -274,6 +276,40 @@ static int l_exec(lua_State *L) {
     mm_conn *c = check_open(L);
     PGresult *res = run(L, c);
     if (is_copy(res)) return copy_refused(L, "exec");
+    if (!ok_status(res)) return mm_conn_error(L, c->pg, res);
+    lua_pushinteger(L, (lua_Integer)affected(res));
+    return 1;
+}
+
+/* db:send(sql, ...) -> true | nil, message, sqlstate: sends a statement
+ * (its parameters bound) and returns without waiting, so the client can
+ * work while the server runs it; db:result() reads what it did. The
+ * connection takes no other statement meanwhile. */
+static int l_send(lua_State *L) {
+    mm_conn *c = check_open(L);
+    const char *sql = check_text(L, 2, "SQL text");
+    int top = lua_gettop(L);
+    const char **values = mm_params(L, 3, top);
+    if (!PQsendQueryParams(c->pg, sql, top - 2, NULL, values, NULL, NULL, 0)) return mm_conn_error(L, c->pg, NULL);
+    c->sent = 1;
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* db:result() -> rows affected | nil, message, sqlstate, detail: waits for
+ * the statement db:send sent (as exec, which returns the same). */
+static int l_result(lua_State *L) {
+    mm_conn *c = check_conn(L);
+    mm_box *box;
+    PGresult *res;
+    if (!c->sent) return luaL_error(L, "db:result(): no statement was sent (db:send)");
+    c->sent = 0;
+    if (!c->pg) return luaL_error(L, "attempt to use a closed connection");
+    box = mm_box_new(L);
+    res = mm_finish(c);
+    mm_box_hold(box, res, free_result);
+    if (is_copy(res)) abandon_copy(c->pg, PQresultStatus(res));
+    if (is_copy(res)) return copy_refused(L, "send");
     if (!ok_status(res)) return mm_conn_error(L, c->pg, res);
     lua_pushinteger(L, (lua_Integer)affected(res));
     return 1;
@@ -480,6 +516,8 @@ static int l_set_spin(lua_State *L) {
 static const luaL_Reg methods[] = {
     {"query", l_query},
     {"exec", l_exec},
+    {"send", l_send},
+    {"result", l_result},
     {"prepare", l_prepare},
     {"query_prepared", l_query_prepared},
     {"script", l_script},

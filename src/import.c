@@ -76,7 +76,13 @@ typedef struct direct {
     EVP_MD_CTX *md;
     int vehicles;            /* stack index of the set of vehicle ids seen */
     char last_vehicle[64];
+    /* Chunks (opts.chunks, typed staging): the set's values are the chunk
+     * each vehicle's events are in; full asks that a new vehicle start the
+     * next; noted says what the last event's vehicle was (NOTED_*). */
+    int chunk, full, noted, apart_below;
 } direct;
+
+enum { NOTED_SAME, NOTED_NEW, NOTED_NEXT, NOTED_APART };
 
 static void free_md(void *p) { EVP_MD_CTX_free((EVP_MD_CTX *)p); }
 
@@ -111,12 +117,32 @@ static const char *content_id(direct *d, const mm_event_texts *t, char out[37]) 
 }
 
 /* Adds the event's vehicle to the set of vehicles (in Lua; consecutive
- * repeats skipped, as files keep a vehicle's events together). */
+ * repeats skipped, as files keep a vehicle's events together). Chunked,
+ * the set maps each vehicle to its chunk, a new vehicle starting the next
+ * chunk when this one is full (NOTED_NEXT), and a vehicle of an earlier
+ * chunk is NOTED_APART. */
 static void note_vehicle(lua_State *L, direct *d, const char *vehicle) {
+    int was;
+    d->noted = NOTED_SAME;
     if (!strcmp(vehicle, d->last_vehicle)) return;
     snprintf(d->last_vehicle, sizeof d->last_vehicle, "%s", vehicle);
     lua_pushstring(L, vehicle);
-    lua_pushboolean(L, 1);
+    if (!d->chunk) {
+        lua_pushboolean(L, 1);
+        lua_rawset(L, d->vehicles);
+        return;
+    }
+    lua_pushvalue(L, -1);
+    lua_rawget(L, d->vehicles);
+    was = (int)lua_tointeger(L, -1); /* (0: not in the set) */
+    lua_pop(L, 1);
+    if (was) {
+        lua_pop(L, 1);
+        d->noted = was < d->apart_below ? NOTED_APART : NOTED_SAME;
+        return;
+    }
+    d->noted = d->full ? NOTED_NEXT : NOTED_NEW;
+    lua_pushinteger(L, d->chunk + (d->full ? 1 : 0));
     lua_rawset(L, d->vehicles);
 }
 
@@ -261,12 +287,53 @@ mm_source *mm_jsonl_source(lua_State *L, FILE *f) {
 
 /* Calls the Lua function at fn with an integer and up to two strings
  * (NULL: nil); a Lua error ends the COPY and is re-raised. */
-static void call_back(lua_State *L, mm_conn *c, int fn, long n, const char *a, const char *b) {
+static void call_back(lua_State *L, mm_conn *c, int fn, long n, const char *a, const char *b, int chunked) {
     lua_pushvalue(L, fn);
     lua_pushinteger(L, (lua_Integer)n);
     if (a) lua_pushstring(L, a); else lua_pushnil(L);
     if (b) lua_pushstring(L, b); else lua_pushnil(L);
-    if (lua_pcall(L, 3, 0, 0) != 0) mm_copy_abort(L, c);
+    if (lua_pcall(L, 3, 0, 0) != 0) {
+        if (chunked) lua_error(L); /* (no COPY runs between chunks) */
+        mm_copy_abort(L, c);
+    }
+}
+
+/* Chunked: hands the chunk's rows (out's first len bytes) to
+ * on_chunk(rows, chunk, last) with the connection held (statements
+ * allowed, close refused), then moves what follows them to out's start.
+ * Returns the callback's answer: 1 go on, CHUNKS_REST take the rest of the
+ * file as one last chunk, 0 stop; a Lua error is re-raised. */
+#define CHUNKS_REST 2
+static int flush_chunk(lua_State *L, mm_conn *c, int fn, outbuf *out, size_t len, int chunk, int last) {
+    int answer;
+    lua_pushvalue(L, fn);
+    lua_pushlstring(L, out->data, len);
+    lua_pushinteger(L, chunk);
+    lua_pushboolean(L, last);
+    c->held = 1;
+    if (lua_pcall(L, 3, 1, 0) != 0) {
+        c->held = 0;
+        return lua_error(L);
+    }
+    c->held = 0;
+    answer = lua_type(L, -1) == LUA_TSTRING && !strcmp(lua_tostring(L, -1), "rest") ? CHUNKS_REST
+           : lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    memmove(out->data, out->data + len, out->len - len);
+    out->len -= len;
+    return answer;
+}
+
+/* Returns false, the line and why (and with chunks, whether the chunks
+ * could not stand for the file: "apart"): the caller stages the file
+ * otherwise. */
+static int staged_instead(lua_State *L, long line, const char *why, int apart) {
+    lua_pushboolean(L, 0);
+    lua_pushinteger(L, (lua_Integer)line);
+    lua_pushstring(L, why);
+    if (!apart) return 3;
+    lua_pushliteral(L, "apart");
+    return 4;
 }
 
 /* db:copy_events(copy_sql, path, codec, opts) -> rows_sent, records
@@ -284,7 +351,14 @@ static void call_back(lua_State *L, mm_conn *c, int fn, long n, const char *a, c
  * and why (the caller stages the file instead). content_ids = { tenant,
  * content, vehicles }: each row ends with the event's content id (NULL when
  * it has an id), each vehicle id added to the set vehicles when given; a record whose time only PostgreSQL reads cancels the COPY and
- * returns false, its line and why (the caller stages the file as texts). */
+ * returns false, its line and why (the caller stages the file as texts).
+ * chunks = { rows = n, on_chunk = fn } (with content_ids and its
+ * vehicles): no COPY is run here; the rows go to on_chunk(rows, chunk,
+ * last) in chunks of about n events, each vehicle's events in one chunk (a
+ * chunk ends only before a vehicle new to the file), so the caller can
+ * COPY and insert a chunk while the next is read (flush_chunk says what
+ * on_chunk answers). A vehicle whose events come back after its chunk went
+ * returns false, the line, why and "apart". */
 static int l_copy_events(lua_State *L) {
     mm_conn *c = mm_check_conn(L, 1);
     const char *sql = luaL_checkstring(L, 2);
@@ -299,7 +373,9 @@ static int l_copy_events(lua_State *L) {
     char err[1024];
     long records = 0, sent = 0;
     direct dm, *d = NULL;
-    int r;
+    int r, chunked, rest = 0;
+    long chunk_rows = 0, in_chunk = 0;
+    size_t row_start;
     luaL_checktype(L, 5, LUA_TTABLE);
     lua_settop(L, 5);
     lua_getfield(L, 5, "on_reject");   /* 6 */
@@ -309,13 +385,27 @@ static int l_copy_events(lua_State *L) {
     lua_getfield(L, 5, "csv");         /* 10 */
     lua_getfield(L, 5, "direct");      /* 11 */
     lua_getfield(L, 5, "content_ids"); /* 12 */
+    lua_getfield(L, 5, "chunks");      /* 13 */
+    chunked = !lua_isnil(L, 13);
+    if (chunked) {
+        luaL_checktype(L, 13, LUA_TTABLE);
+        lua_getfield(L, 13, "rows");
+        chunk_rows = (long)luaL_checkinteger(L, -1);
+        lua_pop(L, 1);
+        lua_getfield(L, 13, "on_chunk"); /* 14 */
+        luaL_argcheck(L, lua_isfunction(L, 14) && chunk_rows > 0, 5, "chunks: expected rows > 0 and on_chunk");
+    } else lua_pushnil(L);
     luaL_argcheck(L, lua_isfunction(L, 6), 5, "on_reject: expected a function");
     vehicle = lua_tostring(L, 9);
-    if (read_direct(L, 11, &dm, 0) || read_direct(L, 12, &dm, 1)) { /* 13-15: its tenant, batch and vehicles */
+    if (read_direct(L, 11, &dm, 0) || read_direct(L, 12, &dm, 1)) { /* 15-17: its tenant, batch and vehicles */
         mm_box *mbox = mm_box_new(L);
         d = &dm;
         if (!(d->md = EVP_MD_CTX_new())) return luaL_error(L, "out of memory");
         mm_box_hold(mbox, d->md, free_md);
+    }
+    if (chunked) {
+        luaL_argcheck(L, d && d->ids_only && d->vehicles, 5, "chunks: needs content_ids with vehicles");
+        d->chunk = d->apart_below = 1;
     }
     fbox = mm_box_new(L);
     f = fopen(path, "rb");
@@ -331,7 +421,7 @@ static int l_copy_events(lua_State *L) {
     out = (outbuf *)calloc(1, sizeof *out);
     if (!out) return luaL_error(L, "out of memory");
     mm_box_hold(obox, out, free_outbuf);
-    if (!mm_copy_start(L, c, sql, PGRES_COPY_IN)) return 4;
+    if (!chunked && !mm_copy_start(L, c, sql, PGRES_COPY_IN)) return 4;
     for (;;) {
         const char *reason;
         memset(&item, 0, sizeof item);
@@ -343,34 +433,52 @@ static int l_copy_events(lua_State *L) {
             lua_pushvalue(L, 8);
             lua_pushinteger(L, (lua_Integer)records);
             lua_pushinteger(L, (lua_Integer)src->offset(src));
-            if (lua_pcall(L, 2, 0, 0) != 0) return mm_copy_abort(L, c);
+            if (lua_pcall(L, 2, 0, 0) != 0) return chunked ? lua_error(L) : mm_copy_abort(L, c);
         }
         if (item.record && lua_isnil(L, 7)) item.reason = "a backup record (import the file as a backup)";
-        else if (item.record) call_back(L, c, 7, item.line, item.record, NULL);
+        else if (item.record) call_back(L, c, 7, item.line, item.record, NULL, chunked);
+        row_start = out->len;
         reason = item.event ? event_row(L, schemas, item.event, item.line, vehicle, src->zoned, d, out, err, sizeof err)
                             : item.reason;
         mm_box_release(tbox);
         if (reason && d && (!d->ids_only || reason == NOT_DIRECT)) { /* the file is staged (as texts) instead */
-            mm_copy_cancel(c, "staged instead");
-            lua_pushboolean(L, 0);
-            lua_pushinteger(L, (lua_Integer)item.line);
-            lua_pushstring(L, reason);
-            return 3;
+            if (!chunked) mm_copy_cancel(c, "staged instead");
+            return staged_instead(L, item.line, reason, 0);
         }
-        if (reason) call_back(L, c, 6, item.line, reason, reason == item.reason ? item.column : NULL);
+        if (reason) call_back(L, c, 6, item.line, reason, reason == item.reason ? item.column : NULL, chunked);
         else if (item.event) sent++;
-        if (out->len >= CHUNK) {
+        if (chunked && !reason && item.event) {
+            if (d->noted == NOTED_APART) return staged_instead(L, item.line, "a vehicle's events are apart in the file", 1);
+            if (d->noted == NOTED_NEXT) {
+                int go = flush_chunk(L, c, 14, out, row_start, d->chunk, 0);
+                if (!go) return staged_instead(L, item.line, "stopped by on_chunk", 0);
+                if (go == CHUNKS_REST) { /* the chunk before was refused: it and this one stay staged */
+                    rest = 1;
+                    d->apart_below = d->chunk > 1 ? d->chunk - 1 : 1;
+                } else d->apart_below = d->chunk + 1;
+                d->chunk++;
+                in_chunk = 0;
+            }
+            d->full = !rest && ++in_chunk >= chunk_rows;
+        }
+        if (!chunked && out->len >= CHUNK) {
             if (PQputCopyData(c->pg, out->data, (int)out->len) != 1) break;
             out->len = 0;
         }
     }
     if (r < 0) { /* the file is unreadable: end the COPY, stage nothing */
-        mm_copy_cancel(c, "the file cannot be read");
+        if (!chunked) mm_copy_cancel(c, "the file cannot be read");
         lua_pushnil(L);
         lua_pushfstring(L, "%s: line %d: %s; nothing imported", path, (int)item.line, item.reason);
         return 2;
     }
     mm_box_release(fbox);
+    if (chunked) {
+        if (!flush_chunk(L, c, 14, out, out->len, d->chunk, 1)) return staged_instead(L, item.line, "stopped by on_chunk", 0);
+        lua_pushinteger(L, sent);
+        lua_pushinteger(L, records);
+        return 2;
+    }
     if (out->len) PQputCopyData(c->pg, out->data, (int)out->len);
     mm_box_release(obox);
     PQputCopyEnd(c->pg, NULL);

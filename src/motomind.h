@@ -49,10 +49,12 @@ LUALIB_API int luaopen_motomind_core(lua_State *L);
 
 /* conn.c: the connection. busy is set while a COPY runs Lua callbacks: the
  * connection then refuses close() and every statement, so no libpq call is
- * ever made on a handle a callback closed. */
+ * ever made on a handle a callback closed; held is set while an import
+ * runs its chunks' callbacks, which use the connection but may not close
+ * it. sent: a statement went out by db:send, its result not yet read. */
 typedef struct mm_conn {
     PGconn *pg;
-    int busy;
+    int busy, held, sent;
     char *notices;       /* the server's notices since db:notices(), NUL-separated */
     size_t notices_len;
     long notices_dropped; /* past the buffer's limit */

@@ -224,6 +224,10 @@ M.direct = true
 -- (stage_typed); false stages it as texts (the specs compare the two).
 M.typed_staging = true
 
+--- Events per chunk of a typed staging (stage_chunked); false stages and
+-- inserts the file in one piece (the specs compare the two).
+M.chunk_rows = 20000
+
 -- The optimistic path of a JSON-lines file: its events COPYed straight into
 -- the events table in a savepoint, ids filled in by C as CONTENT_ID would.
 -- Only for a writer the tables' row-level security does not apply to (a
@@ -393,6 +397,79 @@ local function stage_typed(db, ctx, path, opts, report, progress, on_reject, veh
   return staged
 end
 
+-- Typed staging in chunks, each inserted while C reads the next (the
+-- INSERT sent with db:send): the file's two phases, one bound by the
+-- client and one by the server, overlap (docs/design.md). A chunk holds
+-- whole vehicles (C ends one only before a vehicle new to the file), and
+-- every rule is about one vehicle, so chunks that all go in equal the one
+-- INSERT of the whole file. After a refused chunk, it and the rest of the
+-- file stay staged for the usual path. Returns the rows inserted, and the
+-- sqlstate of the refusal or nil, and the lines the vehicle screen refused;
+-- or, the work undone, nil and "apart" when the chunks cannot stand for one
+-- INSERT (a vehicle's events apart in the file), else nil (a record whose
+-- time only PostgreSQL reads: the file is staged as texts).
+local function stage_chunked(db, ctx, path, opts, report, progress, on_reject, vehicles)
+  local sql = events_sql(db, true)
+  local copy = ("COPY pg_temp.motomind_import (line, %s, content_id) FROM STDIN"):format(event.columns())
+  local inserted, sent, refusal, screened = 0, false, nil, 0
+  -- The chunk in flight: whether it went in (or none was sent).
+  local function collect()
+    if not sent then return true end
+    sent = false
+    local n, err, sqlstate = db:result()
+    if n then
+      inserted = inserted + n
+      motomind.assert(db:exec("RELEASE SAVEPOINT motomind_chunk"))
+      motomind.assert(db:exec("TRUNCATE pg_temp.motomind_import"))
+      return true
+    end
+    if RETRYABLE[sqlstate] or db:status() ~= "ok" then motomind.raise(err, sqlstate) end
+    motomind.assert(db:exec("ROLLBACK TO SAVEPOINT motomind_chunk"))
+    motomind.assert(db:exec("RELEASE SAVEPOINT motomind_chunk"))
+    refusal = sqlstate
+    return false
+  end
+  local function on_chunk(rows, chunk)
+    local went = refusal == nil and collect()
+    local n, err, sqlstate = db:copy_in(copy, function() local r = rows; rows = nil; return r end)
+    if not n and RETRYABLE[sqlstate] then motomind.raise(err, sqlstate) end
+    if not n then return false end -- (a value PostgreSQL cannot read as its type: staged as texts)
+    if not went then return "rest" end
+    local mine = {}
+    for v, c in pairs(vehicles) do if c == chunk then mine[v] = true end end
+    local refused = screen_vehicles(db, report, mine)
+    screened = screened + refused
+    if n - refused > 0 then
+      reissue_undone(db, ctx.tenant)
+      motomind.assert(db:exec("SAVEPOINT motomind_chunk"))
+      motomind.assert(db:send(sql, ctx.tenant, 1, EVERY_LINE, report.batch))
+      sent = true
+    end
+    return true
+  end
+  local before = #report.rejected
+  local staged, why = in_savepoint(db, function()
+    motomind.assert(db:exec(("CREATE TEMP TABLE motomind_import (line bigint, %s, content_id uuid) ON COMMIT DROP")
+      :format(event.typed_columns())))
+    local ok, a, b, c, d = pcall(db.copy_events, db, copy, path, payload.codec(), { vehicle = opts.vehicle,
+      on_progress = progress or nil, on_reject = on_reject, chunks = { rows = M.chunk_rows, on_chunk = on_chunk },
+      content_ids = { tenant = ctx.tenant, content = CONTENT, vehicles = vehicles } })
+    if sent then
+      local drained, err = pcall(collect)
+      if ok and not drained then error(err, 0) end
+    end
+    if not ok then error(a, 0) end
+    if not a then return nil, d end
+    report.staged, report.records = a, b
+    return true
+  end)
+  if not staged then
+    for i = #report.rejected, before + 1, -1 do report.rejected[i] = nil end
+    return nil, why
+  end
+  return inserted, refusal, screened
+end
+
 -- The staged path: the file COPYed into a temporary table (C checks each
 -- record; refused ones are reported), screened, and inserted in one
 -- statement; only when the database refuses it are the staged lines
@@ -404,8 +481,18 @@ local function stage(db, ctx, path, format, csv, opts, report, staged_records, p
     report.rejected[#report.rejected + 1] = { file = path, line = line, column = column, reason = reason }
   end
   local vehicles = {} -- (noted by C in typed staging)
-  if not (format == "jsonl" and M.typed_staging and stage_typed(db, ctx, path, opts, report, progress, on_reject,
-      vehicles)) then
+  local typed, chunked, screened = format == "jsonl" and M.typed_staging, nil, 0
+  if typed and M.chunk_rows and not direct_refusal then
+    local inserted, refusal
+    inserted, refusal, screened = stage_chunked(db, ctx, path, opts, report, progress, on_reject, vehicles)
+    if inserted and not refusal then
+      report.inserted = inserted
+      return #report.rejected - screened
+    end
+    if inserted then chunked, direct_refusal = inserted, refusal -- (that chunk and the rest are staged)
+    else typed, vehicles, screened = refusal == "apart", {}, 0 end
+  end
+  if not (chunked or typed and stage_typed(db, ctx, path, opts, report, progress, on_reject, vehicles)) then
     vehicles = nil
     report.staged, report.records = motomind.assert(copy_staged(db, path, false, {
       csv = csv, vehicle = opts.vehicle, on_progress = progress or nil, on_reject = on_reject,
@@ -419,7 +506,7 @@ local function stage(db, ctx, path, format, csv, opts, report, staged_records, p
     backup.stage_records(db, staged_records, report)
     backup.restore_records(db, ctx, staged_records, report, M.insert_range)
   elseif #staged_records > 0 then reminders.import_records(db, ctx, opts.vehicle, staged_records, report, M.insert_range) end
-  local refused = #report.rejected
+  local refused = #report.rejected - screened
   if report.staged > 0 then
     if report.converted then convert_mileage(db, report.converted) end
     local left = report.staged - screen_vehicles(db, report, vehicles)
@@ -447,7 +534,7 @@ local function stage(db, ctx, path, format, csv, opts, report, staged_records, p
         n = M.insert_range(db, sql, ctx.tenant, 1, last, report, report.batch)
       end
     end
-    report.inserted = n
+    report.inserted = n + (chunked or 0)
   end
   return refused
 end
