@@ -59,6 +59,28 @@ describe("connection", function()
     db:close()
   end)
 
+  it("sends a statement without waiting (send) and reads what it did later (result)", function()
+    local db = H.connect()
+    assert(db:exec("CREATE TEMP TABLE spec_sent (n int)"))
+    local t0 = os.clock()
+    assert.is_true(db:send("INSERT INTO spec_sent SELECT g FROM generate_series(1, $1::int) g, pg_sleep(0.2) s", 3))
+    assert.is_true(os.clock() - t0 < 0.1) -- (the client's own time: it did not wait for the sleep)
+    -- the connection takes nothing else until the result is read
+    assert.has_error(function() db:exec("SELECT 1") end,
+      "attempt to use a connection whose statement from db:send() is running (db:result() first)")
+    assert.equal(3, db:result())
+    assert.has_error(function() db:result() end, "db:result(): no statement was sent (db:send)")
+    -- a refusal: nil, message, sqlstate, detail, the connection usable after
+    assert.is_true(db:send("SELECT 1 / $1::int", 0))
+    local ok, err, sqlstate = db:result()
+    assert.same({ nil, "division by zero", "22012" }, { ok, err, sqlstate })
+    assert.equal(3, db:value("SELECT count(*) FROM spec_sent"))
+    -- closed with a statement running: nothing left to read
+    assert.is_true(db:send("SELECT pg_sleep(0.1)"))
+    db:close()
+    assert.has_error(function() db:result() end, "attempt to use a closed connection")
+  end)
+
   it("reads its socket for the spin budget before blocking: a slow answer costs the budget's CPU once", function()
     -- Client CPU time (os.clock) while the server sleeps 0.2 s: spinning
     -- for up to 0.1 s burns most of that; blocking at once burns almost none.

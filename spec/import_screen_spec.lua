@@ -465,3 +465,131 @@ describe("the direct path of a JSON-lines import", function()
     assert.equal(0, db:value("SELECT count(*) FROM vehicle_events"))
   end)
 end)
+
+describe("a staged JSON-lines file inserted in chunks (each inserted while the next is read)", function()
+  local db, t, car, owner
+
+  before_each(function()
+    db, t, car, owner = H.fresh_tenant()
+    import.direct = false -- (the owner's file staged, as the application role's is)
+  end)
+  after_each(function()
+    import.direct, import.chunk_rows = true, 20000
+    H.drop(db)
+  end)
+
+  -- A tenant with n vehicles and an owner: tenant, { vehicle ids }, owner.
+  local function fleet(n)
+    local tenant, first = H.tenant_with_vehicle(db)
+    local cars = { first }
+    for i = 2, n do
+      cars[i] = db:value("INSERT INTO vehicles (tenant_id, nickname) VALUES ($1, 'car ' || $2) RETURNING id", tenant, i)
+    end
+    return tenant, cars, H.user(db, tenant, "owner")
+  end
+
+  -- Lines { vehicle index, day, mileage [, id] } as a file for the fleet's vehicles.
+  local function file(cars, lines)
+    local out = {}
+    for i, l in ipairs(lines) do
+      out[i] = motomind.json.encode { id = l[4], vehicle_id = cars[l[1]], type = "odometer", mileage = l[3],
+        occurred_at = ("2025-03-%02dT08:00:00Z"):format(l[2]), payload = { source = "manual" } }
+    end
+    return H.write_temp(table.concat(out, "\n") .. "\n")
+  end
+
+  -- What an import of a fleet's file left: the report's counts and refusals,
+  -- the events and flags, each vehicle by its index in cars.
+  local function outcome(tenant, cars, report)
+    local index, events, flags, rejected = {}, {}, {}, {}
+    for i, id in ipairs(cars) do index[id] = i end
+    for _, r in ipairs(report.rejected) do rejected[#rejected + 1] = { r.line, r.reason, r.sqlstate } end
+    for _, e in ipairs(assert(db:query("SELECT vehicle_id, occurred_at, mileage, id FROM vehicle_events " ..
+        "WHERE tenant_id = $1 ORDER BY vehicle_id, occurred_at", tenant))) do
+      events[#events + 1] = { index[e.vehicle_id], e.occurred_at, e.mileage, e.id:match("^0b0b") and e.id or nil }
+    end
+    for _, f in ipairs(assert(db:query("SELECT vehicle_id, occurred_at, flag FROM vehicle_event_flags " ..
+        "WHERE tenant_id = $1 ORDER BY vehicle_id, occurred_at", tenant))) do
+      flags[#flags + 1] = { index[f.vehicle_id], f.occurred_at, f.flag }
+    end
+    table.sort(events, function(a, b) return a[1] < b[1] or a[1] == b[1] and a[2] < b[2] end)
+    table.sort(flags, function(a, b) return a[1] < b[1] or a[1] == b[1] and a[2] < b[2] end)
+    return { report.inserted, report.duplicates, rejected, events, flags }
+  end
+
+  local id = "0b0b0b0b-0000-4000-8000-00000000000a"
+  -- a jump (flagged), a reading below an earlier one (refused), one event
+  -- given to two vehicles at the same time (the first line wins), lines
+  -- out of time order
+  local LINES = {
+    { 1, 1, 100 }, { 1, 2, 200 }, { 1, 3, 90000 }, { 1, 4, 90100 },
+    { 2, 2, 300 }, { 2, 1, 250 }, { 2, 3, 200 }, { 2, 4, 400 },
+    { 3, 1, 10 }, { 3, 5, 50, id }, { 3, 6, 60 },
+    { 4, 5, 70, id }, { 4, 1, 5 }, { 4, 2, 6 },
+    { 5, 1, 1 }, { 5, 9, 9 },
+  }
+
+  it("lands what one INSERT of the whole file lands, chunk after chunk, in chunks of any size", function()
+    local expected
+    for _, rows in ipairs { false, 1, 3, 4, 100 } do
+      import.chunk_rows = rows
+      local tenant, cars, user = fleet(5)
+      local inserts, _, report, copies = counting(db, function()
+        return assert(import.import(db, { tenant = tenant, user = user }, file(cars, LINES)))
+      end)
+      local got = outcome(tenant, cars, report)
+      if not expected then
+        expected = got
+        assert.same({ 14, 1, { { 7, "mileage 200 on 2025-03-03 is below 300 recorded on 2025-03-02", "23514" } } },
+          { got[1], got[2], got[3] })
+        assert.equal(2, #got[5]) -- (the jump into 90000 and out of 200)
+      else
+        assert.same(expected, got)
+        assert.same({ 1, 1 }, { copies.staged, copies.typed })
+        -- whole vehicles per chunk: one chunk each with rows = 1 or 3; the
+        -- refusal (vehicle 2's chunk) leaves it and the rest to the usual path
+        if rows == 100 then assert.equal(1 + 2, inserts) end -- (refused, then the usual path's two)
+      end
+    end
+  end)
+
+  it("inserts each chunk of a clean file as it is read: one INSERT each, the whole vehicles together", function()
+    import.chunk_rows = 2
+    local tenant, cars, user = fleet(4)
+    local lines = {}
+    for v = 1, 4 do for day = 1, 3 do lines[#lines + 1] = { v, day, day * 10 } end end
+    local inserts, screens, report, copies = counting(db, function()
+      return assert(import.import(db, { tenant = tenant, user = user }, file(cars, lines)))
+    end)
+    assert.same({ 4, 0, 1, 1 }, { inserts, screens, copies.staged, copies.typed })
+    assert.same({ 12, 0, 0 }, { report.inserted, report.duplicates, #report.rejected })
+    assert.equal(12, db:value("SELECT count(*) FROM vehicle_events WHERE tenant_id = $1", tenant))
+  end)
+
+  it("stages the file in one piece when a vehicle's events are apart in it (chunks could not stand for it)", function()
+    import.chunk_rows = 1
+    local tenant, cars, user = fleet(3)
+    local lines = { { 1, 1, 100 }, { 2, 1, 10 }, { 3, 1, 1 }, { 1, 2, 50 }, { 2, 2, 20 } }
+    local inserts, _, report, copies = counting(db, function()
+      return assert(import.import(db, { tenant = tenant, user = user }, file(cars, lines)))
+    end)
+    -- the chunked try undone (vehicle 1 came back after its chunk went), then typed in one piece
+    assert.same({ 2, 2 }, { copies.staged, copies.typed })
+    assert.same({ 4, 0, 1 }, { report.inserted, report.duplicates, #report.rejected })
+    assert.same({ 4, "23514" }, { report.rejected[1].line, report.rejected[1].sqlstate })
+    assert.equal(4, db:value("SELECT count(*) FROM vehicle_events WHERE tenant_id = $1", tenant))
+    assert.is_true(inserts >= 3) -- (the chunks' INSERTs, then the file's own)
+  end)
+
+  it("holds the connection for the chunks: a callback may not close it, and it is usable after", function()
+    import.chunk_rows = 2
+    local lines = {}
+    for day = 1, 10001 do lines[day] = odometer(car, 1, day) end
+    local ok, err = pcall(import.import, db, { tenant = t, user = owner }, H.write_temp(table.concat(lines, "\n")),
+      { progress = function() db:close() end })
+    assert.is_false(ok)
+    assert.matches("cannot close a connection inside its own import", err, 1, true)
+    assert.equal(1, db:value("SELECT 1"))
+    assert.equal(0, db:value("SELECT count(*) FROM vehicle_events"))
+  end)
+end)

@@ -299,23 +299,17 @@ static void call_back(lua_State *L, mm_conn *c, int fn, long n, const char *a, c
 }
 
 /* Chunked: hands the chunk's rows (out's first len bytes) to
- * on_chunk(rows, chunk, last) with the connection held (statements
- * allowed, close refused), then moves what follows them to out's start.
+ * on_chunk(rows, chunk, last), then moves what follows them to out's start.
  * Returns the callback's answer: 1 go on, CHUNKS_REST take the rest of the
  * file as one last chunk, 0 stop; a Lua error is re-raised. */
 #define CHUNKS_REST 2
-static int flush_chunk(lua_State *L, mm_conn *c, int fn, outbuf *out, size_t len, int chunk, int last) {
+static int flush_chunk(lua_State *L, int fn, outbuf *out, size_t len, int chunk, int last) {
     int answer;
     lua_pushvalue(L, fn);
     lua_pushlstring(L, out->data, len);
     lua_pushinteger(L, chunk);
     lua_pushboolean(L, last);
-    c->held = 1;
-    if (lua_pcall(L, 3, 1, 0) != 0) {
-        c->held = 0;
-        return lua_error(L);
-    }
-    c->held = 0;
+    lua_call(L, 3, 1); /* (no COPY runs: an error goes straight up) */
     answer = lua_type(L, -1) == LUA_TSTRING && !strcmp(lua_tostring(L, -1), "rest") ? CHUNKS_REST
            : lua_toboolean(L, -1);
     lua_pop(L, 1);
@@ -357,9 +351,10 @@ static int staged_instead(lua_State *L, long line, const char *why, int apart) {
  * last) in chunks of about n events, each vehicle's events in one chunk (a
  * chunk ends only before a vehicle new to the file), so the caller can
  * COPY and insert a chunk while the next is read (flush_chunk says what
- * on_chunk answers). A vehicle whose events come back after its chunk went
- * returns false, the line, why and "apart". */
-static int l_copy_events(lua_State *L) {
+ * on_chunk answers), the connection held meanwhile (its statements
+ * allowed, close refused, in every callback). A vehicle whose events come
+ * back after its chunk went returns false, the line, why and "apart". */
+static int copy_events(lua_State *L) {
     mm_conn *c = mm_check_conn(L, 1);
     const char *sql = luaL_checkstring(L, 2);
     const char *path = luaL_checkstring(L, 3);
@@ -450,7 +445,7 @@ static int l_copy_events(lua_State *L) {
         if (chunked && !reason && item.event) {
             if (d->noted == NOTED_APART) return staged_instead(L, item.line, "a vehicle's events are apart in the file", 1);
             if (d->noted == NOTED_NEXT) {
-                int go = flush_chunk(L, c, 14, out, row_start, d->chunk, 0);
+                int go = flush_chunk(L, 14, out, row_start, d->chunk, 0);
                 if (!go) return staged_instead(L, item.line, "stopped by on_chunk", 0);
                 if (go == CHUNKS_REST) { /* the chunk before was refused: it and this one stay staged */
                     rest = 1;
@@ -474,7 +469,7 @@ static int l_copy_events(lua_State *L) {
     }
     mm_box_release(fbox);
     if (chunked) {
-        if (!flush_chunk(L, c, 14, out, out->len, d->chunk, 1)) return staged_instead(L, item.line, "stopped by on_chunk", 0);
+        if (!flush_chunk(L, 14, out, out->len, d->chunk, 1)) return staged_instead(L, item.line, "stopped by on_chunk", 0);
         lua_pushinteger(L, sent);
         lua_pushinteger(L, records);
         return 2;
@@ -488,6 +483,27 @@ static int l_copy_events(lua_State *L) {
     lua_pushinteger(L, sent);
     lua_pushinteger(L, records);
     return 2;
+}
+
+/* db:copy_events: see copy_events; with chunks, run protected, so that
+ * the connection is let go however it ends. */
+static int l_copy_events(lua_State *L) {
+    mm_conn *c = mm_check_conn(L, 1);
+    int status;
+    luaL_checktype(L, 5, LUA_TTABLE);
+    lua_getfield(L, 5, "chunks");
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return copy_events(L);
+    }
+    lua_settop(L, 5);
+    lua_pushcfunction(L, copy_events);
+    lua_insert(L, 1);
+    c->held = 1;
+    status = lua_pcall(L, 5, LUA_MULTRET, 0);
+    c->held = 0;
+    if (status != 0) return lua_error(L);
+    return lua_gettop(L);
 }
 
 static const luaL_Reg methods[] = {
