@@ -287,35 +287,47 @@ mm_source *mm_jsonl_source(lua_State *L, FILE *f) {
 
 /* Calls the Lua function at fn with an integer and up to two strings
  * (NULL: nil); a Lua error ends the COPY and is re-raised. */
-static void call_back(lua_State *L, mm_conn *c, int fn, long n, const char *a, const char *b, int chunked) {
+static void call_back(lua_State *L, mm_conn *c, int fn, long n, const char *a, const char *b, int copying) {
     lua_pushvalue(L, fn);
     lua_pushinteger(L, (lua_Integer)n);
     if (a) lua_pushstring(L, a); else lua_pushnil(L);
     if (b) lua_pushstring(L, b); else lua_pushnil(L);
     if (lua_pcall(L, 3, 0, 0) != 0) {
-        if (chunked) lua_error(L); /* (no COPY runs between chunks) */
+        if (!copying) lua_error(L); /* (no COPY runs between chunks) */
         mm_copy_abort(L, c);
     }
 }
 
 /* Chunked: hands the chunk's rows (out's first len bytes) to
- * on_chunk(rows, chunk, last), then moves what follows them to out's start.
+ * on_chunk(rows, chunk, last), or (copied >= 0: the rows already went by
+ * COPY) on_chunk(nil, chunk, last, copied), then moves what follows them
+ * to out's start.
  * Returns the callback's answer: 1 go on, CHUNKS_REST take the rest of the
  * file as one last chunk, 0 stop; a Lua error is re-raised. */
 #define CHUNKS_REST 2
-static int flush_chunk(lua_State *L, int fn, outbuf *out, size_t len, int chunk, int last) {
+static int flush_chunk(lua_State *L, int fn, outbuf *out, size_t len, int chunk, int last, long copied) {
     int answer;
     lua_pushvalue(L, fn);
-    lua_pushlstring(L, out->data, len);
+    if (copied >= 0) lua_pushnil(L);
+    else lua_pushlstring(L, out->data, len);
     lua_pushinteger(L, chunk);
     lua_pushboolean(L, last);
-    lua_call(L, 3, 1); /* (no COPY runs: an error goes straight up) */
+    lua_pushinteger(L, (lua_Integer)copied);
+    lua_call(L, 4, 1); /* (no COPY runs: an error goes straight up) */
     answer = lua_type(L, -1) == LUA_TSTRING && !strcmp(lua_tostring(L, -1), "rest") ? CHUNKS_REST
            : lua_toboolean(L, -1);
     lua_pop(L, 1);
     memmove(out->data, out->data + len, out->len - len);
     out->len -= len;
     return answer;
+}
+
+/* Ends the COPY with out's first len bytes: 1 and the rows it took pushed,
+ * or the error's values pushed and their count. */
+static int end_copy(lua_State *L, mm_conn *c, outbuf *out, size_t len) {
+    if (len) PQputCopyData(c->pg, out->data, (int)len);
+    PQputCopyEnd(c->pg, NULL);
+    return mm_copy_finish(L, c);
 }
 
 /* Returns false, the line and why (and with chunks, whether the chunks
@@ -347,11 +359,12 @@ static int staged_instead(lua_State *L, long line, const char *why, int apart) {
  * it has an id), each vehicle id added to the set vehicles when given; a record whose time only PostgreSQL reads cancels the COPY and
  * returns false, its line and why (the caller stages the file as texts).
  * chunks = { rows = n, on_chunk = fn } (with content_ids and its
- * vehicles): no COPY is run here; the rows go to on_chunk(rows, chunk,
- * last) in chunks of about n events, each vehicle's events in one chunk (a
- * chunk ends only before a vehicle new to the file), so the caller can
- * COPY and insert a chunk while the next is read (flush_chunk says what
- * on_chunk answers), the connection held meanwhile (its statements
+ * vehicles): chunks of about n events, each vehicle's events in one chunk
+ * (a chunk ends only before a vehicle new to the file), each handed to
+ * on_chunk, so the caller can insert a chunk while the next is read: the
+ * first goes by this COPY, as it is read (there is nothing to insert yet),
+ * the others to on_chunk(rows, chunk, last) for the caller to COPY
+ * (flush_chunk says what on_chunk gets and answers), the connection held meanwhile (its statements
  * allowed, close refused, in every callback). A vehicle whose events come
  * back after its chunk went returns false, the line, why and "apart". */
 static int copy_events(lua_State *L) {
@@ -368,7 +381,7 @@ static int copy_events(lua_State *L) {
     char err[1024];
     long records = 0, sent = 0;
     direct dm, *d = NULL;
-    int r, chunked, rest = 0;
+    int r, chunked, copying, rest = 0;
     long chunk_rows = 0, in_chunk = 0;
     size_t row_start;
     luaL_checktype(L, 5, LUA_TTABLE);
@@ -416,7 +429,8 @@ static int copy_events(lua_State *L) {
     out = (outbuf *)calloc(1, sizeof *out);
     if (!out) return luaL_error(L, "out of memory");
     mm_box_hold(obox, out, free_outbuf);
-    if (!chunked && !mm_copy_start(L, c, sql, PGRES_COPY_IN)) return 4;
+    if (!mm_copy_start(L, c, sql, PGRES_COPY_IN)) return 4;
+    copying = 1; /* (chunked: until the first chunk ends) */
     for (;;) {
         const char *reason;
         memset(&item, 0, sizeof item);
@@ -428,24 +442,32 @@ static int copy_events(lua_State *L) {
             lua_pushvalue(L, 8);
             lua_pushinteger(L, (lua_Integer)records);
             lua_pushinteger(L, (lua_Integer)src->offset(src));
-            if (lua_pcall(L, 2, 0, 0) != 0) return chunked ? lua_error(L) : mm_copy_abort(L, c);
+            if (lua_pcall(L, 2, 0, 0) != 0) return copying ? mm_copy_abort(L, c) : lua_error(L);
         }
         if (item.record && lua_isnil(L, 7)) item.reason = "a backup record (import the file as a backup)";
-        else if (item.record) call_back(L, c, 7, item.line, item.record, NULL, chunked);
+        else if (item.record) call_back(L, c, 7, item.line, item.record, NULL, copying);
         row_start = out->len;
         reason = item.event ? event_row(L, schemas, item.event, item.line, vehicle, src->zoned, d, out, err, sizeof err)
                             : item.reason;
         mm_box_release(tbox);
         if (reason && d && (!d->ids_only || reason == NOT_DIRECT)) { /* the file is staged (as texts) instead */
-            if (!chunked) mm_copy_cancel(c, "staged instead");
+            if (copying) mm_copy_cancel(c, "staged instead");
             return staged_instead(L, item.line, reason, 0);
         }
-        if (reason) call_back(L, c, 6, item.line, reason, reason == item.reason ? item.column : NULL, chunked);
+        if (reason) call_back(L, c, 6, item.line, reason, reason == item.reason ? item.column : NULL, copying);
         else if (item.event) sent++;
         if (chunked && !reason && item.event) {
             if (d->noted == NOTED_APART) return staged_instead(L, item.line, "a vehicle's events are apart in the file", 1);
             if (d->noted == NOTED_NEXT) {
-                int go = flush_chunk(L, 14, out, row_start, d->chunk, 0);
+                long copied = -1;
+                int go;
+                if (copying) {
+                    copying = 0;
+                    if ((r = end_copy(L, c, out, row_start)) != 1) return r;
+                    copied = (long)lua_tointeger(L, -1);
+                    lua_pop(L, 1);
+                }
+                go = flush_chunk(L, 14, out, row_start, d->chunk, 0, copied);
                 if (!go) return staged_instead(L, item.line, "stopped by on_chunk", 0);
                 if (go == CHUNKS_REST) { /* the chunk before was refused: it and this one stay staged */
                     rest = 1;
@@ -456,20 +478,27 @@ static int copy_events(lua_State *L) {
             }
             d->full = !rest && ++in_chunk >= chunk_rows;
         }
-        if (!chunked && out->len >= CHUNK) {
+        if (copying && out->len >= CHUNK) {
             if (PQputCopyData(c->pg, out->data, (int)out->len) != 1) break;
             out->len = 0;
         }
     }
     if (r < 0) { /* the file is unreadable: end the COPY, stage nothing */
-        if (!chunked) mm_copy_cancel(c, "the file cannot be read");
+        if (copying) mm_copy_cancel(c, "the file cannot be read");
         lua_pushnil(L);
         lua_pushfstring(L, "%s: line %d: %s; nothing imported", path, (int)item.line, item.reason);
         return 2;
     }
     mm_box_release(fbox);
     if (chunked) {
-        if (!flush_chunk(L, 14, out, out->len, d->chunk, 1)) return staged_instead(L, item.line, "stopped by on_chunk", 0);
+        long copied = -1;
+        if (copying) {
+            if ((r = end_copy(L, c, out, out->len)) != 1) return r;
+            copied = (long)lua_tointeger(L, -1);
+            lua_pop(L, 1);
+        }
+        if (!flush_chunk(L, 14, out, out->len, d->chunk, 1, copied))
+            return staged_instead(L, item.line, "stopped by on_chunk", 0);
         lua_pushinteger(L, sent);
         lua_pushinteger(L, records);
         return 2;

@@ -429,9 +429,11 @@ local function stage_chunked(db, ctx, path, opts, report, progress, on_reject, v
     refusal = sqlstate
     return false
   end
-  local function on_chunk(rows, chunk)
-    local went = refusal == nil and collect()
-    local n, err, sqlstate = db:copy_in(copy, function() local r = rows; rows = nil; return r end)
+  -- Chunk number chunk's rows to COPY, or (rows nil: the first chunk, which
+  -- C's COPY staged as it read it) the count it staged.
+  local function on_chunk(rows, chunk, _, copied)
+    local went, n, err, sqlstate = refusal == nil and collect(), copied, nil, nil
+    if rows then n, err, sqlstate = db:copy_in(copy, function() local r = rows; rows = nil; return r end) end
     if not n and RETRYABLE[sqlstate] then motomind.raise(err, sqlstate) end
     if not n then return false end -- (a value PostgreSQL cannot read as its type: staged as texts)
     if not went then return "rest" end
@@ -459,6 +461,7 @@ local function stage_chunked(db, ctx, path, opts, report, progress, on_reject, v
       if ok and not drained then error(err, 0) end
     end
     if not ok then error(a, 0) end
+    if a == nil then return nil, b, c end -- (the first chunk's COPY refused: staged as texts)
     if not a then return nil, d end
     report.staged, report.records = a, b
     return true
