@@ -6,6 +6,7 @@
 #include "event.h"
 #include "payload.h"
 #include "text.h"
+#include "copybin.h"
 #include <stdlib.h>
 #include <string.h>
 #include <errno.h>
@@ -63,6 +64,43 @@ static int put_field(outbuf *b, const char *s, int last) {
     return ok && put(b, last ? "\n" : "\t", 1);
 }
 
+/* ---- COPY binary rows ---------------------------------------------------- */
+
+static int put_be(outbuf *b, unsigned long long v, int bytes) {
+    unsigned char x[8];
+    int i;
+    for (i = bytes - 1; i >= 0; i--, v >>= 8) x[i] = (unsigned char)(v & 255);
+    return put(b, (const char *)x, (size_t)bytes);
+}
+
+/* One binary field of the kind from its text (NULL: a NULL field): 1, 0
+ * when out of memory, -1 when C cannot send it (a time or UUID it does not
+ * read: PostgreSQL reads the text instead, the file staged as texts). */
+static int put_binary(outbuf *b, mm_field_kind kind, const char *v) {
+    unsigned char bytes[MM_BIN_NUMERIC_MAX];
+    long long us;
+    size_t n;
+    if (!v) return put_be(b, 0xFFFFFFFFu, 4);
+    switch (kind) {
+    case MM_F_UUID:
+        if (!mm_bin_uuid(v, bytes)) return -1;
+        return put_be(b, 16, 4) && put(b, (const char *)bytes, 16);
+    case MM_F_TIME:
+        if (!mm_utc_micros(v, &us)) return -1;
+        return put_be(b, 8, 4) && put_be(b, (unsigned long long)us, 8);
+    case MM_F_NUMBER:
+        if (!(n = mm_bin_numeric(v, bytes))) return -1;
+        return put_be(b, n, 4) && put(b, (const char *)bytes, n);
+    case MM_F_JSON: /* jsonb: its version, then the text */
+        n = strlen(v);
+        return put_be(b, n + 1, 4) && put(b, "\1", 1) && put(b, v, n);
+    case MM_F_TEXT:
+    default:
+        n = strlen(v);
+        return put_be(b, n, 4) && put(b, v, n);
+    }
+}
+
 /* Content ids: an event without an id gets md5 of concat_ws('|', tenant,
  * the content fields' texts), a time as PostgreSQL prints it in UTC, as the
  * staged path's SQL computes it. Direct mode: rows for the events table
@@ -80,6 +118,7 @@ typedef struct direct {
      * each vehicle's events are in; full asks that a new vehicle start the
      * next; noted says what the last event's vehicle was (NOTED_*). */
     int chunk, full, noted, apart_below;
+    int binary; /* rows in COPY's binary format (copybin.h) */
 } direct;
 
 enum { NOTED_SAME, NOTED_NEW, NOTED_NEXT, NOTED_APART };
@@ -146,6 +185,22 @@ static void note_vehicle(lua_State *L, direct *d, const char *vehicle) {
     lua_rawset(L, d->vehicles);
 }
 
+/* The binary row of a checked event (t; its content id cid or NULL): the
+ * same fields as the text rows below. NULL, NOT_DIRECT (a value C does not
+ * send: the file is staged as texts) or "out of memory". */
+static const char *binary_row(const direct *d, mm_event_texts *t, long line, const char *cid, outbuf *b) {
+    int i, ok = put_be(b, MM_EV_NFIELDS + 2, 2);
+    if (ok && d->ids_only) ok = put_be(b, 8, 4) && put_be(b, (unsigned long long)line, 8);
+    else if (ok) {
+        if (cid) t->f[MM_EV_ID] = cid;
+        ok = put_binary(b, MM_F_UUID, d->tenant);
+        if (ok > 0) ok = put_binary(b, MM_F_UUID, d->batch);
+    }
+    for (i = 0; i < MM_EV_NFIELDS && ok > 0; i++) ok = put_binary(b, MM_EVENT_FIELDS[i].kind, t->f[i]);
+    if (ok > 0 && d->ids_only) ok = put_binary(b, MM_F_UUID, cid);
+    return ok > 0 ? NULL : ok < 0 ? NOT_DIRECT : "out of memory";
+}
+
 /* Checks one event object (event.c) and appends its COPY row (line number
  * first, then the fields of MM_EVENT_FIELDS in order, then with d ids_only
  * the content id; in direct mode the tenant and batch, then the fields, the
@@ -170,16 +225,17 @@ static const char *event_row(lua_State *L, const mm_schemas *schemas, cJSON *ev,
     }
     if (!bad && d && !t.f[MM_EV_ID] && (why = content_id(d, &t, id)) == NULL) cid = id; /* (before the row) */
     if (!bad && !why && d && d->vehicles) note_vehicle(L, d, t.f[MM_EV_VEHICLE]);
-    if (!bad && !why && d && !ids_only) {
+    if (!bad && !why && d && d->binary) why = binary_row(d, &t, line, cid, b);
+    else if (!bad && !why && d && !ids_only) {
         if (cid) t.f[MM_EV_ID] = cid;
         bad = !put_field(b, d->tenant, 0) || !put_field(b, d->batch, 0);
     } else if (!bad && !why) {
         snprintf(linebuf, sizeof linebuf, "%ld", line);
         bad = !put_field(b, linebuf, 0);
     }
-    for (i = 0; i < MM_EV_NFIELDS && !bad && !why; i++)
+    for (i = 0; i < MM_EV_NFIELDS && !bad && !why && !(d && d->binary); i++)
         bad = !put_field(b, t.f[i], i == MM_EV_NFIELDS - 1 && !ids_only);
-    if (ids_only && !bad && !why) bad = !put_field(b, cid, 1);
+    if (ids_only && !bad && !why && !d->binary) bad = !put_field(b, cid, 1);
     for (i = 0; i < MM_EV_NFIELDS; i++) cJSON_free(json[i]);
     return bad ? "out of memory" : why;
 }
@@ -305,11 +361,18 @@ static void call_back(lua_State *L, mm_conn *c, int fn, long n, const char *a, c
  * Returns the callback's answer: 1 go on, CHUNKS_REST take the rest of the
  * file as one last chunk, 0 stop; a Lua error is re-raised. */
 #define CHUNKS_REST 2
-static int flush_chunk(lua_State *L, int fn, outbuf *out, size_t len, int chunk, int last, long copied) {
+static int flush_chunk(lua_State *L, int fn, outbuf *out, size_t len, int chunk, int last, long copied, int binary) {
     int answer;
     lua_pushvalue(L, fn);
     if (copied >= 0) lua_pushnil(L);
-    else lua_pushlstring(L, out->data, len);
+    else if (binary) { /* a COPY stream of its own */
+        luaL_Buffer buf;
+        luaL_buffinit(L, &buf);
+        luaL_addlstring(&buf, MM_BIN_HEADER, MM_BIN_HEADER_LEN);
+        luaL_addlstring(&buf, out->data, len);
+        luaL_addlstring(&buf, MM_BIN_TRAILER, MM_BIN_TRAILER_LEN);
+        luaL_pushresult(&buf);
+    } else lua_pushlstring(L, out->data, len);
     lua_pushinteger(L, chunk);
     lua_pushboolean(L, last);
     lua_pushinteger(L, (lua_Integer)copied);
@@ -322,10 +385,11 @@ static int flush_chunk(lua_State *L, int fn, outbuf *out, size_t len, int chunk,
     return answer;
 }
 
-/* Ends the COPY with out's first len bytes: 1 and the rows it took pushed,
- * or the error's values pushed and their count. */
-static int end_copy(lua_State *L, mm_conn *c, outbuf *out, size_t len) {
+/* Ends the COPY with out's first len bytes (and the binary trailer): 1 and
+ * the rows it took pushed, or the error's values pushed and their count. */
+static int end_copy(lua_State *L, mm_conn *c, outbuf *out, size_t len, int binary) {
     if (len) PQputCopyData(c->pg, out->data, (int)len);
+    if (binary) PQputCopyData(c->pg, MM_BIN_TRAILER, MM_BIN_TRAILER_LEN);
     PQputCopyEnd(c->pg, NULL);
     return mm_copy_finish(L, c);
 }
@@ -411,6 +475,12 @@ static int copy_events(lua_State *L) {
         if (!(d->md = EVP_MD_CTX_new())) return luaL_error(L, "out of memory");
         mm_box_hold(mbox, d->md, free_md);
     }
+    lua_getfield(L, 5, "binary");
+    if (lua_toboolean(L, -1)) {
+        luaL_argcheck(L, d != NULL, 5, "binary: needs direct or content_ids");
+        d->binary = 1;
+    }
+    lua_pop(L, 1);
     if (chunked) {
         luaL_argcheck(L, d && d->ids_only && d->vehicles, 5, "chunks: needs content_ids with vehicles");
         d->chunk = d->apart_below = 1;
@@ -429,6 +499,7 @@ static int copy_events(lua_State *L) {
     out = (outbuf *)calloc(1, sizeof *out);
     if (!out) return luaL_error(L, "out of memory");
     mm_box_hold(obox, out, free_outbuf);
+    if (d && d->binary && !put(out, MM_BIN_HEADER, MM_BIN_HEADER_LEN)) return luaL_error(L, "out of memory");
     if (!mm_copy_start(L, c, sql, PGRES_COPY_IN)) return 4;
     copying = 1; /* (chunked: until the first chunk ends) */
     for (;;) {
@@ -463,11 +534,11 @@ static int copy_events(lua_State *L) {
                 int go;
                 if (copying) {
                     copying = 0;
-                    if ((r = end_copy(L, c, out, row_start)) != 1) return r;
+                    if ((r = end_copy(L, c, out, row_start, d->binary)) != 1) return r;
                     copied = (long)lua_tointeger(L, -1);
                     lua_pop(L, 1);
                 }
-                go = flush_chunk(L, 14, out, row_start, d->chunk, 0, copied);
+                go = flush_chunk(L, 14, out, row_start, d->chunk, 0, copied, d->binary);
                 if (!go) return staged_instead(L, item.line, "stopped by on_chunk", 0);
                 if (go == CHUNKS_REST) { /* the chunk before was refused: it and this one stay staged */
                     rest = 1;
@@ -493,17 +564,18 @@ static int copy_events(lua_State *L) {
     if (chunked) {
         long copied = -1;
         if (copying) {
-            if ((r = end_copy(L, c, out, out->len)) != 1) return r;
+            if ((r = end_copy(L, c, out, out->len, d->binary)) != 1) return r;
             copied = (long)lua_tointeger(L, -1);
             lua_pop(L, 1);
         }
-        if (!flush_chunk(L, 14, out, out->len, d->chunk, 1, copied))
+        if (!flush_chunk(L, 14, out, out->len, d->chunk, 1, copied, d->binary))
             return staged_instead(L, item.line, "stopped by on_chunk", 0);
         lua_pushinteger(L, sent);
         lua_pushinteger(L, records);
         return 2;
     }
     if (out->len) PQputCopyData(c->pg, out->data, (int)out->len);
+    if (d && d->binary) PQputCopyData(c->pg, MM_BIN_TRAILER, MM_BIN_TRAILER_LEN);
     mm_box_release(obox);
     PQputCopyEnd(c->pg, NULL);
     r = mm_copy_finish(L, c);

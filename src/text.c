@@ -91,11 +91,13 @@ static void civil_from_days(long long z, long long *y, int *m, int *d) {
     *y = yoe + era * 400 + (*m <= 2);
 }
 
-int mm_utc_text(const char *s, char *out, size_t n) {
+/* A time C reads (see mm_utc_text) as seconds since 1970 in UTC and its
+ * fraction's digits (trailing zeros dropped; fd of them); 0 when it is not
+ * one. */
+static int utc_parse(const char *s, long long *secs, char frac[8], int *fdigits) {
     static const int month_days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
     int y, mo, d, h, mi, sec = 0, oh = 0, om = 0, sign, fd = 0;
-    long long t, days, yy;
-    char frac[8] = "";
+    memset(frac, 0, 8);
     /* in order: a character is read only when those before it were digits */
     if ((y = number(s, 4)) < 1 || s[4] != '-' || (mo = number(s + 5, 2)) < 1 || mo > 12 || s[7] != '-') return 0;
     if ((d = number(s + 8, 2)) < 1) return 0;
@@ -126,13 +128,35 @@ int mm_utc_text(const char *s, char *out, size_t n) {
         if (*s == ':') s++;
         if (*s && ((om = number(s, 2)) < 0 || om > 59 || s[2])) return 0;
     } else return 0;
-    t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - sign * (oh * 3600 + om * 60);
+    *secs = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - sign * (oh * 3600 + om * 60);
+    *fdigits = fd;
+    return 1;
+}
+
+int mm_utc_text(const char *s, char *out, size_t n) {
+    long long t, days, yy;
+    int mo, d, fd;
+    char frac[8];
+    if (!utc_parse(s, &t, frac, &fd)) return 0;
     days = t / 86400 - (t % 86400 < 0); /* floored: before 1970 too */
     t -= days * 86400;
     civil_from_days(days, &yy, &mo, &d);
     if (yy < 1 || yy > 9999) return 0;
     return snprintf(out, n, "%04d-%02d-%02d %02d:%02d:%02d%s%s", (int)yy, mo, d, (int)(t / 3600), (int)(t / 60 % 60),
                     (int)(t % 60), fd ? "." : "", frac) < (int)n;
+}
+
+int mm_utc_micros(const char *s, long long *us) {
+    long long t, days, yy, f = 0;
+    int mo, d, fd, i;
+    char frac[8];
+    if (!utc_parse(s, &t, frac, &fd)) return 0;
+    days = t / 86400 - (t % 86400 < 0);
+    civil_from_days(days, &yy, &mo, &d);
+    if (yy < 1 || yy > 9999) return 0; /* (as mm_utc_text: the same times) */
+    for (i = 0; i < 6; i++) f = f * 10 + (i < fd ? frac[i] - '0' : 0);
+    *us = (t - 946684800LL) * 1000000LL + f; /* PostgreSQL's epoch: 2000-01-01 UTC */
+    return 1;
 }
 
 void mm_shortest_double(double d, char *out, size_t n) {

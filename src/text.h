@@ -30,6 +30,9 @@ int mm_has_zone(const char *when);
  * real date and time in years 1-9999; returns 0 for anything else (which
  * PostgreSQL may still read: the caller then leaves it to PostgreSQL). */
 int mm_utc_text(const char *when, char *out, size_t n);
+/* The same time as microseconds since 2000-01-01 UTC (PostgreSQL's
+ * timestamptz, as COPY's binary format sends it); 0 when C does not read it. */
+int mm_utc_micros(const char *when, long long *us);
 
 /* The shortest decimal text (at most 17 significant digits, out holding at
  * least 32 bytes) that reads back as the same finite double. The one

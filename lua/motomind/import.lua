@@ -224,6 +224,16 @@ M.direct = true
 -- (stage_typed); false stages it as texts (the specs compare the two).
 M.typed_staging = true
 
+--- Whether the rows C makes typed (the direct COPY, typed staging) go in
+-- COPY's binary format (PostgreSQL reads no text for their UUIDs, times
+-- and mileages); false sends them as text (the specs compare the two).
+M.binary = true
+
+-- " (FORMAT binary)" when M.binary, for the COPY statements of typed rows.
+local function binary_format()
+  return M.binary and " (FORMAT binary)" or ""
+end
+
 --- Events per chunk of a typed staging (stage_chunked); false stages and
 -- inserts the file in one piece (the specs compare the two).
 M.chunk_rows = 20000
@@ -243,13 +253,13 @@ M.chunk_rows = 20000
 local function copy_direct(db, ctx, path, opts, report, progress)
   if not M.direct or motomind.assert(db:row("SELECT row_security_active($1::regclass) AS active",
     db:qualify("vehicle_events"))).active then return nil end
-  local sql = ("COPY %s (tenant_id, import_batch_id, %s) FROM STDIN"):format(db:qualify("vehicle_events"),
-    event.columns())
+  local sql = ("COPY %s (tenant_id, import_batch_id, %s) FROM STDIN%s"):format(db:qualify("vehicle_events"),
+    event.columns(), binary_format())
   local screen = "SELECT EXISTS (SELECT 1 FROM " .. db:qualify("refused_event_vehicles") .. "(" .. VEHICLES_PARAM .. "))"
   local vehicles = {}
   return in_savepoint(db, function()
     local sent, records, sqlstate = db:copy_events(sql, path, payload.codec(), {
-      on_reject = function() end, on_progress = progress or nil, vehicle = opts.vehicle,
+      on_reject = function() end, on_progress = progress or nil, vehicle = opts.vehicle, binary = M.binary,
       direct = { tenant = ctx.tenant, batch = report.batch, content = CONTENT, vehicles = vehicles } })
     if sent == nil then return nil, records, sqlstate end -- the database refused a row
     if not sent or records == 0 then return nil end
@@ -368,8 +378,8 @@ end
 local function copy_staged(db, path, typed, opts)
   motomind.assert(db:exec(("CREATE TEMP TABLE motomind_import (%s, content_id %s) ON COMMIT DROP"):format(
     typed and "line bigint, " .. event.typed_columns() or event.staging_columns(), typed and "uuid" or "text")))
-  return db:copy_events(("COPY pg_temp.motomind_import (line, %s%s) FROM STDIN"):format(event.columns(),
-    typed and ", content_id" or ""), path, payload.codec(), opts)
+  return db:copy_events(("COPY pg_temp.motomind_import (line, %s%s) FROM STDIN%s"):format(event.columns(),
+    typed and ", content_id" or "", typed and binary_format() or ""), path, payload.codec(), opts)
 end
 
 -- Typed staging of a JSON-lines file, in a savepoint: PostgreSQL reads
@@ -385,7 +395,7 @@ local function stage_typed(db, ctx, path, opts, report, progress, on_reject, veh
   local before = #report.rejected
   local staged = in_savepoint(db, function()
     local sent, records, sqlstate = copy_staged(db, path, true, { vehicle = opts.vehicle,
-      on_progress = progress or nil, on_reject = on_reject,
+      on_progress = progress or nil, on_reject = on_reject, binary = M.binary,
       content_ids = { tenant = ctx.tenant, content = CONTENT, vehicles = vehicles } })
     if not sent then return nil, records, sqlstate end
     report.staged, report.records = sent, records
@@ -410,7 +420,8 @@ end
 -- time only PostgreSQL reads: the file is staged as texts).
 local function stage_chunked(db, ctx, path, opts, report, progress, on_reject, vehicles)
   local sql = events_sql(db, true)
-  local copy = ("COPY pg_temp.motomind_import (line, %s, content_id) FROM STDIN"):format(event.columns())
+  local copy = ("COPY pg_temp.motomind_import (line, %s, content_id) FROM STDIN%s"):format(event.columns(),
+    binary_format())
   local inserted, sent, refusal, screened = 0, false, nil, 0
   -- The chunk in flight: whether it went in (or none was sent).
   local function collect()
@@ -455,6 +466,7 @@ local function stage_chunked(db, ctx, path, opts, report, progress, on_reject, v
       :format(event.typed_columns())))
     local ok, a, b, c, d = pcall(db.copy_events, db, copy, path, payload.codec(), { vehicle = opts.vehicle,
       on_progress = progress or nil, on_reject = on_reject, chunks = { rows = M.chunk_rows, on_chunk = on_chunk },
+      binary = M.binary,
       content_ids = { tenant = ctx.tenant, content = CONTENT, vehicles = vehicles } })
     if sent then
       local drained, err = pcall(collect)
