@@ -19,7 +19,11 @@
  * never reused within it) and what the statement's snapshot sees: its
  * command id and the transactions it counts as running (xmin, xmax and the
  * in-progress lists), which with the (sub)transaction is all an MVCC
- * snapshot's visibility depends on. A commit anywhere (a membership
+ * snapshot's visibility depends on. A transaction that has written nothing
+ * (no transaction id, command id 0) sees only what its snapshot says, so
+ * its answers are kept without the transaction: the next transaction's
+ * page, with the same snapshot (nothing committed in between), reuses
+ * them; one that wrote keys them to itself. A commit anywhere (a membership
  * revoked, say) changes what a new snapshot holds, a write of the
  * transaction itself its command id, and a rollback to a savepoint the
  * subtransaction (the snapshot may not change: a spec rolls back a revoke
@@ -95,7 +99,9 @@ static bool current_context(context *out) {
     s = GetActiveSnapshot();
     if (s->snapshot_type != SNAPSHOT_MVCC || s->subxcnt < 0 || s->xcnt + (uint32)s->subxcnt > RUNNING_MAX)
         return false;
-    out->lxid = MyProc->lxid;
+    /* (a transaction that wrote nothing yet sees what its snapshot says:
+     * the same snapshot in a later transaction sees the same) */
+    out->lxid = TransactionIdIsValid(GetTopTransactionIdIfAny()) || s->curcid != FirstCommandId ? MyProc->lxid : 0;
     out->subxid = GetCurrentSubTransactionId();
     out->curcid = s->curcid;
     out->xmin = s->xmin;
