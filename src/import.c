@@ -214,6 +214,7 @@ static const char *event_row(lua_State *L, const mm_schemas *schemas, cJSON *ev,
     const char *cid = NULL;
     mm_event_texts t;
     int i, bad = 0, ids_only = d && d->ids_only;
+    size_t start = b->len; /* (a row left half written is taken back) */
     const char *why = mm_event_check(schemas, ev, vehicle, zoned, &t, err, errlen);
     if (why) return why;
     for (i = 0; i < MM_EV_NFIELDS && !bad; i++) {
@@ -237,6 +238,7 @@ static const char *event_row(lua_State *L, const mm_schemas *schemas, cJSON *ev,
         bad = !put_field(b, t.f[i], i == MM_EV_NFIELDS - 1 && !ids_only);
     if (ids_only && !bad && !why && !d->binary) bad = !put_field(b, cid, 1);
     for (i = 0; i < MM_EV_NFIELDS; i++) cJSON_free(json[i]);
+    if (bad || why) b->len = start;
     return bad ? "out of memory" : why;
 }
 
