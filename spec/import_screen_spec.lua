@@ -621,6 +621,15 @@ describe("a staged JSON-lines file inserted in chunks (each inserted while the n
     assert.is_true(inserts >= 3) -- (the chunks' INSERTs, then the file's own)
   end)
 
+  it("refuses a file with no records, as the one piece does", function()
+    for _, rows in ipairs { 20000, false } do
+      import.chunk_rows = rows
+      local ok, err, sqlstate = import.import(db, { tenant = t, user = owner }, H.write_temp("\n\n"), { format = "jsonl" })
+      assert.is_nil(ok)
+      assert.same({ "22023", true }, { sqlstate, err:find("no records (the file is empty", 1, true) ~= nil })
+    end
+  end)
+
   it("holds the connection for the chunks: a callback may not close it, and it is usable after", function()
     import.chunk_rows = 1
     local other = db:value("INSERT INTO vehicles (tenant_id) VALUES ($1) RETURNING id", t)

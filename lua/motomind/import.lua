@@ -500,7 +500,7 @@ local function stage(db, ctx, path, format, csv, opts, report, staged_records, p
   if typed and M.chunk_rows and not direct_refusal then
     local inserted, refusal
     inserted, refusal, screened = stage_chunked(db, ctx, path, opts, report, progress, on_reject, vehicles)
-    if inserted and not refusal then
+    if inserted and not refusal and report.records > 0 then
       report.inserted = inserted
       return #report.rejected - screened
     end
