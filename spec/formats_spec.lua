@@ -24,9 +24,23 @@ end
 
 describe("importing other apps' exports", function()
   local db, tenant, user, car
+  local importer = require "motomind.import"
+  local staged_copies, real_copy -- (the staging COPYs' SQL, in order)
 
-  before_each(function() db, tenant, car, user = H.fresh_tenant() end)
-  after_each(function() H.drop(db) end)
+  before_each(function()
+    db, tenant, car, user = H.fresh_tenant()
+    local methods = getmetatable(db).__index
+    real_copy, staged_copies = methods.copy_events, {}
+    methods.copy_events = function(self, sql, ...)
+      if sql:find("motomind_import", 1, true) then staged_copies[#staged_copies + 1] = sql end
+      return real_copy(self, sql, ...)
+    end
+  end)
+  after_each(function()
+    getmetatable(db).__index.copy_events = real_copy
+    importer.typed_staging = true
+    H.drop(db)
+  end)
 
   local function vehicle(unit, timezone)
     return db:value("INSERT INTO vehicles (tenant_id, odometer_unit, timezone) VALUES ($1, $2, $3) RETURNING id",
@@ -152,6 +166,15 @@ describe("importing other apps' exports", function()
       check(events(v))
       local again = assert(import(file, { vehicle = v }))
       assert.same({ 0, report.staged }, { again.inserted, again.duplicates })
+      -- staged typed (C's texts around the time, hashed with it in SQL) and
+      -- as texts, the file's events get the same content ids
+      assert.matches("content_prefix", staged_copies[1], 1, true)
+      importer.typed_staging = false
+      local texts = import(file, { vehicle = v })
+      importer.typed_staging = true
+      assert(texts)
+      assert.same({ 0, report.staged }, { texts.inserted, texts.duplicates })
+      assert.is_nil(staged_copies[#staged_copies]:find("content_prefix", 1, true))
     end)
   end
 

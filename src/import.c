@@ -119,6 +119,7 @@ typedef struct direct {
      * next; noted says what the last event's vehicle was (NOTED_*). */
     int chunk, full, noted, apart_below;
     int binary; /* rows in COPY's binary format (copybin.h) */
+    int parts;  /* ids_only, times without a zone: the id's texts around the time instead (content_parts) */
 } direct;
 
 enum { NOTED_SAME, NOTED_NEW, NOTED_NEXT, NOTED_APART };
@@ -155,6 +156,27 @@ static const char *content_id(direct *d, const mm_event_texts *t, char out[37]) 
     return NULL;
 }
 
+/* The content id's texts before and after its time (a time without a
+ * zone, which only PostgreSQL places in UTC): into prefix the tenant and
+ * "|" with each field before it, into suffix "|" with each after it, NULLs
+ * skipped as concat_ws skips them; the SQL hashes prefix, "|", the time in
+ * UTC and suffix (CONTENT_ID in import.lua). 0 when out of memory. */
+static int content_parts(const direct *d, const mm_event_texts *t, outbuf *prefix, outbuf *suffix) {
+    outbuf *o = prefix;
+    int k, ok;
+    prefix->len = suffix->len = 0;
+    ok = put(prefix, d->tenant, strlen(d->tenant));
+    for (k = 0; ok && k < d->ncontent; k++) {
+        const char *v = t->f[d->content[k]];
+        if (MM_EVENT_FIELDS[d->content[k]].kind == MM_F_TIME) {
+            o = suffix;
+            continue;
+        }
+        if (v) ok = put(o, "|", 1) && put(o, v, strlen(v));
+    }
+    return ok && put(prefix, "", 1) && put(suffix, "", 1); /* (as C strings) */
+}
+
 /* Adds the event's vehicle to the set of vehicles (in Lua; consecutive
  * repeats skipped, as files keep a vehicle's events together). Chunked,
  * the set maps each vehicle to its chunk, a new vehicle starting the next
@@ -188,16 +210,23 @@ static void note_vehicle(lua_State *L, direct *d, const char *vehicle) {
 /* The binary row of a checked event (t; its content id cid or NULL): the
  * same fields as the text rows below. NULL, NOT_DIRECT (a value C does not
  * send: the file is staged as texts) or "out of memory". */
-static const char *binary_row(const direct *d, mm_event_texts *t, long line, const char *cid, outbuf *b) {
-    int i, ok = put_be(b, MM_EV_NFIELDS + 2, 2);
+static const char *binary_row(const direct *d, mm_event_texts *t, long line, const char *cid,
+                              const char *prefix, const char *suffix, outbuf *b) {
+    int i, ok = put_be(b, MM_EV_NFIELDS + 2 + (d->parts ? 1 : 0), 2);
     if (ok && d->ids_only) ok = put_be(b, 8, 4) && put_be(b, (unsigned long long)line, 8);
     else if (ok) {
         if (cid) t->f[MM_EV_ID] = cid;
         ok = put_binary(b, MM_F_UUID, d->tenant);
         if (ok > 0) ok = put_binary(b, MM_F_UUID, d->batch);
     }
-    for (i = 0; i < MM_EV_NFIELDS && ok > 0; i++) ok = put_binary(b, MM_EVENT_FIELDS[i].kind, t->f[i]);
-    if (ok > 0 && d->ids_only) ok = put_binary(b, MM_F_UUID, cid);
+    for (i = 0; i < MM_EV_NFIELDS && ok > 0; i++) {
+        mm_field_kind kind = MM_EVENT_FIELDS[i].kind;
+        ok = put_binary(b, d->parts && kind == MM_F_TIME ? MM_F_TEXT : kind, t->f[i]);
+    }
+    if (ok > 0 && d->parts) {
+        ok = put_binary(b, MM_F_TEXT, prefix);
+        if (ok > 0) ok = put_binary(b, MM_F_TEXT, suffix);
+    } else if (ok > 0 && d->ids_only) ok = put_binary(b, MM_F_UUID, cid);
     return ok > 0 ? NULL : ok < 0 ? NOT_DIRECT : "out of memory";
 }
 
@@ -211,7 +240,8 @@ static const char *binary_row(const direct *d, mm_event_texts *t, long line, con
 static const char *event_row(lua_State *L, const mm_schemas *schemas, cJSON *ev, long line, const char *vehicle,
                              int zoned, direct *d, outbuf *b, char *err, size_t errlen) {
     char linebuf[24], id[37], *json[MM_EV_NFIELDS] = {NULL};
-    const char *cid = NULL;
+    const char *cid = NULL, *prefix = NULL, *suffix = NULL;
+    outbuf pre = {NULL, 0, 0}, suf = {NULL, 0, 0};
     mm_event_texts t;
     int i, bad = 0, ids_only = d && d->ids_only;
     size_t start = b->len; /* (a row left half written is taken back) */
@@ -224,9 +254,12 @@ static const char *event_row(lua_State *L, const mm_schemas *schemas, cJSON *ev,
         if (!v || cJSON_IsNull(v)) continue;
         bad = !(t.f[i] = json[i] = cJSON_PrintUnformatted(v));
     }
-    if (!bad && d && !t.f[MM_EV_ID] && (why = content_id(d, &t, id)) == NULL) cid = id; /* (before the row) */
+    if (!bad && d && d->parts && !t.f[MM_EV_ID]) { /* (before the row) */
+        bad = !content_parts(d, &t, &pre, &suf);
+        prefix = pre.data, suffix = suf.data;
+    } else if (!bad && d && !t.f[MM_EV_ID] && (why = content_id(d, &t, id)) == NULL) cid = id;
     if (!bad && !why && d && d->vehicles) note_vehicle(L, d, t.f[MM_EV_VEHICLE]);
-    if (!bad && !why && d && d->binary) why = binary_row(d, &t, line, cid, b);
+    if (!bad && !why && d && d->binary) why = binary_row(d, &t, line, cid, prefix, suffix, b);
     else if (!bad && !why && d && !ids_only) {
         if (cid) t.f[MM_EV_ID] = cid;
         bad = !put_field(b, d->tenant, 0) || !put_field(b, d->batch, 0);
@@ -236,8 +269,11 @@ static const char *event_row(lua_State *L, const mm_schemas *schemas, cJSON *ev,
     }
     for (i = 0; i < MM_EV_NFIELDS && !bad && !why && !(d && d->binary); i++)
         bad = !put_field(b, t.f[i], i == MM_EV_NFIELDS - 1 && !ids_only);
-    if (ids_only && !bad && !why && !d->binary) bad = !put_field(b, cid, 1);
+    if (ids_only && !bad && !why && !d->binary && d->parts) bad = !put_field(b, prefix, 0) || !put_field(b, suffix, 1);
+    else if (ids_only && !bad && !why && !d->binary) bad = !put_field(b, cid, 1);
     for (i = 0; i < MM_EV_NFIELDS; i++) cJSON_free(json[i]);
+    free(pre.data);
+    free(suf.data);
     if (bad || why) b->len = start;
     return bad ? "out of memory" : why;
 }
@@ -276,6 +312,9 @@ static int read_direct(lua_State *L, int idx, direct *d, int ids_only) {
         lua_pop(L, 1);
     }
     lua_pop(L, 1); /* content: the strings stay referenced by opts */
+    lua_getfield(L, idx, "parts");
+    d->parts = ids_only && lua_toboolean(L, -1);
+    lua_pop(L, 1);
     return 1;
 }
 

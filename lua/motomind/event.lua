@@ -21,9 +21,11 @@ function M.columns(alias)
   return map(function(f) return (alias and alias .. "." or "") .. f.name end)
 end
 
---- "id uuid, vehicle_id uuid, ...": a column definition list (recordsets).
-function M.typed_columns()
-  return map(function(f) return f.name .. " " .. f.type end)
+--- "id uuid, vehicle_id uuid, ...": a column definition list (recordsets;
+-- times_as_text: the times as text, for a CSV's times without a zone,
+-- which the session's time zone reads when they are cast).
+function M.typed_columns(times_as_text)
+  return map(function(f) return f.name .. " " .. (times_as_text and f.type == "timestamptz" and "text" or f.type) end)
 end
 
 --- "line bigint, id text, ...": the import staging table's columns (COPY

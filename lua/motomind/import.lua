@@ -29,16 +29,19 @@ local CONTENT = { "vehicle_id", "type", "occurred_at", "mileage", "payload", "no
 
 -- CONTENT's id of staged row s (tenant $1): the id it gives, or the one C
 -- gave it (typed staging gives every row without an id one), or computed
--- here from its texts.
+-- here: from C's texts around the one time (a CSV staged typed, whose
+-- zoneless time only PostgreSQL places in UTC: content_prefix, the time,
+-- content_suffix), or from the staged texts.
 local CONTENT_ID = (function()
-  local types, texts = {}, {}
+  local types, texts, time = {}, {}, nil
   for _, f in ipairs(event.FIELDS) do types[f.name] = f.type end
   for i, name in ipairs(CONTENT) do
     texts[i] = types[name] == "timestamptz" and ("(s.%s::timestamptz AT TIME ZONE 'UTC')::text"):format(name)
       or "s." .. name
+    if types[name] == "timestamptz" then time = texts[i] end
   end
-  return ("coalesce(s.id::uuid, s.content_id::uuid, md5(concat_ws('|', $1::text, %s))::uuid)")
-    :format(table.concat(texts, ", "))
+  return ("coalesce(s.id::uuid, s.content_id::uuid, md5(coalesce(s.content_prefix || '|' || %s || s.content_suffix, " ..
+    "concat_ws('|', $1::text, %s)))::uuid)"):format(time, table.concat(texts, ", "))
 end)()
 
 -- The upper bound of a range of every staged line (a bigint's text: Lua
@@ -376,27 +379,34 @@ end
 -- texts, their content_id left NULL (the column is there so that one
 -- CONTENT_ID reads both). Returns what copy_events returns.
 local function copy_staged(db, path, typed, opts)
-  motomind.assert(db:exec(("CREATE TEMP TABLE motomind_import (%s, content_id %s) ON COMMIT DROP"):format(
-    typed and "line bigint, " .. event.typed_columns() or event.staging_columns(), typed and "uuid" or "text")))
+  local parts = typed and opts.content_ids.parts
+  motomind.assert(db:exec(("CREATE TEMP TABLE motomind_import (%s, content_id %s, content_prefix text, " ..
+    "content_suffix text) ON COMMIT DROP"):format(typed and "line bigint, " .. event.typed_columns(parts)
+    or event.staging_columns(), typed and "uuid" or "text")))
   return db:copy_events(("COPY pg_temp.motomind_import (line, %s%s) FROM STDIN%s"):format(event.columns(),
-    typed and ", content_id" or "", typed and binary_format() or ""), path, payload.codec(), opts)
+    parts and ", content_prefix, content_suffix" or typed and ", content_id" or "", typed and binary_format() or ""),
+    path, payload.codec(), opts)
 end
 
 -- Typed staging of a JSON-lines file, in a savepoint: PostgreSQL reads
 -- each staged value as its type while C checks the records after it (the
 -- staging COPY is bound by the client, the INSERT by the server), and C
 -- gives each event without an id its content id, so the INSERT reads no
--- text and hashes nothing (docs/design.md). A record whose time only
--- PostgreSQL reads, or a value it cannot read as its type, undoes it (what
--- C refused meanwhile is reported once, by the staging as texts that
--- follows). Returns whether the file is staged; C notes each staged
--- record's vehicle in the set vehicles.
-local function stage_typed(db, ctx, path, opts, report, progress, on_reject, vehicles)
+-- text and hashes nothing (docs/design.md). A CSV file (csv: its spec) is
+-- staged typed too, its times as texts (without a zone: the session's,
+-- the vehicle's, places them when the INSERT casts them) and, for its
+-- content ids, C's texts of the other fields around the time
+-- (CONTENT_ID). A record whose time only PostgreSQL reads, or a value it
+-- cannot read as its type, undoes it (what C refused meanwhile is reported
+-- once, by the staging as texts that follows). Returns whether the file is
+-- staged; C notes each staged record's vehicle in the set vehicles, and a
+-- CSV's other records in staged_records (on_record).
+local function stage_typed(db, ctx, path, opts, report, progress, on_reject, vehicles, csv, on_record)
   local before = #report.rejected
   local staged = in_savepoint(db, function()
-    local sent, records, sqlstate = copy_staged(db, path, true, { vehicle = opts.vehicle,
-      on_progress = progress or nil, on_reject = on_reject, binary = M.binary,
-      content_ids = { tenant = ctx.tenant, content = CONTENT, vehicles = vehicles } })
+    local sent, records, sqlstate = copy_staged(db, path, true, { vehicle = opts.vehicle, csv = csv,
+      on_progress = progress or nil, on_reject = on_reject, binary = M.binary, on_record = on_record,
+      content_ids = { tenant = ctx.tenant, content = CONTENT, vehicles = vehicles, parts = csv ~= nil } })
     if not sent then return nil, records, sqlstate end
     report.staged, report.records = sent, records
     return true
@@ -462,8 +472,8 @@ local function stage_chunked(db, ctx, path, opts, report, progress, on_reject, v
   end
   local before = #report.rejected
   local staged, why = in_savepoint(db, function()
-    motomind.assert(db:exec(("CREATE TEMP TABLE motomind_import (line bigint, %s, content_id uuid) ON COMMIT DROP")
-      :format(event.typed_columns())))
+    motomind.assert(db:exec(("CREATE TEMP TABLE motomind_import (line bigint, %s, content_id uuid, " ..
+      "content_prefix text, content_suffix text) ON COMMIT DROP"):format(event.typed_columns())))
     local ok, a, b, c, d = pcall(db.copy_events, db, copy, path, payload.codec(), { vehicle = opts.vehicle,
       on_progress = progress or nil, on_reject = on_reject, chunks = { rows = M.chunk_rows, on_chunk = on_chunk },
       binary = M.binary,
@@ -496,8 +506,14 @@ local function stage(db, ctx, path, format, csv, opts, report, staged_records, p
     report.rejected[#report.rejected + 1] = { file = path, line = line, column = column, reason = reason }
   end
   local vehicles = {} -- (noted by C in typed staging)
-  local typed, chunked, screened = format == "jsonl" and M.typed_staging, nil, 0
-  if typed and M.chunk_rows and not direct_refusal then
+  local on_record = (format == "backup" or csv) and function(line, text)
+    staged_records[#staged_records + 1] = { line, text }
+  end or nil
+  -- (a CSV whose mileages are converted: staged as texts, which the
+  -- conversion rewrites before the content ids read them)
+  local typed = M.typed_staging and (format == "jsonl" or csv and not report.converted)
+  local chunked, screened = nil, 0
+  if typed and format == "jsonl" and M.chunk_rows and not direct_refusal then
     local inserted, refusal
     inserted, refusal, screened = stage_chunked(db, ctx, path, opts, report, progress, on_reject, vehicles)
     if inserted and not refusal and report.records > 0 then
@@ -507,13 +523,12 @@ local function stage(db, ctx, path, format, csv, opts, report, staged_records, p
     if inserted then chunked, direct_refusal = inserted, refusal -- (that chunk and the rest are staged)
     else typed, vehicles, screened = refusal == "apart", {}, 0 end
   end
-  if not (chunked or typed and stage_typed(db, ctx, path, opts, report, progress, on_reject, vehicles)) then
+  if not (chunked or typed and stage_typed(db, ctx, path, opts, report, progress, on_reject, vehicles, csv,
+      on_record)) then
     vehicles = nil
+    for i = #staged_records, 1, -1 do staged_records[i] = nil end -- (what a typed try read, read again)
     report.staged, report.records = motomind.assert(copy_staged(db, path, false, {
-      csv = csv, vehicle = opts.vehicle, on_progress = progress or nil, on_reject = on_reject,
-      on_record = (format == "backup" or csv) and function(line, text)
-        staged_records[#staged_records + 1] = { line, text }
-      end or nil,
+      csv = csv, vehicle = opts.vehicle, on_progress = progress or nil, on_reject = on_reject, on_record = on_record,
     }))
   end
   if report.records == 0 then motomind.raise(path .. ": no records (the file is empty, or holds only a header)", "22023") end
