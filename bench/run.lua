@@ -288,8 +288,8 @@ do
   owner_db:close()
   result("CSV import (Fuelly's fuel-ups file) vs the JSON-lines import of the same fills, per record",
     ("%.2fx"):format(t_csv / t_lines), ("%.2f s vs %.2f s for %d fills, application role, both staged typed, " ..
-      "the CSV's ids hashed by the INSERT (goal <= 1.2x); as the owner %.2fx (the JSON lines by direct COPY: %.2f s vs %.2f s)"):format(t_csv, t_lines, fills,
-      owner_csv / owner_lines, owner_csv, owner_lines))
+      "the CSV's ids hashed by the INSERT (goal <= 1.2x); as the owner %.2fx (the JSON lines by direct COPY: " ..
+      "%.2f s vs %.2f s)"):format(t_csv, t_lines, fills, owner_csv / owner_lines, owner_csv, owner_lines))
   app:close()
   drop(csv_db)
   csv_db:close()
