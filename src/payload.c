@@ -70,23 +70,32 @@ static int keyed_cmp(const void *a, const void *b) {
     return x->order < y->order ? -1 : x->order > y->order;
 }
 
+#define SMALL_OBJECT 16
+
 int mm_json_normalize(cJSON *item) {
     cJSON *c;
     size_t n = 0, i, kept = 0;
-    keyed *all;
+    keyed small[SMALL_OBJECT], *all;
     if (!cJSON_IsObject(item) && !cJSON_IsArray(item)) return 1;
     for (c = item->child; c; c = c->next) {
         if (!mm_json_normalize(c)) return 0;
         n++;
     }
     if (!cJSON_IsObject(item) || n < 2) return 1;
-    all = (keyed *)malloc(n * sizeof *all);
+    all = n <= SMALL_OBJECT ? small : (keyed *)malloc(n * sizeof *all);
     if (!all) return 0;
     for (c = item->child, i = 0; c; c = c->next, i++) {
         all[i].item = c;
         all[i].order = i;
     }
-    qsort(all, n, sizeof *all, keyed_cmp);
+    if (n <= SMALL_OBJECT) { /* insertion sort: a payload's few keys, no call per comparison */
+        for (i = 1; i < n; i++) {
+            keyed k = all[i];
+            size_t j = i;
+            for (; j > 0 && strcmp(all[j - 1].item->string, k.item->string) > 0; j--) all[j] = all[j - 1];
+            all[j] = k;
+        }
+    } else qsort(all, n, sizeof *all, keyed_cmp);
     for (i = 0; i < n; i++) {
         if (i + 1 < n && !strcmp(all[i].item->string, all[i + 1].item->string)) {
             all[i].item->next = all[i].item->prev = NULL;
@@ -100,7 +109,7 @@ int mm_json_normalize(cJSON *item) {
         all[i].item->prev = i > 0 ? all[i - 1].item : all[kept - 1].item;
     }
     item->child = all[0].item; /* cJSON: the head's prev is the tail */
-    free(all);
+    if (all != small) free(all);
     return 1;
 }
 
@@ -450,8 +459,8 @@ static int check_text(check *c, const cJSON *item) {
     return 1;
 }
 
-int mm_payload_check(const mm_schemas *s, const char *type, cJSON *payload,
-                     char *err, size_t errlen) {
+static int payload_check(const mm_schemas *s, const char *type, cJSON *payload, int text_valid,
+                         char *err, size_t errlen) {
     check c;
     const rule *sp = NULL;
     const cJSON *t;
@@ -477,9 +486,17 @@ int mm_payload_check(const mm_schemas *s, const char *type, cJSON *payload,
         describe_got(payload, got, sizeof got);
         return fail(&c, ": expected object, got %s", got);
     }
-    if (!mm_json_text_valid(payload) && !check_text(&c, payload)) return 0;
+    if (!text_valid && !mm_json_text_valid(payload) && !check_text(&c, payload)) return 0;
     if (!mm_json_normalize(payload)) return fail(&c, ": out of memory");
     return check_object(&c, sp, payload, 1);
+}
+
+int mm_payload_check(const mm_schemas *s, const char *type, cJSON *payload, char *err, size_t errlen) {
+    return payload_check(s, type, payload, 0, err, errlen);
+}
+
+int mm_payload_check_valid_text(const mm_schemas *s, const char *type, cJSON *payload, char *err, size_t errlen) {
+    return payload_check(s, type, payload, 1, err, errlen);
 }
 
 /* ---- the schema document ----------------------------------------------- */

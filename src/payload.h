@@ -28,5 +28,9 @@ int mm_json_text_valid(const cJSON *item);
  * got \"abc\""-style text in err. */
 int mm_payload_check(const mm_schemas *s, const char *type, cJSON *payload,
                      char *err, size_t errlen);
+/* The same for a payload whose keys and strings are known to be valid
+ * UTF-8 (read from a jsonb of a UTF-8 database): they are not checked again. */
+int mm_payload_check_valid_text(const mm_schemas *s, const char *type, cJSON *payload,
+                                char *err, size_t errlen);
 
 #endif

@@ -21,6 +21,7 @@
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 #include "utils/numeric.h"
+#include "mb/pg_wchar.h"
 
 #include <stdlib.h>
 
@@ -162,7 +163,9 @@ Datum motomind_payload_problem(PG_FUNCTION_ARGS) {
     old = MemoryContextSwitchTo(s->rows);
     type = text_to_cstring(PG_GETARG_TEXT_PP(1));
     tree = to_cjson(&PG_GETARG_JSONB_P(2)->root);
-    ok = tree ? mm_payload_check(s->schemas, type, tree, err, sizeof err) : -1;
+    /* (a UTF-8 database's jsonb holds valid UTF-8 only: not checked again) */
+    ok = !tree ? -1 : GetDatabaseEncoding() == PG_UTF8 ? mm_payload_check_valid_text(s->schemas, type, tree, err, sizeof err)
+                                                         : mm_payload_check(s->schemas, type, tree, err, sizeof err);
     MemoryContextSwitchTo(old);
     if (ok < 0) ereport(ERROR, (errcode(ERRCODE_OUT_OF_MEMORY), errmsg("out of memory")));
     if (ok) PG_RETURN_NULL();
