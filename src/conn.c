@@ -272,13 +272,18 @@ static int l_query(lua_State *L) {
 }
 
 /* db:exec(sql, ...) -> affected | nil, message, sqlstate, detail */
-static int l_exec(lua_State *L) {
-    mm_conn *c = check_open(L);
-    PGresult *res = run(L, c);
-    if (is_copy(res)) return copy_refused(L, "exec");
+/* What exec (or send's result) returns for res: the rows affected, or the
+ * error (method names the call a COPY is refused by). */
+static int affected_or_error(lua_State *L, mm_conn *c, PGresult *res, const char *method) {
+    if (is_copy(res)) return copy_refused(L, method);
     if (!ok_status(res)) return mm_conn_error(L, c->pg, res);
     lua_pushinteger(L, (lua_Integer)affected(res));
     return 1;
+}
+
+static int l_exec(lua_State *L) {
+    mm_conn *c = check_open(L);
+    return affected_or_error(L, c, run(L, c), "exec");
 }
 
 /* db:send(sql, ...) -> true | nil, message, sqlstate: sends a statement
@@ -309,10 +314,7 @@ static int l_result(lua_State *L) {
     res = mm_finish(c);
     mm_box_hold(box, res, free_result);
     if (is_copy(res)) abandon_copy(c->pg, PQresultStatus(res));
-    if (is_copy(res)) return copy_refused(L, "send");
-    if (!ok_status(res)) return mm_conn_error(L, c->pg, res);
-    lua_pushinteger(L, (lua_Integer)affected(res));
-    return 1;
+    return affected_or_error(L, c, res, "send");
 }
 
 /* Reads a pipeline's results up to its sync. The result of statement `keep`

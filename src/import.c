@@ -115,14 +115,15 @@ typedef struct direct {
     int vehicles;            /* stack index of the set of vehicle ids seen */
     char last_vehicle[64];
     /* Chunks (opts.chunks, typed staging): the set's values are the chunk
-     * each vehicle's events are in; full asks that a new vehicle start the
-     * next; noted says what the last event's vehicle was (NOTED_*). */
-    int chunk, full, noted, apart_below;
+     * each vehicle's events are in, chunk_set (a stack index) the set of
+     * the current chunk's; full asks that a new vehicle start the next;
+     * noted says what the last event's vehicle asks of the chunks (NOTED_*). */
+    int chunk, chunk_set, full, noted, apart_below;
     int binary; /* rows in COPY's binary format (copybin.h) */
     int parts;  /* ids_only, times without a zone: the id's texts around the time instead (content_parts) */
 } direct;
 
-enum { NOTED_SAME, NOTED_NEW, NOTED_NEXT, NOTED_APART };
+enum { NOTED_SAME, NOTED_NEXT, NOTED_APART };
 
 static void free_md(void *p) { EVP_MD_CTX_free((EVP_MD_CTX *)p); }
 
@@ -177,22 +178,29 @@ static int content_parts(const direct *d, const mm_event_texts *t, outbuf *prefi
     return ok && put(prefix, "", 1) && put(suffix, "", 1); /* (as C strings) */
 }
 
+/* set[key] = true, for the Lua table at idx. */
+static void set_add(lua_State *L, int idx, const char *key) {
+    lua_pushstring(L, key);
+    lua_pushboolean(L, 1);
+    lua_rawset(L, idx);
+}
+
 /* Adds the event's vehicle to the set of vehicles (in Lua; consecutive
  * repeats skipped, as files keep a vehicle's events together). Chunked,
- * the set maps each vehicle to its chunk, a new vehicle starting the next
- * chunk when this one is full (NOTED_NEXT), and a vehicle of an earlier
- * chunk is NOTED_APART. */
+ * the set maps each vehicle to its chunk, and the chunk's own set gets it,
+ * a new vehicle starting the next chunk when this one is full (NOTED_NEXT:
+ * the next chunk's set takes it), and a vehicle of an earlier chunk is
+ * NOTED_APART. */
 static void note_vehicle(lua_State *L, direct *d, const char *vehicle) {
     int was;
     d->noted = NOTED_SAME;
     if (!strcmp(vehicle, d->last_vehicle)) return;
     snprintf(d->last_vehicle, sizeof d->last_vehicle, "%s", vehicle);
-    lua_pushstring(L, vehicle);
     if (!d->chunk) {
-        lua_pushboolean(L, 1);
-        lua_rawset(L, d->vehicles);
+        set_add(L, d->vehicles, vehicle);
         return;
     }
+    lua_pushstring(L, vehicle);
     lua_pushvalue(L, -1);
     lua_rawget(L, d->vehicles);
     was = (int)lua_tointeger(L, -1); /* (0: not in the set) */
@@ -202,31 +210,48 @@ static void note_vehicle(lua_State *L, direct *d, const char *vehicle) {
         d->noted = was < d->apart_below ? NOTED_APART : NOTED_SAME;
         return;
     }
-    d->noted = d->full ? NOTED_NEXT : NOTED_NEW;
+    d->noted = d->full ? NOTED_NEXT : NOTED_SAME;
     lua_pushinteger(L, d->chunk + (d->full ? 1 : 0));
     lua_rawset(L, d->vehicles);
+    if (!d->full) set_add(L, d->chunk_set, vehicle);
 }
 
-/* The binary row of a checked event (t; its content id cid or NULL): the
- * same fields as the text rows below. NULL, NOT_DIRECT (a value C does not
- * send: the file is staged as texts) or "out of memory". */
-static const char *binary_row(const direct *d, mm_event_texts *t, long line, const char *cid,
-                              const char *prefix, const char *suffix, outbuf *b) {
-    int i, ok = put_be(b, MM_EV_NFIELDS + 2 + (d->parts ? 1 : 0), 2);
-    if (ok && d->ids_only) ok = put_be(b, 8, 4) && put_be(b, (unsigned long long)line, 8);
-    else if (ok) {
+/* One field of a row, in the COPY's format (binary: as put_binary says;
+ * text: escaped, last ending the row): 1, 0 when out of memory, -1 when C
+ * cannot send it. */
+static int put_value(outbuf *b, int binary, mm_field_kind kind, const char *v, int last) {
+    return binary ? put_binary(b, kind, v) : put_field(b, v, last);
+}
+
+/* The COPY row of a checked event (t; its content id cid, or its parts
+ * prefix and suffix, or NULLs), in either format: the line (staged rows)
+ * or the tenant and batch (direct, the id filled in), the fields of
+ * MM_EVENT_FIELDS in order (with parts, times as texts), then, ids_only,
+ * the content id or its parts. NULL, NOT_DIRECT (a value C does not send:
+ * the file is staged as texts) or "out of memory". */
+static const char *put_row(const direct *d, mm_event_texts *t, long line, const char *cid, const char *prefix,
+                           const char *suffix, outbuf *b) {
+    int binary = d && d->binary, parts = d && d->parts, staged = !d || d->ids_only, ids = d && d->ids_only;
+    int i, ok = !binary || put_be(b, MM_EV_NFIELDS + (staged ? 1 : 2) + (ids ? 1 + parts : 0), 2);
+    char linebuf[24];
+    if (ok && staged && binary) ok = put_be(b, 8, 4) && put_be(b, (unsigned long long)line, 8);
+    else if (ok && staged) {
+        snprintf(linebuf, sizeof linebuf, "%ld", line);
+        ok = put_field(b, linebuf, 0);
+    } else if (ok) {
         if (cid) t->f[MM_EV_ID] = cid;
-        ok = put_binary(b, MM_F_UUID, d->tenant);
-        if (ok > 0) ok = put_binary(b, MM_F_UUID, d->batch);
+        ok = put_value(b, binary, MM_F_UUID, d->tenant, 0);
+        if (ok > 0) ok = put_value(b, binary, MM_F_UUID, d->batch, 0);
     }
     for (i = 0; i < MM_EV_NFIELDS && ok > 0; i++) {
         mm_field_kind kind = MM_EVENT_FIELDS[i].kind;
-        ok = put_binary(b, d->parts && kind == MM_F_TIME ? MM_F_TEXT : kind, t->f[i]);
+        ok = put_value(b, binary, parts && kind == MM_F_TIME ? MM_F_TEXT : kind, t->f[i],
+                       i == MM_EV_NFIELDS - 1 && !ids);
     }
-    if (ok > 0 && d->parts) {
-        ok = put_binary(b, MM_F_TEXT, prefix);
-        if (ok > 0) ok = put_binary(b, MM_F_TEXT, suffix);
-    } else if (ok > 0 && d->ids_only) ok = put_binary(b, MM_F_UUID, cid);
+    if (ok > 0 && parts) {
+        ok = put_value(b, binary, MM_F_TEXT, prefix, 0);
+        if (ok > 0) ok = put_value(b, binary, MM_F_TEXT, suffix, 1);
+    } else if (ok > 0 && ids) ok = put_value(b, binary, MM_F_UUID, cid, 1);
     return ok > 0 ? NULL : ok < 0 ? NOT_DIRECT : "out of memory";
 }
 
@@ -239,11 +264,11 @@ static const char *binary_row(const direct *d, mm_event_texts *t, long line, con
  * instead of failing the whole COPY. */
 static const char *event_row(lua_State *L, const mm_schemas *schemas, cJSON *ev, long line, const char *vehicle,
                              int zoned, direct *d, outbuf *b, char *err, size_t errlen) {
-    char linebuf[24], id[37], *json[MM_EV_NFIELDS] = {NULL};
+    char id[37], *json[MM_EV_NFIELDS] = {NULL};
     const char *cid = NULL, *prefix = NULL, *suffix = NULL;
     outbuf pre = {NULL, 0, 0}, suf = {NULL, 0, 0};
     mm_event_texts t;
-    int i, bad = 0, ids_only = d && d->ids_only;
+    int i, bad = 0;
     size_t start = b->len; /* (a row left half written is taken back) */
     const char *why = mm_event_check(schemas, ev, vehicle, zoned, &t, err, errlen);
     if (why) return why;
@@ -259,18 +284,7 @@ static const char *event_row(lua_State *L, const mm_schemas *schemas, cJSON *ev,
         prefix = pre.data, suffix = suf.data;
     } else if (!bad && d && !t.f[MM_EV_ID] && (why = content_id(d, &t, id)) == NULL) cid = id;
     if (!bad && !why && d && d->vehicles) note_vehicle(L, d, t.f[MM_EV_VEHICLE]);
-    if (!bad && !why && d && d->binary) why = binary_row(d, &t, line, cid, prefix, suffix, b);
-    else if (!bad && !why && d && !ids_only) {
-        if (cid) t.f[MM_EV_ID] = cid;
-        bad = !put_field(b, d->tenant, 0) || !put_field(b, d->batch, 0);
-    } else if (!bad && !why) {
-        snprintf(linebuf, sizeof linebuf, "%ld", line);
-        bad = !put_field(b, linebuf, 0);
-    }
-    for (i = 0; i < MM_EV_NFIELDS && !bad && !why && !(d && d->binary); i++)
-        bad = !put_field(b, t.f[i], i == MM_EV_NFIELDS - 1 && !ids_only);
-    if (ids_only && !bad && !why && !d->binary && d->parts) bad = !put_field(b, prefix, 0) || !put_field(b, suffix, 1);
-    else if (ids_only && !bad && !why && !d->binary) bad = !put_field(b, cid, 1);
+    if (!bad && !why) why = put_row(d, &t, line, cid, prefix, suffix, b);
     for (i = 0; i < MM_EV_NFIELDS; i++) cJSON_free(json[i]);
     free(pre.data);
     free(suf.data);
@@ -395,37 +409,6 @@ static void call_back(lua_State *L, mm_conn *c, int fn, long n, const char *a, c
     }
 }
 
-/* Chunked: hands the chunk's rows (out's first len bytes) to
- * on_chunk(rows, chunk, last), or (copied >= 0: the rows already went by
- * COPY) on_chunk(nil, chunk, last, copied), then moves what follows them
- * to out's start.
- * Returns the callback's answer: 1 go on, CHUNKS_REST take the rest of the
- * file as one last chunk, 0 stop; a Lua error is re-raised. */
-#define CHUNKS_REST 2
-static int flush_chunk(lua_State *L, int fn, outbuf *out, size_t len, int chunk, int last, long copied, int binary) {
-    int answer;
-    lua_pushvalue(L, fn);
-    if (copied >= 0) lua_pushnil(L);
-    else if (binary) { /* a COPY stream of its own */
-        luaL_Buffer buf;
-        luaL_buffinit(L, &buf);
-        luaL_addlstring(&buf, MM_BIN_HEADER, MM_BIN_HEADER_LEN);
-        luaL_addlstring(&buf, out->data, len);
-        luaL_addlstring(&buf, MM_BIN_TRAILER, MM_BIN_TRAILER_LEN);
-        luaL_pushresult(&buf);
-    } else lua_pushlstring(L, out->data, len);
-    lua_pushinteger(L, chunk);
-    lua_pushboolean(L, last);
-    lua_pushinteger(L, (lua_Integer)copied);
-    lua_call(L, 4, 1); /* (no COPY runs: an error goes straight up) */
-    answer = lua_type(L, -1) == LUA_TSTRING && !strcmp(lua_tostring(L, -1), "rest") ? CHUNKS_REST
-           : lua_toboolean(L, -1);
-    lua_pop(L, 1);
-    memmove(out->data, out->data + len, out->len - len);
-    out->len -= len;
-    return answer;
-}
-
 /* Ends the COPY with out's first len bytes (and the binary trailer): 1 and
  * the rows it took pushed, or the error's values pushed and their count. */
 static int end_copy(lua_State *L, mm_conn *c, outbuf *out, size_t len, int binary) {
@@ -433,6 +416,48 @@ static int end_copy(lua_State *L, mm_conn *c, outbuf *out, size_t len, int binar
     if (binary) PQputCopyData(c->pg, MM_BIN_TRAILER, MM_BIN_TRAILER_LEN);
     PQputCopyEnd(c->pg, NULL);
     return mm_copy_finish(L, c);
+}
+
+/* Chunked: ends the chunk of out's first len bytes and hands it to the
+ * Lua function at fn as on_chunk(rows, copied, vehicles): the first chunk
+ * went by the COPY that streamed it (*copying: ended here; rows nil, copied
+ * the rows it took), the others go as rows, a COPY stream of their own
+ * (copied -1); vehicles is the chunk's set of vehicles. What follows the
+ * chunk moves to out's start, and the next chunk gets a set of its own.
+ * Returns on_chunk's answer: 1 go on, CHUNKS_REST take the rest of the file
+ * as one last chunk, 0 stop; or -n when the COPY failed, its n error values
+ * pushed. A Lua error is re-raised. */
+#define CHUNKS_REST 2
+static int flush_chunk(lua_State *L, mm_conn *c, int fn, direct *d, outbuf *out, size_t len, int *copying) {
+    lua_Integer copied = -1;
+    int answer;
+    if (*copying) {
+        *copying = 0;
+        if ((answer = end_copy(L, c, out, len, d->binary)) != 1) return -answer;
+        copied = lua_tointeger(L, -1);
+        lua_pop(L, 1);
+    }
+    lua_pushvalue(L, fn);
+    if (copied >= 0) lua_pushnil(L);
+    else if (d->binary) {
+        luaL_Buffer buf;
+        luaL_buffinit(L, &buf);
+        luaL_addlstring(&buf, MM_BIN_HEADER, MM_BIN_HEADER_LEN);
+        luaL_addlstring(&buf, out->data, len);
+        luaL_addlstring(&buf, MM_BIN_TRAILER, MM_BIN_TRAILER_LEN);
+        luaL_pushresult(&buf);
+    } else lua_pushlstring(L, out->data, len);
+    lua_pushinteger(L, copied);
+    lua_pushvalue(L, d->chunk_set);
+    lua_call(L, 3, 1); /* (no COPY runs: an error goes straight up) */
+    answer = lua_type(L, -1) == LUA_TSTRING && !strcmp(lua_tostring(L, -1), "rest") ? CHUNKS_REST
+           : lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    memmove(out->data, out->data + len, out->len - len);
+    out->len -= len;
+    lua_newtable(L);
+    lua_replace(L, d->chunk_set);
+    return answer;
 }
 
 /* Returns false, the line and why (and with chunks, whether the chunks
@@ -468,10 +493,11 @@ static int staged_instead(lua_State *L, long line, const char *why, int apart) {
  * (a chunk ends only before a vehicle new to the file), each handed to
  * on_chunk, so the caller can insert a chunk while the next is read: the
  * first goes by this COPY, as it is read (there is nothing to insert yet),
- * the others to on_chunk(rows, chunk, last) for the caller to COPY
- * (flush_chunk says what on_chunk gets and answers), the connection held meanwhile (its statements
- * allowed, close refused, in every callback). A vehicle whose events come
- * back after its chunk went returns false, the line, why and "apart". */
+ * the others to on_chunk as rows for the caller to COPY (flush_chunk says
+ * what on_chunk gets and answers), the connection held meanwhile (its
+ * statements allowed, close refused, in every callback). A vehicle whose
+ * events come back after its chunk went returns false, the line, why and
+ * "apart". */
 static int copy_events(lua_State *L) {
     mm_conn *c = mm_check_conn(L, 1);
     const char *sql = luaL_checkstring(L, 2);
@@ -525,6 +551,8 @@ static int copy_events(lua_State *L) {
     if (chunked) {
         luaL_argcheck(L, d && d->ids_only && d->vehicles, 5, "chunks: needs content_ids with vehicles");
         d->chunk = d->apart_below = 1;
+        lua_newtable(L);
+        d->chunk_set = lua_gettop(L);
     }
     fbox = mm_box_new(L);
     f = fopen(path, "rb");
@@ -571,16 +599,10 @@ static int copy_events(lua_State *L) {
         if (chunked && !reason && item.event) {
             if (d->noted == NOTED_APART) return staged_instead(L, item.line, "a vehicle's events are apart in the file", 1);
             if (d->noted == NOTED_NEXT) {
-                long copied = -1;
-                int go;
-                if (copying) {
-                    copying = 0;
-                    if ((r = end_copy(L, c, out, row_start, d->binary)) != 1) return r;
-                    copied = (long)lua_tointeger(L, -1);
-                    lua_pop(L, 1);
-                }
-                go = flush_chunk(L, 14, out, row_start, d->chunk, 0, copied, d->binary);
+                int go = flush_chunk(L, c, 14, d, out, row_start, &copying);
+                if (go < 0) return -go;
                 if (!go) return staged_instead(L, item.line, "stopped by on_chunk", 0);
+                set_add(L, d->chunk_set, d->last_vehicle); /* (the vehicle that starts it) */
                 if (go == CHUNKS_REST) { /* the chunk before was refused: it and this one stay staged */
                     rest = 1;
                     d->apart_below = d->chunk > 1 ? d->chunk - 1 : 1;
@@ -603,14 +625,9 @@ static int copy_events(lua_State *L) {
     }
     mm_box_release(fbox);
     if (chunked) {
-        long copied = -1;
-        if (copying) {
-            if ((r = end_copy(L, c, out, out->len, d->binary)) != 1) return r;
-            copied = (long)lua_tointeger(L, -1);
-            lua_pop(L, 1);
-        }
-        if (!flush_chunk(L, 14, out, out->len, d->chunk, 1, copied, d->binary))
-            return staged_instead(L, item.line, "stopped by on_chunk", 0);
+        int go = flush_chunk(L, c, 14, d, out, out->len, &copying);
+        if (go < 0) return -go;
+        if (!go) return staged_instead(L, item.line, "stopped by on_chunk", 0);
         lua_pushinteger(L, sent);
         lua_pushinteger(L, records);
         return 2;

@@ -277,10 +277,13 @@ end
 -- md5(that id | that batch), following the chain through later undos, so
 -- re-importing undone bytes adds them again (once: the next import of the
 -- same bytes finds them). Events amended since the undo kept theirs, and stay
--- duplicates. Only a tenant with an undone batch pays for the lookup.
+-- duplicates. Only a tenant with an undone batch (has_undone) needs it.
+local function has_undone(db, tenant)
+  return db:value("SELECT EXISTS (SELECT 1 FROM " .. db:qualify("import_batches") ..
+    " WHERE tenant_id = $1 AND undone_at IS NOT NULL)", tenant) == true
+end
+
 local function reissue_undone(db, tenant)
-  if db:value("SELECT EXISTS (SELECT 1 FROM " .. db:qualify("import_batches") ..
-    " WHERE tenant_id = $1 AND undone_at IS NOT NULL)", tenant) ~= true then return end
   local sql = ([[
     WITH RECURSIVE chain AS (
       SELECT s.line, ]] .. CONTENT_ID .. [[ AS id, s.occurred_at::timestamptz AS at, 0 AS depth
@@ -374,18 +377,23 @@ local function with_category(spec, category)
   if not found then motomind.raise("category: this format holds no maintenance records", "22023") end
 end
 
--- The file COPYed by C (copy_events with opts) into a new staging table:
--- its rows typed (stage_typed), each with the content id C gave it, or as
--- texts, their content_id left NULL (the column is there so that one
--- CONTENT_ID reads both). Returns what copy_events returns.
-local function copy_staged(db, path, typed, opts)
-  local parts = typed and opts.content_ids.parts
+-- A new staging table, and the COPY statement of its rows: typed
+-- (stage_typed, stage_chunked), each with the content id C gave it or (parts:
+-- a CSV's, its times as texts) the id's texts around the time, or as texts,
+-- the content id's columns left NULL (they are there so that one CONTENT_ID
+-- reads every kind).
+local function staging_table(db, typed, parts)
   motomind.assert(db:exec(("CREATE TEMP TABLE motomind_import (%s, content_id %s, content_prefix text, " ..
     "content_suffix text) ON COMMIT DROP"):format(typed and "line bigint, " .. event.typed_columns(parts)
     or event.staging_columns(), typed and "uuid" or "text")))
-  return db:copy_events(("COPY pg_temp.motomind_import (line, %s%s) FROM STDIN%s"):format(event.columns(),
-    parts and ", content_prefix, content_suffix" or typed and ", content_id" or "", typed and binary_format() or ""),
-    path, payload.codec(), opts)
+  return ("COPY pg_temp.motomind_import (line, %s%s) FROM STDIN%s"):format(event.columns(),
+    parts and ", content_prefix, content_suffix" or typed and ", content_id" or "", typed and binary_format() or "")
+end
+
+-- The file COPYed by C (copy_events with opts) into a new staging table
+-- (typed, or as texts). Returns what copy_events returns.
+local function copy_staged(db, path, typed, opts)
+  return db:copy_events(staging_table(db, typed, typed and opts.content_ids.parts), path, payload.codec(), opts)
 end
 
 -- Typed staging of a JSON-lines file, in a savepoint: PostgreSQL reads
@@ -429,9 +437,7 @@ end
 -- INSERT (a vehicle's events apart in the file), else nil (a record whose
 -- time only PostgreSQL reads: the file is staged as texts).
 local function stage_chunked(db, ctx, path, opts, report, progress, on_reject, vehicles)
-  local sql = events_sql(db, true)
-  local copy = ("COPY pg_temp.motomind_import (line, %s, content_id) FROM STDIN%s"):format(event.columns(),
-    binary_format())
+  local sql, copy, undone = events_sql(db, true), nil, has_undone(db, ctx.tenant)
   local inserted, sent, refusal, screened = 0, false, nil, 0
   -- The chunk in flight: whether it went in (or none was sent).
   local function collect()
@@ -450,20 +456,18 @@ local function stage_chunked(db, ctx, path, opts, report, progress, on_reject, v
     refusal = sqlstate
     return false
   end
-  -- Chunk number chunk's rows to COPY, or (rows nil: the first chunk, which
-  -- C's COPY staged as it read it) the count it staged.
-  local function on_chunk(rows, chunk, _, copied)
+  -- A chunk's rows to COPY, or (rows nil: the first chunk, which C's COPY
+  -- staged as it read it) the count it staged; its set of vehicles.
+  local function on_chunk(rows, copied, mine)
     local went, n, err, sqlstate = refusal == nil and collect(), copied, nil, nil
     if rows then n, err, sqlstate = db:copy_in(copy, function() local r = rows; rows = nil; return r end) end
     if not n and RETRYABLE[sqlstate] then motomind.raise(err, sqlstate) end
     if not n then return false end -- (a value PostgreSQL cannot read as its type: staged as texts)
     if not went then return "rest" end
-    local mine = {}
-    for v, c in pairs(vehicles) do if c == chunk then mine[v] = true end end
     local refused = screen_vehicles(db, report, mine)
     screened = screened + refused
     if n - refused > 0 then
-      reissue_undone(db, ctx.tenant)
+      if undone then reissue_undone(db, ctx.tenant) end
       motomind.assert(db:exec("SAVEPOINT motomind_chunk"))
       motomind.assert(db:send(sql, ctx.tenant, 1, EVERY_LINE, report.batch))
       sent = true
@@ -472,8 +476,7 @@ local function stage_chunked(db, ctx, path, opts, report, progress, on_reject, v
   end
   local before = #report.rejected
   local staged, why = in_savepoint(db, function()
-    motomind.assert(db:exec(("CREATE TEMP TABLE motomind_import (line bigint, %s, content_id uuid, " ..
-      "content_prefix text, content_suffix text) ON COMMIT DROP"):format(event.typed_columns())))
+    copy = staging_table(db, true)
     local ok, a, b, c, d = pcall(db.copy_events, db, copy, path, payload.codec(), { vehicle = opts.vehicle,
       on_progress = progress or nil, on_reject = on_reject, chunks = { rows = M.chunk_rows, on_chunk = on_chunk },
       binary = M.binary,
@@ -540,7 +543,7 @@ local function stage(db, ctx, path, format, csv, opts, report, staged_records, p
   if report.staged > 0 then
     if report.converted then convert_mileage(db, report.converted) end
     local left = report.staged - screen_vehicles(db, report, vehicles)
-    reissue_undone(db, ctx.tenant)
+    if has_undone(db, ctx.tenant) then reissue_undone(db, ctx.tenant) end
     -- Optimistic: the file's lines in one plain INSERT (every staged line:
     -- no bound, no index needed), then (refused by a duplicate) in one
     -- that skips duplicates; only when the database refuses that does the
