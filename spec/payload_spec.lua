@@ -129,6 +129,32 @@ describe("payload rules in the database", function()
     assert.equal(H.pg_library_installed(), native_declared(), "payload_problem_native declared iff motomind_pg is installed")
   end)
 
+  -- The server reads a payload's numbers from their decimal text as the
+  -- client's cJSON does (strtod), the short ones by a fast path that must
+  -- give the same double: at the rules' bounds the client, the SQL rules
+  -- and the native ones agree. (Not within a double's rounding of a bound:
+  -- the SQL rules compare decimals exactly, docs/design.md.)
+  it("read numbers at the rules' bounds as the client does", function()
+    if not native_declared() then return pending("the motomind_pg library is not installed (make install-pg as root; make test installs it)") end
+    local cases = {
+      { "fuel", '{"volume": %s, "unit": "l"}', { "0", "0.0", "-0.0", "0.1", "1e-300", "0.000000000000000000001",
+        "99999.99999999999", "99999.999999999999999", "100000", "100000.0", "100000.00000000001",
+        "1e5", "100001", "0.30000000000000004", "123456789012345.6" } },
+      { "odometer", '{"source": "manual", "ocr_confidence": %s}', { "50", "50.0", "50.5", "-0", "0.1", "-1",
+        "100.00000000000001", "99.99999999999999", "1e2" } },
+    }
+    local refused = 0
+    for _, case in ipairs(cases) do
+      for _, n in ipairs(case[3]) do
+        local text = case[2]:format(n)
+        local _, c_err = payload.check(case[1], text)
+        assert.equal(c_err, db_verdict(case[1], text), text)
+        refused = refused + (c_err and 1 or 0)
+      end
+    end
+    assert.is_true(refused >= 6, "the bounds refuse some of them")
+  end)
+
   -- The trigger passes the document as a constant, compiled once per
   -- statement; a document that differs from row to row is honoured row by row.
   it("run natively under the document each call passes", function()

@@ -26,7 +26,8 @@ typedef struct field {
     const char *name;
     rule *rule;
     int required;
-    const cJSON *requires; /* sibling names, or NULL */
+    int *requires; /* sibling fields (indexes into the object's fields) */
+    int nrequires;
 } field;
 
 struct rule {
@@ -37,6 +38,7 @@ struct rule {
     const cJSON *enum_list, *any_of;
     field *fields;
     int nfields;
+    int *any_of_at, nany_of; /* any_of as indexes into fields */
     rule *items;
     char desc[200]; /* what it expects, for messages */
 };
@@ -75,6 +77,7 @@ static int keyed_cmp(const void *a, const void *b) {
 int mm_json_normalize(cJSON *item) {
     cJSON *c;
     size_t n = 0, i, kept = 0;
+    int equal = 0; /* whether two keys may be equal: the sort met them (qsort: not known) */
     keyed small[SMALL_OBJECT], *all;
     if (!cJSON_IsObject(item) && !cJSON_IsArray(item)) return 1;
     for (c = item->child; c; c = c->next) {
@@ -92,12 +95,17 @@ int mm_json_normalize(cJSON *item) {
         for (i = 1; i < n; i++) {
             keyed k = all[i];
             size_t j = i;
-            for (; j > 0 && strcmp(all[j - 1].item->string, k.item->string) > 0; j--) all[j] = all[j - 1];
+            int cmp = 1;
+            for (; j > 0 && (cmp = strcmp(all[j - 1].item->string, k.item->string)) > 0; j--) all[j] = all[j - 1];
+            equal |= cmp == 0;
             all[j] = k;
         }
-    } else qsort(all, n, sizeof *all, keyed_cmp);
+    } else {
+        equal = 1;
+        qsort(all, n, sizeof *all, keyed_cmp);
+    }
     for (i = 0; i < n; i++) {
-        if (i + 1 < n && !strcmp(all[i].item->string, all[i + 1].item->string)) {
+        if (equal && i + 1 < n && !strcmp(all[i].item->string, all[i + 1].item->string)) {
             all[i].item->next = all[i].item->prev = NULL;
             cJSON_Delete(all[i].item); /* an earlier duplicate: the last wins */
             continue;
@@ -375,15 +383,16 @@ static int check_value(check *c, const rule *sp, const cJSON *v) {
     return 0;
 }
 
-/* The object's keys (normalized) and the spec's fields are both sorted, so
- * one merge walk pairs them: no per-key lookups. */
-static int check_object(check *c, const rule *sp, const cJSON *obj, int top) {
-    const cJSON *k, *r, *extra = NULL;
+/* The fields' values of obj (NULL: absent) in at[], from one merge walk of
+ * its keys (normalized) and the spec's fields, both sorted; fails on the
+ * first key (in byte order) that names no field. */
+static int pair_fields(check *c, const rule *sp, const cJSON *obj, int top, const cJSON **at) {
+    const cJSON *k, *extra = NULL;
     int i, cmp;
-    /* unknown keys: the first (in byte order) that names no field */
+    for (i = 0; i < sp->nfields; i++) at[i] = NULL;
     for (k = obj->child, i = 0; k;) {
         cmp = i < sp->nfields ? strcmp(k->string, sp->fields[i].name) : -1;
-        if (cmp == 0) { k = k->next; i++; continue; }
+        if (cmp == 0) { at[i++] = k; k = k->next; continue; }
         if (cmp > 0) { i++; continue; }
         if (top && !strcmp(k->string, "extra")) { extra = k; k = k->next; continue; }
         path_push(c, k->string, 0);
@@ -395,40 +404,55 @@ static int check_object(check *c, const rule *sp, const cJSON *obj, int top) {
         path_push(c, "extra", 0);
         return fail(c, ": expected object, got %s", got);
     }
-    for (i = 0, k = obj->child; i < sp->nfields; i++) {
+    return 1;
+}
+
+/* Each field in order (presence, value, requires), then any_of, over the
+ * values pair_fields found. */
+static int check_fields(check *c, const rule *sp, const cJSON **at) {
+    int i, j;
+    for (i = 0; i < sp->nfields; i++) {
         const field *f = &sp->fields[i];
-        const cJSON *v = NULL;
-        size_t old;
-        while (k && (cmp = strcmp(k->string, f->name)) < 0) k = k->next;
-        if (k && cmp == 0) v = k;
-        old = path_push(c, f->name, 0);
-        if (!v) {
+        size_t old = path_push(c, f->name, 0);
+        if (!at[i]) {
             if (f->required) return fail(c, ": is required");
             path_pop(c, old);
             continue;
         }
-        if (!check_value(c, f->rule, v)) return 0;
-        for (r = f->requires ? f->requires->child : NULL; r; r = r->next)
-            if (!cJSON_GetObjectItemCaseSensitive(obj, r->valuestring)) {
+        if (!check_value(c, f->rule, at[i])) return 0;
+        for (j = 0; j < f->nrequires; j++)
+            if (!at[f->requires[j]]) {
                 char base[sizeof c->path];
                 memcpy(base, c->path, old);
                 base[old] = '\0';
-                return fail(c, ": needs %s.%s", base, r->valuestring);
+                return fail(c, ": needs %s.%s", base, sp->fields[f->requires[j]].name);
             }
         path_pop(c, old);
     }
-    if (sp->any_of) {
+    if (sp->nany_of) {
         const cJSON *e;
         char names[256];
         size_t o = 0;
-        for (e = sp->any_of->child; e; e = e->next)
-            if (cJSON_GetObjectItemCaseSensitive(obj, e->valuestring)) return 1;
+        for (j = 0; j < sp->nany_of; j++)
+            if (at[sp->any_of_at[j]]) return 1;
         names[0] = '\0';
         for (e = sp->any_of->child; e && o < sizeof names; e = e->next)
             o += (size_t)snprintf(names + o, sizeof names - o, "%s%s", e->valuestring, e->next ? ", " : "");
         return fail(c, ": needs one of %s", names);
     }
     return 1;
+}
+
+#define PAIRED_ON_STACK 32
+
+static int check_object(check *c, const rule *sp, const cJSON *obj, int top) {
+    const cJSON *stack[PAIRED_ON_STACK], **at = stack;
+    int ok;
+    if (sp->nfields > PAIRED_ON_STACK && !(at = (const cJSON **)malloc((size_t)sp->nfields * sizeof *at)))
+        return fail(c, ": out of memory");
+    ok = pair_fields(c, sp, obj, top, at) && check_fields(c, sp, at);
+    if (at != stack) free(at);
+    return ok;
 }
 
 /* (payload.h; check_text finds the place when not) */
@@ -571,6 +595,21 @@ static const cJSON *item(const cJSON *node, const char *key) {
     return cJSON_GetObjectItemCaseSensitive(node, key);
 }
 
+/* The fields a list names (checked: each names one), as indexes into
+ * sp->fields; 0 when out of memory. */
+static int field_indexes(mm_schemas *s, const rule *sp, const cJSON *names, int **out, int *n) {
+    const cJSON *e;
+    int i;
+    *n = names ? cJSON_GetArraySize(names) : 0;
+    *out = NULL;
+    if (!*n) return 1;
+    if (!(*out = (int *)track(s, (size_t)*n * sizeof **out))) return 0;
+    for (e = names->child, *n = 0; e; e = e->next)
+        for (i = 0; i < sp->nfields; i++)
+            if (!strcmp(e->valuestring, sp->fields[i].name)) (*out)[(*n)++] = i;
+    return 1;
+}
+
 /* Compiles a checked spec node (an object spec when is_object). */
 static rule *compile(mm_schemas *s, const cJSON *node, int is_object) {
     rule *sp = (rule *)track(s, sizeof *sp);
@@ -602,9 +641,12 @@ static rule *compile(mm_schemas *s, const cJSON *node, int is_object) {
         for (f = fields->child, i = 0; f; f = f->next, i++) { /* sorted: the document is normalized */
             sp->fields[i].name = f->string;
             sp->fields[i].required = in_list(item(node, "required"), f->string);
-            sp->fields[i].requires = item(f, "requires");
             if (!(sp->fields[i].rule = compile(s, f, 0))) return NULL;
         }
+        for (f = fields->child, i = 0; f; f = f->next, i++)
+            if (!field_indexes(s, sp, item(f, "requires"), &sp->fields[i].requires, &sp->fields[i].nrequires))
+                return NULL;
+        if (!field_indexes(s, sp, sp->any_of, &sp->any_of_at, &sp->nany_of)) return NULL;
     }
     return sp;
 }

@@ -99,8 +99,31 @@ static site *site_for(FunctionCallInfo fcinfo) {
     return s;
 }
 
+/* A numeric's decimal text (numeric_out: digits, one point, no exponent)
+ * as the double strtod reads. With at most 15 significant digits and 22
+ * decimals both the digits as an integer and the power of ten are exact
+ * doubles, so one division rounds once, correctly, to the same double
+ * (Clinger's fast path); anything longer goes to strtod. */
+static double decimal_to_double(const char *s) {
+    static const double POW10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                   1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+    const char *p = s + (*s == '-');
+    double m = 0;
+    int digits = 0, scale = 0, point = 0;
+    for (; *p; p++) {
+        if (*p == '.' && !point) { point = 1; continue; }
+        if (*p < '0' || *p > '9') return strtod(s, NULL);
+        digits += digits > 0 || *p != '0';
+        scale += point;
+        if (digits > 15 || scale > 22) return strtod(s, NULL);
+        m = m * 10 + (*p - '0');
+    }
+    m /= POW10[scale];
+    return *s == '-' ? -m : m;
+}
+
 /* A scalar of the jsonb tree as cJSON: a number through its decimal text,
- * as cJSON reads a number (strtod), so the client and this agree. */
+ * read as cJSON reads a number (strtod), so the client and this agree. */
 static cJSON *scalar(const JsonbValue *v) {
     switch (v->type) {
     case jbvNull: return cJSON_CreateNull();
@@ -108,7 +131,7 @@ static cJSON *scalar(const JsonbValue *v) {
     case jbvString: return cJSON_CreateStringReference(pnstrdup(v->val.string.val, v->val.string.len));
     case jbvNumeric: {
         char *digits = DatumGetCString(DirectFunctionCall1(numeric_out, NumericGetDatum(v->val.numeric)));
-        return cJSON_CreateNumber(strtod(digits, NULL));
+        return cJSON_CreateNumber(decimal_to_double(digits));
     }
     default: return NULL;
     }
