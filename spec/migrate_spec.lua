@@ -69,6 +69,47 @@ describe("migrations", function()
     assert.same({ 1 }, versions(db))
   end)
 
+  -- Every object of a schema (and its private one) as text: triggers,
+  -- policies, functions, constraints, relations with their grants.
+  local function catalog_of(conn, schema)
+    local rows = motomind.assert(conn:query([[
+      WITH ns AS (SELECT oid FROM pg_namespace WHERE nspname IN ($1::text, $1::text || '_private'))
+      SELECT 'trigger ' || pg_get_triggerdef(t.oid) AS what FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+       WHERE c.relnamespace IN (SELECT oid FROM ns) AND NOT t.tgisinternal
+      UNION ALL
+      SELECT format('policy %s %s %s %s', p.polrelid::regclass, p.polname, pg_get_expr(p.polqual, p.polrelid),
+                    pg_get_expr(p.polwithcheck, p.polrelid))
+        FROM pg_policy p JOIN pg_class c ON c.oid = p.polrelid WHERE c.relnamespace IN (SELECT oid FROM ns)
+      UNION ALL
+      SELECT format('function %s %s %s', p.oid::regprocedure, md5(p.prosrc), p.proconfig)
+        FROM pg_proc p WHERE p.pronamespace IN (SELECT oid FROM ns)
+      UNION ALL
+      SELECT format('constraint %s %s %s', k.conrelid::regclass, k.conname, pg_get_constraintdef(k.oid))
+        FROM pg_constraint k WHERE k.connamespace IN (SELECT oid FROM ns)
+      UNION ALL
+      SELECT format('relation %s %s %s %s %s', c.oid::regclass, c.relkind, c.relrowsecurity, c.relforcerowsecurity, c.relacl)
+        FROM pg_class c WHERE c.relnamespace IN (SELECT oid FROM ns)
+      ORDER BY 1]], schema))
+    local out = {}
+    for i, r in ipairs(rows) do out[i] = r.what end
+    return out
+  end
+
+  -- Schemas share a database (one per install, per spec): a down script
+  -- must find what it undoes in its own schema only.
+  it("roll back one schema without touching another's", function()
+    local neighbour = H.fresh()
+    local ok, err = pcall(function()
+      local before = catalog_of(neighbour, neighbour:schema())
+      assert.is_true(#before > 100)
+      db:migrate()
+      db:migrate { to = 0 }
+      assert.same(before, catalog_of(neighbour, neighbour:schema()))
+    end)
+    H.drop(neighbour)
+    assert(ok, err)
+  end)
+
   it("refuse an applied migration whose file changed", function()
     local dir = copy_migrations()
     db:migrate { dir = dir }

@@ -5,7 +5,12 @@ DROP TRIGGER a_definition ON reminders;
 DO $do$
 DECLARE rel regclass;
 BEGIN
-  FOR rel IN SELECT tgrelid::regclass FROM pg_trigger WHERE tgname = 'vehicle_events_reminders' LOOP
+  -- (this schema's events and their partitions only: other schemas of the
+  -- database keep theirs)
+  FOR rel IN SELECT tgrelid::regclass FROM pg_trigger
+              WHERE tgname = 'vehicle_events_reminders' AND tgparentid = 0
+                AND tgrelid IN (SELECT inhrelid FROM pg_inherits WHERE inhparent = 'vehicle_events'::regclass
+                                UNION SELECT 'vehicle_events'::regclass) LOOP
     EXECUTE format('DROP TRIGGER vehicle_events_reminders ON %s', rel);
   END LOOP;
 END
