@@ -167,6 +167,25 @@ describe("payload rules in the database", function()
       { rows[1].problem, rows[2].problem, rows[3].problem, rows[4].problem })
   end)
 
+  -- requires and any_of are compiled to the fields they name: each still
+  -- decides as its list says (an empty any_of refuses every object, as the
+  -- generated SQL's ?| of no names does).
+  it("run requires and any_of natively by the fields they name", function()
+    if not native_declared() then return pending("the motomind_pg library is not installed (make install-pg as root; make test installs it)") end
+    local doc = '{"t": {"fields": {"a": {"type": "number", "requires": ["c", "b"]}, "b": {"type": "number"}, ' ..
+      '"c": {"type": "number"}}, "any_of": ["c", "b"]}, "u": {"fields": {"a": {"type": "number"}}, "any_of": []}}'
+    local function problem(type, payload)
+      local p = motomind.assert(db:value("SELECT coalesce(payload_problem_native($1, $2, $3::jsonb), 'ok')", doc, type, payload))
+      return p
+    end
+    assert.equal("payload.a: needs payload.c", problem("t", '{"a": 1, "b": 2}'))
+    assert.equal("payload.a: needs payload.b", problem("t", '{"a": 1, "c": 2}'))
+    assert.equal("ok", problem("t", '{"a": 1, "b": 2, "c": 3}'))
+    assert.equal("ok", problem("t", '{"b": 2}'))
+    assert.equal("payload: needs one of c, b", problem("t", '{}'))
+    assert.equal("payload: needs one of ", problem("u", '{"a": 1}'))
+  end)
+
   -- The native rules allocate each row's tree in a context reset before the
   -- next row: a million checks (valid and refused) leave the server process's
   -- private memory where the first run left it. Read from /proc, so only

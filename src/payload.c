@@ -429,7 +429,7 @@ static int check_fields(check *c, const rule *sp, const cJSON **at) {
             }
         path_pop(c, old);
     }
-    if (sp->nany_of) {
+    if (sp->any_of) { /* (an empty list refuses every object, as in SQL) */
         const cJSON *e;
         char names[256];
         size_t o = 0;
@@ -445,6 +445,8 @@ static int check_fields(check *c, const rule *sp, const cJSON **at) {
 
 #define PAIRED_ON_STACK 32
 
+/* An object against its spec: the pairs on the stack (the heap past 32
+ * fields), then the fields' checks over them. */
 static int check_object(check *c, const rule *sp, const cJSON *obj, int top) {
     const cJSON *stack[PAIRED_ON_STACK], **at = stack;
     int ok;
