@@ -116,6 +116,9 @@ function H.fresh_tenant()
   return db, t, car, H.user(db, t, "owner")
 end
 
+--- Why a spec that needs the motomind_pg library is pending without it.
+H.NO_LIBRARY = "the motomind_pg library is not installed (make install-pg as root; make test installs it)"
+
 --- Whether PostgreSQL can load the motomind_pg server library (make test
 -- installs it as root): migrations 0038 and 0042 then use it.
 function H.pg_library_installed()

@@ -135,7 +135,7 @@ describe("payload rules in the database", function()
   -- and the native ones agree. (Not within a double's rounding of a bound:
   -- the SQL rules compare decimals exactly, docs/design.md.)
   it("read numbers at the rules' bounds as the client does", function()
-    if not native_declared() then return pending("the motomind_pg library is not installed (make install-pg as root; make test installs it)") end
+    if not native_declared() then return pending(H.NO_LIBRARY) end
     local cases = {
       { "fuel", '{"volume": %s, "unit": "l"}', { "0", "0.0", "-0.0", "0.1", "1e-300", "0.000000000000000000001",
         "99999.99999999999", "99999.999999999999999", "100000", "100000.0", "100000.00000000001",
@@ -158,7 +158,7 @@ describe("payload rules in the database", function()
   -- The trigger passes the document as a constant, compiled once per
   -- statement; a document that differs from row to row is honoured row by row.
   it("run natively under the document each call passes", function()
-    if not native_declared() then return pending("the motomind_pg library is not installed (make install-pg as root; make test installs it)") end
+    if not native_declared() then return pending(H.NO_LIBRARY) end
     local rows = motomind.assert(db:query("SELECT payload_problem_native(CASE WHEN g % 2 = 0 THEN " ..
       "payload_document() ELSE '{\"fuel\": {\"fields\": {\"volume\": {\"type\": \"string\"}}}}' END, " ..
       "'fuel', '{\"volume\": 3}') AS problem FROM generate_series(1, 4) g ORDER BY g"))
@@ -171,12 +171,11 @@ describe("payload rules in the database", function()
   -- decides as its list says (an empty any_of refuses every object, as the
   -- generated SQL's ?| of no names does).
   it("run requires and any_of natively by the fields they name", function()
-    if not native_declared() then return pending("the motomind_pg library is not installed (make install-pg as root; make test installs it)") end
+    if not native_declared() then return pending(H.NO_LIBRARY) end
     local doc = '{"t": {"fields": {"a": {"type": "number", "requires": ["c", "b"]}, "b": {"type": "number"}, ' ..
       '"c": {"type": "number"}}, "any_of": ["c", "b"]}, "u": {"fields": {"a": {"type": "number"}}, "any_of": []}}'
     local function problem(type, payload)
-      local p = motomind.assert(db:value("SELECT coalesce(payload_problem_native($1, $2, $3::jsonb), 'ok')", doc, type, payload))
-      return p
+      return motomind.assert(db:value("SELECT coalesce(payload_problem_native($1, $2, $3::jsonb), 'ok')", doc, type, payload))
     end
     assert.equal("payload.a: needs payload.c", problem("t", '{"a": 1, "b": 2}'))
     assert.equal("payload.a: needs payload.b", problem("t", '{"a": 1, "c": 2}'))
@@ -191,7 +190,7 @@ describe("payload rules in the database", function()
   -- private memory where the first run left it. Read from /proc, so only
   -- when the server runs on this machine (as the suite's own cluster does).
   it("run natively without growing the server's memory", function()
-    if not native_declared() then return pending("the motomind_pg library is not installed (make install-pg as root; make test installs it)") end
+    if not native_declared() then return pending(H.NO_LIBRARY) end
     local pid = motomind.assert(db:value("SELECT pg_backend_pid()"))
     local function private_kb()
       local status = H.read(("/proc/%d/status"):format(pid))

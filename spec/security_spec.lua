@@ -484,7 +484,7 @@ describe("the tenant context", function()
   end)
 
   it("keeps its answers for the next transaction while nothing commits in between, and no longer", function()
-    if not cached() then return pending("the motomind_pg library is not installed (make install-pg as root; make test installs it)") end
+    if not cached() then return pending(H.NO_LIBRARY) end
     local function page_calls()
       return as_app(function(count)
         local before = count()
@@ -570,7 +570,7 @@ describe("the tenant context", function()
   -- 0042 moves the two functions' bodies to their lookups from the catalog,
   -- and its down script moves them back: the same definitions as before.
   it("goes back to the functions 0041 left when rolled back", function()
-    if not cached() then return pending("the motomind_pg library is not installed (make install-pg as root; make test installs it)") end
+    if not cached() then return pending(H.NO_LIBRARY) end
     local db = H.fresh { migrate = false }
     local function defs()
       return db:query("SELECT pg_get_functiondef(to_regprocedure(f)) AS def FROM " ..
@@ -588,7 +588,7 @@ describe("the tenant context", function()
   end)
 
   it("runs nothing its caller could not run, and only its own lookup", function()
-    if not cached() then return pending("the motomind_pg library is not installed (make install-pg as root; make test installs it)") end
+    if not cached() then return pending(H.NO_LIBRARY) end
     local ok, msg, sqlstate = owner:transaction(function()
       assert(owner:exec("REVOKE EXECUTE ON FUNCTION deleted_vehicle_ids_lookup() FROM PUBLIC"))
       assert(owner:exec("SET LOCAL ROLE " .. owner:escape_identifier(app_role)))
